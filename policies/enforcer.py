@@ -1,0 +1,114 @@
+"""Casbin, loaded once; a request-scoped Policy that turns held scopes into SQL."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import casbin
+from sqlalchemy import ColumnElement, false, or_, true
+
+from policies.principal import Principal
+from policies.scopes import PREDICATES
+from policies.vocabulary import Action, Resource, Role, Scope
+
+POLICY_DIR = Path(__file__).resolve().parent
+MODEL_PATH = POLICY_DIR / "model.conf"
+POLICY_PATH = POLICY_DIR / "policy.csv"
+
+# Scopes that name which organisation a create happens in, rather than a set of rows.
+ORGANISATION_SCOPES = frozenset({Scope.ALL, Scope.ORGANISATION})
+
+Grants = dict[tuple[Role, Resource, Action], frozenset[Scope]]
+
+
+class PolicyError(Exception):
+    """policy.csv says something the vocabulary or the predicates do not know."""
+
+
+def load_enforcer(model: Path = MODEL_PATH, policy: Path = POLICY_PATH) -> casbin.Enforcer:
+    return casbin.Enforcer(str(model), str(policy))
+
+
+def compile_grants(enforcer: casbin.Enforcer) -> Grants:
+    """Ask Casbin, once per role, for every (resource, action, scope) it allows.
+
+    Casbin is the authority (role inheritance included); the table is how a request asks
+    without paying for `enforce()` per check.
+    """
+    grants: defaultdict[tuple[Role, Resource, Action], set[Scope]] = defaultdict(set)
+    for role in Role:
+        for row in enforcer.get_implicit_permissions_for_user(role.value):
+            try:
+                resource, action, scope = Resource(row[1]), Action(row[2]), Scope(row[3])
+            except ValueError as exc:
+                raise PolicyError(f"unknown word in policy row {row}: {exc}") from exc
+            if action is Action.READ and (resource, scope) not in PREDICATES:
+                raise PolicyError(f"scope {scope} has no SQL predicate for {resource}")
+            if action is not Action.READ and scope not in ORGANISATION_SCOPES:
+                raise PolicyError(f"{action} rows take scope all or organisation: {row}")
+            grants[(role, resource, action)].add(scope)
+    return {key: frozenset(scopes) for key, scopes in grants.items()}
+
+
+class PolicyStore:
+    """Loaded at start; hands out a Policy per request."""
+
+    def __init__(self, enforcer: casbin.Enforcer | None = None) -> None:
+        self.enforcer = enforcer or load_enforcer()
+        self.grants = compile_grants(self.enforcer)
+
+    def scopes(
+        self, roles: frozenset[Role], resource: Resource, action: Action
+    ) -> frozenset[Scope]:
+        held: set[Scope] = set()
+        for role in roles:
+            held |= self.grants.get((role, resource, action), frozenset())
+        return frozenset(held)
+
+    def for_principal(self, principal: Principal, now: datetime) -> Policy:
+        return Policy(self, principal, now)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one principal may do, at one instant (expiry is decided against `now`)."""
+
+    store: PolicyStore
+    principal: Principal
+    now: datetime
+
+    def scopes(self, resource: Resource, action: Action = Action.READ) -> frozenset[Scope]:
+        return self.store.scopes(self.principal.roles, resource, action)
+
+    def holds(self, resource: Resource, action: Action) -> bool:
+        return bool(self.scopes(resource, action))
+
+    def where(self, resource: Resource, action: Action = Action.READ) -> ColumnElement[bool]:
+        """The rows of `resource` this principal may `action`: OR of held scopes, else none."""
+        scopes = sorted(self.scopes(resource, action))
+        if not scopes:
+            return false()
+        if action is not Action.READ:
+            raise ValueError("create scopes name an organisation; use organisation_where")
+        clauses = [PREDICATES[(resource, scope)](self.principal, self.now) for scope in scopes]
+        return clauses[0] if len(clauses) == 1 else or_(*clauses)
+
+    def may_act_in(self, resource: Resource, action: Action, organisation_id: int) -> bool:
+        """Whether `action` on `resource` is allowed inside the given organisation."""
+        scopes = self.scopes(resource, action)
+        if Scope.ALL in scopes:
+            return True
+        return Scope.ORGANISATION in scopes and organisation_id == self.principal.organisation_id
+
+    def organisation_where(
+        self, resource: Resource, action: Action, column: object
+    ) -> ColumnElement[bool]:
+        scopes = self.scopes(resource, action)
+        if Scope.ALL in scopes:
+            return true()
+        if Scope.ORGANISATION in scopes and self.principal.organisation_id is not None:
+            return column == self.principal.organisation_id  # type: ignore[return-value]
+        return false()

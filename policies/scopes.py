@@ -1,0 +1,279 @@
+"""One SQL predicate per (resource, scope). The policy OR-s the predicates a principal holds.
+
+Every predicate is a WHERE clause over the resource's table, correlated where it must look
+at assignments or allocations, so that lists, counts, single rows, dataloader batches and
+mutation targets all filter in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+
+from db.models import (
+    Allocation,
+    ApprenticeRecord,
+    AuditEvent,
+    Department,
+    Evidence,
+    Learner,
+    Location,
+    Membership,
+    Organisation,
+    RecordAssignment,
+    User,
+    UserKind,
+)
+from policies.principal import Principal
+from policies.vocabulary import Resource, Scope
+
+Predicate = Callable[[Principal, datetime], ColumnElement[bool]]
+
+PREDICATES: dict[tuple[Resource, Scope], Predicate] = {}
+
+
+def predicate(resource: Resource, scope: Scope) -> Callable[[Predicate], Predicate]:
+    def register(fn: Predicate) -> Predicate:
+        assert (resource, scope) not in PREDICATES, (resource, scope)
+        PREDICATES[(resource, scope)] = fn
+        return fn
+
+    return register
+
+
+def in_organisation(column: ColumnElement[int] | object, p: Principal) -> ColumnElement[bool]:
+    if p.organisation_id is None:
+        return false()
+    return column == p.organisation_id  # type: ignore[return-value]
+
+
+def active_allocation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    """An allocation to the principal that grants access at `now`."""
+    return and_(
+        Allocation.assessor_id == p.user_id,
+        Allocation.ended_at.is_(None),
+        or_(Allocation.expires_at.is_(None), Allocation.expires_at > now),
+    )
+
+
+def active_assignment(p: Principal) -> ColumnElement[bool]:
+    """An active assignment of the principal, in the organisation they act in."""
+    return and_(
+        RecordAssignment.user_id == p.user_id,
+        RecordAssignment.ended_at.is_(None),
+        in_organisation(RecordAssignment.organisation_id, p),
+    )
+
+
+# Learners -------------------------------------------------------------------------------
+
+
+@predicate(Resource.LEARNER, Scope.ORGANISATION)
+def learner_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(Learner.organisation_id, p)
+
+
+@predicate(Resource.LEARNER, Scope.TEAM)
+def learner_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
+    if p.location_id is None and p.department_id is None:
+        return false()
+    clauses = [in_organisation(Learner.organisation_id, p)]
+    if p.location_id is not None:
+        clauses.append(Learner.location_id == p.location_id)
+    if p.department_id is not None:
+        clauses.append(Learner.department_id == p.department_id)
+    return and_(*clauses)
+
+
+@predicate(Resource.LEARNER, Scope.ASSIGNED)
+def learner_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return exists(
+        select(RecordAssignment.id)
+        .join(ApprenticeRecord, ApprenticeRecord.id == RecordAssignment.record_id)
+        .where(ApprenticeRecord.learner_id == Learner.id, active_assignment(p))
+    )
+
+
+@predicate(Resource.LEARNER, Scope.ALLOCATED)
+def learner_allocated(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return exists(
+        select(Allocation.id).where(Allocation.learner_id == Learner.id, active_allocation(p, now))
+    )
+
+
+@predicate(Resource.LEARNER, Scope.SELF)
+def learner_self(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return and_(Learner.user_id == p.user_id, in_organisation(Learner.organisation_id, p))
+
+
+def learner_ids(fn: Predicate, p: Principal, now: datetime) -> Select[tuple[int]]:
+    return select(Learner.id).where(fn(p, now))
+
+
+# Apprentice records ---------------------------------------------------------------------
+
+
+@predicate(Resource.RECORD, Scope.ORGANISATION)
+def record_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(ApprenticeRecord.organisation_id, p)
+
+
+@predicate(Resource.RECORD, Scope.TEAM)
+def record_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return ApprenticeRecord.learner_id.in_(learner_ids(learner_in_team, p, now))
+
+
+@predicate(Resource.RECORD, Scope.ASSIGNED)
+def record_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return exists(
+        select(RecordAssignment.id).where(
+            RecordAssignment.record_id == ApprenticeRecord.id, active_assignment(p)
+        )
+    )
+
+
+@predicate(Resource.RECORD, Scope.ALLOCATED)
+def record_allocated(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return ApprenticeRecord.learner_id.in_(
+        select(Allocation.learner_id).where(active_allocation(p, now))
+    )
+
+
+@predicate(Resource.RECORD, Scope.SELF)
+def record_self(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return ApprenticeRecord.learner_id.in_(learner_ids(learner_self, p, now))
+
+
+def record_ids(scope: Scope, p: Principal, now: datetime) -> Select[tuple[int]]:
+    return select(ApprenticeRecord.id).where(PREDICATES[(Resource.RECORD, scope)](p, now))
+
+
+# Rows that hang off a record: visible where their record is ----------------------------
+
+
+def _register_record_children() -> None:
+    for resource, record_id, organisation_id in (
+        (Resource.ASSIGNMENT, RecordAssignment.record_id, RecordAssignment.organisation_id),
+        (Resource.EVIDENCE, Evidence.record_id, Evidence.organisation_id),
+    ):
+        for scope in (Scope.TEAM, Scope.ASSIGNED, Scope.ALLOCATED, Scope.SELF):
+
+            def via_record(
+                p: Principal, now: datetime, scope: Scope = scope, column: object = record_id
+            ) -> ColumnElement[bool]:
+                return column.in_(record_ids(scope, p, now))  # type: ignore[attr-defined, no-any-return]
+
+            predicate(resource, scope)(via_record)
+
+        def in_org(
+            p: Principal, now: datetime, column: object = organisation_id
+        ) -> ColumnElement[bool]:
+            return in_organisation(column, p)
+
+        predicate(resource, Scope.ORGANISATION)(in_org)
+
+
+_register_record_children()
+
+
+# Allocations ----------------------------------------------------------------------------
+
+
+@predicate(Resource.ALLOCATION, Scope.ORGANISATION)
+def allocation_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(Allocation.organisation_id, p)
+
+
+@predicate(Resource.ALLOCATION, Scope.TEAM)
+def allocation_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Allocation.learner_id.in_(learner_ids(learner_in_team, p, now))
+
+
+@predicate(Resource.ALLOCATION, Scope.ASSIGNED)
+def allocation_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Allocation.learner_id.in_(learner_ids(learner_assigned, p, now))
+
+
+@predicate(Resource.ALLOCATION, Scope.ALLOCATED)
+def allocation_own(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return active_allocation(p, now)
+
+
+@predicate(Resource.ALLOCATION, Scope.SELF)
+def allocation_self(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Allocation.learner_id.in_(learner_ids(learner_self, p, now))
+
+
+# People ---------------------------------------------------------------------------------
+
+
+@predicate(Resource.STAFF, Scope.ALL)
+def staff_all(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return User.kind == UserKind.STAFF
+
+
+@predicate(Resource.STAFF, Scope.ORGANISATION)
+def staff_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        User.kind == UserKind.STAFF,
+        exists(
+            select(Membership.id).where(
+                Membership.user_id == User.id, in_organisation(Membership.organisation_id, p)
+            )
+        ),
+    )
+
+
+@predicate(Resource.STAFF, Scope.SELF)
+def staff_self(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return and_(User.kind == UserKind.STAFF, User.id == p.user_id)
+
+
+@predicate(Resource.EXTERNAL_ASSESSOR, Scope.ALL)
+def external_assessor_all(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return User.kind == UserKind.EXTERNAL_ASSESSOR
+
+
+@predicate(Resource.EXTERNAL_ASSESSOR, Scope.ALLOCATED_HERE)
+def external_assessor_allocated_here(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        User.kind == UserKind.EXTERNAL_ASSESSOR,
+        exists(
+            select(Allocation.id).where(
+                Allocation.assessor_id == User.id,
+                in_organisation(Allocation.organisation_id, p),
+                Allocation.ended_at.is_(None),
+                or_(Allocation.expires_at.is_(None), Allocation.expires_at > now),
+            )
+        ),
+    )
+
+
+# The organisation and its units ---------------------------------------------------------
+
+
+@predicate(Resource.ORGANISATION, Scope.ALL)
+def organisation_all(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return true()
+
+
+@predicate(Resource.ORGANISATION, Scope.ORGANISATION)
+def organisation_own(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(Organisation.id, p)
+
+
+predicate(Resource.LOCATION, Scope.ALL)(lambda p, now: true())
+predicate(Resource.DEPARTMENT, Scope.ALL)(lambda p, now: true())
+predicate(Resource.LOCATION, Scope.ORGANISATION)(
+    lambda p, now: in_organisation(Location.organisation_id, p)
+)
+predicate(Resource.DEPARTMENT, Scope.ORGANISATION)(
+    lambda p, now: in_organisation(Department.organisation_id, p)
+)
+
+
+@predicate(Resource.AUDIT_EVENT, Scope.ORGANISATION)
+def audit_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(AuditEvent.organisation_id, p)

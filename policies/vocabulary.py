@@ -1,0 +1,57 @@
+"""The one vocabulary of authorisation. policy.csv uses exactly these strings."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(enum.StrEnum):
+    SUPER_ADMIN = "SUPER_ADMIN"
+    ADMIN = "ADMIN"
+    SENIOR_ASSESSOR = "SENIOR_ASSESSOR"
+    MANAGER = "MANAGER"
+    ASSESSOR = "ASSESSOR"
+    TRAINING_COORDINATOR = "TRAINING_COORDINATOR"
+    LEARNER = "LEARNER"
+    EXTERNAL_ASSESSOR = "EXTERNAL_ASSESSOR"
+    SUPPORT = "SUPPORT"
+
+
+# Roles held through a membership of an organisation (the others come from the user's kind).
+MEMBERSHIP_ROLES = frozenset(Role) - {Role.EXTERNAL_ASSESSOR, Role.SUPPORT}
+
+
+class Resource(enum.StrEnum):
+    ORGANISATION = "organisation"
+    LOCATION = "location"
+    DEPARTMENT = "department"
+    STAFF = "staff"
+    EXTERNAL_ASSESSOR = "external_assessor"
+    LEARNER = "learner"
+    RECORD = "record"
+    ASSIGNMENT = "assignment"
+    ALLOCATION = "allocation"
+    EVIDENCE = "evidence"
+    AUDIT_EVENT = "audit_event"
+
+
+class Action(enum.StrEnum):
+    READ = "read"
+    CREATE = "create"
+
+
+class Scope(enum.StrEnum):
+    ALL = "all"
+    """Every row, in every organisation."""
+    ORGANISATION = "organisation"
+    """Rows of the principal's organisation."""
+    TEAM = "team"
+    """Learners matching every unit set on the principal's membership (none set: nobody)."""
+    ASSIGNED = "assigned"
+    """Records with an active assignment to the principal, and those records' learners."""
+    ALLOCATED = "allocated"
+    """Learners with an active, unexpired allocation to the principal, with all their records."""
+    ALLOCATED_HERE = "allocated_here"
+    """External assessors with an active, unexpired allocation in the principal's organisation."""
+    SELF = "self"
+    """The principal themself, or the learner linked to them."""

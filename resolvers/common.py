@@ -1,0 +1,107 @@
+"""Input cleaning, id parsing and the audit trail, shared by every use case."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, select
+
+from db.models import ApprenticeRecord, AssignmentRole, AuditEvent, RecordAssignment
+from resolvers.context import Context
+from resolvers.errors import InvalidInput
+from resolvers.ids import MalformedId, decode_id
+from resolvers.outcomes import Invalid, NotFound
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MAX_NAME = 200
+
+
+def parse_id(value: str, type_name: str, field: str) -> int | Invalid | NotFound:
+    """A well-formed id of the expected type, or the typed reason it is not."""
+    try:
+        found, pk = decode_id(value)
+    except MalformedId:
+        return Invalid(f"{field} is not a valid id.", field=field)
+    if found != type_name:
+        return NotFound(id=value)
+    return pk
+
+
+def parse_optional_id(
+    value: str | None, type_name: str, field: str
+) -> int | Invalid | NotFound | None:
+    return None if value is None else parse_id(value, type_name, field)
+
+
+def filter_id(value: str | None, type_name: str, field: str) -> int | None:
+    """Ids in query filters: malformed is an input error; another type matches nothing."""
+    parsed = parse_optional_id(value, type_name, field)
+    if isinstance(parsed, Invalid):
+        raise InvalidInput(parsed.message, field=field)
+    if isinstance(parsed, NotFound):
+        return -1
+    return parsed
+
+
+def clean_name(value: str, field: str = "name", limit: int = MAX_NAME) -> str | Invalid:
+    cleaned = " ".join(value.split())
+    if not cleaned:
+        return Invalid(f"{field} must not be empty.", field=field)
+    if len(cleaned) > limit:
+        return Invalid(f"{field} must be at most {limit} characters.", field=field)
+    return cleaned
+
+
+def clean_email(value: str, field: str = "email") -> str | Invalid:
+    cleaned = value.strip().lower()
+    if len(cleaned) > 320 or not EMAIL.match(cleaned):
+        return Invalid(f"{field} is not a valid email address.", field=field)
+    return cleaned
+
+
+def clean_slug(value: str, field: str = "slug") -> str | Invalid:
+    cleaned = value.strip()
+    if not SLUG.match(cleaned):
+        return Invalid(
+            f"{field} must be 1-64 lower-case letters, digits or inner hyphens.", field=field
+        )
+    return cleaned
+
+
+async def audit(
+    ctx: Context,
+    *,
+    action: str,
+    subject_type: str,
+    subject_id: int | None,
+    organisation_id: int | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record who did what, in the same transaction as the change itself."""
+    me = ctx.me
+    await ctx.db.add(
+        AuditEvent(
+            organisation_id=organisation_id,
+            at=ctx.now,
+            actor_id=me.user_id,
+            api_key_id=me.api_key_id,
+            client=ctx.client,
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            details=details,
+        )
+    )
+
+
+def active_assignment_of_record(role: AssignmentRole | None = None) -> ColumnElement[bool]:
+    """The record (correlated) has an active assignment, of `role` if given."""
+    clauses = [
+        RecordAssignment.record_id == ApprenticeRecord.id,
+        RecordAssignment.ended_at.is_(None),
+    ]
+    if role is not None:
+        clauses.append(RecordAssignment.role == role)
+    return exists(select(RecordAssignment.id).where(*clauses))

@@ -1,0 +1,28 @@
+"""Failures that abort a whole operation (top-level GraphQL errors with extensions.code)."""
+
+from __future__ import annotations
+
+
+class OperationError(Exception):
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class Unauthenticated(OperationError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(OperationError):
+    """The object is visible to the caller but the caller may not change it."""
+
+    code = "FORBIDDEN"
+
+
+class InvalidInput(OperationError):
+    """Bad arguments to a query field (mutations answer with ValidationError instead)."""
+
+    code = "INVALID"

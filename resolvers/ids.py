@@ -1,0 +1,42 @@
+"""Relay global ids: opaque base64 of "Type:pk"."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+MAX_PK = 2**63 - 1
+
+
+class MalformedId(ValueError):
+    pass
+
+
+def encode_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_id(value: str) -> tuple[str, int]:
+    """Split a global id into (type name, primary key); MalformedId when it is not one."""
+    if not value or len(value) > 200:
+        raise MalformedId(value)
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise MalformedId(value) from exc
+    type_name, sep, pk_text = raw.partition(":")
+    if not sep or not type_name.isidentifier() or not pk_text.isdigit():
+        raise MalformedId(value)
+    pk = int(pk_text)
+    if pk < 1 or pk > MAX_PK or pk_text != str(pk):
+        raise MalformedId(value)
+    return type_name, pk
+
+
+def pk_of(value: str, type_name: str) -> int | None:
+    """The primary key if `value` is a well-formed id of `type_name`, else None."""
+    try:
+        found, pk = decode_id(value)
+    except MalformedId:
+        return None
+    return pk if found == type_name else None

@@ -1,0 +1,191 @@
+"""Learners: lists, single learners, creation (with a sign-in when an email is given)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select
+
+from db.models import (
+    ApprenticeRecord,
+    AssignmentRole,
+    Department,
+    Learner,
+    Location,
+    Membership,
+    MembershipRole,
+    RecordAssignment,
+    User,
+    UserKind,
+)
+from policies.vocabulary import Action, Resource, Role
+from resolvers.common import (
+    active_assignment_of_record,
+    audit,
+    clean_email,
+    clean_name,
+    filter_id,
+)
+from resolvers.context import Context
+from resolvers.errors import Forbidden
+from resolvers.ids import pk_of
+from resolvers.organisations import unit_in
+from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+from resolvers.pagination import Page, contains, paginate
+
+
+@dataclass(frozen=True)
+class LearnerFilter:
+    search: str | None = None
+    location_id: str | None = None
+    department_id: str | None = None
+    assigned_to: str | None = None
+    unassigned: bool | None = None
+
+
+@dataclass(frozen=True)
+class LearnerCreated:
+    learner: Learner
+
+
+async def learners(
+    ctx: Context, *, first: int | None, after: str | None, filter: LearnerFilter | None
+) -> Page[Learner]:
+    f = filter or LearnerFilter()
+    stmt = select(Learner).where(ctx.rules.where(Resource.LEARNER))
+    if f.search and f.search.strip():
+        stmt = stmt.where(or_(contains(Learner.name, f.search), contains(Learner.email, f.search)))
+    location = filter_id(f.location_id, "Location", "locationId")
+    if location is not None:
+        stmt = stmt.where(Learner.location_id == location)
+    department = filter_id(f.department_id, "Department", "departmentId")
+    if department is not None:
+        stmt = stmt.where(Learner.department_id == department)
+    assignee = filter_id(f.assigned_to, "User", "assignedTo")
+    if assignee is not None:
+        stmt = stmt.where(
+            exists(
+                select(RecordAssignment.id)
+                .join(ApprenticeRecord, ApprenticeRecord.id == RecordAssignment.record_id)
+                .where(
+                    ApprenticeRecord.learner_id == Learner.id,
+                    RecordAssignment.user_id == assignee,
+                    RecordAssignment.ended_at.is_(None),
+                )
+            )
+        )
+    if f.unassigned is not None:
+        assigned = exists(
+            select(ApprenticeRecord.id).where(
+                ApprenticeRecord.learner_id == Learner.id,
+                active_assignment_of_record(AssignmentRole.ASSESSOR),
+            )
+        )
+        stmt = stmt.where(~assigned if f.unassigned else assigned)
+    return await paginate(
+        ctx,
+        stmt,
+        order=[Learner.name, Learner.id],
+        key=lambda row: (row.name, row.id),
+        key_types=(str, int),
+        first=first,
+        after=after,
+    )
+
+
+async def learner(ctx: Context, *, id: str) -> Learner | None:
+    pk = pk_of(id, "Learner")
+    return None if pk is None else await ctx.loaders.learner.load(pk)
+
+
+async def create_learner(
+    ctx: Context,
+    *,
+    name: str,
+    email: str | None,
+    location_id: str | None,
+    department_id: str | None,
+) -> LearnerCreated | Invalid | NotFound | AlreadyExists:
+    """A learner in the caller's organisation; an email gives them a LEARNER sign-in."""
+    me = ctx.me
+    if not ctx.rules.holds(Resource.LEARNER, Action.CREATE) or me.organisation_id is None:
+        raise Forbidden("You may not create learners.")
+    org = me.organisation_id
+    if not ctx.rules.may_act_in(Resource.LEARNER, Action.CREATE, org):
+        raise Forbidden("You may not create learners in this organisation.")
+    clean = clean_name(name)
+    if isinstance(clean, Invalid):
+        return clean
+    clean_e = None if email is None or not email.strip() else clean_email(email)
+    if isinstance(clean_e, Invalid):
+        return clean_e
+    location = await unit_in(ctx, Location, location_id, org, "locationId")
+    if isinstance(location, Invalid | NotFound):
+        return location
+    department = await unit_in(ctx, Department, department_id, org, "departmentId")
+    if isinstance(department, Invalid | NotFound):
+        return department
+
+    user_id = None
+    if clean_e is not None:
+        linked = await _sign_in_for(ctx, name=clean, email=clean_e, organisation_id=org)
+        if isinstance(linked, AlreadyExists):
+            return linked
+        user_id = linked
+    row = Learner(
+        organisation_id=org,
+        user_id=user_id,
+        name=clean,
+        email=clean_e,
+        location_id=location,
+        department_id=department,
+        created_at=ctx.now,
+    )
+    if not await ctx.db.try_add(row):
+        return AlreadyExists("This person is already a learner here.", field="email")
+    await audit(
+        ctx,
+        action="learner.create",
+        subject_type="Learner",
+        subject_id=row.id,
+        organisation_id=org,
+        details={"name": clean, "email": clean_e},
+    )
+    return LearnerCreated(row)
+
+
+async def _sign_in_for(
+    ctx: Context, *, name: str, email: str, organisation_id: int
+) -> int | AlreadyExists:
+    """The user a new learner signs in as: new, or an existing staff member of any organisation."""
+    user = await ctx.db.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, name=name, kind=UserKind.STAFF, created_at=ctx.now)
+        if not await ctx.db.try_add(user):
+            return AlreadyExists("A user with this email exists.", field="email")
+    elif user.kind != UserKind.STAFF:
+        return AlreadyExists("This email belongs to a user who cannot be a learner.", field="email")
+    elif await ctx.db.scalar(
+        select(Learner.id).where(
+            and_(Learner.user_id == user.id, Learner.organisation_id == organisation_id)
+        )
+    ):
+        return AlreadyExists("This person is already a learner here.", field="email")
+    membership = await ctx.db.scalar(
+        select(Membership).where(
+            Membership.user_id == user.id, Membership.organisation_id == organisation_id
+        )
+    )
+    if membership is None:
+        membership = Membership(
+            user_id=user.id, organisation_id=organisation_id, created_at=ctx.now
+        )
+        await ctx.db.add(membership)
+    has_role = await ctx.db.scalar(
+        select(MembershipRole.role).where(
+            MembershipRole.membership_id == membership.id, MembershipRole.role == Role.LEARNER.value
+        )
+    )
+    if has_role is None:
+        await ctx.db.add(MembershipRole(membership_id=membership.id, role=Role.LEARNER.value))
+    return user.id

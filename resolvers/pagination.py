@@ -1,0 +1,99 @@
+"""Keyset pagination: a page costs the same however far into the list it is."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
+
+from resolvers.context import Context
+from resolvers.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+@dataclass
+class Page(Generic[T]):
+    rows: list[T]
+    cursors: list[str]
+    has_next_page: bool
+    has_previous_page: bool
+    count: Callable[[], Awaitable[int]]
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("The cursor is not one this API gave out.", field="after") from exc
+    if (
+        not isinstance(values, list)
+        or len(values) != len(types)
+        or not all(type(v) is t for v, t in zip(values, types, strict=True))
+    ):
+        raise InvalidInput("The cursor is not one this API gave out.", field="after")
+    return values
+
+
+def page_size(ctx: Context, first: int | None) -> int:
+    if first is None:
+        return ctx.limits.default_page_size
+    if first < 0 or first > ctx.limits.max_page_size:
+        raise InvalidInput(
+            f"first must be between 0 and {ctx.limits.max_page_size}.", field="first"
+        )
+    return first
+
+
+async def paginate(
+    ctx: Context,
+    stmt: Select[tuple[T]],
+    *,
+    order: Sequence[ColumnElement[Any]],
+    key: Callable[[T], Sequence[Any]],
+    key_types: Sequence[type],
+    first: int | None,
+    after: str | None,
+) -> Page[T]:
+    """One page of `stmt` in `order` (unique, ascending), starting after `after`."""
+    size = page_size(ctx, first)
+    filtered = stmt
+    if after is not None:
+        values = decode_cursor(after, key_types)
+        filtered = stmt.where(tuple_(*order) > tuple_(*values))
+
+    async def count() -> int:
+        total = select(func.count()).select_from(stmt.order_by(None).subquery())
+        return int((await ctx.db.execute(total)).scalar_one())
+
+    if size == 0:
+        return Page([], [], False, after is not None, count)
+    rows = list(await ctx.db.scalars(filtered.order_by(*order).limit(size + 1)))
+    has_next = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        rows=rows,
+        cursors=[encode_cursor(key(row)) for row in rows],
+        has_next_page=has_next,
+        has_previous_page=after is not None,
+        count=count,
+    )
+
+
+def escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains(column: Any, search: str) -> ColumnElement[bool]:
+    pattern = f"%{escape_like(search.strip())}%"
+    return column.ilike(pattern, escape="\\")  # type: ignore[no-any-return]

@@ -1,0 +1,206 @@
+"""People: the viewer, staff, and the external assessor directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select
+
+from db.models import Department, Location, Membership, MembershipRole, Organisation, User, UserKind
+from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role
+from resolvers.common import audit, clean_email, clean_name
+from resolvers.context import Context
+from resolvers.errors import Forbidden
+from resolvers.organisations import target_organisation, unit_in
+from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+from resolvers.pagination import Page, contains, paginate
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user: User
+    organisation: Organisation | None
+    roles: list[Role]
+
+
+@dataclass(frozen=True)
+class StaffMemberCreated:
+    user: User
+
+
+@dataclass(frozen=True)
+class ExternalAssessorCreated:
+    assessor: User
+
+
+async def viewer(ctx: Context) -> Viewer:
+    me = ctx.me
+    user = await ctx.loaders.user_ref.load(me.user_id)
+    organisation = (
+        None
+        if me.organisation_id is None
+        else await ctx.loaders.organisation_ref.load(me.organisation_id)
+    )
+    order = list(Role)
+    return Viewer(user=user, organisation=organisation, roles=sorted(me.roles, key=order.index))
+
+
+def _people_search(search: str | None) -> list[object]:
+    if not search or not search.strip():
+        return []
+    return [or_(contains(User.name, search), contains(User.email, search))]
+
+
+async def staff(
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    search: str | None = None,
+    roles: Sequence[Role] | None = None,
+) -> Page[User]:
+    stmt = select(User).where(ctx.rules.where(Resource.STAFF), *_people_search(search))
+    if roles:
+        membership = select(Membership.user_id).join(
+            MembershipRole, MembershipRole.membership_id == Membership.id
+        )
+        membership = membership.where(MembershipRole.role.in_([r.value for r in roles]))
+        if ctx.me.organisation_id is not None:
+            membership = membership.where(Membership.organisation_id == ctx.me.organisation_id)
+        stmt = stmt.where(User.id.in_(membership))
+    return await paginate(
+        ctx,
+        stmt,
+        order=[User.name, User.id],
+        key=lambda u: (u.name, u.id),
+        key_types=(str, int),
+        first=first,
+        after=after,
+    )
+
+
+async def external_assessors(
+    ctx: Context, *, first: int | None, after: str | None, search: str | None = None
+) -> Page[User]:
+    stmt = select(User).where(ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(search))
+    return await paginate(
+        ctx,
+        stmt,
+        order=[User.name, User.id],
+        key=lambda u: (u.name, u.id),
+        key_types=(str, int),
+        first=first,
+        after=after,
+    )
+
+
+async def create_external_assessor(
+    ctx: Context, *, name: str, email: str
+) -> ExternalAssessorCreated | Invalid | AlreadyExists:
+    if not ctx.rules.holds(Resource.EXTERNAL_ASSESSOR, Action.CREATE):
+        raise Forbidden("Only support can create external assessor profiles.")
+    clean = clean_name(name)
+    if isinstance(clean, Invalid):
+        return clean
+    clean_e = clean_email(email)
+    if isinstance(clean_e, Invalid):
+        return clean_e
+    user = User(email=clean_e, name=clean, kind=UserKind.EXTERNAL_ASSESSOR, created_at=ctx.now)
+    if not await ctx.db.try_add(user):
+        return AlreadyExists("A user with this email exists.", field="email")
+    await audit(
+        ctx,
+        action="external_assessor.create",
+        subject_type="User",
+        subject_id=user.id,
+        organisation_id=None,
+        details={"name": clean, "email": clean_e},
+    )
+    return ExternalAssessorCreated(user)
+
+
+async def create_staff_member(
+    ctx: Context,
+    *,
+    organisation_id: str | None,
+    name: str,
+    email: str,
+    roles: Sequence[Role],
+    location_id: str | None,
+    department_id: str | None,
+) -> StaffMemberCreated | Invalid | NotFound | AlreadyExists:
+    """Give a person a membership: a new user, or an existing staff user from elsewhere."""
+    org = await target_organisation(ctx, Resource.STAFF, organisation_id)
+    if isinstance(org, Invalid | NotFound):
+        return org
+    clean = clean_name(name)
+    if isinstance(clean, Invalid):
+        return clean
+    clean_e = clean_email(email)
+    if isinstance(clean_e, Invalid):
+        return clean_e
+    wanted = set(roles)
+    if not wanted:
+        return Invalid("Give at least one role.", field="roles")
+    if not wanted <= MEMBERSHIP_ROLES:
+        return Invalid(
+            "External assessor and support are kinds of user, not organisation roles.",
+            field="roles",
+        )
+    if Role.SUPER_ADMIN in wanted and not (ctx.me.roles & {Role.SUPPORT, Role.SUPER_ADMIN}):
+        raise Forbidden("Only support or a super admin can make a super admin.")
+    location = await unit_in(ctx, Location, location_id, org, "locationId")
+    if isinstance(location, Invalid | NotFound):
+        return location
+    department = await unit_in(ctx, Department, department_id, org, "departmentId")
+    if isinstance(department, Invalid | NotFound):
+        return department
+
+    user = await ctx.db.scalar(select(User).where(User.email == clean_e))
+    if user is None:
+        user = User(email=clean_e, name=clean, kind=UserKind.STAFF, created_at=ctx.now)
+        if not await ctx.db.try_add(user):
+            return AlreadyExists("A user with this email exists.", field="email")
+    elif user.kind != UserKind.STAFF:
+        return AlreadyExists(
+            "This email belongs to a user who cannot join an organisation.", field="email"
+        )
+    membership = Membership(
+        user_id=user.id,
+        organisation_id=org,
+        location_id=location,
+        department_id=department,
+        created_at=ctx.now,
+    )
+    if not await ctx.db.try_add(membership):
+        return AlreadyExists("This person is already a member of the organisation.", field="email")
+    await ctx.db.add(
+        *(MembershipRole(membership_id=membership.id, role=r.value) for r in sorted(wanted))
+    )
+    await audit(
+        ctx,
+        action="staff.create",
+        subject_type="User",
+        subject_id=user.id,
+        organisation_id=org,
+        details={"email": clean_e, "roles": sorted(r.value for r in wanted)},
+    )
+    return StaffMemberCreated(user)
+
+
+async def user_roles(ctx: Context, user: User) -> list[Role]:
+    if user.kind == UserKind.EXTERNAL_ASSESSOR:
+        return [Role.EXTERNAL_ASSESSOR]
+    if user.kind == UserKind.SUPPORT:
+        return [Role.SUPPORT]
+    return await ctx.loaders.roles_by_user.load(user.id)
+
+
+def visible_user(ctx: Context) -> object:
+    """Users the caller may look up by id: staff or directory scope, or themself."""
+    return or_(
+        ctx.rules.where(Resource.STAFF),
+        ctx.rules.where(Resource.EXTERNAL_ASSESSOR),
+        and_(User.id == ctx.me.user_id),
+    )

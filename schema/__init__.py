@@ -1,0 +1,53 @@
+"""The GraphQL surface: `build_schema()` assembles Query and Mutation from the domain modules."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from resolvers.errors import OperationError
+from schema.errors import BulkRejectedError, ItemError
+from schema.extensions import QueryLimits, extensions
+from schema.learners import LearnerMutation, LearnerQuery
+from schema.nodes import NodeQuery
+from schema.organisations import OrganisationMutation
+from schema.people import PeopleMutation, PeopleQuery
+from schema.records import RecordMutation, RecordQuery
+from schema.types import NODE_TYPES
+
+log = logging.getLogger("caseload.graphql")
+
+Query = merge_types("Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery))
+Mutation = merge_types(
+    "Mutation", (OrganisationMutation, PeopleMutation, LearnerMutation, RecordMutation)
+)
+
+
+class CaseloadSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log only what is unexpected; expected refusals are answers, not incidents."""
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, OperationError | GraphQLError):
+                log.error("unexpected error", exc_info=original)
+
+
+def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+    return CaseloadSchema(
+        query=Query,
+        mutation=Mutation,
+        types=[*NODE_TYPES.values(), BulkRejectedError, ItemError],
+        extensions=extensions(limits or QueryLimits()),  # type: ignore[arg-type]
+        config=StrawberryConfig(disable_field_suggestions=True),
+    )
+
+
+schema: Any = build_schema()

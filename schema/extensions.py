@@ -1,0 +1,146 @@
+"""Operation-wide behaviour: authentication gate, transaction, limits, error shaping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, ValidationRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as alias_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.types.graphql import OperationType
+
+from resolvers.errors import OperationError, Unauthenticated
+from schema.context import RequestContext
+
+log = logging.getLogger("caseload.graphql")
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 4000
+    cache_size: int = 256
+
+
+def limit_rules(limits: QueryLimits) -> list[type[ValidationRule]]:
+    """Build the limit rules once per schema.
+
+    The validation cache keys on the rule classes; Strawberry's own limiter extensions
+    build a new class per request, so the cache would never hit (Strawberry #4635).
+    """
+    return [
+        depth_validator(limits.max_depth, None, None),
+        alias_validator(limits.max_aliases),
+    ]
+
+
+def is_introspection(ctx_document: object, operation_name: str | None) -> bool:
+    """Whether every root field of the operation is an introspection field."""
+    definitions = getattr(ctx_document, "definitions", [])
+    operations = [d for d in definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return False
+    selections = operations[0].selection_set.selections
+    return all(isinstance(s, FieldNode) and s.name.value.startswith("__") for s in selections)
+
+
+class Operation(SchemaExtension):
+    """One transaction per operation, committed only when a mutation ran without errors."""
+
+    def _ctx(self) -> RequestContext:
+        ctx = self.execution_context.context
+        assert isinstance(ctx, RequestContext)
+        return ctx
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [shape_error(e, debug=self._ctx().debug) for e in result.errors]
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        ctx = self._ctx()
+        ec = self.execution_context
+        if ctx.principal is None and not is_introspection(ec.graphql_document, ec.operation_name):
+            error = Unauthenticated(
+                ctx.auth_error or "Sign in first: send an Authorization header."
+            )
+            ec.result = GraphQLExecutionResult(
+                data=None,
+                errors=[GraphQLError(error.message, original_error=error)],
+            )
+            yield
+            return
+        mutation = ec.operation_type == OperationType.MUTATION
+        ctx.db.write_intent = mutation
+        try:
+            yield
+            failed = ec.result is None or bool(ec.result.errors)
+            if mutation and not failed:
+                await ctx.db.commit()
+            else:
+                await ctx.db.rollback()
+        finally:
+            await ctx.db.close()
+
+
+def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
+    """Expected failures keep their code; anything else is masked outside debug."""
+    original = error.original_error
+    if original is None:
+        return error  # syntax and validation errors: the client's to read
+    if isinstance(original, OperationError):
+        return GraphQLError(
+            original.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": original.code, **original.extensions},
+        )
+    if isinstance(original, GraphQLError):
+        return error
+    if debug:
+        return GraphQLError(
+            f"{type(original).__name__}: {original}",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR"},
+        )
+    return GraphQLError(
+        "Unexpected error.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR"},
+    )
+
+
+def extensions(limits: QueryLimits) -> list[object]:
+    rules = limit_rules(limits)
+    return [
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: ParserCache(maxsize=limits.cache_size),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=limits.cache_size),
+        Operation,
+    ]
+
+
+__all__ = ["Operation", "QueryLimits", "extensions", "log", "shape_error"]

@@ -1,0 +1,1 @@
+"""Composition root: settings, authentication, the Starlette app and the command line."""

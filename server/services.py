@@ -1,0 +1,50 @@
+"""What the app holds for its lifetime: engine, sessions, policy, schema, authenticator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from db.engine import create_engine
+from db.session import session_maker
+from policies.enforcer import PolicyStore
+from schema import build_schema
+from schema.extensions import QueryLimits
+from server.auth import Authenticator
+from server.settings import Settings, jwt_secret
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    maker: async_sessionmaker[AsyncSession]
+    policies: PolicyStore
+    schema: Any
+    authenticator: Authenticator
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        secret = jwt_secret(settings)  # refuse to start without one (outside debug)
+        engine = create_engine(settings.database_url)
+        maker = session_maker(engine)
+        schema = build_schema(
+            QueryLimits(
+                max_depth=settings.max_query_depth,
+                max_aliases=settings.max_aliases,
+                max_tokens=settings.max_tokens,
+            )
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            maker=maker,
+            policies=PolicyStore(),
+            schema=schema,
+            authenticator=Authenticator(settings, secret, maker),
+        )
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
