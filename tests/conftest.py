@@ -1,0 +1,141 @@
+"""Real databases, through the real app.
+
+Every test that takes `api` or `world` runs twice: on SQLite (a temporary file) and on
+PostgreSQL (a database created for this run at 127.0.0.1:5432 and dropped after). Under
+CI=true an unreachable PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from db.base import Base
+from db.engine import create_engine
+from db.migrate import upgrade
+from server.app import create_app
+from server.services import Services
+from server.settings import Settings
+from tests.factories import World
+from tests.helpers import Api
+
+PG_ADMIN_URL = os.environ.get(
+    "CASELOAD_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+async def _pg_reachable() -> str | None:
+    engine = create_async_engine(PG_ADMIN_URL)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("caseload")
+
+
+class Backend:
+    def __init__(self, name: str, url: str, engine: AsyncEngine) -> None:
+        self.name = name
+        self.url = url
+        self.engine = engine
+
+    async def clear(self) -> None:
+        tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        async with self.engine.begin() as conn:
+            if self.name == "postgresql":
+                await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    await conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(scope="session")
+async def sqlite_backend(tmp_root: Path) -> AsyncIterator[Backend]:
+    url = f"sqlite+aiosqlite:///{tmp_root / 'test.sqlite3'}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    yield Backend("sqlite", url, engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def postgresql_backend() -> AsyncIterator[Backend]:
+    problem = await _pg_reachable()
+    if problem is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI and is unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    name = f"caseload_test_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    try:
+        yield Backend("postgresql", url, engine)
+    finally:
+        await engine.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Backend:
+    chosen: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return chosen
+
+
+@pytest.fixture
+async def backend(database: Backend) -> Backend:
+    """The test's database, emptied."""
+    await database.clear()
+    return database
+
+
+def make_settings(url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": url,
+        "jwt_secret": TEST_SECRET,
+        "debug": False,
+        "migrate_on_start": False,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
+@pytest.fixture
+async def services(backend: Backend) -> AsyncIterator[Services]:
+    built = Services.build(make_settings(backend.url))
+    yield built
+    await built.aclose()
+
+
+@pytest.fixture
+async def api(services: Services) -> AsyncIterator[Api]:
+    app = create_app(services=services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://caseload.test") as client:
+        yield Api(client, services.settings)
+
+
+@pytest.fixture
+async def world(backend: Backend) -> World:
+    return World(backend.engine)

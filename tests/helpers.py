@@ -1,0 +1,129 @@
+"""Talking to the app as a given person, and asserting outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.base import Base
+from db.models import AuditEvent, Organisation, User
+from resolvers.ids import encode_id
+from server.settings import Settings
+from server.tokens import mint_token
+
+
+def gid(type_name: str, pk: int) -> str:
+    return encode_id(type_name, pk)
+
+
+@dataclass
+class Result:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def data(self) -> Any:
+        return self.body.get("data")
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return self.body.get("errors") or []
+
+    @property
+    def codes(self) -> list[str]:
+        return [e.get("extensions", {}).get("code") for e in self.errors]
+
+    def ok(self) -> Any:
+        assert self.status == 200, self.body
+        assert not self.errors, self.errors
+        return self.data
+
+
+class Caller:
+    def __init__(self, api: Api, headers: dict[str, str]) -> None:
+        self.api = api
+        self.headers = headers
+
+    async def __call__(self, query: str, **variables: Any) -> Result:
+        return await self.api.post(query, variables, self.headers)
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Result:
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers or {}
+        )
+        return Result(response.status_code, response.json())
+
+    def token(
+        self, user: User, org: Organisation | None = None, ttl: timedelta | None = None
+    ) -> str:
+        return mint_token(self.settings, email=user.email, org=org.slug if org else None, ttl=ttl)
+
+    def token_for_email(self, email: str, org_slug: str | None = None) -> str:
+        return mint_token(self.settings, email=email, org=org_slug)
+
+    def as_(self, user: User, org: Organisation | None = None) -> Caller:
+        return Caller(self, {"Authorization": f"Bearer {self.token(user, org)}"})
+
+    def with_headers(self, headers: dict[str, str]) -> Caller:
+        return Caller(self, headers)
+
+
+def assert_granted(result: Result, typename: str) -> dict[str, Any]:
+    """A mutation answered with its success type; returns that payload."""
+    data = result.ok()
+    (payload,) = data.values()
+    assert payload["__typename"] == typename, payload
+    return payload  # type: ignore[no-any-return]
+
+
+def assert_denied(result: Result, code: str = "FORBIDDEN") -> None:
+    """The operation was refused as a whole with a top-level error of `code`."""
+    assert result.status == 200, result.body
+    assert code in result.codes, result.body
+    assert not any(v for v in (result.data or {}).values()), result.body
+
+
+def assert_error(result: Result, typename: str, code: str) -> dict[str, Any]:
+    """A mutation answered with one of its error types."""
+    data = result.ok()
+    (payload,) = data.values()
+    assert payload["__typename"] == typename, payload
+    assert payload["code"] == code, payload
+    return payload  # type: ignore[no-any-return]
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    """Rows per table: compare before and after to prove nothing was written."""
+    counts = {}
+    async with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            counts[table.name] = (
+                await conn.execute(select(func.count()).select_from(table))
+            ).scalar_one()
+    return counts
+
+
+async def audit_actions(engine: AsyncEngine) -> list[tuple[str, str, int | None]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(AuditEvent.action, AuditEvent.subject_type, AuditEvent.actor_id).order_by(
+                AuditEvent.id
+            )
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]

@@ -1,0 +1,68 @@
+"""Deny by default: every field that runs code is guarded or explicitly public."""
+
+from __future__ import annotations
+
+from graphql import GraphQLObjectType
+from strawberry.types.field import StrawberryField
+
+from schema import schema
+from schema.permissions import Guard, Public
+
+# Fields that run code but are projections of an already-guarded parent.
+PROJECTIONS = {
+    ("LearnerConnection", "totalCount"),
+    ("ApprenticeRecordConnection", "totalCount"),
+    ("UserConnection", "totalCount"),
+}
+# Root fields any signed-in caller may use; what they return is scoped inside.
+PUBLIC = {("Query", "viewer"), ("Query", "node")}
+
+
+def _fields() -> list[tuple[str, str, StrawberryField]]:
+    found = []
+    for type_name, graphql_type in schema._schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            definition = field.extensions.get("strawberry-definition")
+            assert isinstance(definition, StrawberryField), (type_name, field_name)
+            found.append((type_name, field_name, definition))
+    return found
+
+
+def classify(type_name: str, field_name: str, field: StrawberryField) -> str:
+    guards = [e for e in field.extensions if isinstance(e, Guard)]
+    public = [e for e in field.extensions if isinstance(e, Public)]
+    if guards:
+        return "guarded"
+    if public:
+        return "public" if (type_name, field_name) in PUBLIC else "unlisted public"
+    if type_name in ("Query", "Mutation"):
+        return "unguarded root"
+    if field.base_resolver is not None:
+        return "projection" if (type_name, field_name) in PROJECTIONS else "unguarded resolver"
+    return "attribute"
+
+
+def test_every_field_is_guarded_or_listed() -> None:
+    bad = [
+        f"{t}.{f}: {kind}"
+        for t, f, field in _fields()
+        if (kind := classify(t, f, field))
+        in ("unlisted public", "unguarded root", "unguarded resolver")
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_every_mutation_is_guarded_by_a_create_or_change_action() -> None:
+    for t, f, field in _fields():
+        if t == "Mutation":
+            (guard,) = [e for e in field.extensions if isinstance(e, Guard)]
+            assert guard.action.value != "read", f
+
+
+def test_the_walk_sees_the_whole_schema() -> None:
+    names = {(t, f) for t, f, _ in _fields()}
+    assert ("Query", "learners") in names and ("Learner", "records") in names
+    assert ("Mutation", "createLearner") in names
+    assert classify("Query", "x", StrawberryField(python_name="x")) == "unguarded root"
