@@ -1,0 +1,79 @@
+"""Production settings of the GraphQL layer: caches that hit, limits that bite, no leaks."""
+
+from __future__ import annotations
+
+from strawberry.extensions.parser_cache import _get_parse_cache
+from strawberry.extensions.validation_cache import _get_validate_cache
+
+from schema.extensions import QueryLimits
+from tests.factories import World
+from tests.helpers import Api
+
+QUERY = "{ viewer { user { name } } learners(first: 5) { totalCount } }"
+
+
+async def test_parser_and_validation_caches_hit_with_limits_on(api: Api, world: World) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    size = QueryLimits().cache_size
+    parse, validate = _get_parse_cache(size), _get_validate_cache(size)
+    call = api.as_(admin, org)
+    await call(QUERY)  # warm
+    parse_before, validate_before = parse.cache_info(), validate.cache_info()
+    for _ in range(20):
+        (await call(QUERY)).ok()
+    parse_after, validate_after = parse.cache_info(), validate.cache_info()
+    assert validate_after.hits - validate_before.hits == 20
+    assert validate_after.misses == validate_before.misses
+    assert parse_after.hits - parse_before.hits == 20
+
+
+async def test_depth_limit(api: Api, world: World) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    nested = "records { learner { " * 7 + "id" + " } }" * 7
+    result = await api.as_(admin, org)(f"{{ learners {{ edges {{ node {{ {nested} }} }} }} }}")
+    assert result.data is None
+    assert "exceeds maximum operation depth" in result.errors[0]["message"]
+
+
+async def test_alias_limit(api: Api, world: World) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    aliases = " ".join(f"a{i}: viewer {{ roles }}" for i in range(31))
+    result = await api.as_(admin, org)(f"{{ {aliases} }}")
+    assert result.data is None
+    assert "aliases" in result.errors[0]["message"]
+
+
+async def test_token_limit(api: Api, world: World) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    fields = " ".join("__typename" for _ in range(5000))
+    result = await api.as_(admin, org)(f"{{ {fields} }}")
+    assert result.data is None and result.errors
+
+
+async def test_no_field_suggestions(api: Api, world: World) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    result = await api.as_(admin, org)("{ learnerz { totalCount } }")
+    assert result.errors
+    assert "Did you mean" not in result.errors[0]["message"]
+
+
+async def test_unexpected_errors_are_masked(api: Api, world: World, monkeypatch: object) -> None:
+    import resolvers.people
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    monkeypatch.setattr(resolvers.people, "viewer", explode)  # type: ignore[attr-defined]
+    result = await api.as_(admin, org)("{ viewer { roles } }")
+    assert result.status == 200
+    assert result.errors[0]["message"] == "Unexpected error."
+    assert result.errors[0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "hunter2" not in str(result.body) and "Traceback" not in str(result.body)

@@ -1,0 +1,768 @@
+"""Who sees what, end to end, for every principal of a generated world.
+
+DESIGN.md ("Roles and visibility") promises a test that proves, for every role and every
+resource, that what the API returns equals what a small independent reference model of the
+rules says, on generated data. This is that test.
+
+The reference model (`Reference`) is plain Python sets over facts recorded while the world
+was built. It is written from DESIGN.md's table, not from policies/policy.csv, and it never
+calls the application's policy code: if the two disagree, one of them is wrong.
+
+For each principal (every staff membership, signed in with one token per organisation;
+every external assessor and the support user, signed in without an organisation) it checks
+- the `learners`, `apprenticeRecords` and `staff` connections, paged to the end, and their
+  `totalCount`;
+- `learner(id:)` for every learner id of the world, with the nested `records` of each
+  learner the principal can see;
+- `node(id:)` for every learner id and every apprentice record id;
+- that an id the principal may not see answers byte for byte like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from db.models import (
+    ApprenticeRecord,
+    AssignmentRole,
+    Department,
+    Learner,
+    Location,
+    Organisation,
+    User,
+)
+from tests.factories import World
+from tests.helpers import Api, Caller, gid
+
+SEEDS = [20240611, 977]
+
+ORGANISATIONS = 3
+LEARNERS_PER_ORGANISATION = (36, 44)
+LINKED_LEARNER_SHARE = 0.15  # learners with a sign-in (a user holding LEARNER)
+
+PAGE_SIZE = 500  # the API's maximum `first`
+SMALL_PAGE_SIZE = 7  # pages through the broad lists a second time, to exercise cursors
+MAX_ALIASES = 30  # the API refuses operations with more aliases
+MISSING_PK = 10**9  # no row has this primary key
+
+FIRST_NAMES = ["Ava", "ava", "Zoë", "Zoe", "Omar", "Élodie", "Sam", "Priya", "O'Neil", "Li"]
+LAST_NAMES = ["Adams", "Okafor", "de la Cruz", "Smith", "Nguyen", "Ødegaard"]
+
+# Roles by what DESIGN.md's table lets them see.
+WHOLE_ORGANISATION = frozenset({"SUPER_ADMIN", "ADMIN", "SENIOR_ASSESSOR"})
+ASSIGNED_RECORDS = frozenset({"ASSESSOR", "TRAINING_COORDINATOR"})
+ORGANISATION_STAFF = WHOLE_ORGANISATION | {"MANAGER"}
+ONLY_THEMSELVES_AS_STAFF = ASSIGNED_RECORDS | {"LEARNER"}
+
+STAFF, EXTERNAL_ASSESSOR, SUPPORT = "STAFF", "EXTERNAL_ASSESSOR", "SUPPORT"
+
+
+# --- Facts: what the world holds, as plain values ----------------------------------------
+
+
+@dataclass(frozen=True)
+class LearnerFact:
+    id: int
+    organisation_id: int
+    location_id: int | None
+    department_id: int | None
+    user_id: int | None
+
+
+@dataclass(frozen=True)
+class RecordFact:
+    id: int
+    learner_id: int
+    organisation_id: int
+
+
+@dataclass(frozen=True)
+class AssignmentFact:
+    record_id: int
+    user_id: int
+    organisation_id: int
+    ended: bool
+
+
+@dataclass(frozen=True)
+class AllocationFact:
+    learner_id: int
+    assessor_id: int
+    ended: bool
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MembershipFact:
+    user_id: int
+    organisation_id: int
+    roles: frozenset[str]
+    location_id: int | None
+    department_id: int | None
+
+
+@dataclass(frozen=True)
+class Who:
+    """A principal: a user, signed in for one organisation (staff) or for none."""
+
+    user: User
+    kind: str
+    organisation: Organisation | None = None
+    roles: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        where = f" in {self.organisation.slug}" if self.organisation else ""
+        roles = "+".join(sorted(self.roles)) or self.kind
+        return f"{self.user.email} ({self.user.id}) as {roles}{where}"
+
+
+@dataclass
+class Facts:
+    now: datetime
+    organisations: list[Organisation] = field(default_factory=list)
+    memberships: list[MembershipFact] = field(default_factory=list)
+    learners: list[LearnerFact] = field(default_factory=list)
+    records: list[RecordFact] = field(default_factory=list)
+    assignments: list[AssignmentFact] = field(default_factory=list)
+    allocations: list[AllocationFact] = field(default_factory=list)
+    externals: list[User] = field(default_factory=list)
+    supports: list[User] = field(default_factory=list)
+    users: dict[int, User] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # global id → description
+
+    def principals(self) -> list[Who]:
+        orgs = {o.id: o for o in self.organisations}
+        staff = [
+            Who(self.users[m.user_id], STAFF, orgs[m.organisation_id], m.roles)
+            for m in self.memberships
+        ]
+        others = [Who(u, EXTERNAL_ASSESSOR) for u in self.externals]
+        return staff + others + [Who(u, SUPPORT) for u in self.supports]
+
+    def label(self, global_id: str) -> str:
+        return self.labels.get(global_id, global_id)
+
+
+# --- The reference model: DESIGN.md's table, in sets -------------------------------------
+
+
+class Reference:
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.records_of: defaultdict[int, set[int]] = defaultdict(set)
+        self.learner_of: dict[int, int] = {}
+        for record in facts.records:
+            self.records_of[record.learner_id].add(record.id)
+            self.learner_of[record.id] = record.learner_id
+
+    def membership(self, who: Who) -> MembershipFact:
+        assert who.organisation is not None
+        (found,) = (
+            m
+            for m in self.facts.memberships
+            if m.user_id == who.user.id and m.organisation_id == who.organisation.id
+        )
+        return found
+
+    def records_of_learners(self, learner_ids: Iterable[int]) -> set[int]:
+        return {r for learner_id in learner_ids for r in self.records_of[learner_id]}
+
+    def learners_and_records(self, who: Who) -> tuple[set[int], set[int]]:
+        """(learner ids, apprentice record ids) the principal sees."""
+        if who.kind == SUPPORT:
+            return set(), set()
+        if who.kind == EXTERNAL_ASSESSOR:
+            allocated = {
+                a.learner_id
+                for a in self.facts.allocations
+                if a.assessor_id == who.user.id
+                and not a.ended
+                and (a.expires_at is None or a.expires_at > self.facts.now)
+            }
+            return allocated, self.records_of_learners(allocated)
+
+        mine = self.membership(who)
+        here = [lf for lf in self.facts.learners if lf.organisation_id == mine.organisation_id]
+        learners: set[int] = set()
+        records: set[int] = set()
+        if mine.roles & WHOLE_ORGANISATION:
+            learners |= {lf.id for lf in here}
+            records |= {
+                r.id for r in self.facts.records if r.organisation_id == mine.organisation_id
+            }
+        if "MANAGER" in mine.roles and (mine.location_id or mine.department_id):
+            team = {
+                lf.id
+                for lf in here
+                if (mine.location_id is None or lf.location_id == mine.location_id)
+                and (mine.department_id is None or lf.department_id == mine.department_id)
+            }
+            learners |= team
+            records |= self.records_of_learners(team)
+        if mine.roles & ASSIGNED_RECORDS:
+            assigned = {
+                a.record_id
+                for a in self.facts.assignments
+                if a.user_id == who.user.id
+                and not a.ended
+                and a.organisation_id == mine.organisation_id
+            }
+            records |= assigned
+            learners |= {self.learner_of[r] for r in assigned}
+        if "LEARNER" in mine.roles:
+            themselves = {lf.id for lf in here if lf.user_id == who.user.id}
+            learners |= themselves
+            records |= self.records_of_learners(themselves)
+        return learners, records
+
+    def staff(self, who: Who) -> set[int]:
+        """User ids the `staff` query shows the principal."""
+        if who.kind == SUPPORT:
+            return {m.user_id for m in self.facts.memberships}  # every staff-kind user
+        if who.kind == EXTERNAL_ASSESSOR:
+            return set()
+        mine = self.membership(who)
+        seen: set[int] = set()
+        if mine.roles & ORGANISATION_STAFF:
+            seen |= {
+                m.user_id
+                for m in self.facts.memberships
+                if m.organisation_id == mine.organisation_id
+            }
+        if mine.roles & ONLY_THEMSELVES_AS_STAFF:
+            seen.add(who.user.id)
+        return seen
+
+
+# --- Building the world -------------------------------------------------------------------
+
+
+class Builder:
+    """Writes rows through the `world` builder and records the facts the model needs."""
+
+    def __init__(self, world: World, rng: random.Random) -> None:
+        self.world = world
+        self.rng = rng
+        self.facts = Facts(now=datetime.now(UTC))
+        self.active_pairs: set[tuple[int, int, AssignmentRole]] = set()
+        self.learner_rows: dict[int, Learner] = {}
+        self.record_rows: dict[int, ApprenticeRecord] = {}
+
+    def person_name(self) -> str:
+        return f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}"
+
+    def _user(self, user: User, label: str) -> None:
+        self.facts.users[user.id] = user
+        self.facts.labels[gid("User", user.id)] = f"{label} {user.email} (user {user.id})"
+
+    async def organisation(self) -> tuple[Organisation, list[Location], list[Department]]:
+        org = await self.world.organisation()
+        self.facts.organisations.append(org)
+        locations = [await self.world.location(org) for _ in range(2)]
+        departments = [await self.world.department(org) for _ in range(2)]
+        return org, locations, departments
+
+    async def staff(
+        self,
+        org: Organisation,
+        *roles: str,
+        location: Location | None = None,
+        department: Department | None = None,
+        user: User | None = None,
+    ) -> User:
+        user = await self.world.staff(
+            org,
+            *roles,
+            location=location,
+            department=department,
+            user=user,
+            name=self.person_name(),
+        )
+        self.facts.memberships.append(
+            MembershipFact(
+                user.id,
+                org.id,
+                frozenset(roles),
+                location.id if location else None,
+                department.id if department else None,
+            )
+        )
+        self._user(user, "staff")
+        return user
+
+    async def learner(
+        self,
+        org: Organisation,
+        location: Location | None,
+        department: Department | None,
+        user: User | None = None,
+    ) -> LearnerFact:
+        row = await self.world.learner(
+            org,
+            name=user.name if user else self.person_name(),
+            location=location,
+            department=department,
+            user=user,
+        )
+        fact = LearnerFact(
+            row.id,
+            org.id,
+            location.id if location else None,
+            department.id if department else None,
+            user.id if user else None,
+        )
+        self.facts.learners.append(fact)
+        self.learner_rows[row.id] = row
+        units = f"location {fact.location_id}, department {fact.department_id}"
+        self.facts.labels[gid("Learner", row.id)] = (
+            f"learner {row.id} of {org.slug} ({units}, user {fact.user_id})"
+        )
+        return fact
+
+    async def record(self, learner: LearnerFact) -> RecordFact:
+        row = await self.world.record(self.learner_rows[learner.id])
+        fact = RecordFact(row.id, learner.id, learner.organisation_id)
+        self.record_rows[row.id] = row
+        self.facts.records.append(fact)
+        self.facts.labels[gid("ApprenticeRecord", row.id)] = (
+            f"record {row.id} of learner {learner.id}"
+        )
+        return fact
+
+    async def assign(
+        self, record: RecordFact, user: User, role: AssignmentRole, *, ended: bool = False
+    ) -> None:
+        if not ended:
+            if (record.id, user.id, role) in self.active_pairs:
+                return  # at most one active assignment per (record, user, role)
+            self.active_pairs.add((record.id, user.id, role))
+        await self.world.assign(self.record_rows[record.id], user, role, ended=ended)
+        self.facts.assignments.append(
+            AssignmentFact(record.id, user.id, record.organisation_id, ended)
+        )
+
+    async def allocate(
+        self,
+        learner: LearnerFact,
+        assessor: User,
+        *,
+        expires_at: datetime | None = None,
+        ended: bool = False,
+    ) -> None:
+        await self.world.allocate(
+            self.learner_rows[learner.id], assessor, expires_at=expires_at, ended=ended
+        )
+        self.facts.allocations.append(AllocationFact(learner.id, assessor.id, ended, expires_at))
+
+    async def external_assessor(self) -> User:
+        user = await self.world.external_assessor(name=self.person_name())
+        self.facts.externals.append(user)
+        self._user(user, "external assessor")
+        return user
+
+    async def support(self) -> User:
+        user = await self.world.support()
+        self.facts.supports.append(user)
+        self._user(user, "support")
+        return user
+
+
+async def build_world(world: World, rng: random.Random) -> Facts:
+    """Three organisations, every role, assignments and allocations live and ended."""
+    b = Builder(world, rng)
+    now = b.facts.now
+    orgs = [await b.organisation() for _ in range(ORGANISATIONS)]
+
+    # Staff of every role in every organisation; assessors and coordinators are kept in pools
+    # that records get assigned from.
+    assessors: dict[int, list[User]] = defaultdict(list)
+    coordinators: dict[int, list[User]] = defaultdict(list)
+    for org, locations, departments in orgs:
+        await b.staff(org, "SUPER_ADMIN")
+        await b.staff(org, "ADMIN")
+        await b.staff(org, "SENIOR_ASSESSOR")
+        await b.staff(org, "MANAGER", location=rng.choice(locations))
+        await b.staff(org, "MANAGER", department=rng.choice(departments))
+        await b.staff(
+            org, "MANAGER", location=rng.choice(locations), department=rng.choice(departments)
+        )
+        await b.staff(org, "MANAGER")  # no unit: a team of nobody
+        for _ in range(2):
+            assessors[org.id].append(await b.staff(org, "ASSESSOR"))
+            coordinators[org.id].append(await b.staff(org, "TRAINING_COORDINATOR"))
+        # Several roles in one membership: the union of a team and assigned records.
+        assessors[org.id].append(
+            await b.staff(org, "MANAGER", "ASSESSOR", location=rng.choice(locations))
+        )
+        await b.staff(org, "LEARNER")  # a learner sign-in with no learner behind it
+
+    (org0, _, _), (org1, _, departments1), (org2, _, _) = orgs
+    # One person in two organisations with different roles: assigned records in both.
+    two_orgs = await b.staff(org0, "ASSESSOR")
+    assessors[org0.id].append(two_orgs)
+    await b.staff(
+        org1, "MANAGER", "TRAINING_COORDINATOR", department=departments1[0], user=two_orgs
+    )
+    coordinators[org1.id].append(two_orgs)
+    # An assessor in one organisation who is a learner (with a sign-in) in another.
+    assessor_and_learner = await b.staff(org1, "ASSESSOR")
+    assessors[org1.id].append(assessor_and_learner)
+    await b.staff(org2, "LEARNER", user=assessor_and_learner)
+    # An assessor whose assignments have all ended: sees nobody.
+    former = {org.id: await b.staff(org, "ASSESSOR") for org, _, _ in orgs}
+
+    # Learners, some with a sign-in; one or two records each; assignments live and ended.
+    learners_by_org: dict[int, list[LearnerFact]] = defaultdict(list)
+    for org, locations, departments in orgs:
+        for _ in range(rng.randint(*LEARNERS_PER_ORGANISATION)):
+            location = rng.choice([*locations, None])
+            department = rng.choice([*departments, None])
+            user = None
+            if rng.random() < LINKED_LEARNER_SHARE:
+                user = await b.staff(org, "LEARNER")
+            learners_by_org[org.id].append(await b.learner(org, location, department, user))
+        if org.id == org2.id:
+            learners_by_org[org.id].append(
+                await b.learner(org, None, rng.choice(departments), assessor_and_learner)
+            )
+        for learner in learners_by_org[org.id]:
+            for _ in range(rng.randint(1, 2)):
+                record = await b.record(learner)
+                if rng.random() < 0.5:
+                    await b.assign(record, rng.choice(assessors[org.id]), AssignmentRole.ASSESSOR)
+                if rng.random() < 0.3:
+                    await b.assign(
+                        record,
+                        rng.choice(coordinators[org.id]),
+                        AssignmentRole.TRAINING_COORDINATOR,
+                    )
+                if rng.random() < 0.25:
+                    someone = rng.choice(assessors[org.id] + coordinators[org.id])
+                    await b.assign(record, someone, AssignmentRole.ASSESSOR, ended=True)
+                if rng.random() < 0.1:
+                    await b.assign(record, former[org.id], AssignmentRole.ASSESSOR, ended=True)
+
+    # External assessors: one allocated in two organisations; one with an ended, an expired
+    # and a still-valid expiring allocation; one with nothing current at all.
+    across, mixed, lapsed = [await b.external_assessor() for _ in range(3)]
+    for learner in rng.sample(learners_by_org[org0.id], 4) + rng.sample(
+        learners_by_org[org1.id], 4
+    ):
+        await b.allocate(learner, across)
+    ended, expired, expiring, plain = rng.sample(learners_by_org[org2.id], 4)
+    await b.allocate(ended, mixed, ended=True)
+    await b.allocate(expired, mixed, expires_at=now - timedelta(days=1))
+    await b.allocate(expiring, mixed, expires_at=now + timedelta(days=30))
+    await b.allocate(plain, mixed)
+    reallocated = rng.choice(learners_by_org[org0.id])
+    await b.allocate(reallocated, mixed, ended=True)
+    await b.allocate(reallocated, mixed)  # ended once, allocated again: visible
+    await b.allocate(rng.choice(learners_by_org[org1.id]), lapsed, ended=True)
+    await b.allocate(
+        rng.choice(learners_by_org[org2.id]), lapsed, expires_at=now - timedelta(hours=1)
+    )
+
+    await b.support()
+    return b.facts
+
+
+# --- Talking to the API -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A root field that fetches one object by id, and what to select on it."""
+
+    name: str
+    type_name: str
+    field: str
+    selection: str
+
+
+LEARNER_WITH_RECORDS = Lookup("learner(id:)", "Learner", "learner", "{ id records { id } }")
+LEARNER_NODE = Lookup("node(id:) of learners", "Learner", "node", "{ ... on Node { id } }")
+RECORD_NODE = Lookup("node(id:) of records", "ApprenticeRecord", "node", "{ ... on Node { id } }")
+
+CONNECTION = """
+query Page($first: Int!, $after: String) {
+  %s(first: $first, after: $after) {
+    totalCount
+    edges { node { id } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+def batch_query(lookup: Lookup, size: int) -> str:
+    variables = ", ".join(f"$i{k}: ID!" for k in range(size))
+    fields = " ".join(f"a{k}: {lookup.field}(id: $i{k}) {lookup.selection}" for k in range(size))
+    return f"query Batch({variables}) {{ {fields} }}"
+
+
+def chunks(items: Sequence[str], size: int = MAX_ALIASES) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+async def post_raw(caller: Caller, query: str, variables: dict[str, Any]) -> tuple[int, bytes]:
+    """Status and the exact bytes of the response body."""
+    response = await caller.api.client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=caller.headers
+    )
+    return response.status_code, response.content
+
+
+class Problems:
+    """Collects every disagreement, so one run shows the whole picture."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.found: list[str] = []
+
+    def add(self, who: Who, what: str, detail: str) -> None:
+        self.found.append(f"{who} — {what}: {detail}")
+
+    def compare(self, who: Who, what: str, got: Iterable[str], expected: set[str]) -> None:
+        got_list = list(got)
+        got_set = set(got_list)
+        if len(got_list) != len(got_set):
+            dupes = sorted({g for g in got_list if got_list.count(g) > 1})
+            self.add(who, what, f"duplicates {self._describe(dupes)}")
+        if got_set != expected:
+            unexpected = sorted(got_set - expected)
+            missing = sorted(expected - got_set)
+            self.add(
+                who,
+                what,
+                f"{len(unexpected)} unexpected {self._describe(unexpected)}; "
+                f"{len(missing)} missing {self._describe(missing)}",
+            )
+
+    def _describe(self, ids: Sequence[str], limit: int = 4) -> str:
+        shown = [self.facts.label(i) for i in ids[:limit]]
+        more = f", … {len(ids) - limit} more" if len(ids) > limit else ""
+        return f"[{'; '.join(shown)}{more}]"
+
+    def report(self, limit: int = 60) -> str:
+        lines = self.found[:limit]
+        more = [f"… and {len(self.found) - limit} more"] if len(self.found) > limit else []
+        return f"{len(self.found)} disagreements with the reference model:\n" + "\n".join(
+            lines + more
+        )
+
+
+async def read_connection(
+    caller: Caller, who: Who, problems: Problems, field_name: str, expected: set[str], first: int
+) -> None:
+    """Page `field_name` to the end; every page's totalCount and the union of ids must match."""
+    ids: list[str] = []
+    after: str | None = None
+    what = f"{field_name}(first: {first})"
+    for _ in range(len(expected) // max(first, 1) + 3):  # bounded: a broken cursor must not spin
+        result = await caller(CONNECTION % field_name, first=first, after=after)
+        if result.status != 200 or result.errors:
+            problems.add(who, what, f"errors {result.body}")
+            return
+        connection = result.data[field_name]
+        ids += [edge["node"]["id"] for edge in connection["edges"]]
+        if connection["totalCount"] != len(expected):
+            problems.add(
+                who, what, f"totalCount {connection['totalCount']}, expected {len(expected)}"
+            )
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    else:
+        problems.add(who, what, "hasNextPage never became false")
+    problems.compare(who, what, ids, expected)
+
+
+async def read_visible(
+    caller: Caller,
+    who: Who,
+    problems: Problems,
+    lookup: Lookup,
+    visible: list[str],
+    nested: dict[str, set[str]] | None = None,
+) -> None:
+    """Each visible id comes back as itself (and with exactly the expected nested records)."""
+    for batch in chunks(visible):
+        result = await caller(
+            batch_query(lookup, len(batch)), **{f"i{k}": v for k, v in enumerate(batch)}
+        )
+        if result.status != 200 or result.errors:
+            problems.add(who, lookup.name, f"errors {result.body}")
+            continue
+        for k, wanted in enumerate(batch):
+            got = result.data[f"a{k}"]
+            if got is None or got.get("id") != wanted:
+                problems.add(who, lookup.name, f"{problems.facts.label(wanted)} → {got}")
+                continue
+            if nested is not None:
+                problems.compare(
+                    who,
+                    f"{lookup.name} {{ records }} of {problems.facts.label(wanted)}",
+                    (r["id"] for r in got["records"]),
+                    nested[wanted],
+                )
+
+
+async def read_invisible(
+    caller: Caller, who: Who, problems: Problems, lookup: Lookup, invisible: list[str]
+) -> None:
+    """Each invisible id answers exactly like an id that does not exist: same bytes, all null."""
+    missing_answer: dict[int, tuple[int, bytes]] = {}
+    for batch in chunks(invisible):
+        query = batch_query(lookup, len(batch))
+        if len(batch) not in missing_answer:
+            nonexistent = {
+                f"i{k}": gid(lookup.type_name, MISSING_PK + k) for k in range(len(batch))
+            }
+            missing_answer[len(batch)] = await post_raw(caller, query, nonexistent)
+            status, body = missing_answer[len(batch)]
+            all_null = {"data": {f"a{k}": None for k in range(len(batch))}}
+            if status != 200 or json.loads(body) != all_null:
+                problems.add(who, lookup.name, f"a nonexistent id answers {status} {body[:300]!r}")
+        answer = await post_raw(caller, query, {f"i{k}": v for k, v in enumerate(batch)})
+        if answer != missing_answer[len(batch)]:
+            status, body = answer
+            parsed = json.loads(body)
+            shown = [
+                problems.facts.label(v)
+                for k, v in enumerate(batch)
+                if (parsed.get("data") or {}).get(f"a{k}") is not None
+            ]
+            problems.add(
+                who,
+                lookup.name,
+                f"invisible ids answer unlike nonexistent ones: {status}, visible: "
+                f"{problems._describe(shown) if shown else '[]'}, body {body[:300]!r}",
+            )
+
+
+async def read_one_invisible(
+    caller: Caller, who: Who, problems: Problems, lookup: Lookup, invisible_id: str
+) -> None:
+    """The single-field form: {"data": {"learner": null}} for both, byte for byte."""
+    query = f"query One($id: ID!) {{ {lookup.field}(id: $id) {lookup.selection} }}"
+    hidden = await post_raw(caller, query, {"id": invisible_id})
+    absent = await post_raw(caller, query, {"id": gid(lookup.type_name, MISSING_PK)})
+    if absent[0] != 200 or json.loads(absent[1]) != {"data": {lookup.field: None}}:
+        problems.add(who, f"one {lookup.name}", f"a nonexistent id answers {absent}")
+    if hidden != absent:
+        problems.add(
+            who,
+            f"one {lookup.name}",
+            f"{problems.facts.label(invisible_id)} answers {hidden}, a nonexistent id {absent}",
+        )
+
+
+# --- The test -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_every_principal_sees_exactly_what_the_reference_model_says(
+    api: Api, world: World, seed: int
+) -> None:
+    # given a generated world and the reference model's answers for it
+    facts = await build_world(world, random.Random(seed))
+    model = Reference(facts)
+    all_learners = [gid("Learner", lf.id) for lf in facts.learners]
+    all_records = [gid("ApprenticeRecord", r.id) for r in facts.records]
+    problems = Problems(facts)
+    principals = facts.principals()
+    assert_world_covers_the_brief(facts, model, principals)
+
+    for who in principals:
+        caller = api.as_(who.user, who.organisation)
+        learner_pks, record_pks = model.learners_and_records(who)
+        learners = {gid("Learner", pk) for pk in learner_pks}
+        records = {gid("ApprenticeRecord", pk) for pk in record_pks}
+        staff = {gid("User", pk) for pk in model.staff(who)}
+        records_of = {
+            gid("Learner", pk): {
+                gid("ApprenticeRecord", r) for r in model.records_of[pk] & record_pks
+            }
+            for pk in learner_pks
+        }
+
+        # when they list learners, records and staff, then they get exactly the model's sets
+        for field_name, expected in (
+            ("learners", learners),
+            ("apprenticeRecords", records),
+            ("staff", staff),
+        ):
+            await read_connection(caller, who, problems, field_name, expected, PAGE_SIZE)
+            if pages_in_small_steps(who):
+                await read_connection(caller, who, problems, field_name, expected, SMALL_PAGE_SIZE)
+
+        # when they ask for every learner and every record by id, then exactly the visible
+        # ones come back (learners with exactly their visible records), and every other id
+        # answers as if it did not exist
+        for lookup, everything, visible in (
+            (LEARNER_WITH_RECORDS, all_learners, learners),
+            (LEARNER_NODE, all_learners, learners),
+            (RECORD_NODE, all_records, records),
+        ):
+            nested = records_of if lookup is LEARNER_WITH_RECORDS else None
+            shown = [i for i in everything if i in visible]
+            hidden = [i for i in everything if i not in visible]
+            await read_visible(caller, who, problems, lookup, shown, nested)
+            await read_invisible(caller, who, problems, lookup, hidden)
+            if hidden and lookup is not LEARNER_NODE:
+                await read_one_invisible(caller, who, problems, lookup, hidden[0])
+
+    assert not problems.found, problems.report()
+
+
+def pages_in_small_steps(who: Who) -> bool:
+    """A few principals with long lists page through them again in small pages."""
+    return who.kind != STAFF or who.roles == {"ADMIN"}
+
+
+def assert_world_covers_the_brief(facts: Facts, model: Reference, principals: list[Who]) -> None:
+    """The generated world holds the cases this test is meant to cover."""
+    roles = {role for who in principals for role in who.roles}
+    assert roles >= WHOLE_ORGANISATION | ASSIGNED_RECORDS | {"MANAGER", "LEARNER"}
+    assert {who.kind for who in principals} == {STAFF, EXTERNAL_ASSESSOR, SUPPORT}
+    managers = [m for m in facts.memberships if "MANAGER" in m.roles]
+    assert {(m.location_id is not None, m.department_id is not None) for m in managers} == {
+        (True, False),
+        (False, True),
+        (True, True),
+        (False, False),
+    }
+    assert any(lf.location_id is None for lf in facts.learners)
+    assert any(lf.department_id is None for lf in facts.learners)
+    assert any(a.ended for a in facts.assignments) and any(not a.ended for a in facts.assignments)
+    assert any(a.expires_at and a.expires_at < facts.now for a in facts.allocations)
+    assert any(a.expires_at and a.expires_at > facts.now for a in facts.allocations)
+    assert any(a.ended for a in facts.allocations)
+    members_of: defaultdict[int, set[int]] = defaultdict(set)
+    for m in facts.memberships:
+        members_of[m.user_id].add(m.organisation_id)
+    assert any(len(orgs) > 1 for orgs in members_of.values())
+    allocated_orgs = {
+        lf.organisation_id
+        for who in principals
+        if who.kind == EXTERNAL_ASSESSOR
+        for lf in facts.learners
+        if lf.id in model.learners_and_records(who)[0]
+    }
+    assert len(allocated_orgs) >= 2
+    # Someone sees only some of a learner's records (an assessor of one of two records).
+    assert any(
+        0 < len(model.records_of[pk] & records) < len(model.records_of[pk])
+        for who in principals
+        for learners, records in [model.learners_and_records(who)]
+        for pk in learners
+    )
