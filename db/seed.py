@@ -92,6 +92,10 @@ PROGRAMMES = (
 )
 
 
+# (name, email, roles, location id, department id)
+StaffRow = tuple[str, str, list[str], int | None, int | None]
+
+
 @dataclass(frozen=True)
 class Preset:
     organisations: int
@@ -148,7 +152,7 @@ async def ensure_support(
 async def _staff(
     conn: AsyncConnection,
     organisation_id: int,
-    people: list[tuple[str, str, list[str], int | None, int | None]],
+    people: list[StaffRow],
 ) -> list[int]:
     now = _now()
     user_ids = await _insert(
@@ -435,7 +439,9 @@ async def seed_preset(engine: AsyncEngine, name: str, seed: int = 1) -> dict[str
             roles = ["ASSESSOR"] * (staff // 2) + ["TRAINING_COORDINATOR"] * (staff // 4)
             roles += ["SENIOR_ASSESSOR", "MANAGER"] * (staff - len(roles))
             roles = roles[: staff - 1]
-            people = [("Admin Person", f"admin@{slug}.example", ["SUPER_ADMIN"], None, None)]
+            people: list[StaffRow] = [
+                ("Admin Person", f"admin@{slug}.example", ["SUPER_ADMIN"], None, None)
+            ]
             people += [
                 (
                     f"{rng.choice(FIRST)} {rng.choice(LAST)}",

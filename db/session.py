@@ -50,10 +50,10 @@ class Database:
             self.statements += 1
             return await session.execute(stmt, params)
 
-    async def scalars(self, stmt: Select[tuple[T]]) -> Sequence[T]:
+    async def scalars(self, stmt: Select[T]) -> Sequence[T]:
         return (await self.execute(stmt)).scalars().all()
 
-    async def scalar(self, stmt: Select[tuple[T]]) -> T | None:
+    async def scalar(self, stmt: Select[T]) -> T | None:
         return (await self.execute(stmt)).scalar_one_or_none()
 
     async def add(self, *rows: Any) -> None:

@@ -108,7 +108,7 @@ def learner_self(p: Principal, now: datetime) -> ColumnElement[bool]:
     return and_(Learner.user_id == p.user_id, in_organisation(Learner.organisation_id, p))
 
 
-def learner_ids(fn: Predicate, p: Principal, now: datetime) -> Select[tuple[int]]:
+def learner_ids(fn: Predicate, p: Principal, now: datetime) -> Select[int]:
     return select(Learner.id).where(fn(p, now))
 
 
@@ -146,7 +146,7 @@ def record_self(p: Principal, now: datetime) -> ColumnElement[bool]:
     return ApprenticeRecord.learner_id.in_(learner_ids(learner_self, p, now))
 
 
-def record_ids(scope: Scope, p: Principal, now: datetime) -> Select[tuple[int]]:
+def record_ids(scope: Scope, p: Principal, now: datetime) -> Select[int]:
     return select(ApprenticeRecord.id).where(PREDICATES[(Resource.RECORD, scope)](p, now))
 
 

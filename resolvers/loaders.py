@@ -45,7 +45,7 @@ def _by_id(
 
 
 def _grouped(
-    ctx: Context, column: Any, stmt: Callable[[Sequence[Any]], Select[tuple[Any]]]
+    ctx: Context, column: Any, stmt: Callable[[Sequence[Any]], Select[Any]]
 ) -> DataLoader[Any, list[Any]]:
     async def load(keys: Sequence[Any]) -> list[list[Any]]:
         groups: defaultdict[Any, list[Any]] = defaultdict(list)
@@ -131,7 +131,8 @@ class Loaders:
                 )
             )
             roles: defaultdict[int, list[Role]] = defaultdict(list)
-            for user_id, role in (await ctx.db.execute(stmt)).all():
+            rows: Sequence[Any] = (await ctx.db.execute(stmt)).all()
+            for user_id, role in rows:
                 roles[user_id].append(Role(role))
             order = list(Role)
             return [sorted(roles.get(u, []), key=order.index) for u in user_ids]

@@ -46,7 +46,7 @@ async def node(ctx: Context, *, id: str) -> tuple[str, Any] | None:
         return None if row is None else (type_name, row)
     if type_name == "User":
         model: Any = User
-        where: ColumnElement[bool] = visible_user(ctx)  # type: ignore[assignment]
+        where: ColumnElement[bool] = visible_user(ctx)
     elif type_name in SCOPED:
         model, resource = SCOPED[type_name]
         where = ctx.rules.where(resource)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from resolvers.context import Context
 from resolvers.errors import InvalidInput
@@ -57,9 +58,9 @@ def page_size(ctx: Context, first: int | None) -> int:
 
 async def paginate(
     ctx: Context,
-    stmt: Select[tuple[T]],
+    stmt: Select[T],
     *,
-    order: Sequence[ColumnElement[Any]],
+    order: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
     key: Callable[[T], Sequence[Any]],
     key_types: Sequence[type],
     first: int | None,

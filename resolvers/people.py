@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from db.models import Department, Location, Membership, MembershipRole, Organisation, User, UserKind
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role
@@ -46,7 +46,7 @@ async def viewer(ctx: Context) -> Viewer:
     return Viewer(user=user, organisation=organisation, roles=sorted(me.roles, key=order.index))
 
 
-def _people_search(search: str | None) -> list[object]:
+def _people_search(search: str | None) -> list[ColumnElement[bool]]:
     if not search or not search.strip():
         return []
     return [or_(contains(User.name, search), contains(User.email, search))]
@@ -197,10 +197,10 @@ async def user_roles(ctx: Context, user: User) -> list[Role]:
     return await ctx.loaders.roles_by_user.load(user.id)
 
 
-def visible_user(ctx: Context) -> object:
+def visible_user(ctx: Context) -> ColumnElement[bool]:
     """Users the caller may look up by id: staff or directory scope, or themself."""
     return or_(
         ctx.rules.where(Resource.STAFF),
         ctx.rules.where(Resource.EXTERNAL_ASSESSOR),
-        and_(User.id == ctx.me.user_id),
+        User.id == ctx.me.user_id,
     )

@@ -6,8 +6,8 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+from graphql import ASTValidationRule, FieldNode, GraphQLError, OperationDefinitionNode
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode, ValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -33,7 +33,7 @@ class QueryLimits:
     cache_size: int = 256
 
 
-def limit_rules(limits: QueryLimits) -> list[type[ValidationRule]]:
+def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
     """Build the limit rules once per schema.
 
     The validation cache keys on the rule classes; Strawberry's own limiter extensions
@@ -71,7 +71,7 @@ class Operation(SchemaExtension):
         if result is not None and result.errors:
             result.errors = [shape_error(e, debug=self._ctx().debug) for e in result.errors]
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         ctx = self._ctx()
         ec = self.execution_context
         if ctx.principal is None and not is_introspection(ec.graphql_document, ec.operation_name):

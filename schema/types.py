@@ -368,7 +368,7 @@ class AuditEvent(Node):
             action=row.action,
             subject_type=row.subject_type,
             subject_id=None if row.subject_id is None else gid(row.subject_type, row.subject_id),
-            details=row.details,
+            details=JSON(row.details),
             row=row,
         )
 
@@ -392,4 +392,4 @@ NODE_TYPES: dict[str, Any] = {
 
 
 def node_from_row(type_name: str, row: Any) -> Node:
-    return NODE_TYPES[type_name].from_row(row)  # type: ignore[no-any-return]
+    return NODE_TYPES[type_name].from_row(row)

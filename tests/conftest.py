@@ -118,7 +118,7 @@ def make_settings(url: str, **overrides: object) -> Settings:
         "migrate_on_start": False,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from server.settings import ConfigurationError, Settings, jwt_secret
 
 def _settings(tmp_path: Path, **values: object) -> Settings:
     url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'caseload.sqlite3'}"
-    return Settings(_env_file=None, database_url=url, **values)  # type: ignore[call-arg, arg-type]
+    return Settings(_env_file=None, database_url=url, **values)  # type: ignore[arg-type]
 
 
 def test_missing_secret_is_refused_outside_debug(tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ def test_configured_secret_wins(tmp_path: Path) -> None:
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CASELOAD_MAX_PAGE_SIZE", "200")
     monkeypatch.setenv("CASELOAD_DEBUG", "true")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.max_page_size == 200 and settings.debug is True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
@@ -16,7 +18,8 @@ async def test_parser_and_validation_caches_hit_with_limits_on(api: Api, world: 
     org = await world.organisation()
     admin = await world.staff(org, "ADMIN")
     size = QueryLimits().cache_size
-    parse, validate = _get_parse_cache(size), _get_validate_cache(size)
+    parse: Any = _get_parse_cache(size)
+    validate: Any = _get_validate_cache(size)
     call = api.as_(admin, org)
     await call(QUERY)  # warm
     parse_before, validate_before = parse.cache_info(), validate.cache_info()

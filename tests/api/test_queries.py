@@ -10,7 +10,9 @@ from tests.helpers import Api, gid
 
 LEARNERS = """query($first: Int, $after: String, $filter: LearnerFilter) {
   learners(first: $first, after: $after, filter: $filter) {
-    totalCount edges { cursor node { id name } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    totalCount
+    edges { cursor node { id name } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }"""
 
@@ -213,7 +215,9 @@ async def test_staff_drop_down_and_directory(api: Api, world: World) -> None:
     unallocated = await world.external_assessor(name="Kim Free")
     learner = await world.learner(org)
     await world.allocate(learner, external)
-    query = """query($filter: StaffFilter) { staff(filter: $filter) { totalCount edges { node { name roles } } } }"""
+    query = """query($filter: StaffFilter) {
+      staff(filter: $filter) { totalCount edges { node { name roles } } }
+    }"""
 
     def names(result: object) -> list[str]:
         return [e["node"]["name"] for e in result.ok()["staff"]["edges"]]  # type: ignore[attr-defined]
