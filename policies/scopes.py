@@ -87,20 +87,29 @@ def learner_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
     return and_(*clauses)
 
 
+# Assigned and allocated scopes are uncorrelated IN (...) sets: the principal's own
+# assignments or allocations are few, and the planner turns them into primary-key probes
+# instead of testing every row of a large organisation.
+
+
+def assigned_record_ids(p: Principal) -> Select[int]:
+    return select(RecordAssignment.record_id).where(active_assignment(p))
+
+
+def allocated_learner_ids(p: Principal, now: datetime) -> Select[int]:
+    return select(Allocation.learner_id).where(active_allocation(p, now))
+
+
 @predicate(Resource.LEARNER, Scope.ASSIGNED)
 def learner_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return exists(
-        select(RecordAssignment.id)
-        .join(ApprenticeRecord, ApprenticeRecord.id == RecordAssignment.record_id)
-        .where(ApprenticeRecord.learner_id == Learner.id, active_assignment(p))
+    return Learner.id.in_(
+        select(ApprenticeRecord.learner_id).where(ApprenticeRecord.id.in_(assigned_record_ids(p)))
     )
 
 
 @predicate(Resource.LEARNER, Scope.ALLOCATED)
 def learner_allocated(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return exists(
-        select(Allocation.id).where(Allocation.learner_id == Learner.id, active_allocation(p, now))
-    )
+    return Learner.id.in_(allocated_learner_ids(p, now))
 
 
 @predicate(Resource.LEARNER, Scope.SELF)
@@ -127,18 +136,12 @@ def record_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
 
 @predicate(Resource.RECORD, Scope.ASSIGNED)
 def record_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return exists(
-        select(RecordAssignment.id).where(
-            RecordAssignment.record_id == ApprenticeRecord.id, active_assignment(p)
-        )
-    )
+    return ApprenticeRecord.id.in_(assigned_record_ids(p))
 
 
 @predicate(Resource.RECORD, Scope.ALLOCATED)
 def record_allocated(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return ApprenticeRecord.learner_id.in_(
-        select(Allocation.learner_id).where(active_allocation(p, now))
-    )
+    return ApprenticeRecord.learner_id.in_(allocated_learner_ids(p, now))
 
 
 @predicate(Resource.RECORD, Scope.SELF)
@@ -193,7 +196,9 @@ def allocation_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
 
 @predicate(Resource.ALLOCATION, Scope.ASSIGNED)
 def allocation_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return Allocation.learner_id.in_(learner_ids(learner_assigned, p, now))
+    return Allocation.learner_id.in_(
+        select(ApprenticeRecord.learner_id).where(ApprenticeRecord.id.in_(assigned_record_ids(p)))
+    )
 
 
 @predicate(Resource.ALLOCATION, Scope.ALLOCATED)
