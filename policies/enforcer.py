@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import casbin
-from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy import ColumnElement, false, or_
 
 from policies.principal import Principal
 from policies.scopes import PREDICATES
@@ -45,10 +45,11 @@ def compile_grants(enforcer: casbin.Enforcer) -> Grants:
                 resource, action, scope = Resource(row[1]), Action(row[2]), Scope(row[3])
             except ValueError as exc:
                 raise PolicyError(f"unknown word in policy row {row}: {exc}") from exc
-            if action is Action.READ and (resource, scope) not in PREDICATES:
+            if action is Action.CREATE:
+                if scope not in ORGANISATION_SCOPES:
+                    raise PolicyError(f"create rows take scope all or organisation: {row}")
+            elif (resource, scope) not in PREDICATES:
                 raise PolicyError(f"scope {scope} has no SQL predicate for {resource}")
-            if action is not Action.READ and scope not in ORGANISATION_SCOPES:
-                raise PolicyError(f"{action} rows take scope all or organisation: {row}")
             grants[(role, resource, action)].add(scope)
     return {key: frozenset(scopes) for key, scopes in grants.items()}
 
@@ -88,11 +89,11 @@ class Policy:
 
     def where(self, resource: Resource, action: Action = Action.READ) -> ColumnElement[bool]:
         """The rows of `resource` this principal may `action`: OR of held scopes, else none."""
+        if action is Action.CREATE:
+            raise ValueError("create scopes name an organisation; use may_act_in")
         scopes = sorted(self.scopes(resource, action))
         if not scopes:
             return false()
-        if action is not Action.READ:
-            raise ValueError("create scopes name an organisation; use organisation_where")
         clauses = [PREDICATES[(resource, scope)](self.principal, self.now) for scope in scopes]
         return clauses[0] if len(clauses) == 1 else or_(*clauses)
 
@@ -102,13 +103,3 @@ class Policy:
         if Scope.ALL in scopes:
             return True
         return Scope.ORGANISATION in scopes and organisation_id == self.principal.organisation_id
-
-    def organisation_where(
-        self, resource: Resource, action: Action, column: object
-    ) -> ColumnElement[bool]:
-        scopes = self.scopes(resource, action)
-        if Scope.ALL in scopes:
-            return true()
-        if Scope.ORGANISATION in scopes and self.principal.organisation_id is not None:
-            return column == self.principal.organisation_id  # type: ignore[return-value]
-        return false()

@@ -38,6 +38,15 @@ class Resource(enum.StrEnum):
 class Action(enum.StrEnum):
     READ = "read"
     CREATE = "create"
+    """Create inside an organisation: scopes `all` or `organisation` name which ones."""
+    ALLOCATE = "allocate"
+    """Allocate external assessors to a learner, or end an allocation."""
+    SUBMIT_EVIDENCE = "submit_evidence"
+    """Submit evidence on a record."""
+    DECIDE = "decide"
+    """Sign a piece of evidence off, or refer it back."""
+    VIEW_ACCESS = "view_access"
+    """See who can see a learner, and why."""
 
 
 class Scope(enum.StrEnum):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, case, exists, select
 
 from db.models import ApprenticeRecord, AssignmentRole, AuditEvent, RecordAssignment
+from policies.vocabulary import Action, Resource
 from resolvers.context import Context
 from resolvers.errors import InvalidInput
 from resolvers.ids import MalformedId, decode_id
@@ -105,3 +106,21 @@ def active_assignment_of_record(role: AssignmentRole | None = None) -> ColumnEle
     if role is not None:
         clauses.append(RecordAssignment.role == role)
     return exists(select(RecordAssignment.id).where(*clauses))
+
+
+async def load_target(
+    ctx: Context, model: Any, resource: Resource, action: Action, pk: int
+) -> tuple[Any | None, bool]:
+    """A mutation's target row if the caller can see it, and whether they may `action` it.
+
+    One statement: visibility is the WHERE, permission a computed column.
+    """
+    permitted = case((ctx.rules.where(resource, action), 1), else_=0).label("permitted")
+    row: Any = (
+        await ctx.db.execute(
+            select(model, permitted).where(model.id == pk, ctx.rules.where(resource))
+        )
+    ).first()
+    if row is None:
+        return None, False
+    return row[0], bool(row[1])

@@ -40,7 +40,43 @@ class BulkRejected:
     code: str = "BULK_REJECTED"
 
 
-Problem = NotFound | Invalid | AlreadyExists | BulkRejected
+@dataclass(frozen=True)
+class NotExternalAssessor:
+    id: str
+    message: str = "Only external assessors can be allocated to learners."
+    code: str = "NOT_EXTERNAL_ASSESSOR"
 
 
-PROBLEMS = (NotFound, Invalid, AlreadyExists, BulkRejected)
+@dataclass(frozen=True)
+class IneligibleAssignee:
+    id: str
+    message: str
+    code: str = "INELIGIBLE_ASSIGNEE"
+
+
+@dataclass(frozen=True)
+class EvidenceLocked:
+    id: str
+    message: str = "This evidence has already been decided."
+    code: str = "EVIDENCE_LOCKED"
+
+
+Problem = (
+    NotFound
+    | Invalid
+    | AlreadyExists
+    | BulkRejected
+    | NotExternalAssessor
+    | IneligibleAssignee
+    | EvidenceLocked
+)
+
+PROBLEMS = (
+    NotFound,
+    Invalid,
+    AlreadyExists,
+    BulkRejected,
+    NotExternalAssessor,
+    IneligibleAssignee,
+    EvidenceLocked,
+)

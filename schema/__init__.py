@@ -12,7 +12,9 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import OperationError
-from schema.errors import BulkRejectedError, ItemError
+from schema.allocations import AllocationMutation
+from schema.errors import BulkRejectedError, IneligibleAssigneeError, ItemError
+from schema.evidence import EvidenceMutation
 from schema.extensions import QueryLimits, extensions
 from schema.learners import LearnerMutation, LearnerQuery
 from schema.nodes import NodeQuery
@@ -25,7 +27,15 @@ log = logging.getLogger("caseload.graphql")
 
 Query = merge_types("Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery))
 Mutation = merge_types(
-    "Mutation", (OrganisationMutation, PeopleMutation, LearnerMutation, RecordMutation)
+    "Mutation",
+    (
+        OrganisationMutation,
+        PeopleMutation,
+        LearnerMutation,
+        RecordMutation,
+        AllocationMutation,
+        EvidenceMutation,
+    ),
 )
 
 
@@ -44,7 +54,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     return CaseloadSchema(
         query=Query,
         mutation=Mutation,
-        types=[*NODE_TYPES.values(), BulkRejectedError, ItemError],
+        types=[*NODE_TYPES.values(), BulkRejectedError, ItemError, IneligibleAssigneeError],
         extensions=extensions(limits or QueryLimits()),  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=True),
     )

@@ -43,7 +43,30 @@ class BulkRejectedError(Error):
     items: list[ItemError] = strawberry.field(description="Every offending item.")
 
 
-ErrorType = NotFoundError | ValidationError | AlreadyExistsError | BulkRejectedError
+@strawberry.type(description="The user is staff of an organisation, not an external assessor.")
+class NotExternalAssessorError(Error):
+    id: strawberry.ID = strawberry.field(description="The user id given as assessor.")
+
+
+@strawberry.type(description="The user cannot take this kind of assignment.")
+class IneligibleAssigneeError(Error):
+    id: strawberry.ID = strawberry.field(description="The user id given as assignee.")
+
+
+@strawberry.type(description="The evidence has been decided and can no longer change.")
+class EvidenceLockedError(Error):
+    id: strawberry.ID = strawberry.field(description="The evidence id.")
+
+
+ErrorType = (
+    NotFoundError
+    | ValidationError
+    | AlreadyExistsError
+    | BulkRejectedError
+    | NotExternalAssessorError
+    | IneligibleAssigneeError
+    | EvidenceLockedError
+)
 
 
 def from_problem(problem: outcomes.Problem) -> ErrorType:
@@ -62,6 +85,12 @@ def from_problem(problem: outcomes.Problem) -> ErrorType:
                     ItemError(id=strawberry.ID(i.id), code=i.code, message=i.message) for i in items
                 ],
             )
+        case outcomes.NotExternalAssessor(id=id, message=message, code=code):
+            return NotExternalAssessorError(code=code, message=message, id=strawberry.ID(id))
+        case outcomes.IneligibleAssignee(id=id, message=message, code=code):
+            return IneligibleAssigneeError(code=code, message=message, id=strawberry.ID(id))
+        case outcomes.EvidenceLocked(id=id, message=message, code=code):
+            return EvidenceLockedError(code=code, message=message, id=strawberry.ID(id))
     raise TypeError(f"not a problem: {problem!r}")
 
 

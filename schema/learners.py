@@ -11,7 +11,7 @@ from resolvers import learners
 from schema.connections import Connection
 from schema.context import Info
 from schema.errors import AlreadyExistsError, NotFoundError, ValidationError, answer
-from schema.permissions import requires
+from schema.permissions import changes, requires
 from schema.types import Learner
 
 
@@ -101,7 +101,7 @@ class LearnerQuery:
 class LearnerMutation:
     @strawberry.mutation(
         description="Add a learner to the caller's organisation.",
-        extensions=requires(Resource.LEARNER, Action.CREATE),
+        extensions=changes(Resource.LEARNER, Action.CREATE),
     )
     async def create_learner(self, info: Info, input: CreateLearnerInput) -> CreateLearnerResult:
         outcome = await learners.create_learner(

@@ -11,7 +11,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from schema.context import Info
 from schema.errors import AlreadyExistsError, NotFoundError, ValidationError, answer
-from schema.permissions import requires
+from schema.permissions import changes
 from schema.types import Department, Location, Organisation
 
 
@@ -78,7 +78,7 @@ CreateDepartmentResult = Annotated[
 class OrganisationMutation:
     @strawberry.mutation(
         description="Create a customer organisation. Support only.",
-        extensions=requires(Resource.ORGANISATION, Action.CREATE),
+        extensions=changes(Resource.ORGANISATION, Action.CREATE),
     )
     async def create_organisation(
         self, info: Info, input: CreateOrganisationInput
@@ -90,7 +90,7 @@ class OrganisationMutation:
 
     @strawberry.mutation(
         description="Add a location to an organisation.",
-        extensions=requires(Resource.LOCATION, Action.CREATE),
+        extensions=changes(Resource.LOCATION, Action.CREATE),
     )
     async def create_location(self, info: Info, input: CreateUnitInput) -> CreateLocationResult:
         outcome = await organisations.create_unit(
@@ -103,7 +103,7 @@ class OrganisationMutation:
 
     @strawberry.mutation(
         description="Add a department to an organisation.",
-        extensions=requires(Resource.DEPARTMENT, Action.CREATE),
+        extensions=changes(Resource.DEPARTMENT, Action.CREATE),
     )
     async def create_department(self, info: Info, input: CreateUnitInput) -> CreateDepartmentResult:
         outcome = await organisations.create_unit(

@@ -11,7 +11,7 @@ from resolvers import people
 from schema.connections import Connection
 from schema.context import Info
 from schema.errors import AlreadyExistsError, NotFoundError, ValidationError, answer
-from schema.permissions import requires, signed_in
+from schema.permissions import changes, requires, signed_in
 from schema.types import Organisation, Role, User
 
 
@@ -138,7 +138,7 @@ class PeopleQuery:
 class PeopleMutation:
     @strawberry.mutation(
         description="Create a staff member. Support in any organisation; admins in their own.",
-        extensions=requires(Resource.STAFF, Action.CREATE),
+        extensions=changes(Resource.STAFF, Action.CREATE),
     )
     async def create_staff_member(
         self, info: Info, input: CreateStaffMemberInput
@@ -156,7 +156,7 @@ class PeopleMutation:
 
     @strawberry.mutation(
         description="Create an external assessor profile. Support only.",
-        extensions=requires(Resource.EXTERNAL_ASSESSOR, Action.CREATE),
+        extensions=changes(Resource.EXTERNAL_ASSESSOR, Action.CREATE),
     )
     async def create_external_assessor(
         self, info: Info, input: CreateExternalAssessorInput

@@ -58,8 +58,14 @@ class Atomic(FieldExtension):
 
 
 def requires(resource: Resource, action: Action = Action.READ) -> list[FieldExtension]:
+    """For query fields: the resource read (or the action needed to see the field at all)."""
+    return [Guard(resource, action)]
+
+
+def changes(resource: Resource, action: Action) -> list[FieldExtension]:
+    """For mutations: the action performed; the mutation is atomic."""
     if action is Action.READ:
-        return [Guard(resource, action)]
+        raise ValueError("a mutation changes something")
     return [Guard(resource, action), Atomic()]
 
 
@@ -81,4 +87,4 @@ def signed_in() -> list[FieldExtension]:
     return [Public()]
 
 
-__all__ = ["Atomic", "Guard", "Public", "requires", "signed_in"]
+__all__ = ["Atomic", "Guard", "Public", "changes", "requires", "signed_in"]

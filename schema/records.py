@@ -12,7 +12,7 @@ from resolvers import records
 from schema.connections import Connection
 from schema.context import Info
 from schema.errors import NotFoundError, ValidationError, answer
-from schema.permissions import requires
+from schema.permissions import changes, requires
 from schema.types import ApprenticeRecord
 
 
@@ -85,7 +85,7 @@ class RecordQuery:
 class RecordMutation:
     @strawberry.mutation(
         description="Start a learner on a programme.",
-        extensions=requires(Resource.RECORD, Action.CREATE),
+        extensions=changes(Resource.RECORD, Action.CREATE),
     )
     async def create_apprentice_record(
         self, info: Info, input: CreateApprenticeRecordInput

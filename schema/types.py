@@ -9,9 +9,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from db import models
-from policies.vocabulary import Resource
+from policies.vocabulary import Action, Resource, Scope
 from policies.vocabulary import Role as RoleValue
-from resolvers import organisations, people
+from resolvers import access, organisations, people
 from resolvers.ids import encode_id
 from schema.context import Info
 from schema.permissions import requires
@@ -194,6 +194,19 @@ class Learner(Node):
         return [User.from_row(u) for u in await loaders.user_ref.load_many(unique) if u is not None]
 
     @strawberry.field(
+        description="Who can currently see this learner, and why (admins and the learner).",
+        extensions=requires(Resource.LEARNER, Action.VIEW_ACCESS),
+    )
+    async def access(self, info: Info) -> list[LearnerAccess] | None:
+        grants = await access.learner_access(info.context, self.row)
+        return [
+            LearnerAccess(
+                user=User.from_row(g.user), role=g.role, reason=g.scope, expires_at=g.expires_at
+            )
+            for g in grants
+        ]
+
+    @strawberry.field(
         description="Evidence on the learner's records that the caller can see.",
         extensions=requires(Resource.EVIDENCE),
     )
@@ -202,6 +215,26 @@ class Learner(Node):
         records = await loaders.records_by_learner.load(self.row.id)
         groups = await loaders.evidence_by_record.load_many([r.id for r in records])
         return [Evidence.from_row(e) for group in groups for e in group]
+
+
+AccessReason = strawberry.enum(
+    Scope,
+    name="AccessReason",
+    description="Why a person can see a learner: the policy scope that grants it.",
+)
+
+
+@strawberry.type(description="One reason one person can currently see a learner.")
+class LearnerAccess:
+    user: User = strawberry.field(description="Who can see the learner.")
+    role: Role = strawberry.field(description="The role that holds the scope.")  # type: ignore[valid-type]
+    reason: AccessReason = strawberry.field(  # type: ignore[valid-type]
+        description="ORGANISATION (their role covers the organisation), TEAM, ASSIGNED "
+        "(a record assignment), ALLOCATED (an external assessor allocation) or SELF."
+    )
+    expires_at: datetime | None = strawberry.field(
+        description="For an allocation: when it stops granting access."
+    )
 
 
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")

@@ -1,0 +1,141 @@
+"""External assessor allocation: managers and admins give an outside assessor one learner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db.models import Allocation, Learner, User, UserKind
+from policies.vocabulary import Action, Resource
+from resolvers.common import audit, load_target, parse_id
+from resolvers.context import Context
+from resolvers.errors import Forbidden
+from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
+from resolvers.people import visible_user
+
+
+@dataclass(frozen=True)
+class AssessorAllocated:
+    allocation: Allocation
+
+
+@dataclass(frozen=True)
+class AssessorDeallocated:
+    allocation: Allocation
+
+
+async def _learner_and_assessor(
+    ctx: Context, learner_id: str, assessor_id: str
+) -> tuple[Learner, int] | Invalid | NotFound:
+    learner_pk = parse_id(learner_id, "Learner", "learnerId")
+    if isinstance(learner_pk, Invalid | NotFound):
+        return learner_pk
+    assessor_pk = parse_id(assessor_id, "User", "assessorId")
+    if isinstance(assessor_pk, Invalid | NotFound):
+        return assessor_pk
+    learner, permitted = await load_target(
+        ctx, Learner, Resource.LEARNER, Action.ALLOCATE, learner_pk
+    )
+    if learner is None:
+        return NotFound(id=learner_id)
+    if not permitted:
+        raise Forbidden("You may not allocate assessors to this learner.")
+    return learner, assessor_pk
+
+
+async def allocate_assessor(
+    ctx: Context, *, learner_id: str, assessor_id: str, expires_at: datetime | None
+) -> AssessorAllocated | Invalid | NotFound | AlreadyExists | NotExternalAssessor:
+    found = await _learner_and_assessor(ctx, learner_id, assessor_id)
+    if isinstance(found, Invalid | NotFound):
+        return found
+    learner, assessor_pk = found
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        if expires_at <= ctx.now:
+            return Invalid("expiresAt must be in the future.", field="expiresAt")
+    assessor = await ctx.db.scalar(select(User).where(User.id == assessor_pk, visible_user(ctx)))
+    if assessor is None:
+        return NotFound(id=assessor_id)
+    if assessor.kind != UserKind.EXTERNAL_ASSESSOR:
+        return NotExternalAssessor(id=assessor_id)
+
+    current = await ctx.db.scalar(
+        select(Allocation).where(
+            Allocation.learner_id == learner.id,
+            Allocation.assessor_id == assessor.id,
+            Allocation.ended_at.is_(None),
+        )
+    )
+    if current is not None:
+        if current.expires_at is None or current.expires_at > ctx.now:
+            return AlreadyExists("This assessor is already allocated to this learner.")
+        # An expired allocation grants nothing; close it so that the new one can start.
+        await ctx.db.execute(
+            update(Allocation)
+            .where(Allocation.id == current.id, Allocation.ended_at.is_(None))
+            .values(ended_at=current.expires_at, ended_by_id=ctx.me.user_id)
+        )
+    allocation = Allocation(
+        organisation_id=learner.organisation_id,
+        learner_id=learner.id,
+        assessor_id=assessor.id,
+        allocated_at=ctx.now,
+        allocated_by_id=ctx.me.user_id,
+        expires_at=expires_at,
+    )
+    if not await ctx.db.try_add(allocation):
+        return AlreadyExists("This assessor is already allocated to this learner.")
+    await audit(
+        ctx,
+        action="allocation.create",
+        subject_type="Allocation",
+        subject_id=allocation.id,
+        organisation_id=learner.organisation_id,
+        details={
+            "learnerId": learner.id,
+            "assessorId": assessor.id,
+            "expiresAt": None if expires_at is None else expires_at.isoformat(),
+        },
+    )
+    return AssessorAllocated(allocation)
+
+
+async def deallocate_assessor(
+    ctx: Context, *, learner_id: str, assessor_id: str
+) -> AssessorDeallocated | Invalid | NotFound:
+    found = await _learner_and_assessor(ctx, learner_id, assessor_id)
+    if isinstance(found, Invalid | NotFound):
+        return found
+    learner, assessor_pk = found
+    allocation = await ctx.db.scalar(
+        select(Allocation).where(
+            Allocation.learner_id == learner.id,
+            Allocation.assessor_id == assessor_pk,
+            Allocation.ended_at.is_(None),
+        )
+    )
+    if allocation is None:
+        return NotFound(id=assessor_id, message="This assessor is not allocated to this learner.")
+    ended = await ctx.db.execute(
+        update(Allocation)
+        .where(Allocation.id == allocation.id, Allocation.ended_at.is_(None))
+        .values(ended_at=ctx.now, ended_by_id=ctx.me.user_id)
+    )
+    if ended.rowcount != 1:  # type: ignore[attr-defined]
+        return NotFound(id=assessor_id, message="This assessor is not allocated to this learner.")
+    set_committed_value(allocation, "ended_at", ctx.now)
+    set_committed_value(allocation, "ended_by_id", ctx.me.user_id)
+    await audit(
+        ctx,
+        action="allocation.end",
+        subject_type="Allocation",
+        subject_id=allocation.id,
+        organisation_id=learner.organisation_id,
+        details={"learnerId": learner.id, "assessorId": assessor_pk},
+    )
+    return AssessorDeallocated(allocation)

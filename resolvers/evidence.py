@@ -1,0 +1,114 @@
+"""Evidence: learners (or admins) submit coursework; assessors sign it off or refer it back."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db.models import ApprenticeRecord, Evidence, EvidenceStatus
+from policies.vocabulary import Action, Resource
+from resolvers.common import audit, clean_name, load_target, parse_id
+from resolvers.context import Context
+from resolvers.errors import Forbidden
+from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
+
+MAX_COMMENT = 5000
+
+
+class Decision(enum.StrEnum):
+    SIGN_OFF = "SIGN_OFF"
+    REFER = "REFER"
+
+
+@dataclass(frozen=True)
+class EvidenceSubmitted:
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class EvidenceDecided:
+    evidence: Evidence
+
+
+async def submit_evidence(
+    ctx: Context, *, record_id: str, title: str
+) -> EvidenceSubmitted | Invalid | NotFound:
+    pk = parse_id(record_id, "ApprenticeRecord", "recordId")
+    if isinstance(pk, Invalid | NotFound):
+        return pk
+    record, permitted = await load_target(
+        ctx, ApprenticeRecord, Resource.RECORD, Action.SUBMIT_EVIDENCE, pk
+    )
+    if record is None:
+        return NotFound(id=record_id)
+    if not permitted:
+        raise Forbidden("You may not submit evidence on this record.")
+    clean = clean_name(title, "title", limit=300)
+    if isinstance(clean, Invalid):
+        return clean
+    evidence = Evidence(
+        organisation_id=record.organisation_id,
+        record_id=record.id,
+        title=clean,
+        status=EvidenceStatus.SUBMITTED,
+        submitted_at=ctx.now,
+        submitted_by_id=ctx.me.user_id,
+    )
+    await ctx.db.add(evidence)
+    await audit(
+        ctx,
+        action="evidence.submit",
+        subject_type="Evidence",
+        subject_id=evidence.id,
+        organisation_id=record.organisation_id,
+        details={"recordId": record.id, "title": clean},
+    )
+    return EvidenceSubmitted(evidence)
+
+
+async def sign_off_evidence(
+    ctx: Context, *, evidence_id: str, decision: Decision, comment: str | None
+) -> EvidenceDecided | Invalid | NotFound | EvidenceLocked:
+    pk = parse_id(evidence_id, "Evidence", "evidenceId")
+    if isinstance(pk, Invalid | NotFound):
+        return pk
+    evidence, permitted = await load_target(ctx, Evidence, Resource.EVIDENCE, Action.DECIDE, pk)
+    if evidence is None:
+        return NotFound(id=evidence_id)
+    if not permitted:
+        raise Forbidden("You may not decide this evidence.")
+    text = (comment or "").strip() or None
+    if decision is Decision.REFER and text is None:
+        return Invalid("Say why the evidence is referred back.", field="comment")
+    if text is not None and len(text) > MAX_COMMENT:
+        return Invalid(f"comment must be at most {MAX_COMMENT} characters.", field="comment")
+    if evidence.status != EvidenceStatus.SUBMITTED:
+        return EvidenceLocked(id=evidence_id)
+    status = EvidenceStatus.SIGNED_OFF if decision is Decision.SIGN_OFF else EvidenceStatus.REFERRED
+    # Conditional on the status, so two assessors deciding at once cannot both win.
+    decided = await ctx.db.execute(
+        update(Evidence)
+        .where(Evidence.id == evidence.id, Evidence.status == EvidenceStatus.SUBMITTED)
+        .values(status=status, decided_by_id=ctx.me.user_id, decided_at=ctx.now, comment=text)
+    )
+    if decided.rowcount != 1:  # type: ignore[attr-defined]
+        return EvidenceLocked(id=evidence_id)
+    for name, value in (
+        ("status", status),
+        ("decided_by_id", ctx.me.user_id),
+        ("decided_at", ctx.now),
+        ("comment", text),
+    ):
+        set_committed_value(evidence, name, value)
+    await audit(
+        ctx,
+        action="evidence.decide",
+        subject_type="Evidence",
+        subject_id=evidence.id,
+        organisation_id=evidence.organisation_id,
+        details={"decision": decision.value, "comment": text},
+    )
+    return EvidenceDecided(evidence)
