@@ -29,6 +29,8 @@ class Database:
         self._lock = asyncio.Lock()
         self.write_intent = False
         self.statements = 0
+        bind = maker.kw.get("bind")
+        self.dialect: str = bind.dialect.name if bind is not None else "unknown"
 
     async def _ensure(self) -> AsyncSession:
         if self._session is None:
@@ -44,7 +46,9 @@ class Database:
         assert self._session is not None
         return self._session
 
-    async def execute(self, stmt: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
+    async def execute(
+        self, stmt: Executable, params: dict[str, Any] | list[dict[str, Any]] | None = None
+    ) -> Result[Any]:
         async with self._lock:
             session = await self._ensure()
             self.statements += 1

@@ -47,6 +47,8 @@ class Action(enum.StrEnum):
     """Sign a piece of evidence off, or refer it back."""
     VIEW_ACCESS = "view_access"
     """See who can see a learner, and why."""
+    ASSIGN = "assign"
+    """Assign users to records, or end their assignments."""
 
 
 class Scope(enum.StrEnum):

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from strawberry.dataloader import DataLoader
 
 from db.models import (
@@ -113,6 +113,28 @@ class Loaders:
             ),
         )
         self.roles_by_user = self._roles(ctx)
+        self.caseload_by_user = self._caseload(ctx)
+
+    @staticmethod
+    def _caseload(ctx: Context) -> DataLoader[int, int]:
+        """Each user's active assignments that the caller can see."""
+        rules = ctx.rules
+
+        async def load(user_ids: Sequence[int]) -> list[int]:
+            stmt = (
+                select(RecordAssignment.user_id, func.count())
+                .where(
+                    RecordAssignment.user_id.in_(user_ids),
+                    RecordAssignment.ended_at.is_(None),
+                    rules.where(Resource.ASSIGNMENT),
+                )
+                .group_by(RecordAssignment.user_id)
+            )
+            rows: Sequence[Any] = (await ctx.db.execute(stmt)).all()
+            counts = {user_id: count for user_id, count in rows}
+            return [int(counts.get(u, 0)) for u in user_ids]
+
+        return DataLoader(load_fn=load)
 
     @staticmethod
     def _roles(ctx: Context) -> DataLoader[int, list[Role]]:

@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from resolvers.errors import OperationError
 from schema.allocations import AllocationMutation
+from schema.assignments import AssignmentMutation
 from schema.errors import BulkRejectedError, IneligibleAssigneeError, ItemError
 from schema.evidence import EvidenceMutation
 from schema.extensions import QueryLimits, extensions
@@ -35,6 +36,7 @@ Mutation = merge_types(
         RecordMutation,
         AllocationMutation,
         EvidenceMutation,
+        AssignmentMutation,
     ),
 )
 

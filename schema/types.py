@@ -110,6 +110,13 @@ class User(Node):
         )
 
     @strawberry.field(
+        description="Active record assignments this person holds, as far as the caller can see.",
+        extensions=requires(Resource.ASSIGNMENT),
+    )
+    async def caseload_count(self, info: Info) -> int:
+        return await info.context.loaders.caseload_by_user.load(self.row.id)
+
+    @strawberry.field(
         description="The person's roles in the caller's organisation.",
         extensions=requires(Resource.STAFF),
     )

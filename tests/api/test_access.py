@@ -90,8 +90,8 @@ async def test_access_matches_what_every_principal_sees(api: Api, world: World) 
 
     # when every principal lists what they see
     seen_by: dict[str, set[str]] = {}
-    for user, org in principals:
-        for learner_id in await _visible(api.as_(user, org)):
+    for user, acting_in in principals:
+        for learner_id in await _visible(api.as_(user, acting_in)):
             seen_by.setdefault(learner_id, set()).add(gid("User", user.id))
 
     # then each learner's access list names exactly those people

@@ -1,0 +1,288 @@
+"""Apprentice record assignment: one at a time or in bulk, all or nothing, with history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, select, text, update
+
+from db.models import (
+    ApprenticeRecord,
+    AssignmentRole,
+    Membership,
+    MembershipRole,
+    RecordAssignment,
+    User,
+)
+from db.queries import insert_skipping_conflicts
+from policies.vocabulary import Action, Resource, Role
+from resolvers.common import audit, load_target, parse_id, parse_optional_id
+from resolvers.context import Context
+from resolvers.errors import Forbidden
+from resolvers.ids import MalformedId, decode_id
+from resolvers.outcomes import (
+    BulkRejected,
+    IneligibleAssignee,
+    Invalid,
+    ItemProblem,
+    NotFound,
+)
+from resolvers.people import visible_user
+
+# Which organisation roles may take which kind of assignment.
+FITS: dict[AssignmentRole, frozenset[Role]] = {
+    AssignmentRole.ASSESSOR: frozenset({Role.ASSESSOR, Role.SENIOR_ASSESSOR}),
+    AssignmentRole.TRAINING_COORDINATOR: frozenset({Role.TRAINING_COORDINATOR}),
+}
+
+
+@dataclass(frozen=True)
+class RecordsAssigned:
+    assignments: list[RecordAssignment]
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class RecordsUnassigned:
+    ended: list[RecordAssignment]
+
+
+@dataclass(frozen=True)
+class TrainingCoordinatorAssigned:
+    assignment: RecordAssignment
+    replaced: RecordAssignment | None
+
+
+async def _records(
+    ctx: Context, record_ids: Sequence[str]
+) -> list[ApprenticeRecord] | Invalid | BulkRejected:
+    """Every id a record the caller may assign, or the reason for each one that is not."""
+    if not record_ids:
+        return Invalid("Give at least one record id.", field="recordIds")
+    if len(record_ids) > ctx.limits.max_bulk_items:
+        return Invalid(
+            f"At most {ctx.limits.max_bulk_items} record ids in one call.", field="recordIds"
+        )
+    problems: list[ItemProblem] = []
+    wanted: dict[int, str] = {}
+    for value in dict.fromkeys(record_ids):
+        try:
+            type_name, pk = decode_id(value)
+        except MalformedId:
+            problems.append(ItemProblem(value, "INVALID", "Not a valid id."))
+            continue
+        if type_name != "ApprenticeRecord":
+            problems.append(ItemProblem(value, "NOT_FOUND", "No such apprentice record."))
+            continue
+        wanted[pk] = value
+    permitted = case((ctx.rules.where(Resource.RECORD, Action.ASSIGN), 1), else_=0)
+    rows: Sequence[Any] = (
+        await ctx.db.execute(
+            select(ApprenticeRecord, permitted).where(
+                ApprenticeRecord.id.in_(list(wanted)), ctx.rules.where(Resource.RECORD)
+            )
+        )
+    ).all()
+    found = {row[0].id: row for row in rows}
+    for pk, value in wanted.items():
+        if pk not in found:
+            problems.append(ItemProblem(value, "NOT_FOUND", "No such apprentice record."))
+        elif not found[pk][1]:
+            problems.append(ItemProblem(value, "FORBIDDEN", "You may not assign this record."))
+    if problems:
+        return BulkRejected(items=problems)
+    return [found[pk][0] for pk in wanted]
+
+
+async def _assignee(
+    ctx: Context, value: str, field: str, role: AssignmentRole, organisations: set[int]
+) -> User | Invalid | NotFound | IneligibleAssignee:
+    """A visible user who can take `role` in every one of `organisations`."""
+    pk = parse_id(value, "User", field)
+    if isinstance(pk, Invalid | NotFound):
+        return pk
+    user = await ctx.db.scalar(select(User).where(User.id == pk, visible_user(ctx)))
+    if user is None:
+        return NotFound(id=value)
+    holding = (
+        select(Membership.organisation_id)
+        .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+        .where(
+            Membership.user_id == user.id,
+            Membership.organisation_id.in_(organisations),
+            MembershipRole.role.in_([r.value for r in FITS[role]]),
+        )
+        .distinct()
+    )
+    if set(await ctx.db.scalars(holding)) != organisations:
+        fits = " or ".join(sorted(r.value for r in FITS[role]))
+        return IneligibleAssignee(
+            id=value,
+            message=f"{role.value} assignments need a member of the organisation with role {fits}.",
+        )
+    return user
+
+
+def _active() -> Any:
+    return text("ended_at IS NULL")
+
+
+async def _insert_assignments(
+    ctx: Context, records: Sequence[ApprenticeRecord], user: User, role: AssignmentRole
+) -> list[RecordAssignment]:
+    """Insert active assignments; pairs already active are skipped by the partial unique index."""
+    if not records:
+        return []
+    stmt = insert_skipping_conflicts(
+        ctx.db.dialect,
+        RecordAssignment,
+        index_elements=["record_id", "user_id", "role"],
+        index_where=_active(),
+    ).returning(RecordAssignment)
+    rows = [
+        {
+            "organisation_id": r.organisation_id,
+            "record_id": r.id,
+            "user_id": user.id,
+            "role": role,
+            "assigned_at": ctx.now,
+            "assigned_by_id": ctx.me.user_id,
+        }
+        for r in records
+    ]
+    result = await ctx.db.execute(stmt, rows)
+    return list(result.scalars().all())
+
+
+async def assign_records(
+    ctx: Context, *, assignee_id: str, record_ids: Sequence[str], role: AssignmentRole
+) -> RecordsAssigned | Invalid | NotFound | BulkRejected | IneligibleAssignee:
+    records = await _records(ctx, record_ids)
+    if isinstance(records, Invalid | BulkRejected):
+        return records
+    organisations = {r.organisation_id for r in records}
+    user = await _assignee(ctx, assignee_id, "assigneeId", role, organisations)
+    if isinstance(user, Invalid | NotFound | IneligibleAssignee):
+        return user
+    created = await _insert_assignments(ctx, records, user, role)
+    created.sort(key=lambda a: a.record_id)
+    for organisation_id in sorted(organisations):
+        await audit(
+            ctx,
+            action="records.assign",
+            subject_type="User",
+            subject_id=user.id,
+            organisation_id=organisation_id,
+            details={
+                "role": role.value,
+                "recordIds": [r.id for r in records if r.organisation_id == organisation_id],
+                "assigned": [a.record_id for a in created if a.organisation_id == organisation_id],
+            },
+        )
+    return RecordsAssigned(assignments=created, unchanged=len(records) - len(created))
+
+
+async def _end(ctx: Context, *conditions: Any) -> list[RecordAssignment]:
+    stmt = (
+        update(RecordAssignment)
+        .where(RecordAssignment.ended_at.is_(None), *conditions)
+        .values(ended_at=ctx.now, ended_by_id=ctx.me.user_id)
+        .returning(RecordAssignment)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    ended = list((await ctx.db.execute(stmt)).scalars().all())
+    return sorted(ended, key=lambda a: (a.record_id, a.id))
+
+
+async def unassign_records(
+    ctx: Context,
+    *,
+    record_ids: Sequence[str],
+    assignee_id: str | None,
+    role: AssignmentRole | None,
+) -> RecordsUnassigned | Invalid | NotFound | BulkRejected:
+    records = await _records(ctx, record_ids)
+    if isinstance(records, Invalid | BulkRejected):
+        return records
+    user_pk = parse_optional_id(assignee_id, "User", "assigneeId")
+    if isinstance(user_pk, Invalid | NotFound):
+        return user_pk
+    conditions: list[Any] = [RecordAssignment.record_id.in_([r.id for r in records])]
+    if user_pk is not None:
+        if (
+            await ctx.db.scalar(select(User.id).where(User.id == user_pk, visible_user(ctx)))
+            is None
+        ):
+            assert assignee_id is not None
+            return NotFound(id=assignee_id)
+        conditions.append(RecordAssignment.user_id == user_pk)
+    if role is not None:
+        conditions.append(RecordAssignment.role == role)
+    ended = await _end(ctx, *conditions)
+    for organisation_id in sorted({r.organisation_id for r in records}):
+        await audit(
+            ctx,
+            action="records.unassign",
+            subject_type="ApprenticeRecord",
+            subject_id=None,
+            organisation_id=organisation_id,
+            details={
+                "recordIds": [r.id for r in records if r.organisation_id == organisation_id],
+                "assigneeId": user_pk,
+                "role": None if role is None else role.value,
+                "ended": [a.id for a in ended if a.organisation_id == organisation_id],
+            },
+        )
+    return RecordsUnassigned(ended=ended)
+
+
+async def assign_training_coordinator(
+    ctx: Context, *, record_id: str, coordinator_id: str
+) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee:
+    pk = parse_id(record_id, "ApprenticeRecord", "recordId")
+    if isinstance(pk, Invalid | NotFound):
+        return pk
+    record, permitted = await load_target(ctx, ApprenticeRecord, Resource.RECORD, Action.ASSIGN, pk)
+    if record is None:
+        return NotFound(id=record_id)
+    if not permitted:
+        raise Forbidden("You may not assign this record.")
+    role = AssignmentRole.TRAINING_COORDINATOR
+    user = await _assignee(ctx, coordinator_id, "coordinatorId", role, {record.organisation_id})
+    if isinstance(user, Invalid | NotFound | IneligibleAssignee):
+        return user
+    # Serialise changes to this record's coordinator (SQLite already holds the write lock).
+    await ctx.db.execute(
+        select(ApprenticeRecord.id).where(ApprenticeRecord.id == record.id).with_for_update()
+    )
+    current = await ctx.db.scalars(
+        select(RecordAssignment).where(
+            RecordAssignment.record_id == record.id,
+            RecordAssignment.role == role,
+            RecordAssignment.ended_at.is_(None),
+        )
+    )
+    same = [a for a in current if a.user_id == user.id]
+    replaced = await _end(
+        ctx,
+        RecordAssignment.record_id == record.id,
+        RecordAssignment.role == role,
+        RecordAssignment.user_id != user.id,
+    )
+    if same:
+        assignment = same[0]
+    else:
+        (assignment,) = await _insert_assignments(ctx, [record], user, role)
+    await audit(
+        ctx,
+        action="records.assign_coordinator",
+        subject_type="ApprenticeRecord",
+        subject_id=record.id,
+        organisation_id=record.organisation_id,
+        details={"coordinatorId": user.id, "replaced": [a.user_id for a in replaced]},
+    )
+    return TrainingCoordinatorAssigned(
+        assignment=assignment, replaced=replaced[0] if replaced else None
+    )
