@@ -472,3 +472,37 @@ async def test_records_view_matches_a_reference_computation(api: Api, world: Wor
         gid("User", p.id): sum(("ASSESSOR", gid("User", p.id)) in a for a in expected.values())
         for p in people
     }
+
+
+async def test_every_assignment_mutation_audits_the_records_it_touched(
+    api: Api, world: World, backend: Backend
+) -> None:
+    from db.models import AuditEvent
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    assessor = await world.staff(org, "ASSESSOR")
+    coordinator = await world.staff(org, "TRAINING_COORDINATOR")
+    records = await _records(world, org, 3)
+    ids = [rid(r) for r in records]
+    call = api.as_(admin, org)
+    await call(ASSIGN, input={"assigneeId": gid("User", assessor.id), "recordIds": ids})
+    await call(UNASSIGN, input={"recordIds": ids[:2]})
+    await call(COORDINATE, input={"recordId": ids[2], "coordinatorId": gid("User", coordinator.id)})
+    async with backend.engine.connect() as conn:
+        events = (
+            await conn.execute(
+                select(AuditEvent.action, AuditEvent.actor_id, AuditEvent.details).order_by(
+                    AuditEvent.id
+                )
+            )
+        ).all()
+    assert [(a, actor) for a, actor, _ in events] == [
+        ("records.assign", admin.id),
+        ("records.unassign", admin.id),
+        ("records.assign_coordinator", admin.id),
+    ]
+    assert events[0][2]["recordIds"] == [r.id for r in records]
+    assert events[0][2]["assigned"] == [r.id for r in records]
+    assert events[1][2]["recordIds"] == [r.id for r in records[:2]]
+    assert len(events[1][2]["ended"]) == 2
