@@ -15,8 +15,6 @@ from db.models import (
     Membership,
     MembershipRole,
     RecordAssignment,
-    User,
-    UserKind,
 )
 from policies.vocabulary import Action, Resource, Role
 from resolvers.common import (
@@ -32,6 +30,7 @@ from resolvers.ids import pk_of
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound
 from resolvers.pagination import Page, contains, paginate
+from resolvers.people import staff_user
 
 
 @dataclass(frozen=True)
@@ -158,14 +157,10 @@ async def _sign_in_for(
     ctx: Context, *, name: str, email: str, organisation_id: int
 ) -> int | AlreadyExists:
     """The user a new learner signs in as: new, or an existing staff member of any organisation."""
-    user = await ctx.db.scalar(select(User).where(User.email == email))
-    if user is None:
-        user = User(email=email, name=name, kind=UserKind.STAFF, created_at=ctx.now)
-        if not await ctx.db.try_add(user):
-            return AlreadyExists("A user with this email exists.", field="email")
-    elif user.kind != UserKind.STAFF:
-        return AlreadyExists("This email belongs to a user who cannot be a learner.", field="email")
-    elif await ctx.db.scalar(
+    user = await staff_user(ctx, name=name, email=email)
+    if isinstance(user, AlreadyExists):
+        return user
+    if await ctx.db.scalar(
         select(Learner.id).where(
             and_(Learner.user_id == user.id, Learner.organisation_id == organisation_id)
         )

@@ -157,15 +157,9 @@ async def create_staff_member(
     if isinstance(department, Invalid | NotFound):
         return department
 
-    user = await ctx.db.scalar(select(User).where(User.email == clean_e))
-    if user is None:
-        user = User(email=clean_e, name=clean, kind=UserKind.STAFF, created_at=ctx.now)
-        if not await ctx.db.try_add(user):
-            return AlreadyExists("A user with this email exists.", field="email")
-    elif user.kind != UserKind.STAFF:
-        return AlreadyExists(
-            "This email belongs to a user who cannot join an organisation.", field="email"
-        )
+    user = await staff_user(ctx, name=clean, email=clean_e)
+    if isinstance(user, AlreadyExists):
+        return user
     membership = Membership(
         user_id=user.id,
         organisation_id=org,
@@ -187,6 +181,20 @@ async def create_staff_member(
         details={"email": clean_e, "roles": sorted(r.value for r in wanted)},
     )
     return StaffMemberCreated(user)
+
+
+async def staff_user(ctx: Context, *, name: str, email: str) -> User | AlreadyExists:
+    """The staff user with this email, created if new; people of other kinds cannot join."""
+    user = await ctx.db.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, name=name, kind=UserKind.STAFF, created_at=ctx.now)
+        if not await ctx.db.try_add(user):
+            return AlreadyExists("A user with this email exists.", field="email")
+    elif user.kind != UserKind.STAFF:
+        return AlreadyExists(
+            "This email belongs to a user who cannot join an organisation.", field="email"
+        )
+    return user
 
 
 async def user_roles(ctx: Context, user: User) -> list[Role]:
