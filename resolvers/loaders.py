@@ -31,7 +31,7 @@ from policies.vocabulary import Resource, Role
 from resolvers.context import Context
 
 
-def _by_id(
+def by_id(
     ctx: Context, model: Any, where: Callable[[], ColumnElement[bool]] | None = None
 ) -> DataLoader[int, Any]:
     async def load(ids: Sequence[int]) -> list[Any]:
@@ -60,12 +60,12 @@ class Loaders:
     def __init__(self, ctx: Context) -> None:
         rules = ctx.rules
         now = ctx.now
-        self.organisation_ref = _by_id(ctx, Organisation)
-        self.location_ref = _by_id(ctx, Location)
-        self.department_ref = _by_id(ctx, Department)
-        self.user_ref = _by_id(ctx, User)
-        self.learner = _by_id(ctx, Learner, lambda: rules.where(Resource.LEARNER))
-        self.record = _by_id(ctx, ApprenticeRecord, lambda: rules.where(Resource.RECORD))
+        self.organisation_ref = by_id(ctx, Organisation)
+        self.location_ref = by_id(ctx, Location)
+        self.department_ref = by_id(ctx, Department)
+        self.user_ref = by_id(ctx, User)
+        self.learner = by_id(ctx, Learner, lambda: rules.where(Resource.LEARNER))
+        self.record = by_id(ctx, ApprenticeRecord, lambda: rules.where(Resource.RECORD))
 
         self.records_by_learner = _grouped(
             ctx,
@@ -112,6 +112,7 @@ class Loaders:
                 .order_by(Evidence.id)
             ),
         )
+        self.nodes: dict[str, DataLoader[int, Any]] = {}  # node(id:), one loader per type
         self.roles_by_user = self._roles(ctx)
         self.caseload_by_user = self._caseload(ctx)
 

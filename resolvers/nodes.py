@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from strawberry.dataloader import DataLoader
 
 from db.models import (
     Allocation,
@@ -20,6 +21,7 @@ from db.models import (
 from policies.vocabulary import Resource
 from resolvers.context import Context
 from resolvers.ids import MalformedId, decode_id
+from resolvers.loaders import by_id
 from resolvers.people import visible_user
 
 # GraphQL type name → (table, resource whose read scope guards it)
@@ -35,22 +37,30 @@ SCOPED: dict[str, tuple[Any, Resource]] = {
 }
 
 
+def _loader(ctx: Context, type_name: str) -> DataLoader[int, Any] | None:
+    """A batching loader per type, so that many ids in one operation cost one statement each."""
+    loaders = ctx.loaders
+    if type_name == "Learner":
+        return loaders.learner
+    if type_name not in loaders.nodes:
+        if type_name == "User":
+            loaders.nodes[type_name] = by_id(ctx, User, lambda: visible_user(ctx))
+        elif type_name in SCOPED:
+            model, resource = SCOPED[type_name]
+            loaders.nodes[type_name] = by_id(ctx, model, partial(ctx.rules.where, resource))
+        else:
+            return None
+    return loaders.nodes[type_name]
+
+
 async def node(ctx: Context, *, id: str) -> tuple[str, Any] | None:
     """(type name, row) when the caller can see it; None when it does not exist for them."""
     try:
         type_name, pk = decode_id(id)
     except MalformedId:
         return None
-    if type_name == "Learner":
-        row = await ctx.loaders.learner.load(pk)
-        return None if row is None else (type_name, row)
-    if type_name == "User":
-        model: Any = User
-        where: ColumnElement[bool] = visible_user(ctx)
-    elif type_name in SCOPED:
-        model, resource = SCOPED[type_name]
-        where = ctx.rules.where(resource)
-    else:
+    loader = _loader(ctx, type_name)
+    if loader is None:
         return None
-    found = await ctx.db.scalar(select(model).where(model.id == pk, where))
+    found = await loader.load(pk)
     return None if found is None else (type_name, found)
