@@ -7,15 +7,17 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import seed
+from db.base import utcnow
 from db.engine import create_engine
 from db.migrate import upgrade
 from db.models import ApiKey, Organisation, User, UserKind
 from policies.vocabulary import MEMBERSHIP_ROLES, Role
 from server.settings import ConfigurationError, Settings
-from server.tokens import mint_token, new_api_key, parse_ttl
+from server.tokens import api_key_prefix, mint_token, new_api_key, parse_ttl
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--org", required=True)
     create.add_argument("--role", required=True, action="append", help="repeat for several roles")
     create.add_argument("--name", required=True)
+    revoke = keys.add_parser("revoke", help="revoke an API key from now on")
+    revoke.add_argument("--key", required=True, help="the key, or its prefix (ck_<prefix>_...)")
 
     schema = commands.add_parser("schema", help="schema").add_subparsers(
         dest="schema_command", required=True
@@ -97,6 +101,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             asyncio.run(_create_support(settings, args.email, args.name))
         case "tokens":
             print(mint_token(settings, email=args.email, org=args.org, ttl=parse_ttl(args.ttl)))
+        case "apikeys" if args.apikeys_command == "revoke":
+            asyncio.run(_revoke_api_key(settings, args.key))
         case "apikeys":
             print(asyncio.run(_create_api_key(settings, args.org, args.role, args.name)))
         case "schema":
@@ -183,6 +189,23 @@ async def _create_api_key(settings: Settings, slug: str, roles: list[str], name:
     result = await _with_engine(settings, work)
     assert isinstance(result, str)
     return result
+
+
+async def _revoke_api_key(settings: Settings, key: str) -> None:
+    prefix = api_key_prefix(key) or key.strip()
+
+    async def work(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            revoked = await conn.execute(
+                update(ApiKey)
+                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        if revoked.rowcount != 1:
+            raise CommandError(f"no active API key with prefix {prefix!r}")
+        print(f"API key {prefix} revoked")
+
+    await _with_engine(settings, work)
 
 
 def _serve(settings: Settings, *, host: str, port: int, demo: bool) -> int:

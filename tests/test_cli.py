@@ -74,6 +74,11 @@ async def test_seed_demo_then_mint_tokens_and_keys(
     assert printed.startswith("ck_")
     body = await _post(env, f"ApiKey {printed}", "{ viewer { roles user { name } } }")
     assert body == {"data": {"viewer": {"roles": ["ADMIN"], "user": {"name": "MIS"}}}}
+    assert await asyncio.to_thread(main, ["apikeys", "revoke", "--key", printed]) == 0
+    body = await _post(env, f"ApiKey {printed}", "{ viewer { roles } }")
+    assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}  # type: ignore[index]
+    assert await asyncio.to_thread(main, ["apikeys", "revoke", "--key", printed]) == 1
+    assert "no active API key" in capsys.readouterr().err
 
     external = _run(capsys, "tokens", "mint", "--email", "jo.external@college.example")
     body = await _post(
