@@ -10,9 +10,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db.models import Allocation, Learner, User, UserKind
 from policies.vocabulary import Action, Resource
-from resolvers.common import audit, load_target, parse_id
+from resolvers.common import audit, mutation_target, parse_id
 from resolvers.context import Context
-from resolvers.errors import Forbidden
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
 
@@ -30,19 +29,20 @@ class AssessorDeallocated:
 async def _learner_and_assessor(
     ctx: Context, learner_id: str, assessor_id: str
 ) -> tuple[Learner, int] | Invalid | NotFound:
-    learner_pk = parse_id(learner_id, "Learner", "learnerId")
-    if isinstance(learner_pk, Invalid | NotFound):
-        return learner_pk
     assessor_pk = parse_id(assessor_id, "User", "assessorId")
     if isinstance(assessor_pk, Invalid | NotFound):
         return assessor_pk
-    learner, permitted = await load_target(
-        ctx, Learner, Resource.LEARNER, Action.ALLOCATE, learner_pk
+    learner = await mutation_target(
+        ctx,
+        learner_id,
+        model=Learner,
+        field="learnerId",
+        resource=Resource.LEARNER,
+        action=Action.ALLOCATE,
+        refusal="You may not allocate assessors to this learner.",
     )
-    if learner is None:
-        return NotFound(id=learner_id)
-    if not permitted:
-        raise Forbidden("You may not allocate assessors to this learner.")
+    if isinstance(learner, Invalid | NotFound):
+        return learner
     return learner, assessor_pk
 
 

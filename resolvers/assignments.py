@@ -18,9 +18,8 @@ from db.models import (
 )
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role
-from resolvers.common import audit, load_target, parse_id, parse_optional_id
+from resolvers.common import audit, mutation_target, parse_id, parse_optional_id
 from resolvers.context import Context
-from resolvers.errors import Forbidden
 from resolvers.ids import MalformedId, decode_id
 from resolvers.outcomes import (
     BulkRejected,
@@ -241,14 +240,17 @@ async def unassign_records(
 async def assign_training_coordinator(
     ctx: Context, *, record_id: str, coordinator_id: str
 ) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee:
-    pk = parse_id(record_id, "ApprenticeRecord", "recordId")
-    if isinstance(pk, Invalid | NotFound):
-        return pk
-    record, permitted = await load_target(ctx, ApprenticeRecord, Resource.RECORD, Action.ASSIGN, pk)
-    if record is None:
-        return NotFound(id=record_id)
-    if not permitted:
-        raise Forbidden("You may not assign this record.")
+    record = await mutation_target(
+        ctx,
+        record_id,
+        model=ApprenticeRecord,
+        field="recordId",
+        resource=Resource.RECORD,
+        action=Action.ASSIGN,
+        refusal="You may not assign this record.",
+    )
+    if isinstance(record, Invalid | NotFound):
+        return record
     role = AssignmentRole.TRAINING_COORDINATOR
     user = await _assignee(ctx, coordinator_id, "coordinatorId", role, {record.organisation_id})
     if isinstance(user, Invalid | NotFound | IneligibleAssignee):

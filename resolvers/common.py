@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, case, exists, select
 from db.models import ApprenticeRecord, AssignmentRole, AuditEvent, RecordAssignment
 from policies.vocabulary import Action, Resource
 from resolvers.context import Context
-from resolvers.errors import InvalidInput
+from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import MalformedId, decode_id
 from resolvers.outcomes import Invalid, NotFound
 
@@ -108,13 +108,24 @@ def active_assignment_of_record(role: AssignmentRole | None = None) -> ColumnEle
     return exists(select(RecordAssignment.id).where(*clauses))
 
 
-async def load_target(
-    ctx: Context, model: Any, resource: Resource, action: Action, pk: int
-) -> tuple[Any | None, bool]:
-    """A mutation's target row if the caller can see it, and whether they may `action` it.
-
-    One statement: visibility is the WHERE, permission a computed column.
+async def mutation_target(
+    ctx: Context,
+    value: str,
+    *,
+    model: Any,
+    field: str,
+    resource: Resource,
+    action: Action,
+    refusal: str,
+) -> Any | Invalid | NotFound:
+    """The row a mutation acts on: invisible answers NotFound, visible but not permitted raises
+    FORBIDDEN. One statement: visibility is the WHERE, permission a computed column.
     """
+    pk = parse_id(
+        value, model.__name__ if model.__name__ != "RecordAssignment" else "Assignment", field
+    )
+    if isinstance(pk, Invalid | NotFound):
+        return pk
     permitted = case((ctx.rules.where(resource, action), 1), else_=0).label("permitted")
     row: Any = (
         await ctx.db.execute(
@@ -122,5 +133,7 @@ async def load_target(
         )
     ).first()
     if row is None:
-        return None, False
-    return row[0], bool(row[1])
+        return NotFound(id=value)
+    if not row[1]:
+        raise Forbidden(refusal)
+    return row[0]

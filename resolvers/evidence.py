@@ -10,9 +10,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db.models import ApprenticeRecord, Evidence, EvidenceStatus
 from policies.vocabulary import Action, Resource
-from resolvers.common import audit, clean_name, load_target, parse_id
+from resolvers.common import audit, clean_name, mutation_target
 from resolvers.context import Context
-from resolvers.errors import Forbidden
 from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
 
 MAX_COMMENT = 5000
@@ -36,16 +35,17 @@ class EvidenceDecided:
 async def submit_evidence(
     ctx: Context, *, record_id: str, title: str
 ) -> EvidenceSubmitted | Invalid | NotFound:
-    pk = parse_id(record_id, "ApprenticeRecord", "recordId")
-    if isinstance(pk, Invalid | NotFound):
-        return pk
-    record, permitted = await load_target(
-        ctx, ApprenticeRecord, Resource.RECORD, Action.SUBMIT_EVIDENCE, pk
+    record = await mutation_target(
+        ctx,
+        record_id,
+        model=ApprenticeRecord,
+        field="recordId",
+        resource=Resource.RECORD,
+        action=Action.SUBMIT_EVIDENCE,
+        refusal="You may not submit evidence on this record.",
     )
-    if record is None:
-        return NotFound(id=record_id)
-    if not permitted:
-        raise Forbidden("You may not submit evidence on this record.")
+    if isinstance(record, Invalid | NotFound):
+        return record
     clean = clean_name(title, "title", limit=300)
     if isinstance(clean, Invalid):
         return clean
@@ -72,14 +72,17 @@ async def submit_evidence(
 async def sign_off_evidence(
     ctx: Context, *, evidence_id: str, decision: Decision, comment: str | None
 ) -> EvidenceDecided | Invalid | NotFound | EvidenceLocked:
-    pk = parse_id(evidence_id, "Evidence", "evidenceId")
-    if isinstance(pk, Invalid | NotFound):
-        return pk
-    evidence, permitted = await load_target(ctx, Evidence, Resource.EVIDENCE, Action.DECIDE, pk)
-    if evidence is None:
-        return NotFound(id=evidence_id)
-    if not permitted:
-        raise Forbidden("You may not decide this evidence.")
+    evidence = await mutation_target(
+        ctx,
+        evidence_id,
+        model=Evidence,
+        field="evidenceId",
+        resource=Resource.EVIDENCE,
+        action=Action.DECIDE,
+        refusal="You may not decide this evidence.",
+    )
+    if isinstance(evidence, Invalid | NotFound):
+        return evidence
     text = (comment or "").strip() or None
     if decision is Decision.REFER and text is None:
         return Invalid("Say why the evidence is referred back.", field="comment")
