@@ -40,12 +40,6 @@ class Database:
             )
         return self._session
 
-    @property
-    def session(self) -> AsyncSession:
-        """The open session (only inside `locked()` or after a statement ran)."""
-        assert self._session is not None
-        return self._session
-
     async def execute(
         self, stmt: Executable, params: dict[str, Any] | list[dict[str, Any]] | None = None
     ) -> Result[Any]:

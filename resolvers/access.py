@@ -35,7 +35,9 @@ class AccessGrant:
     expires_at: datetime | None
 
 
-async def _candidates(ctx: Context, learner: Learner) -> list[Principal]:
+async def _candidates(
+    ctx: Context, learner: Learner, open_allocations: dict[int, datetime | None]
+) -> list[Principal]:
     rows: Sequence[Any] = (
         await ctx.db.execute(
             select(Membership, MembershipRole.role)
@@ -64,14 +66,9 @@ async def _candidates(ctx: Context, learner: Learner) -> list[Principal]:
         )
         for user_id, m in memberships.items()
     ]
-    externals = await ctx.db.scalars(
-        select(Allocation.assessor_id)
-        .where(Allocation.learner_id == learner.id, Allocation.ended_at.is_(None))
-        .distinct()
-    )
     principals += [
         Principal(a, UserKind.EXTERNAL_ASSESSOR, frozenset({Role.EXTERNAL_ASSESSOR}))
-        for a in externals
+        for a in open_allocations
     ]
     return principals
 
@@ -84,10 +81,19 @@ async def learner_access(ctx: Context, learner: Learner) -> list[AccessGrant]:
     )
     if permitted is None:
         raise Forbidden("You may not see who has access to this learner.")
+    # Open (not ended) allocations: who might hold ALLOCATED, and when each stops granting.
+    open_allocations: dict[int, datetime | None] = {
+        a.assessor_id: a.expires_at
+        for a in await ctx.db.scalars(
+            select(Allocation).where(
+                Allocation.learner_id == learner.id, Allocation.ended_at.is_(None)
+            )
+        )
+    }
     store = ctx.rules.store
     checks: list[tuple[Principal, Role, Scope]] = [
         (principal, role, scope)
-        for principal in await _candidates(ctx, learner)
+        for principal in await _candidates(ctx, learner, open_allocations)
         for role in sorted(principal.roles)
         for scope in sorted(store.scopes(frozenset({role}), Resource.LEARNER, Action.READ))
     ]
@@ -103,20 +109,12 @@ async def learner_access(ctx: Context, learner: Learner) -> list[AccessGrant]:
 
     user_ids = list({p.user_id for p, _, _ in held})
     users = {u.id: u for u in await ctx.db.scalars(select(User).where(User.id.in_(user_ids)))}
-    expiry = {
-        a.assessor_id: a.expires_at
-        for a in await ctx.db.scalars(
-            select(Allocation).where(
-                Allocation.learner_id == learner.id, Allocation.ended_at.is_(None)
-            )
-        )
-    }
     grants = [
         AccessGrant(
             user=users[p.user_id],
             role=role,
             scope=scope,
-            expires_at=expiry.get(p.user_id) if scope is Scope.ALLOCATED else None,
+            expires_at=open_allocations.get(p.user_id) if scope is Scope.ALLOCATED else None,
         )
         for p, role, scope in held
     ]

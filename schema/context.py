@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
@@ -16,7 +16,6 @@ class RequestContext(Context):
     response: Any = None
     auth_error: str | None = None
     debug: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Info = strawberry.Info[RequestContext, None]

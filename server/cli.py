@@ -215,19 +215,18 @@ def _serve(settings: Settings, *, host: str, port: int, demo: bool) -> int:
 
     app = create_app(settings)
     if demo:
-        services = app.state.services
-        asyncio.run(_prepare_demo(settings, services, host, port))
+        asyncio.run(_prepare_demo(settings, host, port))
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
 
 
-async def _prepare_demo(settings: Settings, services, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
-    engine = create_engine(settings.database_url)
-    try:
+async def _prepare_demo(settings: Settings, host: str, port: int) -> None:
+    async def work(engine: AsyncEngine) -> seed.DemoPeople:
         await upgrade(engine)
-        people = await seed.seed_demo(engine)
-    finally:
-        await engine.dispose()
+        return await seed.seed_demo(engine)
+
+    people = await _with_engine(settings, work)
+    assert isinstance(people, seed.DemoPeople)
     url = f"http://{host}:{port}/graphql"
     print(f"\nCaseload demo: open {url} and paste one of these as the request header:\n")
     for role, (email, org) in people.by_role.items():
