@@ -1,4 +1,4 @@
-"""Tables. Relationships are `lazy="raise"`: data arrives by explicit query or dataloader."""
+"""Tables. No ORM relationships: data arrives by explicit query or dataloader, never lazily."""
 
 from __future__ import annotations
 

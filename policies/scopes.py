@@ -1,8 +1,9 @@
 """One SQL predicate per (resource, scope). The policy OR-s the predicates a principal holds.
 
-Every predicate is a WHERE clause over the resource's table, correlated where it must look
-at assignments or allocations, so that lists, counts, single rows, dataloader batches and
-mutation targets all filter in the database.
+Every predicate is a WHERE clause over the resource's table; where it must look at
+assignments or allocations it tests membership of an uncorrelated `IN (…)` set of the
+principal's own rows. Lists, counts, single rows, dataloader batches and mutation targets
+all filter in the database.
 """
 
 from __future__ import annotations

@@ -66,3 +66,34 @@ class Scope(enum.StrEnum):
     """External assessors with an active, unexpired allocation in the principal's organisation."""
     SELF = "self"
     """The principal themself, or the learner linked to them."""
+
+
+# Plain words for refusals: "Your roles do not allow assigning apprentice records."
+NOUNS: dict[Resource, tuple[str, str]] = {
+    Resource.ORGANISATION: ("organisation", "organisations"),
+    Resource.LOCATION: ("location", "locations"),
+    Resource.DEPARTMENT: ("department", "departments"),
+    Resource.STAFF: ("staff member", "staff members"),
+    Resource.EXTERNAL_ASSESSOR: ("external assessor profile", "external assessor profiles"),
+    Resource.LEARNER: ("learner", "learners"),
+    Resource.RECORD: ("apprentice record", "apprentice records"),
+    Resource.ASSIGNMENT: ("assignment", "assignments"),
+    Resource.ALLOCATION: ("allocation", "allocations"),
+    Resource.EVIDENCE: ("evidence", "evidence"),
+    Resource.AUDIT_EVENT: ("audit event", "audit events"),
+}
+VERBS: dict[Action, str] = {
+    Action.READ: "reading",
+    Action.CREATE: "creating",
+    Action.ALLOCATE: "allocating external assessors to",
+    Action.SUBMIT_EVIDENCE: "submitting evidence on",
+    Action.DECIDE: "signing off or referring",
+    Action.VIEW_ACCESS: "seeing who can see",
+    Action.ASSIGN: "assigning",
+}
+
+
+def refusal(resource: Resource, action: Action, *, this: bool = False) -> str:
+    """Why an action is refused, in plain words: for any target, or for `this` one."""
+    one, many = NOUNS[resource]
+    return f"Your roles do not allow {VERBS[action]} {'this ' + one if this else many}."

@@ -19,7 +19,7 @@ from sqlalchemy import case, or_, select
 from db.models import Allocation, Learner, Membership, MembershipRole, User, UserKind
 from policies.principal import Principal
 from policies.scopes import PREDICATES
-from policies.vocabulary import Action, Resource, Role, Scope
+from policies.vocabulary import Action, Resource, Role, Scope, refusal
 from resolvers.context import Context
 from resolvers.errors import Forbidden
 
@@ -80,7 +80,7 @@ async def learner_access(ctx: Context, learner: Learner) -> list[AccessGrant]:
         )
     )
     if permitted is None:
-        raise Forbidden("You may not see who has access to this learner.")
+        raise Forbidden(refusal(Resource.LEARNER, Action.VIEW_ACCESS, this=True))
     # Open (not ended) allocations: who might hold ALLOCATED, and when each stops granting.
     open_allocations: dict[int, datetime | None] = {
         a.assessor_id: a.expires_at

@@ -4,16 +4,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
+from strawberry.dataloader import DataLoader
 
 from db.models import Allocation, Learner, User, UserKind
 from policies.vocabulary import Action, Resource
 from resolvers.common import audit, mutation_target, parse_id
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
+from resolvers.loaders import Children, children, scoped_by_id
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
+
+ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
+    Allocation,
+    Allocation.learner_id,
+    Resource.ALLOCATION,
+    (Allocation.id,),
+    only=lambda ctx: [
+        Allocation.ended_at.is_(None),
+        or_(Allocation.expires_at.is_(None), Allocation.expires_at > ctx.now),
+    ],
+)
+
+
+class AllocationLoaders(LoaderGroup):
+    @cached_property
+    def allocation(self) -> DataLoader[int, Allocation | None]:
+        return scoped_by_id(self.ctx, Allocation, Resource.ALLOCATION)
+
+    @cached_property
+    def of_learner(self) -> DataLoader[int, list[Allocation]]:
+        return children(self.ctx, ACTIVE_ALLOCATIONS_OF_LEARNER)
+
+
+async def allocations_of(ctx: Context, learner_id: int) -> list[Allocation]:
+    return await ctx.loaders(AllocationLoaders).of_learner.load(learner_id)
 
 
 @dataclass(frozen=True)
@@ -32,15 +60,7 @@ async def _learner_and_assessor(
     assessor_pk = parse_id(assessor_id, "User", "assessorId")
     if isinstance(assessor_pk, Invalid | NotFound):
         return assessor_pk
-    learner = await mutation_target(
-        ctx,
-        learner_id,
-        model=Learner,
-        field="learnerId",
-        resource=Resource.LEARNER,
-        action=Action.ALLOCATE,
-        refusal="You may not allocate assessors to this learner.",
-    )
+    learner = await mutation_target(ctx, learner_id, Learner, "learnerId", Action.ALLOCATE)
     if isinstance(learner, Invalid | NotFound):
         return learner
     return learner, assessor_pk

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import case, select, text, update
+from sqlalchemy import case, func, select, text, update
+from strawberry.dataloader import DataLoader
 
 from db.models import (
     ApprenticeRecord,
@@ -18,9 +20,11 @@ from db.models import (
 )
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role
+from resolvers.allocations import AllocationLoaders
 from resolvers.common import audit, mutation_target, parse_id, parse_optional_id
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 from resolvers.ids import MalformedId, decode_id
+from resolvers.loaders import Children, children, scoped_by_id
 from resolvers.outcomes import (
     BulkRejected,
     IneligibleAssignee,
@@ -28,7 +32,68 @@ from resolvers.outcomes import (
     ItemProblem,
     NotFound,
 )
-from resolvers.people import visible_user
+from resolvers.people import PeopleLoaders, visible_user
+from resolvers.records import RecordLoaders
+
+ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
+    RecordAssignment,
+    RecordAssignment.record_id,
+    Resource.ASSIGNMENT,
+    (RecordAssignment.id,),
+    only=lambda ctx: [RecordAssignment.ended_at.is_(None)],
+)
+
+
+class AssignmentLoaders(LoaderGroup):
+    @cached_property
+    def assignment(self) -> DataLoader[int, RecordAssignment | None]:
+        return scoped_by_id(self.ctx, RecordAssignment, Resource.ASSIGNMENT)
+
+    @cached_property
+    def of_record(self) -> DataLoader[int, list[RecordAssignment]]:
+        return children(self.ctx, ACTIVE_ASSIGNMENTS_OF_RECORD)
+
+    @cached_property
+    def caseload(self) -> DataLoader[int, int]:
+        """Each user's active assignments that the caller can see."""
+        ctx = self.ctx
+        visible = ctx.rules.where(Resource.ASSIGNMENT)
+
+        async def load(user_ids: Sequence[int]) -> list[int]:
+            stmt = (
+                select(RecordAssignment.user_id, func.count())
+                .where(
+                    RecordAssignment.user_id.in_(user_ids),
+                    RecordAssignment.ended_at.is_(None),
+                    visible,
+                )
+                .group_by(RecordAssignment.user_id)
+            )
+            rows: Sequence[Any] = (await ctx.db.execute(stmt)).all()
+            counts = {user_id: count for user_id, count in rows}
+            return [int(counts.get(u, 0)) for u in user_ids]
+
+        return DataLoader(load_fn=load)
+
+
+async def assignments_of(ctx: Context, record_id: int) -> list[RecordAssignment]:
+    return await ctx.loaders(AssignmentLoaders).of_record.load(record_id)
+
+
+async def caseload_count(ctx: Context, user_id: int) -> int:
+    return await ctx.loaders(AssignmentLoaders).caseload.load(user_id)
+
+
+async def assessors_of(ctx: Context, learner_id: int) -> list[User]:
+    """Everyone assigned to the learner's records or allocated to them, as the caller sees it."""
+    records = await ctx.loaders(RecordLoaders).of_learner.load(learner_id)
+    groups = await ctx.loaders(AssignmentLoaders).of_record.load_many([r.id for r in records])
+    ids = [a.user_id for group in groups for a in group]
+    allocations = await ctx.loaders(AllocationLoaders).of_learner.load(learner_id)
+    ids += [a.assessor_id for a in allocations]
+    users = await ctx.loaders(PeopleLoaders).user_ref.load_many(list(dict.fromkeys(ids)))
+    return [u for u in users if u is not None]
+
 
 # Which organisation roles may take which kind of assignment.
 FITS: dict[AssignmentRole, frozenset[Role]] = {
@@ -240,15 +305,7 @@ async def unassign_records(
 async def assign_training_coordinator(
     ctx: Context, *, record_id: str, coordinator_id: str
 ) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee:
-    record = await mutation_target(
-        ctx,
-        record_id,
-        model=ApprenticeRecord,
-        field="recordId",
-        resource=Resource.RECORD,
-        action=Action.ASSIGN,
-        refusal="You may not assign this record.",
-    )
+    record = await mutation_target(ctx, record_id, ApprenticeRecord, "recordId", Action.ASSIGN)
     if isinstance(record, Invalid | NotFound):
         return record
     role = AssignmentRole.TRAINING_COORDINATOR

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, case, exists, select
 
-from db.models import ApprenticeRecord, AssignmentRole, AuditEvent, RecordAssignment
-from policies.vocabulary import Action, Resource
+from db.models import (
+    Allocation,
+    ApprenticeRecord,
+    AssignmentRole,
+    AuditEvent,
+    Evidence,
+    Learner,
+    RecordAssignment,
+)
+from policies.vocabulary import Action, Resource, refusal
 from resolvers.context import Context
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import MalformedId, decode_id
@@ -108,32 +116,37 @@ def active_assignment_of_record(role: AssignmentRole | None = None) -> ColumnEle
     return exists(select(RecordAssignment.id).where(*clauses))
 
 
+# Tables a mutation can act on: the policy resource guarding them and their GraphQL type name.
+TARGETS: dict[type, tuple[Resource, str]] = {
+    Learner: (Resource.LEARNER, "Learner"),
+    ApprenticeRecord: (Resource.RECORD, "ApprenticeRecord"),
+    RecordAssignment: (Resource.ASSIGNMENT, "Assignment"),
+    Allocation: (Resource.ALLOCATION, "Allocation"),
+    Evidence: (Resource.EVIDENCE, "Evidence"),
+}
+
+M = TypeVar("M")
+
+
 async def mutation_target(
-    ctx: Context,
-    value: str,
-    *,
-    model: Any,
-    field: str,
-    resource: Resource,
-    action: Action,
-    refusal: str,
-) -> Any | Invalid | NotFound:
+    ctx: Context, value: str, model: type[M], field: str, action: Action
+) -> M | Invalid | NotFound:
     """The row a mutation acts on: invisible answers NotFound, visible but not permitted raises
     FORBIDDEN. One statement: visibility is the WHERE, permission a computed column.
     """
-    pk = parse_id(
-        value, model.__name__ if model.__name__ != "RecordAssignment" else "Assignment", field
-    )
+    resource, type_name = TARGETS[model]
+    pk = parse_id(value, type_name, field)
     if isinstance(pk, Invalid | NotFound):
         return pk
+    table: Any = model
     permitted = case((ctx.rules.where(resource, action), 1), else_=0).label("permitted")
     row: Any = (
         await ctx.db.execute(
-            select(model, permitted).where(model.id == pk, ctx.rules.where(resource))
+            select(table, permitted).where(table.id == pk, ctx.rules.where(resource))
         )
     ).first()
     if row is None:
         return NotFound(id=value)
     if not row[1]:
-        raise Forbidden(refusal)
-    return row[0]
+        raise Forbidden(refusal(resource, action, this=True))
+    return row[0]  # type: ignore[no-any-return]

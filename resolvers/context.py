@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from db.session import Database
 from policies.enforcer import Policy
 from policies.principal import Principal
 from resolvers.errors import Unauthenticated
-
-if TYPE_CHECKING:
-    from resolvers.loaders import Loaders
 
 
 @dataclass(frozen=True)
@@ -20,6 +17,16 @@ class Limits:
     default_page_size: int = 50
     max_page_size: int = 500
     max_bulk_items: int = 1000
+
+
+class LoaderGroup:
+    """One domain's dataloaders for one request, built on first use (see `Context.loaders`)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+
+G = TypeVar("G", bound=LoaderGroup)
 
 
 @dataclass
@@ -30,7 +37,7 @@ class Context:
     policy: Policy | None
     limits: Limits = field(default_factory=Limits)
     client: str | None = None
-    _loaders: Loaders | None = None
+    _groups: dict[type[LoaderGroup], LoaderGroup] = field(default_factory=dict)
 
     @property
     def me(self) -> Principal:
@@ -44,10 +51,10 @@ class Context:
             raise Unauthenticated("Sign in first.")
         return self.policy
 
-    @property
-    def loaders(self) -> Loaders:
-        if self._loaders is None:
-            from resolvers.loaders import Loaders
-
-            self._loaders = Loaders(self)
-        return self._loaders
+    def loaders(self, group: type[G]) -> G:
+        """The request's instance of a domain's loader group."""
+        found = self._groups.get(group)
+        if found is None:
+            found = self._groups[group] = group(self)
+        assert isinstance(found, group)
+        return found

@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
+from strawberry.dataloader import DataLoader
 
 from db.models import ApprenticeRecord, Evidence, EvidenceStatus
 from policies.vocabulary import Action, Resource
 from resolvers.common import audit, clean_name, mutation_target
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
+from resolvers.loaders import Children, children, scoped_by_id
 from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
+from resolvers.records import RecordLoaders
 
 MAX_COMMENT = 5000
+
+EVIDENCE_OF_RECORD = Children(Evidence, Evidence.record_id, Resource.EVIDENCE, (Evidence.id,))
+
+
+class EvidenceLoaders(LoaderGroup):
+    @cached_property
+    def evidence(self) -> DataLoader[int, Evidence | None]:
+        return scoped_by_id(self.ctx, Evidence, Resource.EVIDENCE)
+
+    @cached_property
+    def of_record(self) -> DataLoader[int, list[Evidence]]:
+        return children(self.ctx, EVIDENCE_OF_RECORD)
+
+
+async def evidence_of_record(ctx: Context, record_id: int) -> list[Evidence]:
+    return await ctx.loaders(EvidenceLoaders).of_record.load(record_id)
+
+
+async def evidence_of_learner(ctx: Context, learner_id: int) -> list[Evidence]:
+    records = await ctx.loaders(RecordLoaders).of_learner.load(learner_id)
+    groups = await ctx.loaders(EvidenceLoaders).of_record.load_many([r.id for r in records])
+    return [e for group in groups for e in group]
 
 
 class Decision(enum.StrEnum):
@@ -36,13 +62,7 @@ async def submit_evidence(
     ctx: Context, *, record_id: str, title: str
 ) -> EvidenceSubmitted | Invalid | NotFound:
     record = await mutation_target(
-        ctx,
-        record_id,
-        model=ApprenticeRecord,
-        field="recordId",
-        resource=Resource.RECORD,
-        action=Action.SUBMIT_EVIDENCE,
-        refusal="You may not submit evidence on this record.",
+        ctx, record_id, ApprenticeRecord, "recordId", Action.SUBMIT_EVIDENCE
     )
     if isinstance(record, Invalid | NotFound):
         return record
@@ -72,15 +92,7 @@ async def submit_evidence(
 async def sign_off_evidence(
     ctx: Context, *, evidence_id: str, decision: Decision, comment: str | None
 ) -> EvidenceDecided | Invalid | NotFound | EvidenceLocked:
-    evidence = await mutation_target(
-        ctx,
-        evidence_id,
-        model=Evidence,
-        field="evidenceId",
-        resource=Resource.EVIDENCE,
-        action=Action.DECIDE,
-        refusal="You may not decide this evidence.",
-    )
+    evidence = await mutation_target(ctx, evidence_id, Evidence, "evidenceId", Action.DECIDE)
     if isinstance(evidence, Invalid | NotFound):
         return evidence
     text = (comment or "").strip() or None

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
 MAX_PK = 2**63 - 1
+
+
+class _GlobalIdMarker:
+    """Marks a `str` that is a global id, so the schema shows it as `ID`."""
+
+
+GLOBAL_ID = _GlobalIdMarker()
+GlobalId = Annotated[str, GLOBAL_ID]
 
 
 class MalformedId(ValueError):

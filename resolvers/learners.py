@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import and_, exists, or_, select
+from strawberry.dataloader import DataLoader
 
 from db.models import (
     ApprenticeRecord,
@@ -16,7 +18,7 @@ from db.models import (
     MembershipRole,
     RecordAssignment,
 )
-from policies.vocabulary import Action, Resource, Role
+from policies.vocabulary import Action, Resource, Role, refusal
 from resolvers.common import (
     active_assignment_of_record,
     audit,
@@ -24,22 +26,36 @@ from resolvers.common import (
     clean_name,
     filter_id,
 )
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.ids import pk_of
+from resolvers.ids import GlobalId, pk_of
+from resolvers.loaders import scoped_by_id
 from resolvers.organisations import unit_in
-from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
 from resolvers.people import staff_user
 
 
+class LearnerLoaders(LoaderGroup):
+    @cached_property
+    def learner(self) -> DataLoader[int, Learner | None]:
+        return scoped_by_id(self.ctx, Learner, Resource.LEARNER)
+
+
 @dataclass(frozen=True)
 class LearnerFilter:
-    search: str | None = None
-    location_id: str | None = None
-    department_id: str | None = None
-    assigned_to: str | None = None
-    unassigned: bool | None = None
+    """Narrow the learner list."""
+
+    search: str | None = field(default=None, metadata=doc("Part of a name or email."))
+    location_id: GlobalId | None = field(default=None, metadata=doc("At this location."))
+    department_id: GlobalId | None = field(default=None, metadata=doc("In this department."))
+    assigned_to: GlobalId | None = field(
+        default=None, metadata=doc("With a record actively assigned to this user.")
+    )
+    unassigned: bool | None = field(
+        default=None,
+        metadata=doc("True: no record has an active assessor; false: some record has."),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,15 @@ async def learners(
 
 async def learner(ctx: Context, *, id: str) -> Learner | None:
     pk = pk_of(id, "Learner")
-    return None if pk is None else await ctx.loaders.learner.load(pk)
+    return None if pk is None else await ctx.loaders(LearnerLoaders).learner.load(pk)
+
+
+async def learner_of(ctx: Context, learner_id: int) -> Learner:
+    """The learner of a visible record or allocation: visible under every scope that shows it."""
+    row = await ctx.loaders(LearnerLoaders).learner.load(learner_id)
+    if row is None:
+        raise LookupError("the learner of a visible row is not visible")
+    return row
 
 
 async def create_learner(
@@ -108,10 +132,10 @@ async def create_learner(
     """A learner in the caller's organisation; an email gives them a LEARNER sign-in."""
     me = ctx.me
     if not ctx.rules.holds(Resource.LEARNER, Action.CREATE) or me.organisation_id is None:
-        raise Forbidden("You may not create learners.")
+        raise Forbidden(refusal(Resource.LEARNER, Action.CREATE))
     org = me.organisation_id
     if not ctx.rules.may_act_in(Resource.LEARNER, Action.CREATE, org):
-        raise Forbidden("You may not create learners in this organisation.")
+        raise Forbidden(refusal(Resource.LEARNER, Action.CREATE))
     clean = clean_name(name)
     if isinstance(clean, Invalid):
         return clean

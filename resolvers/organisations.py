@@ -4,15 +4,56 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
 
 from sqlalchemy import select
+from strawberry.dataloader import DataLoader
 
 from db.models import Department, Location, Organisation
-from policies.vocabulary import Action, Resource
+from policies.vocabulary import Action, Resource, refusal
 from resolvers.common import audit, clean_name, clean_slug, parse_optional_id
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
+from resolvers.loaders import by_id, scoped_by_id
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+
+
+class OrganisationLoaders(LoaderGroup):
+    @cached_property
+    def organisation_ref(self) -> DataLoader[int, Organisation | None]:
+        return by_id(self.ctx, Organisation)
+
+    @cached_property
+    def location_ref(self) -> DataLoader[int, Location | None]:
+        return by_id(self.ctx, Location)
+
+    @cached_property
+    def department_ref(self) -> DataLoader[int, Department | None]:
+        return by_id(self.ctx, Department)
+
+    @cached_property
+    def organisation(self) -> DataLoader[int, Organisation | None]:
+        return scoped_by_id(self.ctx, Organisation, Resource.ORGANISATION)
+
+    @cached_property
+    def location(self) -> DataLoader[int, Location | None]:
+        return scoped_by_id(self.ctx, Location, Resource.LOCATION)
+
+    @cached_property
+    def department(self) -> DataLoader[int, Department | None]:
+        return scoped_by_id(self.ctx, Department, Resource.DEPARTMENT)
+
+
+async def unit_ref(
+    ctx: Context, kind: type[Location] | type[Department], unit_id: int | None
+) -> Location | Department | None:
+    """The unit a visible row names (a learner's location), shown because the row is visible."""
+    if unit_id is None:
+        return None
+    group = ctx.loaders(OrganisationLoaders)
+    loader = group.location_ref if kind is Location else group.department_ref
+    return await loader.load(unit_id)
 
 
 @dataclass(frozen=True)
@@ -21,15 +62,20 @@ class OrganisationCreated:
 
 
 @dataclass(frozen=True)
-class UnitCreated:
-    unit: Location | Department
+class LocationCreated:
+    location: Location
+
+
+@dataclass(frozen=True)
+class DepartmentCreated:
+    department: Department
 
 
 async def create_organisation(
     ctx: Context, *, name: str, slug: str
 ) -> OrganisationCreated | Invalid | AlreadyExists:
     if not ctx.rules.holds(Resource.ORGANISATION, Action.CREATE):
-        raise Forbidden("Only support can create organisations.")
+        raise Forbidden(refusal(Resource.ORGANISATION, Action.CREATE))
     clean = clean_name(name)
     if isinstance(clean, Invalid):
         return clean
@@ -58,7 +104,7 @@ async def target_organisation(
     Raises Forbidden when the caller may not create `resource` there.
     """
     if not ctx.rules.holds(resource, Action.CREATE):
-        raise Forbidden(f"You may not create {resource.value} records.")
+        raise Forbidden(refusal(resource, Action.CREATE))
     pk = parse_optional_id(organisation_id, "Organisation", "organisationId")
     if isinstance(pk, Invalid | NotFound):
         return pk
@@ -73,13 +119,30 @@ async def target_organisation(
         assert organisation_id is not None  # the caller's own organisation is always visible
         return NotFound(id=organisation_id)
     if not ctx.rules.may_act_in(resource, Action.CREATE, pk):
-        raise Forbidden(f"You may not create {resource.value} records in this organisation.")
+        raise Forbidden(refusal(resource, Action.CREATE))
     return pk
 
 
-async def create_unit(
-    ctx: Context, *, kind: type[Location] | type[Department], organisation_id: str | None, name: str
-) -> UnitCreated | Invalid | NotFound | AlreadyExists:
+async def create_location(
+    ctx: Context, *, organisation_id: str | None, name: str
+) -> LocationCreated | Invalid | NotFound | AlreadyExists:
+    unit = await _create_unit(ctx, Location, organisation_id, name)
+    return LocationCreated(unit) if isinstance(unit, Location) else unit
+
+
+async def create_department(
+    ctx: Context, *, organisation_id: str | None, name: str
+) -> DepartmentCreated | Invalid | NotFound | AlreadyExists:
+    unit = await _create_unit(ctx, Department, organisation_id, name)
+    return DepartmentCreated(unit) if isinstance(unit, Department) else unit
+
+
+Unit = TypeVar("Unit", Location, Department)
+
+
+async def _create_unit(
+    ctx: Context, kind: type[Unit], organisation_id: str | None, name: str
+) -> Unit | Invalid | NotFound | AlreadyExists:
     resource = Resource.LOCATION if kind is Location else Resource.DEPARTMENT
     org = await target_organisation(ctx, resource, organisation_id)
     if isinstance(org, Invalid | NotFound):
@@ -98,7 +161,7 @@ async def create_unit(
         organisation_id=org,
         details={"name": clean},
     )
-    return UnitCreated(unit)
+    return unit
 
 
 async def units_of(

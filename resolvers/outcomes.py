@@ -1,82 +1,123 @@
-"""Expected outcomes of mutations: errors as named values, never bare strings."""
+"""Expected outcomes of mutations: errors as named values, never bare strings.
+
+Each error is declared here once — its code, its GraphQL name, what it and each of its fields
+mean. The schema derives the GraphQL type, the mapping from value to type, and every mutation's
+result union (from the use case's return annotation) from these declarations.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from resolvers.ids import GlobalId
 
 
+def doc(text: str) -> dict[str, str]:
+    """Field metadata: what the field means, shown in the schema."""
+    return {"doc": text}
+
+
+class Problem:
+    """An expected failure of a mutation; nothing was changed."""
+
+    code: ClassVar[str]
+    graphql_name: ClassVar[str]
+    about: ClassVar[str]
+    message: str
+
+
+P = TypeVar("P", bound=type[Problem])
+
+PROBLEMS: list[type[Problem]] = []
+
+
+def problem(code: str, graphql_name: str, about: str) -> Callable[[P], P]:
+    """Declare an error: its stable code, its GraphQL type name and what it means."""
+
+    def register(cls: P) -> P:
+        cls.code = code
+        cls.graphql_name = graphql_name
+        cls.about = about
+        PROBLEMS.append(cls)
+        return cls
+
+    return register
+
+
+@problem("NOT_FOUND", "NotFoundError", "The id does not exist, or the caller cannot see it.")
 @dataclass(frozen=True)
-class NotFound:
-    id: str
+class NotFound(Problem):
+    id: GlobalId = field(metadata=doc("The id that was not found."))
     message: str = "Not found."
-    code: str = "NOT_FOUND"
 
 
+@problem("INVALID", "ValidationError", "The input is not acceptable.")
 @dataclass(frozen=True)
-class Invalid:
+class Invalid(Problem):
     message: str
-    field: str | None = None
-    code: str = "INVALID"
+    field: str | None = field(default=None, metadata=doc("The input field at fault, if one is."))
 
 
+@problem("ALREADY_EXISTS", "AlreadyExistsError", "Something with the same identity already exists.")
 @dataclass(frozen=True)
-class AlreadyExists:
+class AlreadyExists(Problem):
     message: str
-    field: str | None = None
-    code: str = "ALREADY_EXISTS"
+    field: str | None = field(default=None, metadata=doc("The input field that clashes."))
 
 
 @dataclass(frozen=True)
 class ItemProblem:
-    id: str
-    code: str
-    message: str
+    """Why one item of a bulk mutation was rejected."""
+
+    graphql_name: ClassVar[str] = "ItemError"
+    id: GlobalId = field(metadata=doc("The offending id, as given."))
+    code: str = field(metadata=doc("Why it was rejected, e.g. NOT_FOUND."))
+    message: str = field(metadata=doc("Human-readable explanation."))
 
 
+@problem(
+    "BULK_REJECTED", "BulkRejectedError", "A bulk mutation was rejected whole; nothing was changed."
+)
 @dataclass(frozen=True)
-class BulkRejected:
-    items: list[ItemProblem] = field(default_factory=list)
+class BulkRejected(Problem):
+    items: list[ItemProblem] = field(default_factory=list, metadata=doc("Every offending item."))
     message: str = "No change was made: some items were rejected."
-    code: str = "BULK_REJECTED"
 
 
+@problem(
+    "NOT_EXTERNAL_ASSESSOR",
+    "NotExternalAssessorError",
+    "The user is staff of an organisation, not an external assessor.",
+)
 @dataclass(frozen=True)
-class NotExternalAssessor:
-    id: str
+class NotExternalAssessor(Problem):
+    id: GlobalId = field(metadata=doc("The user id given as assessor."))
     message: str = "Only external assessors can be allocated to learners."
-    code: str = "NOT_EXTERNAL_ASSESSOR"
 
 
+@problem(
+    "INELIGIBLE_ASSIGNEE",
+    "IneligibleAssigneeError",
+    "The user cannot take this kind of assignment.",
+)
 @dataclass(frozen=True)
-class IneligibleAssignee:
-    id: str
+class IneligibleAssignee(Problem):
+    id: GlobalId = field(metadata=doc("The user id given as assignee."))
     message: str
-    code: str = "INELIGIBLE_ASSIGNEE"
 
 
+@problem(
+    "EVIDENCE_LOCKED",
+    "EvidenceLockedError",
+    "The evidence has been decided and can no longer change.",
+)
 @dataclass(frozen=True)
-class EvidenceLocked:
-    id: str
+class EvidenceLocked(Problem):
+    id: GlobalId = field(metadata=doc("The evidence id."))
     message: str = "This evidence has already been decided."
-    code: str = "EVIDENCE_LOCKED"
 
 
-Problem = (
-    NotFound
-    | Invalid
-    | AlreadyExists
-    | BulkRejected
-    | NotExternalAssessor
-    | IneligibleAssignee
-    | EvidenceLocked
-)
-
-PROBLEMS = (
-    NotFound,
-    Invalid,
-    AlreadyExists,
-    BulkRejected,
-    NotExternalAssessor,
-    IneligibleAssignee,
-    EvidenceLocked,
-)
+def is_problem(value: Any) -> bool:
+    return isinstance(value, Problem)

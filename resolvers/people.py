@@ -2,19 +2,71 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
+from strawberry.dataloader import DataLoader
 
 from db.models import Department, Location, Membership, MembershipRole, Organisation, User, UserKind
-from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role
+from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.common import audit, clean_email, clean_name
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.organisations import target_organisation, unit_in
-from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+from resolvers.loaders import by_id
+from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
+from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
+
+ROLE_ORDER = list(Role)
+
+
+class PeopleLoaders(LoaderGroup):
+    @cached_property
+    def user_ref(self) -> DataLoader[int, User | None]:
+        return by_id(self.ctx, User)
+
+    @cached_property
+    def user(self) -> DataLoader[int, User | None]:
+        return by_id(self.ctx, User, visible_user(self.ctx))
+
+    @cached_property
+    def roles(self) -> DataLoader[int, list[Role]]:
+        """Each user's roles in the organisation the caller acts in."""
+        ctx = self.ctx
+        organisation_id = ctx.me.organisation_id
+
+        async def load(user_ids: Sequence[int]) -> list[list[Role]]:
+            if organisation_id is None:
+                return [[] for _ in user_ids]
+            stmt = (
+                select(Membership.user_id, MembershipRole.role)
+                .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+                .where(
+                    Membership.user_id.in_(user_ids),
+                    Membership.organisation_id == organisation_id,
+                )
+            )
+            roles: defaultdict[int, list[Role]] = defaultdict(list)
+            rows: Sequence[Any] = (await ctx.db.execute(stmt)).all()
+            for user_id, role in rows:
+                roles[user_id].append(Role(role))
+            return [sorted(roles.get(u, []), key=ROLE_ORDER.index) for u in user_ids]
+
+        return DataLoader(load_fn=load)
+
+
+@dataclass(frozen=True)
+class StaffFilter:
+    """Narrow the staff list."""
+
+    search: str | None = field(default=None, metadata=doc("Part of a name or email."))
+    roles: list[Role] | None = field(
+        default=None, metadata=doc("Only people holding any of these roles.")
+    )
 
 
 @dataclass(frozen=True)
@@ -36,14 +88,21 @@ class ExternalAssessorCreated:
 
 async def viewer(ctx: Context) -> Viewer:
     me = ctx.me
-    user = await ctx.loaders.user_ref.load(me.user_id)
+    user = await ctx.loaders(PeopleLoaders).user_ref.load(me.user_id)
+    assert user is not None
     organisation = (
         None
         if me.organisation_id is None
-        else await ctx.loaders.organisation_ref.load(me.organisation_id)
+        else await ctx.loaders(OrganisationLoaders).organisation_ref.load(me.organisation_id)
     )
-    order = list(Role)
-    return Viewer(user=user, organisation=organisation, roles=sorted(me.roles, key=order.index))
+    return Viewer(
+        user=user, organisation=organisation, roles=sorted(me.roles, key=ROLE_ORDER.index)
+    )
+
+
+async def user_ref(ctx: Context, user_id: int | None) -> User | None:
+    """The person a visible row names (its assignee, assessor, author)."""
+    return None if user_id is None else await ctx.loaders(PeopleLoaders).user_ref.load(user_id)
 
 
 def _people_search(search: str | None) -> list[ColumnElement[bool]]:
@@ -53,13 +112,9 @@ def _people_search(search: str | None) -> list[ColumnElement[bool]]:
 
 
 async def staff(
-    ctx: Context,
-    *,
-    first: int | None,
-    after: str | None,
-    search: str | None = None,
-    roles: Sequence[Role] | None = None,
+    ctx: Context, *, first: int | None, after: str | None, filter: StaffFilter | None
 ) -> Page[User]:
+    search, roles = (filter.search, filter.roles) if filter else (None, None)
     stmt = select(User).where(ctx.rules.where(Resource.STAFF), *_people_search(search))
     if roles:
         membership = select(Membership.user_id).join(
@@ -99,7 +154,7 @@ async def create_external_assessor(
     ctx: Context, *, name: str, email: str
 ) -> ExternalAssessorCreated | Invalid | AlreadyExists:
     if not ctx.rules.holds(Resource.EXTERNAL_ASSESSOR, Action.CREATE):
-        raise Forbidden("Only support can create external assessor profiles.")
+        raise Forbidden(refusal(Resource.EXTERNAL_ASSESSOR, Action.CREATE))
     clean = clean_name(name)
     if isinstance(clean, Invalid):
         return clean
@@ -202,7 +257,7 @@ async def user_roles(ctx: Context, user: User) -> list[Role]:
         return [Role.EXTERNAL_ASSESSOR]
     if user.kind == UserKind.SUPPORT:
         return [Role.SUPPORT]
-    return await ctx.loaders.roles_by_user.load(user.id)
+    return await ctx.loaders(PeopleLoaders).roles.load(user.id)
 
 
 def visible_user(ctx: Context) -> ColumnElement[bool]:

@@ -2,27 +2,66 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 from sqlalchemy import exists, or_, select
+from strawberry.dataloader import DataLoader
 
 from db.models import ApprenticeRecord, AssignmentRole, Learner, RecordAssignment, RecordStatus
-from policies.vocabulary import Action, Resource
+from policies.vocabulary import Action, Resource, refusal
 from resolvers.common import active_assignment_of_record, audit, clean_name, filter_id, parse_id
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
-from resolvers.outcomes import Invalid, NotFound
+from resolvers.ids import GlobalId
+from resolvers.learners import LearnerLoaders
+from resolvers.loaders import Children, children, scoped_by_id
+from resolvers.outcomes import Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
+
+RECORDS_OF_LEARNER = Children(
+    ApprenticeRecord, ApprenticeRecord.learner_id, Resource.RECORD, (ApprenticeRecord.id,)
+)
+
+
+class RecordLoaders(LoaderGroup):
+    @cached_property
+    def record(self) -> DataLoader[int, ApprenticeRecord | None]:
+        return scoped_by_id(self.ctx, ApprenticeRecord, Resource.RECORD)
+
+    @cached_property
+    def of_learner(self) -> DataLoader[int, list[ApprenticeRecord]]:
+        return children(self.ctx, RECORDS_OF_LEARNER)
+
+
+async def records_of(ctx: Context, learner_id: int) -> list[ApprenticeRecord]:
+    return await ctx.loaders(RecordLoaders).of_learner.load(learner_id)
+
+
+async def record_of(ctx: Context, record_id: int) -> ApprenticeRecord:
+    """The record of a visible assignment or evidence: visible under every scope that shows it."""
+    row = await ctx.loaders(RecordLoaders).record.load(record_id)
+    if row is None:
+        raise LookupError("the record of a visible row is not visible")
+    return row
 
 
 @dataclass(frozen=True)
 class RecordFilter:
-    search: str | None = None
-    assignee_id: str | None = None
-    unassigned: bool | None = None
-    status: str | None = None
-    learner_id: str | None = None
+    """Narrow the records view."""
+
+    search: str | None = field(
+        default=None, metadata=doc("Part of the programme or the learner's name.")
+    )
+    assignee_id: GlobalId | None = field(
+        default=None, metadata=doc("Actively assigned to this user.")
+    )
+    unassigned: bool | None = field(
+        default=None, metadata=doc("True: no active assessor; false: at least one.")
+    )
+    status: str | None = field(default=None, metadata=doc("LIVE or ARCHIVED."))
+    learner_id: GlobalId | None = field(default=None, metadata=doc("This learner's."))
 
 
 @dataclass(frozen=True)
@@ -82,15 +121,15 @@ async def create_apprentice_record(
     ctx: Context, *, learner_id: str, programme: str, start_date: date | None
 ) -> ApprenticeRecordCreated | Invalid | NotFound:
     if not ctx.rules.holds(Resource.RECORD, Action.CREATE):
-        raise Forbidden("You may not create apprentice records.")
+        raise Forbidden(refusal(Resource.RECORD, Action.CREATE))
     pk = parse_id(learner_id, "Learner", "learnerId")
     if isinstance(pk, Invalid | NotFound):
         return pk
-    learner = await ctx.loaders.learner.load(pk)
+    learner = await ctx.loaders(LearnerLoaders).learner.load(pk)
     if learner is None:
         return NotFound(id=learner_id)
     if not ctx.rules.may_act_in(Resource.RECORD, Action.CREATE, learner.organisation_id):
-        raise Forbidden("You may not create apprentice records for this learner.")
+        raise Forbidden(refusal(Resource.RECORD, Action.CREATE))
     clean = clean_name(programme, "programme", limit=300)
     if isinstance(clean, Invalid):
         return clean

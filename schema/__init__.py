@@ -12,17 +12,17 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import OperationError
+from schema import audit as audit
 from schema.allocations import AllocationMutation
 from schema.assignments import AssignmentMutation
-from schema.errors import BulkRejectedError, IneligibleAssigneeError, ItemError
+from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation
 from schema.extensions import QueryLimits, extensions
 from schema.learners import LearnerMutation, LearnerQuery
-from schema.nodes import NodeQuery
+from schema.nodes import NODE_TYPES, NodeQuery
 from schema.organisations import OrganisationMutation
 from schema.people import PeopleMutation, PeopleQuery
 from schema.records import RecordMutation, RecordQuery
-from schema.types import NODE_TYPES
 
 log = logging.getLogger("caseload.graphql")
 
@@ -56,7 +56,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     return CaseloadSchema(
         query=Query,
         mutation=Mutation,
-        types=[*NODE_TYPES.values(), BulkRejectedError, ItemError, IneligibleAssigneeError],
+        types=[*NODE_TYPES.values(), *ERROR_TYPES.values()],
         extensions=extensions(limits or QueryLimits()),  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=True),
     )

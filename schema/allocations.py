@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
 
+from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import allocations
+from resolvers import allocations, learners
+from resolvers.allocations import AllocationLoaders
 from schema.context import Info
-from schema.errors import (
-    AlreadyExistsError,
-    NotExternalAssessorError,
-    NotFoundError,
-    ValidationError,
-    answer,
-)
-from schema.permissions import changes
-from schema.types import Allocation
+from schema.nodes import Node, gid, node, project
+from schema.people import User, user_ref
+from schema.permissions import changes, requires
+from schema.results import answers, mutation
+
+if TYPE_CHECKING:
+    from schema.learners import Learner
+
+
+@node(models.Allocation, lambda ctx: ctx.loaders(AllocationLoaders).allocation)
+@strawberry.type(description="An external assessor allocated to a learner.")
+class Allocation(Node):
+    allocated_at: datetime = strawberry.field(description="When the allocation began.")
+    expires_at: datetime | None = strawberry.field(description="When it stops granting access.")
+    ended_at: datetime | None = strawberry.field(description="When it was ended, if it was.")
+    row: strawberry.Private[models.Allocation]
+
+    @classmethod
+    def from_row(cls, row: models.Allocation) -> Self:
+        return cls(
+            id=gid("Allocation", row.id),
+            allocated_at=row.allocated_at,
+            expires_at=row.expires_at,
+            ended_at=row.ended_at,
+            row=row,
+        )
+
+    @strawberry.field(description="The learner.", extensions=requires(Resource.LEARNER))
+    async def learner(self, info: Info) -> Annotated[Learner, strawberry.lazy("schema.learners")]:
+        return project("Learner", await learners.learner_of(info.context, self.row.learner_id))
+
+    @strawberry.field(
+        description="The external assessor.", extensions=requires(Resource.ALLOCATION)
+    )
+    async def assessor(self, info: Info) -> User:
+        user = await user_ref(info, self.row.assessor_id)
+        assert user is not None
+        return user
+
+    @strawberry.field(description="Who allocated them.", extensions=requires(Resource.ALLOCATION))
+    async def allocated_by(self, info: Info) -> User | None:
+        return await user_ref(info, self.row.allocated_by_id)
 
 
 @strawberry.input(description="Allocate an external assessor to a learner.")
@@ -36,63 +71,29 @@ class DeallocateAssessorInput:
     assessor_id: strawberry.ID = strawberry.field(description="The allocated assessor.")
 
 
+@answers(allocations.AssessorAllocated)
 @strawberry.type(description="The assessor now sees the learner.")
 class AssessorAllocated:
     allocation: Allocation = strawberry.field(description="The new allocation.")
 
-    @classmethod
-    def from_outcome(cls, outcome: allocations.AssessorAllocated) -> Self:
-        return cls(allocation=Allocation.from_row(outcome.allocation))
 
-
+@answers(allocations.AssessorDeallocated)
 @strawberry.type(description="The allocation ended; it is kept as history.")
 class AssessorDeallocated:
     allocation: Allocation = strawberry.field(description="The ended allocation.")
 
-    @classmethod
-    def from_outcome(cls, outcome: allocations.AssessorDeallocated) -> Self:
-        return cls(allocation=Allocation.from_row(outcome.allocation))
-
-
-AllocateAssessorResult = Annotated[
-    AssessorAllocated
-    | ValidationError
-    | NotFoundError
-    | AlreadyExistsError
-    | NotExternalAssessorError,
-    strawberry.union("AllocateAssessorResult"),
-]
-DeallocateAssessorResult = Annotated[
-    AssessorDeallocated | ValidationError | NotFoundError,
-    strawberry.union("DeallocateAssessorResult"),
-]
-
 
 @strawberry.type
 class AllocationMutation:
-    @strawberry.mutation(
+    allocate_assessor = mutation(
+        allocations.allocate_assessor,
+        input=AllocateAssessorInput,
         description="Allocate an external assessor to a learner (admins; managers for their team).",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE),
     )
-    async def allocate_assessor(
-        self, info: Info, input: AllocateAssessorInput
-    ) -> AllocateAssessorResult:
-        outcome = await allocations.allocate_assessor(
-            info.context,
-            learner_id=input.learner_id,
-            assessor_id=input.assessor_id,
-            expires_at=input.expires_at,
-        )
-        return answer(outcome, AssessorAllocated.from_outcome)
-
-    @strawberry.mutation(
+    deallocate_assessor = mutation(
+        allocations.deallocate_assessor,
+        input=DeallocateAssessorInput,
         description="End an external assessor's allocation to a learner.",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE),
     )
-    async def deallocate_assessor(
-        self, info: Info, input: DeallocateAssessorInput
-    ) -> DeallocateAssessorResult:
-        outcome = await allocations.deallocate_assessor(
-            info.context, learner_id=input.learner_id, assessor_id=input.assessor_id
-        )
-        return answer(outcome, AssessorDeallocated.from_outcome)

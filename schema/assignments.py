@@ -1,32 +1,73 @@
-"""Apprentice record assignment: bulk assign, bulk remove, training coordinators."""
+"""Apprentice record assignment: assignments, bulk assign and remove, training coordinators."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import assignments as cases
+from resolvers import records
+from resolvers.assignments import AssignmentLoaders
 from schema.context import Info
-from schema.errors import (
-    BulkRejectedError,
-    IneligibleAssigneeError,
-    NotFoundError,
-    ValidationError,
-    answer,
-)
-from schema.permissions import changes
-from schema.types import Assignment, AssignmentRole
+from schema.enums import AssignmentRole
+from schema.nodes import Node, gid, node, project
+from schema.people import User, user_ref
+from schema.permissions import changes, requires
+from schema.results import answers, mutation
+
+if TYPE_CHECKING:
+    from schema.records import ApprenticeRecord
+
+
+@node(models.RecordAssignment, lambda ctx: ctx.loaders(AssignmentLoaders).assignment)
+@strawberry.type(description="A user assigned to an apprentice record.")
+class Assignment(Node):
+    role: AssignmentRole = strawberry.field(description="What the assignee does.")
+    assigned_at: datetime = strawberry.field(description="When the assignment began.")
+    ended_at: datetime | None = strawberry.field(description="When it ended, if it has.")
+    row: strawberry.Private[models.RecordAssignment]
+
+    @classmethod
+    def from_row(cls, row: models.RecordAssignment) -> Self:
+        return cls(
+            id=gid("Assignment", row.id),
+            role=row.role,
+            assigned_at=row.assigned_at,
+            ended_at=row.ended_at,
+            row=row,
+        )
+
+    @strawberry.field(description="The record.", extensions=requires(Resource.RECORD))
+    async def record(
+        self, info: Info
+    ) -> Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]:
+        return project(
+            "ApprenticeRecord", await records.record_of(info.context, self.row.record_id)
+        )
+
+    @strawberry.field(description="The assignee.", extensions=requires(Resource.ASSIGNMENT))
+    async def user(self, info: Info) -> User:
+        user = await user_ref(info, self.row.user_id)
+        assert user is not None
+        return user
+
+    @strawberry.field(
+        description="Who made the assignment.", extensions=requires(Resource.ASSIGNMENT)
+    )
+    async def assigned_by(self, info: Info) -> User | None:
+        return await user_ref(info, self.row.assigned_by_id)
 
 
 @strawberry.input(description="Assign one user to many records.")
 class AssignRecordsInput:
     assignee_id: strawberry.ID = strawberry.field(description="The assessor or coordinator.")
     record_ids: list[strawberry.ID] = strawberry.field(description="Up to 1,000 records.")
-    role: AssignmentRole = strawberry.field(  # type: ignore[valid-type]
-        default=models.AssignmentRole.ASSESSOR, description="What the assignee does on them."
+    role: AssignmentRole = strawberry.field(
+        default=AssignmentRole.ASSESSOR, description="What the assignee does on them."
     )
 
 
@@ -36,7 +77,7 @@ class UnassignRecordsInput:
     assignee_id: strawberry.ID | None = strawberry.field(
         default=None, description="Only this user's assignments; none: everyone's."
     )
-    role: AssignmentRole | None = strawberry.field(  # type: ignore[valid-type]
+    role: AssignmentRole | None = strawberry.field(
         default=None, description="Only assignments in this role."
     )
 
@@ -47,28 +88,20 @@ class AssignTrainingCoordinatorInput:
     coordinator_id: strawberry.ID = strawberry.field(description="The new coordinator.")
 
 
+@answers(cases.RecordsAssigned)
 @strawberry.type(description="The records were assigned.")
 class RecordsAssigned:
     assignments: list[Assignment] = strawberry.field(description="The assignments created.")
     unchanged: int = strawberry.field(description="Records the user already had in this role.")
 
-    @classmethod
-    def from_outcome(cls, outcome: cases.RecordsAssigned) -> Self:
-        return cls(
-            assignments=[Assignment.from_row(a) for a in outcome.assignments],
-            unchanged=outcome.unchanged,
-        )
 
-
+@answers(cases.RecordsUnassigned)
 @strawberry.type(description="The assignments ended; they are kept as history.")
 class RecordsUnassigned:
     ended: list[Assignment] = strawberry.field(description="The assignments that ended.")
 
-    @classmethod
-    def from_outcome(cls, outcome: cases.RecordsUnassigned) -> Self:
-        return cls(ended=[Assignment.from_row(a) for a in outcome.ended])
 
-
+@answers(cases.TrainingCoordinatorAssigned)
 @strawberry.type(description="The record has its training coordinator.")
 class TrainingCoordinatorAssigned:
     assignment: Assignment = strawberry.field(description="The coordinator's assignment.")
@@ -76,66 +109,24 @@ class TrainingCoordinatorAssigned:
         description="The previous coordinator's assignment, now ended."
     )
 
-    @classmethod
-    def from_outcome(cls, outcome: cases.TrainingCoordinatorAssigned) -> Self:
-        return cls(
-            assignment=Assignment.from_row(outcome.assignment),
-            replaced=None if outcome.replaced is None else Assignment.from_row(outcome.replaced),
-        )
-
-
-AssignRecordsResult = Annotated[
-    RecordsAssigned | ValidationError | NotFoundError | BulkRejectedError | IneligibleAssigneeError,
-    strawberry.union("AssignRecordsResult"),
-]
-UnassignRecordsResult = Annotated[
-    RecordsUnassigned | ValidationError | NotFoundError | BulkRejectedError,
-    strawberry.union("UnassignRecordsResult"),
-]
-AssignTrainingCoordinatorResult = Annotated[
-    TrainingCoordinatorAssigned | ValidationError | NotFoundError | IneligibleAssigneeError,
-    strawberry.union("AssignTrainingCoordinatorResult"),
-]
-
 
 @strawberry.type
 class AssignmentMutation:
-    @strawberry.mutation(
+    assign_records = mutation(
+        cases.assign_records,
+        input=AssignRecordsInput,
         description="Assign a user to records, all or nothing; existing pairs count as unchanged.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
-    async def assign_records(self, info: Info, input: AssignRecordsInput) -> AssignRecordsResult:
-        outcome = await cases.assign_records(
-            info.context,
-            assignee_id=input.assignee_id,
-            record_ids=input.record_ids,
-            role=input.role,
-        )
-        return answer(outcome, RecordsAssigned.from_outcome)
-
-    @strawberry.mutation(
+    unassign_records = mutation(
+        cases.unassign_records,
+        input=UnassignRecordsInput,
         description="End assignments on records, all or nothing ('remove assessors').",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
-    async def unassign_records(
-        self, info: Info, input: UnassignRecordsInput
-    ) -> UnassignRecordsResult:
-        outcome = await cases.unassign_records(
-            info.context,
-            record_ids=input.record_ids,
-            assignee_id=input.assignee_id,
-            role=input.role,
-        )
-        return answer(outcome, RecordsUnassigned.from_outcome)
-
-    @strawberry.mutation(
+    assign_training_coordinator = mutation(
+        cases.assign_training_coordinator,
+        input=AssignTrainingCoordinatorInput,
         description="Make a user the record's training coordinator, replacing the current one.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
-    async def assign_training_coordinator(
-        self, info: Info, input: AssignTrainingCoordinatorInput
-    ) -> AssignTrainingCoordinatorResult:
-        outcome = await cases.assign_training_coordinator(
-            info.context, record_id=input.record_id, coordinator_id=input.coordinator_id
-        )
-        return answer(outcome, TrainingCoordinatorAssigned.from_outcome)

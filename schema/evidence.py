@@ -1,23 +1,65 @@
-"""Evidence: submission and sign-off."""
+"""Evidence: coursework on a record, its submission and sign-off."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
 
+from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import evidence as cases
+from resolvers import records
+from resolvers.evidence import EvidenceLoaders
 from schema.context import Info
-from schema.errors import EvidenceLockedError, NotFoundError, ValidationError, answer
-from schema.permissions import changes
-from schema.types import Evidence
+from schema.enums import EvidenceStatus
+from schema.nodes import Node, gid, node, project
+from schema.people import User, user_ref
+from schema.permissions import changes, requires
+from schema.results import answers, mutation
 
-EvidenceDecision = strawberry.enum(
-    cases.Decision,
-    name="EvidenceDecision",
-    description="Sign the evidence off, or refer it back.",
+if TYPE_CHECKING:
+    from schema.records import ApprenticeRecord
+
+strawberry.enum(
+    cases.Decision, name="EvidenceDecision", description="Sign the evidence off, or refer it back."
 )
+
+
+@node(models.Evidence, lambda ctx: ctx.loaders(EvidenceLoaders).evidence)
+@strawberry.type(description="Coursework a learner submitted on a record.")
+class Evidence(Node):
+    title: str = strawberry.field(description="What the evidence is.")
+    status: EvidenceStatus = strawberry.field(description="Submitted, signed off or referred.")
+    submitted_at: datetime = strawberry.field(description="When it was submitted.")
+    decided_at: datetime | None = strawberry.field(description="When it was decided.")
+    comment: str | None = strawberry.field(description="The assessor's comment.")
+    row: strawberry.Private[models.Evidence]
+
+    @classmethod
+    def from_row(cls, row: models.Evidence) -> Self:
+        return cls(
+            id=gid("Evidence", row.id),
+            title=row.title,
+            status=row.status,
+            submitted_at=row.submitted_at,
+            decided_at=row.decided_at,
+            comment=row.comment,
+            row=row,
+        )
+
+    @strawberry.field(description="The record.", extensions=requires(Resource.RECORD))
+    async def record(
+        self, info: Info
+    ) -> Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]:
+        return project(
+            "ApprenticeRecord", await records.record_of(info.context, self.row.record_id)
+        )
+
+    @strawberry.field(description="Who decided it.", extensions=requires(Resource.EVIDENCE))
+    async def decided_by(self, info: Info) -> User | None:
+        return await user_ref(info, self.row.decided_by_id)
 
 
 @strawberry.input(description="Submit evidence on a record.")
@@ -29,63 +71,35 @@ class SubmitEvidenceInput:
 @strawberry.input(description="Decide a piece of evidence.")
 class SignOffEvidenceInput:
     evidence_id: strawberry.ID = strawberry.field(description="The evidence.")
-    decision: EvidenceDecision = strawberry.field(description="SIGN_OFF or REFER.")  # type: ignore[valid-type]
+    decision: cases.Decision = strawberry.field(description="SIGN_OFF or REFER.")
     comment: str | None = strawberry.field(
         default=None, description="Required when referring back."
     )
 
 
+@answers(cases.EvidenceSubmitted)
 @strawberry.type(description="The evidence was submitted.")
 class EvidenceSubmitted:
     evidence: Evidence = strawberry.field(description="The new evidence.")
 
-    @classmethod
-    def from_outcome(cls, outcome: cases.EvidenceSubmitted) -> Self:
-        return cls(evidence=Evidence.from_row(outcome.evidence))
 
-
+@answers(cases.EvidenceDecided)
 @strawberry.type(description="The evidence was decided; it is now locked.")
 class EvidenceDecided:
     evidence: Evidence = strawberry.field(description="The decided evidence.")
 
-    @classmethod
-    def from_outcome(cls, outcome: cases.EvidenceDecided) -> Self:
-        return cls(evidence=Evidence.from_row(outcome.evidence))
-
-
-SubmitEvidenceResult = Annotated[
-    EvidenceSubmitted | ValidationError | NotFoundError,
-    strawberry.union("SubmitEvidenceResult"),
-]
-SignOffEvidenceResult = Annotated[
-    EvidenceDecided | ValidationError | NotFoundError | EvidenceLockedError,
-    strawberry.union("SignOffEvidenceResult"),
-]
-
 
 @strawberry.type
 class EvidenceMutation:
-    @strawberry.mutation(
+    submit_evidence = mutation(
+        cases.submit_evidence,
+        input=SubmitEvidenceInput,
         description="Submit evidence on a record (the learner themself, or an admin).",
         extensions=changes(Resource.RECORD, Action.SUBMIT_EVIDENCE),
     )
-    async def submit_evidence(self, info: Info, input: SubmitEvidenceInput) -> SubmitEvidenceResult:
-        outcome = await cases.submit_evidence(
-            info.context, record_id=input.record_id, title=input.title
-        )
-        return answer(outcome, EvidenceSubmitted.from_outcome)
-
-    @strawberry.mutation(
+    sign_off_evidence = mutation(
+        cases.sign_off_evidence,
+        input=SignOffEvidenceInput,
         description="Sign evidence off or refer it back (its assessors, senior assessors, admins).",
         extensions=changes(Resource.EVIDENCE, Action.DECIDE),
     )
-    async def sign_off_evidence(
-        self, info: Info, input: SignOffEvidenceInput
-    ) -> SignOffEvidenceResult:
-        outcome = await cases.sign_off_evidence(
-            info.context,
-            evidence_id=input.evidence_id,
-            decision=input.decision,
-            comment=input.comment,
-        )
-        return answer(outcome, EvidenceDecided.from_outcome)

@@ -1,35 +1,143 @@
-"""Learners: the list, one learner, creation."""
+"""Learners: the list, one learner, who can see them, creation."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
 
-from policies.vocabulary import Action, Resource
-from resolvers import learners
+from db import models
+from policies.vocabulary import Action, Resource, Scope
+from resolvers import access, allocations, assignments, evidence, learners, organisations, records
+from resolvers.learners import LearnerLoaders
 from schema.connections import Connection
 from schema.context import Info
-from schema.errors import AlreadyExistsError, NotFoundError, ValidationError, answer
+from schema.derive import input_of, plain
+from schema.enums import Role
+from schema.nodes import Node, gid, maybe, node, project_all
+from schema.people import User, initials_of
 from schema.permissions import changes, requires
-from schema.types import Learner
+from schema.results import answers, mutation
+
+if TYPE_CHECKING:
+    from schema.allocations import Allocation
+    from schema.evidence import Evidence
+    from schema.organisations import Department, Location
+    from schema.records import ApprenticeRecord
+
+strawberry.enum(
+    Scope,
+    name="AccessReason",
+    description="Why a person can see a learner: the policy scope that grants it.",
+)
 
 
-@strawberry.input(description="Narrow the learner list.")
-class LearnerFilter:
-    search: str | None = strawberry.field(default=None, description="Part of a name or email.")
-    location_id: strawberry.ID | None = strawberry.field(
-        default=None, description="At this location."
+@node(models.Learner, lambda ctx: ctx.loaders(LearnerLoaders).learner)
+@strawberry.type(description="A person in an organisation who learns.")
+class Learner(Node):
+    name: str = strawberry.field(description="Full name.")
+    email: str | None = strawberry.field(description="Email address, if known.")
+    initials: str = strawberry.field(description="One or two letters for an avatar.")
+    created_at: datetime = strawberry.field(description="When the learner was added.")
+    row: strawberry.Private[models.Learner]
+
+    @classmethod
+    def from_row(cls, row: models.Learner) -> Self:
+        return cls(
+            id=gid("Learner", row.id),
+            name=row.name,
+            email=row.email,
+            initials=initials_of(row.name),
+            created_at=row.created_at,
+            row=row,
+        )
+
+    @strawberry.field(description="The learner's location.", extensions=requires(Resource.LEARNER))
+    async def location(
+        self, info: Info
+    ) -> Annotated[Location, strawberry.lazy("schema.organisations")] | None:
+        row = await organisations.unit_ref(info.context, models.Location, self.row.location_id)
+        return maybe("Location", row)
+
+    @strawberry.field(
+        description="The learner's department.", extensions=requires(Resource.LEARNER)
     )
-    department_id: strawberry.ID | None = strawberry.field(
-        default=None, description="In this department."
+    async def department(
+        self, info: Info
+    ) -> Annotated[Department, strawberry.lazy("schema.organisations")] | None:
+        row = await organisations.unit_ref(info.context, models.Department, self.row.department_id)
+        return maybe("Department", row)
+
+    @strawberry.field(
+        description="The learner's apprentice records that the caller can see.",
+        extensions=requires(Resource.RECORD),
     )
-    assigned_to: strawberry.ID | None = strawberry.field(
-        default=None, description="With a record actively assigned to this user."
+    async def records(
+        self, info: Info
+    ) -> list[Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]]:
+        return project_all("ApprenticeRecord", await records.records_of(info.context, self.row.id))
+
+    @strawberry.field(
+        description="Active external assessor allocations the caller can see.",
+        extensions=requires(Resource.ALLOCATION),
     )
-    unassigned: bool | None = strawberry.field(
-        default=None, description="True: no record has an active assessor; false: some record has."
+    async def allocations(
+        self, info: Info
+    ) -> list[Annotated[Allocation, strawberry.lazy("schema.allocations")]]:
+        rows = await allocations.allocations_of(info.context, self.row.id)
+        return project_all("Allocation", rows)
+
+    @strawberry.field(
+        description="Everyone assigned to or allocated to this learner, as visible to the caller.",
+        extensions=requires(Resource.ASSIGNMENT),
     )
+    async def assessors(self, info: Info) -> list[User]:
+        return project_all("User", await assignments.assessors_of(info.context, self.row.id))
+
+    @strawberry.field(
+        description="Who can currently see this learner, and why (admins and the learner).",
+        extensions=requires(Resource.LEARNER, Action.VIEW_ACCESS),
+    )
+    async def access(self, info: Info) -> list[LearnerAccess] | None:
+        grants = await access.learner_access(info.context, self.row)
+        return [LearnerAccess.from_grant(g) for g in grants]
+
+    @strawberry.field(
+        description="Evidence on the learner's records that the caller can see.",
+        extensions=requires(Resource.EVIDENCE),
+    )
+    async def evidence(
+        self, info: Info
+    ) -> list[Annotated[Evidence, strawberry.lazy("schema.evidence")]]:
+        return project_all(
+            "Evidence", await evidence.evidence_of_learner(info.context, self.row.id)
+        )
+
+
+@strawberry.type(description="One reason one person can currently see a learner.")
+class LearnerAccess:
+    user: User = strawberry.field(description="Who can see the learner.")
+    role: Role = strawberry.field(description="The role that holds the scope.")
+    reason: Scope = strawberry.field(
+        description="ORGANISATION (their role covers the organisation), TEAM, ASSIGNED "
+        "(a record assignment), ALLOCATED (an external assessor allocation) or SELF."
+    )
+    expires_at: datetime | None = strawberry.field(
+        description="For an allocation: when it stops granting access."
+    )
+
+    @classmethod
+    def from_grant(cls, grant: access.AccessGrant) -> Self:
+        return cls(
+            user=User.from_row(grant.user),
+            role=grant.role,
+            reason=grant.scope,
+            expires_at=grant.expires_at,
+        )
+
+
+LearnerFilter = input_of(learners.LearnerFilter)
 
 
 @strawberry.input(description="A new learner in the caller's organisation.")
@@ -46,19 +154,10 @@ class CreateLearnerInput:
     )
 
 
+@answers(learners.LearnerCreated)
 @strawberry.type(description="The learner was created.")
 class LearnerCreated:
     learner: Learner = strawberry.field(description="The new learner.")
-
-    @classmethod
-    def from_outcome(cls, outcome: learners.LearnerCreated) -> Self:
-        return cls(learner=Learner.from_row(outcome.learner))
-
-
-CreateLearnerResult = Annotated[
-    LearnerCreated | ValidationError | NotFoundError | AlreadyExistsError,
-    strawberry.union("CreateLearnerResult"),
-]
 
 
 @strawberry.type
@@ -71,21 +170,10 @@ class LearnerQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        filter: LearnerFilter | None = None,
+        filter: LearnerFilter | None = None,  # type: ignore[valid-type]
     ) -> Connection[Learner]:
-        f = filter or LearnerFilter()
-        page = await learners.learners(
-            info.context,
-            first=first,
-            after=after,
-            filter=learners.LearnerFilter(
-                search=f.search,
-                location_id=f.location_id,
-                department_id=f.department_id,
-                assigned_to=f.assigned_to,
-                unassigned=f.unassigned,
-            ),
-        )
+        wanted = plain(filter, learners.LearnerFilter)
+        page = await learners.learners(info.context, first=first, after=after, filter=wanted)
         return Connection.from_page(page, Learner.from_row)
 
     @strawberry.field(
@@ -93,22 +181,14 @@ class LearnerQuery:
         extensions=requires(Resource.LEARNER),
     )
     async def learner(self, info: Info, id: strawberry.ID) -> Learner | None:
-        row = await learners.learner(info.context, id=id)
-        return None if row is None else Learner.from_row(row)
+        return maybe("Learner", await learners.learner(info.context, id=id))
 
 
 @strawberry.type
 class LearnerMutation:
-    @strawberry.mutation(
+    create_learner = mutation(
+        learners.create_learner,
+        input=CreateLearnerInput,
         description="Add a learner to the caller's organisation.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
     )
-    async def create_learner(self, info: Info, input: CreateLearnerInput) -> CreateLearnerResult:
-        outcome = await learners.create_learner(
-            info.context,
-            name=input.name,
-            email=input.email,
-            location_id=input.location_id,
-            department_id=input.department_id,
-        )
-        return answer(outcome, LearnerCreated.from_outcome)

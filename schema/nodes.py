@@ -1,13 +1,69 @@
-"""`node(id:)`: any object by global id."""
+"""Node: the global id interface, the registry of Node types, and `node(id:)`."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import strawberry
 
 from resolvers import nodes
+from resolvers.ids import encode_id
+from resolvers.nodes import Lookup
 from schema.context import Info
 from schema.permissions import signed_in
-from schema.types import Node, node_from_row
+
+
+@strawberry.interface(description="An object with a global id; `node(id:)` fetches any of them.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="Opaque global id.")
+
+
+T = TypeVar("T", bound=type)
+
+# GraphQL type name → the type, and how `node(id:)` finds a row of it for the caller.
+NODE_TYPES: dict[str, Any] = {}
+LOOKUPS: dict[str, Lookup] = {}
+# Table → the Node type that projects its rows.
+ROW_TYPES: dict[type, Any] = {}
+
+
+def node(model: type, lookup: Lookup) -> Callable[[T], T]:
+    """Register the Node type of `model`'s rows; `lookup` gives the request's scoped loader."""
+
+    def register(cls: T) -> T:
+        NODE_TYPES[cls.__name__] = cls
+        LOOKUPS[cls.__name__] = lookup
+        ROW_TYPES[model] = cls
+        return cls
+
+    return register
+
+
+def as_graphql(value: Any) -> Any:
+    """Rows (and lists of them) as their Node types; anything else as it is."""
+    if isinstance(value, list):
+        return [as_graphql(v) for v in value]
+    kind = ROW_TYPES.get(type(value))
+    return value if kind is None else kind.from_row(value)
+
+
+def gid(type_name: str, pk: int) -> strawberry.ID:
+    return strawberry.ID(encode_id(type_name, pk))
+
+
+def project(type_name: str, row: Any) -> Any:
+    """A row as its Node type (by name, so that domain modules need not import each other)."""
+    return NODE_TYPES[type_name].from_row(row)
+
+
+def project_all(type_name: str, rows: list[Any]) -> list[Any]:
+    cls = NODE_TYPES[type_name]
+    return [cls.from_row(r) for r in rows]
+
+
+def maybe(type_name: str, row: Any | None) -> Any | None:
+    return None if row is None else NODE_TYPES[type_name].from_row(row)
 
 
 @strawberry.type
@@ -17,5 +73,5 @@ class NodeQuery:
         extensions=signed_in(),
     )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
-        found = await nodes.node(info.context, id=id)
-        return None if found is None else node_from_row(*found)
+        found = await nodes.node(info.context, id=id, lookups=LOOKUPS)
+        return None if found is None else project(*found)

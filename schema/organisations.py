@@ -1,18 +1,65 @@
-"""Organisations and units: support creates organisations; admins add units."""
+"""Organisations and their units: support creates organisations; admins add units."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Self
 
 import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import organisations
+from resolvers.organisations import OrganisationLoaders
 from schema.context import Info
-from schema.errors import AlreadyExistsError, NotFoundError, ValidationError, answer
-from schema.permissions import changes
-from schema.types import Department, Location, Organisation
+from schema.nodes import Node, gid, node
+from schema.permissions import changes, requires
+from schema.results import answers, mutation
+
+
+@node(models.Organisation, lambda ctx: ctx.loaders(OrganisationLoaders).organisation)
+@strawberry.type(description="A customer account.")
+class Organisation(Node):
+    name: str = strawberry.field(description="Display name.")
+    slug: str = strawberry.field(description="Short unique name, used in tokens.")
+    row: strawberry.Private[models.Organisation]
+
+    @classmethod
+    def from_row(cls, row: models.Organisation) -> Self:
+        return cls(id=gid("Organisation", row.id), name=row.name, slug=row.slug, row=row)
+
+    @strawberry.field(
+        description="The organisation's locations.", extensions=requires(Resource.LOCATION)
+    )
+    async def locations(self, info: Info) -> list[Location]:
+        rows = await organisations.units_of(info.context, models.Location, self.row.id)
+        return [Location.from_row(r) for r in rows]  # type: ignore[arg-type]
+
+    @strawberry.field(
+        description="The organisation's departments.", extensions=requires(Resource.DEPARTMENT)
+    )
+    async def departments(self, info: Info) -> list[Department]:
+        rows = await organisations.units_of(info.context, models.Department, self.row.id)
+        return [Department.from_row(r) for r in rows]  # type: ignore[arg-type]
+
+
+@node(models.Location, lambda ctx: ctx.loaders(OrganisationLoaders).location)
+@strawberry.type(description="A site of an organisation.")
+class Location(Node):
+    name: str = strawberry.field(description="Display name.")
+
+    @classmethod
+    def from_row(cls, row: models.Location) -> Self:
+        return cls(id=gid("Location", row.id), name=row.name)
+
+
+@node(models.Department, lambda ctx: ctx.loaders(OrganisationLoaders).department)
+@strawberry.type(description="A department of an organisation.")
+class Department(Node):
+    name: str = strawberry.field(description="Display name.")
+
+    @classmethod
+    def from_row(cls, row: models.Department) -> Self:
+        return cls(id=gid("Department", row.id), name=row.name)
 
 
 @strawberry.input(description="A new organisation (support only).")
@@ -31,85 +78,41 @@ class CreateUnitInput:
     name: str = strawberry.field(description="Display name, unique in the organisation.")
 
 
+@answers(organisations.OrganisationCreated)
 @strawberry.type(description="The organisation was created.")
 class OrganisationCreated:
     organisation: Organisation = strawberry.field(description="The new organisation.")
 
-    @classmethod
-    def from_outcome(cls, outcome: organisations.OrganisationCreated) -> Self:
-        return cls(organisation=Organisation.from_row(outcome.organisation))
 
-
+@answers(organisations.LocationCreated)
 @strawberry.type(description="The location was created.")
 class LocationCreated:
     location: Location = strawberry.field(description="The new location.")
 
-    @classmethod
-    def from_outcome(cls, outcome: organisations.UnitCreated) -> Self:
-        assert isinstance(outcome.unit, models.Location)
-        return cls(location=Location.from_row(outcome.unit))
 
-
+@answers(organisations.DepartmentCreated)
 @strawberry.type(description="The department was created.")
 class DepartmentCreated:
     department: Department = strawberry.field(description="The new department.")
 
-    @classmethod
-    def from_outcome(cls, outcome: organisations.UnitCreated) -> Self:
-        assert isinstance(outcome.unit, models.Department)
-        return cls(department=Department.from_row(outcome.unit))
-
-
-CreateOrganisationResult = Annotated[
-    OrganisationCreated | ValidationError | AlreadyExistsError,
-    strawberry.union("CreateOrganisationResult"),
-]
-CreateLocationResult = Annotated[
-    LocationCreated | ValidationError | NotFoundError | AlreadyExistsError,
-    strawberry.union("CreateLocationResult"),
-]
-CreateDepartmentResult = Annotated[
-    DepartmentCreated | ValidationError | NotFoundError | AlreadyExistsError,
-    strawberry.union("CreateDepartmentResult"),
-]
-
 
 @strawberry.type
 class OrganisationMutation:
-    @strawberry.mutation(
+    create_organisation = mutation(
+        organisations.create_organisation,
+        input=CreateOrganisationInput,
         description="Create a customer organisation. Support only.",
         extensions=changes(Resource.ORGANISATION, Action.CREATE),
     )
-    async def create_organisation(
-        self, info: Info, input: CreateOrganisationInput
-    ) -> CreateOrganisationResult:
-        outcome = await organisations.create_organisation(
-            info.context, name=input.name, slug=input.slug
-        )
-        return answer(outcome, OrganisationCreated.from_outcome)
-
-    @strawberry.mutation(
+    create_location = mutation(
+        organisations.create_location,
+        input=CreateUnitInput,
         description="Add a location to an organisation.",
         extensions=changes(Resource.LOCATION, Action.CREATE),
     )
-    async def create_location(self, info: Info, input: CreateUnitInput) -> CreateLocationResult:
-        outcome = await organisations.create_unit(
-            info.context,
-            kind=models.Location,
-            organisation_id=input.organisation_id,
-            name=input.name,
-        )
-        return answer(outcome, LocationCreated.from_outcome)
-
-    @strawberry.mutation(
+    create_department = mutation(
+        organisations.create_department,
+        input=CreateUnitInput,
         description="Add a department to an organisation.",
         extensions=changes(Resource.DEPARTMENT, Action.CREATE),
     )
-    async def create_department(self, info: Info, input: CreateUnitInput) -> CreateDepartmentResult:
-        outcome = await organisations.create_unit(
-            info.context,
-            kind=models.Department,
-            organisation_id=input.organisation_id,
-            name=input.name,
-        )
-        return answer(outcome, DepartmentCreated.from_outcome)

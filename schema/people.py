@@ -1,45 +1,93 @@
-"""The viewer, staff (the assignee drop-down) and the external assessor directory."""
+"""People: users, the viewer, staff (the assignee drop-down), the external assessor directory."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
 
+from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import people
+from resolvers import assignments, people
+from resolvers.people import PeopleLoaders
 from schema.connections import Connection
 from schema.context import Info
-from schema.errors import AlreadyExistsError, NotFoundError, ValidationError, answer
+from schema.derive import input_of, plain
+from schema.enums import Role
+from schema.nodes import Node, gid, maybe, node
 from schema.permissions import changes, requires, signed_in
-from schema.types import Organisation, Role, User
+from schema.results import answers, mutation
+
+if TYPE_CHECKING:
+    from schema.organisations import Organisation
+
+
+def initials_of(name: str) -> str:
+    parts = [p for p in name.replace("-", " ").split() if p[:1].isalpha()]
+    if not parts:
+        return name[:1].upper()
+    if len(parts) == 1:
+        return parts[0][:1].upper()
+    return (parts[0][:1] + parts[-1][:1]).upper()
+
+
+@node(models.User, lambda ctx: ctx.loaders(PeopleLoaders).user)
+@strawberry.type(description="A person who signs in.")
+class User(Node):
+    name: str = strawberry.field(description="Full name.")
+    email: str = strawberry.field(description="Sign-in email address.")
+    initials: str = strawberry.field(description="One or two letters for an avatar.")
+    avatar_url: str | None = strawberry.field(description="Picture, if the person has one.")
+    is_external_assessor: bool = strawberry.field(
+        description="True for assessors outside every customer organisation."
+    )
+    row: strawberry.Private[models.User]
+
+    @classmethod
+    def from_row(cls, row: models.User) -> Self:
+        return cls(
+            id=gid("User", row.id),
+            name=row.name,
+            email=row.email,
+            initials=initials_of(row.name),
+            avatar_url=row.avatar_url,
+            is_external_assessor=row.kind == models.UserKind.EXTERNAL_ASSESSOR,
+            row=row,
+        )
+
+    @strawberry.field(
+        description="Active record assignments this person holds, as far as the caller can see.",
+        extensions=requires(Resource.ASSIGNMENT),
+    )
+    async def caseload_count(self, info: Info) -> int:
+        return await assignments.caseload_count(info.context, self.row.id)
+
+    @strawberry.field(
+        description="The person's roles in the caller's organisation.",
+        extensions=requires(Resource.STAFF),
+    )
+    async def roles(self, info: Info) -> list[Role]:
+        return await people.user_roles(info.context, self.row)
+
+
+async def user_ref(info: Info, user_id: int | None) -> User | None:
+    """The person a visible row names, shown because the row is visible."""
+    return maybe("User", await people.user_ref(info.context, user_id))
 
 
 @strawberry.type(description="Who is asking, and as what.")
 class Viewer:
     user: User = strawberry.field(description="The signed-in user.")
-    organisation: Organisation | None = strawberry.field(
-        description="The organisation the caller acts in (none for support and external assessors)."
-    )
-    roles: list[Role] = strawberry.field(description="The caller's roles there.")  # type: ignore[valid-type]
-
-    @classmethod
-    def from_outcome(cls, outcome: people.Viewer) -> Self:
-        return cls(
-            user=User.from_row(outcome.user),
-            organisation=None
-            if outcome.organisation is None
-            else Organisation.from_row(outcome.organisation),
-            roles=outcome.roles,
+    organisation: Annotated[Organisation, strawberry.lazy("schema.organisations")] | None = (
+        strawberry.field(
+            description="The organisation the caller acts in "
+            "(none for support and external assessors)."
         )
-
-
-@strawberry.input(description="Narrow the staff list.")
-class StaffFilter:
-    search: str | None = strawberry.field(default=None, description="Part of a name or email.")
-    roles: list[Role] | None = strawberry.field(  # type: ignore[valid-type]
-        default=None, description="Only people holding any of these roles."
     )
+    roles: list[Role] = strawberry.field(description="The caller's roles there.")
+
+
+StaffFilter = input_of(people.StaffFilter)
 
 
 @strawberry.input(
@@ -51,7 +99,7 @@ class CreateStaffMemberInput:
     )
     name: str = strawberry.field(description="Full name.")
     email: str = strawberry.field(description="Sign-in email address.")
-    roles: list[Role] = strawberry.field(description="Roles in the organisation.")  # type: ignore[valid-type]
+    roles: list[Role] = strawberry.field(description="Roles in the organisation.")
     location_id: strawberry.ID | None = strawberry.field(
         default=None, description="Their location."
     )
@@ -66,39 +114,28 @@ class CreateExternalAssessorInput:
     email: str = strawberry.field(description="Sign-in email address.")
 
 
+@answers(people.StaffMemberCreated)
 @strawberry.type(description="The staff member was created or joined the organisation.")
 class StaffMemberCreated:
     user: User = strawberry.field(description="The staff member.")
 
-    @classmethod
-    def from_outcome(cls, outcome: people.StaffMemberCreated) -> Self:
-        return cls(user=User.from_row(outcome.user))
 
-
+@answers(people.ExternalAssessorCreated)
 @strawberry.type(description="The external assessor profile was created.")
 class ExternalAssessorCreated:
     assessor: User = strawberry.field(description="The new external assessor.")
-
-    @classmethod
-    def from_outcome(cls, outcome: people.ExternalAssessorCreated) -> Self:
-        return cls(assessor=User.from_row(outcome.assessor))
-
-
-CreateStaffMemberResult = Annotated[
-    StaffMemberCreated | ValidationError | NotFoundError | AlreadyExistsError,
-    strawberry.union("CreateStaffMemberResult"),
-]
-CreateExternalAssessorResult = Annotated[
-    ExternalAssessorCreated | ValidationError | AlreadyExistsError,
-    strawberry.union("CreateExternalAssessorResult"),
-]
 
 
 @strawberry.type
 class PeopleQuery:
     @strawberry.field(description="Who is asking.", extensions=signed_in())
     async def viewer(self, info: Info) -> Viewer:
-        return Viewer.from_outcome(await people.viewer(info.context))
+        found = await people.viewer(info.context)
+        return Viewer(
+            user=User.from_row(found.user),
+            organisation=maybe("Organisation", found.organisation),
+            roles=found.roles,
+        )
 
     @strawberry.field(
         description="Staff the caller can see: the assignee drop-down.",
@@ -109,12 +146,10 @@ class PeopleQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        filter: StaffFilter | None = None,
+        filter: StaffFilter | None = None,  # type: ignore[valid-type]
     ) -> Connection[User]:
-        f = filter or StaffFilter()
-        page = await people.staff(
-            info.context, first=first, after=after, search=f.search, roles=f.roles
-        )
+        wanted = plain(filter, people.StaffFilter)
+        page = await people.staff(info.context, first=first, after=after, filter=wanted)
         return Connection.from_page(page, User.from_row)
 
     @strawberry.field(
@@ -136,32 +171,15 @@ class PeopleQuery:
 
 @strawberry.type
 class PeopleMutation:
-    @strawberry.mutation(
+    create_staff_member = mutation(
+        people.create_staff_member,
+        input=CreateStaffMemberInput,
         description="Create a staff member. Support in any organisation; admins in their own.",
         extensions=changes(Resource.STAFF, Action.CREATE),
     )
-    async def create_staff_member(
-        self, info: Info, input: CreateStaffMemberInput
-    ) -> CreateStaffMemberResult:
-        outcome = await people.create_staff_member(
-            info.context,
-            organisation_id=input.organisation_id,
-            name=input.name,
-            email=input.email,
-            roles=input.roles,
-            location_id=input.location_id,
-            department_id=input.department_id,
-        )
-        return answer(outcome, StaffMemberCreated.from_outcome)
-
-    @strawberry.mutation(
+    create_external_assessor = mutation(
+        people.create_external_assessor,
+        input=CreateExternalAssessorInput,
         description="Create an external assessor profile. Support only.",
         extensions=changes(Resource.EXTERNAL_ASSESSOR, Action.CREATE),
     )
-    async def create_external_assessor(
-        self, info: Info, input: CreateExternalAssessorInput
-    ) -> CreateExternalAssessorResult:
-        outcome = await people.create_external_assessor(
-            info.context, name=input.name, email=input.email
-        )
-        return answer(outcome, ExternalAssessorCreated.from_outcome)

@@ -13,7 +13,7 @@ from typing import Any
 
 from strawberry.extensions import FieldExtension
 
-from policies.vocabulary import Action, Resource
+from policies.vocabulary import Action, Resource, refusal
 from resolvers.errors import Forbidden
 from schema.context import Info
 from schema.errors import Error
@@ -27,7 +27,7 @@ class Guard(FieldExtension):
     def _check(self, info: Info) -> None:
         rules = info.context.rules  # raises Unauthenticated without a principal
         if self.action is not Action.READ and not rules.holds(self.resource, self.action):
-            raise Forbidden(f"You may not {self.action.value} {self.resource.value} records.")
+            raise Forbidden(refusal(self.resource, self.action))
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any) -> Any:
         self._check(info)

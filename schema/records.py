@@ -3,32 +3,69 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
 
+from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import records
+from resolvers import assignments, evidence, learners, records
+from resolvers.records import RecordLoaders
 from schema.connections import Connection
 from schema.context import Info
-from schema.errors import NotFoundError, ValidationError, answer
+from schema.derive import input_of, plain
+from schema.nodes import Node, gid, node, project, project_all
 from schema.permissions import changes, requires
-from schema.types import ApprenticeRecord
+from schema.results import answers, mutation
+
+if TYPE_CHECKING:
+    from schema.assignments import Assignment
+    from schema.evidence import Evidence
+    from schema.learners import Learner
 
 
-@strawberry.input(description="Narrow the records view.")
-class RecordFilter:
-    search: str | None = strawberry.field(
-        default=None, description="Part of the programme or the learner's name."
+@node(models.ApprenticeRecord, lambda ctx: ctx.loaders(RecordLoaders).record)
+@strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
+class ApprenticeRecord(Node):
+    programme: str = strawberry.field(description="The programme followed.")
+    status: str = strawberry.field(description="LIVE or ARCHIVED.")
+    start_date: date | None = strawberry.field(description="When the programme started.")
+    row: strawberry.Private[models.ApprenticeRecord]
+
+    @classmethod
+    def from_row(cls, row: models.ApprenticeRecord) -> Self:
+        return cls(
+            id=gid("ApprenticeRecord", row.id),
+            programme=row.programme,
+            status=row.status.value,
+            start_date=row.start_date,
+            row=row,
+        )
+
+    @strawberry.field(description="Whose record this is.", extensions=requires(Resource.LEARNER))
+    async def learner(self, info: Info) -> Annotated[Learner, strawberry.lazy("schema.learners")]:
+        return project("Learner", await learners.learner_of(info.context, self.row.learner_id))
+
+    @strawberry.field(
+        description="Active assignments on this record.", extensions=requires(Resource.ASSIGNMENT)
     )
-    assignee_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Actively assigned to this user."
+    async def assignments(
+        self, info: Info
+    ) -> list[Annotated[Assignment, strawberry.lazy("schema.assignments")]]:
+        rows = await assignments.assignments_of(info.context, self.row.id)
+        return project_all("Assignment", rows)
+
+    @strawberry.field(
+        description="Evidence on this record.", extensions=requires(Resource.EVIDENCE)
     )
-    unassigned: bool | None = strawberry.field(
-        default=None, description="True: no active assessor; false: at least one."
-    )
-    status: str | None = strawberry.field(default=None, description="LIVE or ARCHIVED.")
-    learner_id: strawberry.ID | None = strawberry.field(default=None, description="This learner's.")
+    async def evidence(
+        self, info: Info
+    ) -> list[Annotated[Evidence, strawberry.lazy("schema.evidence")]]:
+        rows = await evidence.evidence_of_record(info.context, self.row.id)
+        return project_all("Evidence", rows)
+
+
+RecordFilter = input_of(records.RecordFilter)
 
 
 @strawberry.input(description="A new apprentice record for a learner.")
@@ -38,19 +75,10 @@ class CreateApprenticeRecordInput:
     start_date: date | None = strawberry.field(default=None, description="When it starts.")
 
 
+@answers(records.ApprenticeRecordCreated)
 @strawberry.type(description="The apprentice record was created.")
 class ApprenticeRecordCreated:
     record: ApprenticeRecord = strawberry.field(description="The new record.")
-
-    @classmethod
-    def from_outcome(cls, outcome: records.ApprenticeRecordCreated) -> Self:
-        return cls(record=ApprenticeRecord.from_row(outcome.record))
-
-
-CreateApprenticeRecordResult = Annotated[
-    ApprenticeRecordCreated | ValidationError | NotFoundError,
-    strawberry.union("CreateApprenticeRecordResult"),
-]
 
 
 @strawberry.type
@@ -63,37 +91,20 @@ class RecordQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        filter: RecordFilter | None = None,
+        filter: RecordFilter | None = None,  # type: ignore[valid-type]
     ) -> Connection[ApprenticeRecord]:
-        f = filter or RecordFilter()
+        wanted = plain(filter, records.RecordFilter)
         page = await records.apprentice_records(
-            info.context,
-            first=first,
-            after=after,
-            filter=records.RecordFilter(
-                search=f.search,
-                assignee_id=f.assignee_id,
-                unassigned=f.unassigned,
-                status=f.status,
-                learner_id=f.learner_id,
-            ),
+            info.context, first=first, after=after, filter=wanted
         )
         return Connection.from_page(page, ApprenticeRecord.from_row)
 
 
 @strawberry.type
 class RecordMutation:
-    @strawberry.mutation(
+    create_apprentice_record = mutation(
+        records.create_apprentice_record,
+        input=CreateApprenticeRecordInput,
         description="Start a learner on a programme.",
         extensions=changes(Resource.RECORD, Action.CREATE),
     )
-    async def create_apprentice_record(
-        self, info: Info, input: CreateApprenticeRecordInput
-    ) -> CreateApprenticeRecordResult:
-        outcome = await records.create_apprentice_record(
-            info.context,
-            learner_id=input.learner_id,
-            programme=input.programme,
-            start_date=input.start_date,
-        )
-        return answer(outcome, ApprenticeRecordCreated.from_outcome)

@@ -1,0 +1,44 @@
+"""The audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Self
+
+import strawberry
+from strawberry.scalars import JSON
+
+from db import models
+from policies.vocabulary import Resource
+from resolvers.audit import AuditLoaders
+from schema.context import Info
+from schema.nodes import Node, gid, node
+from schema.people import User, user_ref
+from schema.permissions import requires
+
+
+@node(models.AuditEvent, lambda ctx: ctx.loaders(AuditLoaders).event)
+@strawberry.type(description="Who did what to which object, when.")
+class AuditEvent(Node):
+    at: datetime = strawberry.field(description="When it happened.")
+    action: str = strawberry.field(description="What was done, e.g. learner.create.")
+    subject_type: str = strawberry.field(description="The kind of object acted on.")
+    subject_id: strawberry.ID | None = strawberry.field(description="The object acted on.")
+    details: JSON | None = strawberry.field(description="What changed.")
+    row: strawberry.Private[models.AuditEvent]
+
+    @classmethod
+    def from_row(cls, row: models.AuditEvent) -> Self:
+        return cls(
+            id=gid("AuditEvent", row.id),
+            at=row.at,
+            action=row.action,
+            subject_type=row.subject_type,
+            subject_id=None if row.subject_id is None else gid(row.subject_type, row.subject_id),
+            details=JSON(row.details),
+            row=row,
+        )
+
+    @strawberry.field(description="Who did it.", extensions=requires(Resource.AUDIT_EVENT))
+    async def actor(self, info: Info) -> User | None:
+        return await user_ref(info, self.row.actor_id)

@@ -1,0 +1,20 @@
+"""Enumerations shared across the schema's domains."""
+
+from __future__ import annotations
+
+import strawberry
+
+from db import models
+from policies import vocabulary
+
+strawberry.enum(vocabulary.Role, name="Role", description="A role held in an organisation.")
+strawberry.enum(
+    models.AssignmentRole, name="AssignmentRole", description="What an assignee does on a record."
+)
+strawberry.enum(
+    models.EvidenceStatus, name="EvidenceStatus", description="Where a piece of evidence stands."
+)
+
+Role = vocabulary.Role
+AssignmentRole = models.AssignmentRole
+EvidenceStatus = models.EvidenceStatus

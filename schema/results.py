@@ -1,0 +1,98 @@
+"""Mutation results: each mutation's union is derived from its use case's return annotation.
+
+A use case returns one success outcome or one of the errors declared in resolvers/outcomes.
+`answers` registers the GraphQL type of a success outcome; errors are derived. `mutation`
+builds the field: it passes the input's fields to the use case and answers with the GraphQL
+type of whatever outcome came back, which must be a member of the derived union.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar, Union, get_args
+
+import strawberry
+from strawberry.extensions import FieldExtension
+
+from resolvers import outcomes
+from schema.context import Info
+from schema.derive import to_graphql
+from schema.errors import ERROR_TYPES
+from schema.nodes import as_graphql
+
+S = TypeVar("S", bound=type)
+
+SUCCESS_TYPES: dict[type, type] = {}
+
+UseCase = Callable[..., Awaitable[object]]
+
+# Mutation name → the use case it runs (for the schema walk in the tests).
+USE_CASES: dict[str, UseCase] = {}
+
+
+def answers(outcome: type) -> Callable[[S], S]:
+    """Register a GraphQL type as the answer to a use case's success outcome.
+
+    Its fields take the outcome's attributes of the same names, rows as their Node types.
+    """
+
+    def register(cls: S) -> S:
+        SUCCESS_TYPES[outcome] = cls
+        return cls
+
+    return register
+
+
+def outcomes_of(use_case: UseCase) -> tuple[type, ...]:
+    """The outcome types a use case declares it returns, in order."""
+    hint = eval(use_case.__annotations__["return"], use_case.__globals__)
+    return get_args(hint) or (hint,)
+
+
+def graphql_type(outcome: type) -> type:
+    if outcome in SUCCESS_TYPES:
+        return SUCCESS_TYPES[outcome]
+    if outcome in ERROR_TYPES:
+        return ERROR_TYPES[outcome]
+    raise TypeError(f"{outcome.__name__} is neither a registered success nor a declared error")
+
+
+def answer(outcome: object, allowed: tuple[type, ...]) -> object:
+    """The GraphQL value of an outcome, which must be one the use case declared."""
+    kind = type(outcome)
+    if kind not in allowed:
+        raise TypeError(f"{kind.__name__} is not a declared outcome ({allowed})")
+    if isinstance(outcome, outcomes.Problem):
+        return to_graphql(outcome, code=outcome.code)
+    success = SUCCESS_TYPES[kind]
+    fields = success.__strawberry_definition__.fields  # type: ignore[attr-defined]
+    return success(**{f.python_name: as_graphql(getattr(outcome, f.python_name)) for f in fields})
+
+
+def camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def mutation(
+    use_case: UseCase,
+    *,
+    input: type,
+    description: str,
+    extensions: list[FieldExtension],
+    **fixed: Any,
+) -> Any:
+    """A mutation field running `use_case(ctx, **fixed, **input fields)`."""
+    allowed = outcomes_of(use_case)
+    union: Any = Annotated[
+        Union[tuple(graphql_type(o) for o in allowed)],  # noqa: UP007 - built at run time
+        strawberry.union(f"{camel(use_case.__name__)}Result"),
+    ]
+
+    async def resolve(self: Any, info: Info, input: Any) -> object:
+        outcome = await use_case(info.context, **fixed, **vars(input))
+        return answer(outcome, allowed)
+
+    resolve.__annotations__ = {"info": Info, "input": input, "return": union}
+    resolve.__name__ = use_case.__name__
+    USE_CASES[use_case.__name__] = use_case
+    return strawberry.mutation(description=description, extensions=extensions)(resolve)
