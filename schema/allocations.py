@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -12,7 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import allocations, learners
 from resolvers.allocations import AllocationLoaders
 from schema.context import Info
-from schema.nodes import Node, gid, node, project
+from schema.nodes import Node, node, project
 from schema.people import User, user_ref
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
@@ -28,16 +28,6 @@ class Allocation(Node):
     expires_at: datetime | None = strawberry.field(description="When it stops granting access.")
     ended_at: datetime | None = strawberry.field(description="When it was ended, if it was.")
     row: strawberry.Private[models.Allocation]
-
-    @classmethod
-    def from_row(cls, row: models.Allocation) -> Self:
-        return cls(
-            id=gid("Allocation", row.id),
-            allocated_at=row.allocated_at,
-            expires_at=row.expires_at,
-            ended_at=row.ended_at,
-            row=row,
-        )
 
     @strawberry.field(description="The learner.", extensions=requires(Resource.LEARNER))
     async def learner(self, info: Info) -> Annotated[Learner, strawberry.lazy("schema.learners")]:

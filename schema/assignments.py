@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -14,7 +14,7 @@ from resolvers import records
 from resolvers.assignments import AssignmentLoaders
 from schema.context import Info
 from schema.enums import AssignmentRole
-from schema.nodes import Node, gid, node, project
+from schema.nodes import Node, node, project
 from schema.people import User, user_ref
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
@@ -30,16 +30,6 @@ class Assignment(Node):
     assigned_at: datetime = strawberry.field(description="When the assignment began.")
     ended_at: datetime | None = strawberry.field(description="When it ended, if it has.")
     row: strawberry.Private[models.RecordAssignment]
-
-    @classmethod
-    def from_row(cls, row: models.RecordAssignment) -> Self:
-        return cls(
-            id=gid("Assignment", row.id),
-            role=row.role,
-            assigned_at=row.assigned_at,
-            ended_at=row.ended_at,
-            row=row,
-        )
 
     @strawberry.field(description="The record.", extensions=requires(Resource.RECORD))
     async def record(

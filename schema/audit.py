@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
 
 import strawberry
 from strawberry.scalars import JSON
@@ -17,7 +16,14 @@ from schema.people import User, user_ref
 from schema.permissions import requires
 
 
-@node(models.AuditEvent, lambda ctx: ctx.loaders(AuditLoaders).event)
+@node(
+    models.AuditEvent,
+    lambda ctx: ctx.loaders(AuditLoaders).event,
+    subject_id=lambda row: (
+        None if row.subject_id is None else gid(row.subject_type, row.subject_id)
+    ),
+    details=lambda row: JSON(row.details),
+)
 @strawberry.type(description="Who did what to which object, when.")
 class AuditEvent(Node):
     at: datetime = strawberry.field(description="When it happened.")
@@ -26,18 +32,6 @@ class AuditEvent(Node):
     subject_id: strawberry.ID | None = strawberry.field(description="The object acted on.")
     details: JSON | None = strawberry.field(description="What changed.")
     row: strawberry.Private[models.AuditEvent]
-
-    @classmethod
-    def from_row(cls, row: models.AuditEvent) -> Self:
-        return cls(
-            id=gid("AuditEvent", row.id),
-            at=row.at,
-            action=row.action,
-            subject_type=row.subject_type,
-            subject_id=None if row.subject_id is None else gid(row.subject_type, row.subject_id),
-            details=JSON(row.details),
-            row=row,
-        )
 
     @strawberry.field(description="Who did it.", extensions=requires(Resource.AUDIT_EVENT))
     async def actor(self, info: Info) -> User | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -14,7 +14,7 @@ from resolvers import records
 from resolvers.evidence import EvidenceLoaders
 from schema.context import Info
 from schema.enums import EvidenceStatus
-from schema.nodes import Node, gid, node, project
+from schema.nodes import Node, node, project
 from schema.people import User, user_ref
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
@@ -36,18 +36,6 @@ class Evidence(Node):
     decided_at: datetime | None = strawberry.field(description="When it was decided.")
     comment: str | None = strawberry.field(description="The assessor's comment.")
     row: strawberry.Private[models.Evidence]
-
-    @classmethod
-    def from_row(cls, row: models.Evidence) -> Self:
-        return cls(
-            id=gid("Evidence", row.id),
-            title=row.title,
-            status=row.status,
-            submitted_at=row.submitted_at,
-            decided_at=row.decided_at,
-            comment=row.comment,
-            row=row,
-        )
 
     @strawberry.field(description="The record.", extensions=requires(Resource.RECORD))
     async def record(

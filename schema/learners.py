@@ -15,7 +15,7 @@ from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import Role
-from schema.nodes import Node, gid, maybe, node, project_all
+from schema.nodes import Node, maybe, node, project_all
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
@@ -33,7 +33,11 @@ strawberry.enum(
 )
 
 
-@node(models.Learner, lambda ctx: ctx.loaders(LearnerLoaders).learner)
+@node(
+    models.Learner,
+    lambda ctx: ctx.loaders(LearnerLoaders).learner,
+    initials=lambda row: initials_of(row.name),
+)
 @strawberry.type(description="A person in an organisation who learns.")
 class Learner(Node):
     name: str = strawberry.field(description="Full name.")
@@ -41,17 +45,6 @@ class Learner(Node):
     initials: str = strawberry.field(description="One or two letters for an avatar.")
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
-
-    @classmethod
-    def from_row(cls, row: models.Learner) -> Self:
-        return cls(
-            id=gid("Learner", row.id),
-            name=row.name,
-            email=row.email,
-            initials=initials_of(row.name),
-            created_at=row.created_at,
-            row=row,
-        )
 
     @strawberry.field(description="The learner's location.", extensions=requires(Resource.LEARNER))
     async def location(

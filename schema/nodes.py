@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import strawberry
 
@@ -18,8 +18,15 @@ from schema.permissions import signed_in
 class Node:
     id: strawberry.ID = strawberry.field(description="Opaque global id.")
 
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        """The row as this type: its declared fields, read from the row's columns of the same
+        name or computed as the type's registration says; nothing else of the row shows."""
+        return _PROJECTIONS[cls](row)
 
-T = TypeVar("T", bound=type)
+
+T = TypeVar("T", bound=type[Node])
+_PROJECTIONS: dict[type, Callable[[Any], Any]] = {}
 
 # GraphQL type name → the type, and how `node(id:)` finds a row of it for the caller.
 NODE_TYPES: dict[str, Any] = {}
@@ -28,13 +35,31 @@ LOOKUPS: dict[str, Lookup] = {}
 ROW_TYPES: dict[type, Any] = {}
 
 
-def node(model: type, lookup: Lookup) -> Callable[[T], T]:
-    """Register the Node type of `model`'s rows; `lookup` gives the request's scoped loader."""
+def node(model: type, lookup: Lookup, **computed: Callable[[Any], Any]) -> Callable[[T], T]:
+    """Register the Node type of `model`'s rows.
+
+    `lookup` gives the request's scoped loader for `node(id:)`; `computed` names the fields
+    that are not a column of the same name, with how each is computed from the row.
+    """
 
     def register(cls: T) -> T:
-        NODE_TYPES[cls.__name__] = cls
-        LOOKUPS[cls.__name__] = lookup
+        name = cls.__name__
+        fields = cls.__strawberry_definition__.fields  # type: ignore[attr-defined]
+        columns = [
+            f.python_name
+            for f in fields
+            if f.base_resolver is None and f.python_name not in ("id", "row", *computed)
+        ]
+
+        def project(row: Any) -> Any:
+            values = {c: getattr(row, c) for c in columns}
+            values.update({f: fn(row) for f, fn in computed.items()})
+            return cls(id=gid(name, row.id), row=row, **values)  # type: ignore[call-arg]
+
+        NODE_TYPES[name] = cls
+        LOOKUPS[name] = lookup
         ROW_TYPES[model] = cls
+        _PROJECTIONS[cls] = project
         return cls
 
     return register

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Self
-
 import strawberry
 
 from db import models
@@ -11,7 +9,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
 from schema.context import Info
-from schema.nodes import Node, gid, node
+from schema.nodes import Node, node
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
 
@@ -23,43 +21,33 @@ class Organisation(Node):
     slug: str = strawberry.field(description="Short unique name, used in tokens.")
     row: strawberry.Private[models.Organisation]
 
-    @classmethod
-    def from_row(cls, row: models.Organisation) -> Self:
-        return cls(id=gid("Organisation", row.id), name=row.name, slug=row.slug, row=row)
-
     @strawberry.field(
         description="The organisation's locations.", extensions=requires(Resource.LOCATION)
     )
     async def locations(self, info: Info) -> list[Location]:
         rows = await organisations.units_of(info.context, models.Location, self.row.id)
-        return [Location.from_row(r) for r in rows]  # type: ignore[arg-type]
+        return [Location.from_row(r) for r in rows]
 
     @strawberry.field(
         description="The organisation's departments.", extensions=requires(Resource.DEPARTMENT)
     )
     async def departments(self, info: Info) -> list[Department]:
         rows = await organisations.units_of(info.context, models.Department, self.row.id)
-        return [Department.from_row(r) for r in rows]  # type: ignore[arg-type]
+        return [Department.from_row(r) for r in rows]
 
 
 @node(models.Location, lambda ctx: ctx.loaders(OrganisationLoaders).location)
 @strawberry.type(description="A site of an organisation.")
 class Location(Node):
     name: str = strawberry.field(description="Display name.")
-
-    @classmethod
-    def from_row(cls, row: models.Location) -> Self:
-        return cls(id=gid("Location", row.id), name=row.name)
+    row: strawberry.Private[models.Location]
 
 
 @node(models.Department, lambda ctx: ctx.loaders(OrganisationLoaders).department)
 @strawberry.type(description="A department of an organisation.")
 class Department(Node):
     name: str = strawberry.field(description="Display name.")
-
-    @classmethod
-    def from_row(cls, row: models.Department) -> Self:
-        return cls(id=gid("Department", row.id), name=row.name)
+    row: strawberry.Private[models.Department]
 
 
 @strawberry.input(description="A new organisation (support only).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -14,7 +14,7 @@ from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import Role
-from schema.nodes import Node, gid, maybe, node
+from schema.nodes import Node, maybe, node
 from schema.permissions import changes, requires, signed_in
 from schema.results import answers, mutation
 
@@ -31,7 +31,12 @@ def initials_of(name: str) -> str:
     return (parts[0][:1] + parts[-1][:1]).upper()
 
 
-@node(models.User, lambda ctx: ctx.loaders(PeopleLoaders).user)
+@node(
+    models.User,
+    lambda ctx: ctx.loaders(PeopleLoaders).user,
+    initials=lambda row: initials_of(row.name),
+    is_external_assessor=lambda row: row.kind == models.UserKind.EXTERNAL_ASSESSOR,
+)
 @strawberry.type(description="A person who signs in.")
 class User(Node):
     name: str = strawberry.field(description="Full name.")
@@ -42,18 +47,6 @@ class User(Node):
         description="True for assessors outside every customer organisation."
     )
     row: strawberry.Private[models.User]
-
-    @classmethod
-    def from_row(cls, row: models.User) -> Self:
-        return cls(
-            id=gid("User", row.id),
-            name=row.name,
-            email=row.email,
-            initials=initials_of(row.name),
-            avatar_url=row.avatar_url,
-            is_external_assessor=row.kind == models.UserKind.EXTERNAL_ASSESSOR,
-            row=row,
-        )
 
     @strawberry.field(
         description="Active record assignments this person holds, as far as the caller can see.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -14,7 +14,7 @@ from resolvers.records import RecordLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.nodes import Node, gid, node, project, project_all
+from schema.nodes import Node, node, project, project_all
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
 
@@ -24,23 +24,17 @@ if TYPE_CHECKING:
     from schema.learners import Learner
 
 
-@node(models.ApprenticeRecord, lambda ctx: ctx.loaders(RecordLoaders).record)
+@node(
+    models.ApprenticeRecord,
+    lambda ctx: ctx.loaders(RecordLoaders).record,
+    status=lambda row: row.status.value,
+)
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
 class ApprenticeRecord(Node):
     programme: str = strawberry.field(description="The programme followed.")
     status: str = strawberry.field(description="LIVE or ARCHIVED.")
     start_date: date | None = strawberry.field(description="When the programme started.")
     row: strawberry.Private[models.ApprenticeRecord]
-
-    @classmethod
-    def from_row(cls, row: models.ApprenticeRecord) -> Self:
-        return cls(
-            id=gid("ApprenticeRecord", row.id),
-            programme=row.programme,
-            status=row.status.value,
-            start_date=row.start_date,
-            row=row,
-        )
 
     @strawberry.field(description="Whose record this is.", extensions=requires(Resource.LEARNER))
     async def learner(self, info: Info) -> Annotated[Learner, strawberry.lazy("schema.learners")]:
