@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
-from strawberry.dataloader import DataLoader
 
 from db.models import Allocation, Learner, User, UserKind
 from policies.vocabulary import Action, Resource
 from resolvers.common import audit, mutation_target, parse_id
 from resolvers.context import Context, LoaderGroup
-from resolvers.loaders import Children, children, scoped_by_id
+from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
 
@@ -31,13 +29,8 @@ ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
 
 
 class AllocationLoaders(LoaderGroup):
-    @cached_property
-    def allocation(self) -> DataLoader[int, Allocation | None]:
-        return scoped_by_id(self.ctx, Allocation, Resource.ALLOCATION)
-
-    @cached_property
-    def of_learner(self) -> DataLoader[int, list[Allocation]]:
-        return children(self.ctx, ACTIVE_ALLOCATIONS_OF_LEARNER)
+    allocation = scoped(Allocation, Resource.ALLOCATION)
+    of_learner = children_of(ACTIVE_ALLOCATIONS_OF_LEARNER)
 
 
 async def allocations_of(ctx: Context, learner_id: int) -> list[Allocation]:

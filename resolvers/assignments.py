@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import case, func, select, text, update
@@ -24,7 +23,7 @@ from resolvers.allocations import AllocationLoaders
 from resolvers.common import audit, mutation_target, parse_id, parse_optional_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.ids import MalformedId, decode_id
-from resolvers.loaders import Children, children, scoped_by_id
+from resolvers.loaders import Children, children_of, loader, scoped
 from resolvers.outcomes import (
     BulkRejected,
     IneligibleAssignee,
@@ -45,18 +44,13 @@ ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
 
 
 class AssignmentLoaders(LoaderGroup):
-    @cached_property
-    def assignment(self) -> DataLoader[int, RecordAssignment | None]:
-        return scoped_by_id(self.ctx, RecordAssignment, Resource.ASSIGNMENT)
+    assignment = scoped(RecordAssignment, Resource.ASSIGNMENT)
+    of_record = children_of(ACTIVE_ASSIGNMENTS_OF_RECORD)
 
-    @cached_property
-    def of_record(self) -> DataLoader[int, list[RecordAssignment]]:
-        return children(self.ctx, ACTIVE_ASSIGNMENTS_OF_RECORD)
-
-    @cached_property
-    def caseload(self) -> DataLoader[int, int]:
+    @loader
+    @staticmethod
+    def caseload(ctx: Context) -> DataLoader[int, int]:
         """Each user's active assignments that the caller can see."""
-        ctx = self.ctx
         visible = ctx.rules.where(Resource.ASSIGNMENT)
 
         async def load(user_ids: Sequence[int]) -> list[int]:

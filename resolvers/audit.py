@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
-from strawberry.dataloader import DataLoader
-
 from db.models import AuditEvent
 from policies.vocabulary import Resource
 from resolvers.context import LoaderGroup
-from resolvers.loaders import scoped_by_id
+from resolvers.loaders import scoped
 
 
 class AuditLoaders(LoaderGroup):
-    @cached_property
-    def event(self) -> DataLoader[int, AuditEvent | None]:
-        return scoped_by_id(self.ctx, AuditEvent, Resource.AUDIT_EVENT)
+    event = scoped(AuditEvent, Resource.AUDIT_EVENT)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from functools import cached_property
 
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
-from strawberry.dataloader import DataLoader
 
 from db.models import ApprenticeRecord, Evidence, EvidenceStatus
 from policies.vocabulary import Action, Resource
 from resolvers.common import audit, clean_name, mutation_target
 from resolvers.context import Context, LoaderGroup
-from resolvers.loaders import Children, children, scoped_by_id
+from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
 from resolvers.records import RecordLoaders
 
@@ -24,13 +22,8 @@ EVIDENCE_OF_RECORD = Children(Evidence, Evidence.record_id, Resource.EVIDENCE, (
 
 
 class EvidenceLoaders(LoaderGroup):
-    @cached_property
-    def evidence(self) -> DataLoader[int, Evidence | None]:
-        return scoped_by_id(self.ctx, Evidence, Resource.EVIDENCE)
-
-    @cached_property
-    def of_record(self) -> DataLoader[int, list[Evidence]]:
-        return children(self.ctx, EVIDENCE_OF_RECORD)
+    evidence = scoped(Evidence, Resource.EVIDENCE)
+    of_record = children_of(EVIDENCE_OF_RECORD)
 
 
 async def evidence_of_record(ctx: Context, record_id: int) -> list[Evidence]:

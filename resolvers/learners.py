@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from sqlalchemy import and_, exists, or_, select
-from strawberry.dataloader import DataLoader
 
 from db.models import (
     ApprenticeRecord,
@@ -29,7 +27,7 @@ from resolvers.common import (
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.ids import GlobalId, pk_of
-from resolvers.loaders import scoped_by_id
+from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
@@ -37,9 +35,7 @@ from resolvers.people import staff_user
 
 
 class LearnerLoaders(LoaderGroup):
-    @cached_property
-    def learner(self) -> DataLoader[int, Learner | None]:
-        return scoped_by_id(self.ctx, Learner, Resource.LEARNER)
+    learner = scoped(Learner, Resource.LEARNER)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,54 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar, overload
 
 from sqlalchemy import ColumnElement, select
 from strawberry.dataloader import DataLoader
 
 from policies.vocabulary import Resource
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 
 M = TypeVar("M")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class loader(Generic[K, V]):
+    """A loader of a `LoaderGroup`, built from the request's context on first use."""
+
+    def __init__(self, build: Callable[[Context], DataLoader[K, V]]) -> None:
+        self.build = build
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, group: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, group: LoaderGroup, owner: type) -> DataLoader[K, V]: ...
+    def __get__(self, group: LoaderGroup | None, owner: type) -> Self | DataLoader[K, V]:
+        if group is None:
+            return self
+        built: DataLoader[K, V] = self.build(group.ctx)
+        group.__dict__[self.name] = built  # later reads find the instance attribute
+        return built
+
+
+def ref(model: type[M]) -> loader[int, M | None]:
+    """Rows a visible parent points at, by primary key: the parent's visibility is the grant."""
+    return loader(lambda ctx: by_id(ctx, model))
+
+
+def scoped(model: type[M], resource: Resource) -> loader[int, M | None]:
+    """Rows by primary key that the caller may read as `resource`."""
+    return loader(lambda ctx: scoped_by_id(ctx, model, resource))
+
+
+def children_of(spec: Children[M]) -> loader[int, list[M]]:
+    """Each parent's visible children (see `Children`)."""
+    return loader(lambda ctx: children(ctx, spec))
 
 
 def by_id(

@@ -4,45 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TypeVar
 
 from sqlalchemy import select
-from strawberry.dataloader import DataLoader
 
 from db.models import Department, Location, Organisation
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.common import audit, clean_name, clean_slug, parse_optional_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.loaders import by_id, scoped_by_id
+from resolvers.loaders import ref, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound
 
 
 class OrganisationLoaders(LoaderGroup):
-    @cached_property
-    def organisation_ref(self) -> DataLoader[int, Organisation | None]:
-        return by_id(self.ctx, Organisation)
-
-    @cached_property
-    def location_ref(self) -> DataLoader[int, Location | None]:
-        return by_id(self.ctx, Location)
-
-    @cached_property
-    def department_ref(self) -> DataLoader[int, Department | None]:
-        return by_id(self.ctx, Department)
-
-    @cached_property
-    def organisation(self) -> DataLoader[int, Organisation | None]:
-        return scoped_by_id(self.ctx, Organisation, Resource.ORGANISATION)
-
-    @cached_property
-    def location(self) -> DataLoader[int, Location | None]:
-        return scoped_by_id(self.ctx, Location, Resource.LOCATION)
-
-    @cached_property
-    def department(self) -> DataLoader[int, Department | None]:
-        return scoped_by_id(self.ctx, Department, Resource.DEPARTMENT)
+    organisation_ref = ref(Organisation)
+    location_ref = ref(Location)
+    department_ref = ref(Department)
+    organisation = scoped(Organisation, Resource.ORGANISATION)
+    location = scoped(Location, Resource.LOCATION)
+    department = scoped(Department, Resource.DEPARTMENT)
 
 
 async def unit_ref(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
@@ -16,7 +15,7 @@ from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusa
 from resolvers.common import audit, clean_email, clean_name
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.loaders import by_id
+from resolvers.loaders import by_id, loader, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
@@ -25,18 +24,13 @@ ROLE_ORDER = list(Role)
 
 
 class PeopleLoaders(LoaderGroup):
-    @cached_property
-    def user_ref(self) -> DataLoader[int, User | None]:
-        return by_id(self.ctx, User)
+    user_ref = ref(User)
+    user = loader(lambda ctx: by_id(ctx, User, visible_user(ctx)))
 
-    @cached_property
-    def user(self) -> DataLoader[int, User | None]:
-        return by_id(self.ctx, User, visible_user(self.ctx))
-
-    @cached_property
-    def roles(self) -> DataLoader[int, list[Role]]:
+    @loader
+    @staticmethod
+    def roles(ctx: Context) -> DataLoader[int, list[Role]]:
         """Each user's roles in the organisation the caller acts in."""
-        ctx = self.ctx
         organisation_id = ctx.me.organisation_id
 
         async def load(user_ids: Sequence[int]) -> list[list[Role]]:

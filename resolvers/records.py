@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
 
 from sqlalchemy import exists, or_, select
-from strawberry.dataloader import DataLoader
 
 from db.models import ApprenticeRecord, AssignmentRole, Learner, RecordAssignment, RecordStatus
 from policies.vocabulary import Action, Resource, refusal
@@ -16,7 +14,7 @@ from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId
 from resolvers.learners import LearnerLoaders
-from resolvers.loaders import Children, children, scoped_by_id
+from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
 
@@ -26,13 +24,8 @@ RECORDS_OF_LEARNER = Children(
 
 
 class RecordLoaders(LoaderGroup):
-    @cached_property
-    def record(self) -> DataLoader[int, ApprenticeRecord | None]:
-        return scoped_by_id(self.ctx, ApprenticeRecord, Resource.RECORD)
-
-    @cached_property
-    def of_learner(self) -> DataLoader[int, list[ApprenticeRecord]]:
-        return children(self.ctx, RECORDS_OF_LEARNER)
+    record = scoped(ApprenticeRecord, Resource.RECORD)
+    of_learner = children_of(RECORDS_OF_LEARNER)
 
 
 async def records_of(ctx: Context, learner_id: int) -> list[ApprenticeRecord]:
