@@ -22,13 +22,14 @@ from db.models import (
     Learner,
     Location,
     Membership,
+    MembershipRole,
     Organisation,
     RecordAssignment,
     User,
     UserKind,
 )
 from policies.principal import Principal
-from policies.vocabulary import Resource, Scope
+from policies.vocabulary import Resource, Role, Scope
 
 Predicate = Callable[[Principal, datetime], ColumnElement[bool]]
 
@@ -90,22 +91,29 @@ def learner_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
 
 # Assigned and allocated scopes are uncorrelated IN (...) sets: the principal's own
 # assignments or allocations are few, and the planner turns them into primary-key probes
-# instead of testing every row of a large organisation.
+# instead of testing every row of a large organisation. `correlate(None)` keeps them
+# uncorrelated wherever they are nested (a filter's EXISTS over the same tables included).
 
 
 def assigned_record_ids(p: Principal) -> Select[int]:
-    return select(RecordAssignment.record_id).where(active_assignment(p))
+    return select(RecordAssignment.record_id).where(active_assignment(p)).correlate(None)
+
+
+def assigned_learner_ids(p: Principal) -> Select[int]:
+    return (
+        select(ApprenticeRecord.learner_id)
+        .where(ApprenticeRecord.id.in_(assigned_record_ids(p)))
+        .correlate(None)
+    )
 
 
 def allocated_learner_ids(p: Principal, now: datetime) -> Select[int]:
-    return select(Allocation.learner_id).where(active_allocation(p, now))
+    return select(Allocation.learner_id).where(active_allocation(p, now)).correlate(None)
 
 
 @predicate(Resource.LEARNER, Scope.ASSIGNED)
 def learner_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return Learner.id.in_(
-        select(ApprenticeRecord.learner_id).where(ApprenticeRecord.id.in_(assigned_record_ids(p)))
-    )
+    return Learner.id.in_(assigned_learner_ids(p))
 
 
 @predicate(Resource.LEARNER, Scope.ALLOCATED)
@@ -119,7 +127,7 @@ def learner_self(p: Principal, now: datetime) -> ColumnElement[bool]:
 
 
 def learner_ids(fn: Predicate, p: Principal, now: datetime) -> Select[int]:
-    return select(Learner.id).where(fn(p, now))
+    return select(Learner.id).where(fn(p, now)).correlate(None)
 
 
 # Apprentice records ---------------------------------------------------------------------
@@ -151,7 +159,11 @@ def record_self(p: Principal, now: datetime) -> ColumnElement[bool]:
 
 
 def record_ids(scope: Scope, p: Principal, now: datetime) -> Select[int]:
-    return select(ApprenticeRecord.id).where(PREDICATES[(Resource.RECORD, scope)](p, now))
+    return (
+        select(ApprenticeRecord.id)
+        .where(PREDICATES[(Resource.RECORD, scope)](p, now))
+        .correlate(None)
+    )
 
 
 # Rows that hang off a record: visible where their record is ----------------------------
@@ -197,9 +209,7 @@ def allocation_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
 
 @predicate(Resource.ALLOCATION, Scope.ASSIGNED)
 def allocation_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return Allocation.learner_id.in_(
-        select(ApprenticeRecord.learner_id).where(ApprenticeRecord.id.in_(assigned_record_ids(p)))
-    )
+    return Allocation.learner_id.in_(assigned_learner_ids(p))
 
 
 @predicate(Resource.ALLOCATION, Scope.ALLOCATED)
@@ -215,26 +225,36 @@ def allocation_self(p: Principal, now: datetime) -> ColumnElement[bool]:
 # People ---------------------------------------------------------------------------------
 
 
+def staff_membership(p: Principal | None = None) -> ColumnElement[bool]:
+    """The user (correlated) is staff: a membership holding a role other than LEARNER — in the
+    principal's organisation when one is given, else anywhere. A learner's sign-in is not staff.
+    """
+    clauses = [
+        Membership.user_id == User.id,
+        MembershipRole.membership_id == Membership.id,
+        MembershipRole.role != Role.LEARNER.value,
+    ]
+    if p is not None:
+        clauses.append(in_organisation(Membership.organisation_id, p))
+    return and_(
+        User.kind == UserKind.STAFF,
+        exists(select(Membership.id).where(*clauses).correlate(User)),
+    )
+
+
 @predicate(Resource.STAFF, Scope.ALL)
 def staff_all(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return User.kind == UserKind.STAFF
+    return staff_membership()
 
 
 @predicate(Resource.STAFF, Scope.ORGANISATION)
 def staff_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return and_(
-        User.kind == UserKind.STAFF,
-        exists(
-            select(Membership.id).where(
-                Membership.user_id == User.id, in_organisation(Membership.organisation_id, p)
-            )
-        ),
-    )
+    return staff_membership(p)
 
 
 @predicate(Resource.STAFF, Scope.SELF)
 def staff_self(p: Principal, now: datetime) -> ColumnElement[bool]:
-    return and_(User.kind == UserKind.STAFF, User.id == p.user_id)
+    return and_(User.id == p.user_id, staff_membership(p))
 
 
 @predicate(Resource.EXTERNAL_ASSESSOR, Scope.ALL)
@@ -247,12 +267,14 @@ def external_assessor_allocated_here(p: Principal, now: datetime) -> ColumnEleme
     return and_(
         User.kind == UserKind.EXTERNAL_ASSESSOR,
         exists(
-            select(Allocation.id).where(
+            select(Allocation.id)
+            .where(
                 Allocation.assessor_id == User.id,
                 in_organisation(Allocation.organisation_id, p),
                 Allocation.ended_at.is_(None),
                 or_(Allocation.expires_at.is_(None), Allocation.expires_at > now),
             )
+            .correlate(User)
         ),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, case, exists, select
+from sqlalchemy import ColumnElement, Select, case, exists, select
 
 from db.models import (
     Allocation,
@@ -105,15 +105,32 @@ async def audit(
     )
 
 
-def active_assignment_of_record(role: AssignmentRole | None = None) -> ColumnElement[bool]:
-    """The record (correlated) has an active assignment, of `role` if given."""
+def record_has_assignment(
+    ctx: Context, *, role: AssignmentRole | None = None, user: Select[int] | None = None
+) -> ColumnElement[bool]:
+    """The record (correlated) has an active assignment the caller can see — in `role`, to one
+    of `user` — so that a filter never reveals an assignment the caller could not list."""
     clauses = [
         RecordAssignment.record_id == ApprenticeRecord.id,
         RecordAssignment.ended_at.is_(None),
+        ctx.rules.where(Resource.ASSIGNMENT),
     ]
     if role is not None:
         clauses.append(RecordAssignment.role == role)
+    if user is not None:
+        clauses.append(RecordAssignment.user_id.in_(user))
     return exists(select(RecordAssignment.id).where(*clauses))
+
+
+def learner_has_record(ctx: Context, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The learner (correlated) has a record the caller can see that meets `conditions`."""
+    return exists(
+        select(ApprenticeRecord.id).where(
+            ApprenticeRecord.learner_id == Learner.id,
+            ctx.rules.where(Resource.RECORD),
+            *conditions,
+        )
+    )
 
 
 # Tables a mutation can act on: the policy resource guarding them and their GraphQL type name.

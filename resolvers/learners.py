@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import or_, select
 
 from db.models import (
     ApprenticeRecord,
@@ -12,17 +12,16 @@ from db.models import (
     Department,
     Learner,
     Location,
-    Membership,
-    MembershipRole,
-    RecordAssignment,
+    RecordStatus,
 )
 from policies.vocabulary import Action, Resource, Role, refusal
 from resolvers.common import (
-    active_assignment_of_record,
     audit,
     clean_email,
     clean_name,
     filter_id,
+    learner_has_record,
+    record_has_assignment,
 )
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
@@ -31,7 +30,7 @@ from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
-from resolvers.people import staff_user
+from resolvers.people import grant_roles, membership_of, person_for, seen_user
 
 
 class LearnerLoaders(LoaderGroup):
@@ -75,24 +74,15 @@ async def learners(
     assignee = filter_id(f.assigned_to, "User", "assignedTo")
     if assignee is not None:
         stmt = stmt.where(
-            exists(
-                select(RecordAssignment.id)
-                .join(ApprenticeRecord, ApprenticeRecord.id == RecordAssignment.record_id)
-                .where(
-                    ApprenticeRecord.learner_id == Learner.id,
-                    RecordAssignment.user_id == assignee,
-                    RecordAssignment.ended_at.is_(None),
-                )
-            )
+            learner_has_record(ctx, record_has_assignment(ctx, user=seen_user(ctx, assignee)))
         )
     if f.unassigned is not None:
-        assigned = exists(
-            select(ApprenticeRecord.id).where(
-                ApprenticeRecord.learner_id == Learner.id,
-                active_assignment_of_record(AssignmentRole.ASSESSOR),
-            )
+        assessed = learner_has_record(
+            ctx,
+            ApprenticeRecord.status == RecordStatus.LIVE,
+            record_has_assignment(ctx, role=AssignmentRole.ASSESSOR),
         )
-        stmt = stmt.where(~assigned if f.unassigned else assigned)
+        stmt = stmt.where(~assessed if f.unassigned else assessed)
     return await paginate(
         ctx,
         stmt,
@@ -176,31 +166,15 @@ async def create_learner(
 async def _sign_in_for(
     ctx: Context, *, name: str, email: str, organisation_id: int
 ) -> int | AlreadyExists:
-    """The user a new learner signs in as: new, or an existing staff member of any organisation."""
-    user = await staff_user(ctx, name=name, email=email)
+    """The user a new learner signs in as: new, or a person already in the organisation."""
+    user = await person_for(ctx, name=name, email=email, organisation_id=organisation_id)
     if isinstance(user, AlreadyExists):
         return user
     if await ctx.db.scalar(
         select(Learner.id).where(
-            and_(Learner.user_id == user.id, Learner.organisation_id == organisation_id)
+            Learner.user_id == user.id, Learner.organisation_id == organisation_id
         )
     ):
         return AlreadyExists("This person is already a learner here.", field="email")
-    membership = await ctx.db.scalar(
-        select(Membership).where(
-            Membership.user_id == user.id, Membership.organisation_id == organisation_id
-        )
-    )
-    if membership is None:
-        membership = Membership(
-            user_id=user.id, organisation_id=organisation_id, created_at=ctx.now
-        )
-        await ctx.db.add(membership)
-    has_role = await ctx.db.scalar(
-        select(MembershipRole.role).where(
-            MembershipRole.membership_id == membership.id, MembershipRole.role == Role.LEARNER.value
-        )
-    )
-    if has_role is None:
-        await ctx.db.add(MembershipRole(membership_id=membership.id, role=Role.LEARNER.value))
+    await grant_roles(ctx, await membership_of(ctx, user, organisation_id), {Role.LEARNER})
     return user.id

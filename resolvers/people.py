@@ -7,10 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
 from strawberry.dataloader import DataLoader
 
-from db.models import Department, Location, Membership, MembershipRole, Organisation, User, UserKind
+from db.models import (
+    Department,
+    Learner,
+    Location,
+    Membership,
+    MembershipRole,
+    Organisation,
+    User,
+    UserKind,
+)
+from db.queries import insert_skipping_conflicts
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.common import audit, clean_email, clean_name
 from resolvers.context import Context, LoaderGroup
@@ -206,21 +216,18 @@ async def create_staff_member(
     if isinstance(department, Invalid | NotFound):
         return department
 
-    user = await staff_user(ctx, name=clean, email=clean_e)
+    user = await person_for(ctx, name=clean, email=clean_e, organisation_id=org)
     if isinstance(user, AlreadyExists):
         return user
-    membership = Membership(
-        user_id=user.id,
-        organisation_id=org,
-        location_id=location,
-        department_id=department,
-        created_at=ctx.now,
+    membership_id = await membership_of(ctx, user, org, location=location, department=department)
+    held = set(
+        await ctx.db.scalars(
+            select(MembershipRole.role).where(MembershipRole.membership_id == membership_id)
+        )
     )
-    if not await ctx.db.try_add(membership):
-        return AlreadyExists("This person is already a member of the organisation.", field="email")
-    await ctx.db.add(
-        *(MembershipRole(membership_id=membership.id, role=r.value) for r in sorted(wanted))
-    )
+    if held - {Role.LEARNER.value}:
+        return AlreadyExists("This person is already a member of staff here.", field="email")
+    await grant_roles(ctx, membership_id, wanted)
     await audit(
         ctx,
         action="staff.create",
@@ -232,18 +239,74 @@ async def create_staff_member(
     return StaffMemberCreated(user)
 
 
-async def staff_user(ctx: Context, *, name: str, email: str) -> User | AlreadyExists:
-    """The staff user with this email, created if new; people of other kinds cannot join."""
+EMAIL_IN_USE = "This email is already in use."
+
+
+async def person_for(
+    ctx: Context, *, name: str, email: str, organisation_id: int
+) -> User | AlreadyExists:
+    """The person an email names, for a membership or learner record in `organisation_id`.
+
+    A new email makes a new staff user. An email held by someone already in the organisation
+    (a membership or a learner record there) is that person, unchanged. Any other account
+    answers AlreadyExists, whatever its kind and without revealing it — except that support
+    may give a staff user of another organisation a second membership.
+    """
     user = await ctx.db.scalar(select(User).where(User.email == email))
     if user is None:
         user = User(email=email, name=name, kind=UserKind.STAFF, created_at=ctx.now)
         if not await ctx.db.try_add(user):
-            return AlreadyExists("A user with this email exists.", field="email")
-    elif user.kind != UserKind.STAFF:
-        return AlreadyExists(
-            "This email belongs to a user who cannot join an organisation.", field="email"
+            return AlreadyExists(EMAIL_IN_USE, field="email")
+        return user
+    if user.kind == UserKind.STAFF:
+        here = or_(
+            exists().where(
+                Membership.user_id == user.id, Membership.organisation_id == organisation_id
+            ),
+            exists().where(Learner.user_id == user.id, Learner.organisation_id == organisation_id),
         )
-    return user
+        if Role.SUPPORT in ctx.me.roles or await ctx.db.scalar(select(here)):
+            return user
+    return AlreadyExists(EMAIL_IN_USE, field="email")
+
+
+async def membership_of(
+    ctx: Context,
+    user: User,
+    organisation_id: int,
+    *,
+    location: int | None = None,
+    department: int | None = None,
+) -> int:
+    """The person's membership of the organisation, made if missing (safe against a race)."""
+    await ctx.db.execute(
+        insert_skipping_conflicts(
+            ctx.db.dialect, Membership, index_elements=["user_id", "organisation_id"]
+        ).values(
+            user_id=user.id,
+            organisation_id=organisation_id,
+            location_id=location,
+            department_id=department,
+            created_at=ctx.now,
+        )
+    )
+    mine = and_(Membership.user_id == user.id, Membership.organisation_id == organisation_id)
+    if (location, department) != (None, None):
+        await ctx.db.execute(
+            update(Membership).where(mine).values(location_id=location, department_id=department)
+        )
+    membership_id = await ctx.db.scalar(select(Membership.id).where(mine))
+    assert membership_id is not None
+    return membership_id
+
+
+async def grant_roles(ctx: Context, membership_id: int, roles: set[Role]) -> None:
+    await ctx.db.execute(
+        insert_skipping_conflicts(
+            ctx.db.dialect, MembershipRole, index_elements=["membership_id", "role"]
+        ),
+        [{"membership_id": membership_id, "role": r.value} for r in sorted(roles)],
+    )
 
 
 async def user_roles(ctx: Context, user: User) -> list[Role]:
@@ -254,10 +317,12 @@ async def user_roles(ctx: Context, user: User) -> list[Role]:
     return await ctx.loaders(PeopleLoaders).roles.load(user.id)
 
 
+def seen_user(ctx: Context, pk: int) -> Select[int]:
+    """The user with this id if the caller may see them: a filter on a person the caller cannot
+    see matches nothing, exactly like a made-up id."""
+    return select(User.id).where(User.id == pk, visible_user(ctx)).correlate(None)
+
+
 def visible_user(ctx: Context) -> ColumnElement[bool]:
-    """Users the caller may look up by id: staff or directory scope, or themself."""
-    return or_(
-        ctx.rules.where(Resource.STAFF),
-        ctx.rules.where(Resource.EXTERNAL_ASSESSOR),
-        User.id == ctx.me.user_id,
-    )
+    """Users the caller may look up by id: through the staff or the directory scope."""
+    return or_(ctx.rules.where(Resource.STAFF), ctx.rules.where(Resource.EXTERNAL_ASSESSOR))

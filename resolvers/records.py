@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import or_, select
 
-from db.models import ApprenticeRecord, AssignmentRole, Learner, RecordAssignment, RecordStatus
+from db.models import ApprenticeRecord, AssignmentRole, Learner, RecordStatus
 from policies.vocabulary import Action, Resource, refusal
-from resolvers.common import active_assignment_of_record, audit, clean_name, filter_id, parse_id
+from resolvers.common import audit, clean_name, filter_id, parse_id, record_has_assignment
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId
@@ -17,6 +17,7 @@ from resolvers.learners import LearnerLoaders
 from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import Invalid, NotFound, doc
 from resolvers.pagination import Page, contains, paginate
+from resolvers.people import seen_user
 
 RECORDS_OF_LEARNER = Children(
     ApprenticeRecord, ApprenticeRecord.learner_id, Resource.RECORD, (ApprenticeRecord.id,)
@@ -68,7 +69,11 @@ async def apprentice_records(
     f = filter or RecordFilter()
     stmt = select(ApprenticeRecord).where(ctx.rules.where(Resource.RECORD))
     if f.search and f.search.strip():
-        learner_match = select(Learner.id).where(contains(Learner.name, f.search))
+        learner_match = (
+            select(Learner.id)
+            .where(contains(Learner.name, f.search), ctx.rules.where(Resource.LEARNER))
+            .correlate(None)
+        )
         stmt = stmt.where(
             or_(
                 contains(ApprenticeRecord.programme, f.search),
@@ -87,18 +92,10 @@ async def apprentice_records(
         stmt = stmt.where(ApprenticeRecord.learner_id == learner)
     assignee = filter_id(f.assignee_id, "User", "assigneeId")
     if assignee is not None:
-        stmt = stmt.where(
-            exists(
-                select(RecordAssignment.id).where(
-                    RecordAssignment.record_id == ApprenticeRecord.id,
-                    RecordAssignment.user_id == assignee,
-                    RecordAssignment.ended_at.is_(None),
-                )
-            )
-        )
+        stmt = stmt.where(record_has_assignment(ctx, user=seen_user(ctx, assignee)))
     if f.unassigned is not None:
-        assigned = active_assignment_of_record(AssignmentRole.ASSESSOR)
-        stmt = stmt.where(~assigned if f.unassigned else assigned)
+        assessed = record_has_assignment(ctx, role=AssignmentRole.ASSESSOR)
+        stmt = stmt.where(~assessed if f.unassigned else assessed)
     return await paginate(
         ctx,
         stmt,

@@ -305,19 +305,25 @@ async def test_staff_input_errors_write_nothing(api: Api, world: World, backend:
     assert await row_counts(backend.engine) == before
 
 
-async def test_existing_staff_member_joins_a_second_organisation(api: Api, world: World) -> None:
+async def test_support_adds_a_staff_member_of_another_organisation(api: Api, world: World) -> None:
     first, second = await world.organisation(), await world.organisation()
     person = await world.staff(first, "ASSESSOR")
-    admin = await world.staff(second, "ADMIN")
+    support = await world.support()
     payload = assert_granted(
-        await api.as_(admin, second)(
+        await api.as_(support)(
             CREATE_STAFF,
-            input={"name": "Ignored", "email": person.email, "roles": ["TRAINING_COORDINATOR"]},
+            input={
+                "organisationId": gid("Organisation", second.id),
+                "name": "Ignored",
+                "email": person.email,
+                "roles": ["TRAINING_COORDINATOR"],
+            },
         ),
         "StaffMemberCreated",
     )
     assert payload["user"]["id"] == gid("User", person.id)
-    assert payload["user"]["roles"] == ["TRAINING_COORDINATOR"]
+    viewer = (await api.as_(person, second)("{ viewer { user { name } roles } }")).ok()
+    assert viewer["viewer"] == {"user": {"name": person.name}, "roles": ["TRAINING_COORDINATOR"]}
 
 
 async def test_external_assessor_email_cannot_become_staff(api: Api, world: World) -> None:

@@ -60,7 +60,7 @@ LAST_NAMES = ["Adams", "Okafor", "de la Cruz", "Smith", "Nguyen", "Ødegaard"]
 WHOLE_ORGANISATION = frozenset({"SUPER_ADMIN", "ADMIN", "SENIOR_ASSESSOR"})
 ASSIGNED_RECORDS = frozenset({"ASSESSOR", "TRAINING_COORDINATOR"})
 ORGANISATION_STAFF = WHOLE_ORGANISATION | {"MANAGER"}
-ONLY_THEMSELVES_AS_STAFF = ASSIGNED_RECORDS | {"LEARNER"}
+ONLY_THEMSELVES_AS_STAFF = ASSIGNED_RECORDS
 
 STAFF, EXTERNAL_ASSESSOR, SUPPORT = "STAFF", "EXTERNAL_ASSESSOR", "SUPPORT"
 
@@ -224,19 +224,20 @@ class Reference:
         return learners, records
 
     def staff(self, who: Who) -> set[int]:
-        """User ids the `staff` query shows the principal."""
+        """User ids the `staff` query shows the principal.
+
+        Staff are people with a membership holding a role other than LEARNER: a learner's
+        sign-in is not staff (DESIGN.md's Reads table).
+        """
+        staff = [m for m in self.facts.memberships if m.roles - {"LEARNER"}]
         if who.kind == SUPPORT:
-            return {m.user_id for m in self.facts.memberships}  # every staff-kind user
+            return {m.user_id for m in staff}
         if who.kind == EXTERNAL_ASSESSOR:
             return set()
         mine = self.membership(who)
         seen: set[int] = set()
         if mine.roles & ORGANISATION_STAFF:
-            seen |= {
-                m.user_id
-                for m in self.facts.memberships
-                if m.organisation_id == mine.organisation_id
-            }
+            seen |= {m.user_id for m in staff if m.organisation_id == mine.organisation_id}
         if mine.roles & ONLY_THEMSELVES_AS_STAFF:
             seen.add(who.user.id)
         return seen
