@@ -1,9 +1,10 @@
 """Who can currently see a learner, and why — decided by the policy's own scope predicates.
 
-Candidates are the people who could hold a scope over the learner: the organisation's staff
-(members with a role other than LEARNER), the learner's own sign-in, and external assessors
-with an open allocation to them. For each candidate and each scope their roles hold, the
-scope's SQL predicate is evaluated against this learner, all in one statement.
+Candidates are everyone who could hold a scope over a learner: the organisation's members
+(staff, and the learner's own sign-in), its active API keys, and external assessors with an
+open allocation to the learner. For every candidate and every scope their roles hold, the
+scope's SQL predicate is evaluated against the learners, all in one statement per 500
+candidate scopes. A page of learners costs the same few statements as one learner.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, or_, select
+from strawberry.dataloader import DataLoader
 
-from db.models import Allocation, Learner, Membership, MembershipRole, User, UserKind
+from db.models import Allocation, ApiKey, Learner, Membership, MembershipRole, User, UserKind
 from policies.principal import Principal
 from policies.scopes import PREDICATES
 from policies.vocabulary import Action, Resource, Role, Scope, refusal
-from resolvers.context import Context
+from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
+from resolvers.loaders import loader
 
 # SQLite allows 2,000 result columns, PostgreSQL 1,664: evaluate in chunks well below both.
 CHUNK = 500
@@ -33,19 +36,99 @@ class AccessGrant:
     role: Role
     scope: Scope
     expires_at: datetime | None
+    api_key_id: int | None = None
 
 
-async def _candidates(
-    ctx: Context, learner: Learner, open_allocations: dict[int, datetime | None]
-) -> list[Principal]:
+class AccessLoaders(LoaderGroup):
+    @loader
+    @staticmethod
+    def grants(ctx: Context) -> DataLoader[int, list[AccessGrant]]:
+        return DataLoader(load_fn=lambda ids: _grants(ctx, ids))
+
+
+async def learner_access(ctx: Context, learner: Learner) -> list[AccessGrant]:
+    return await ctx.loaders(AccessLoaders).grants.load(learner.id)
+
+
+async def _grants(ctx: Context, ids: Sequence[int]) -> list[list[AccessGrant] | Exception]:
+    learners = {
+        row.id: row
+        for row in await ctx.db.scalars(
+            select(Learner).where(
+                Learner.id.in_(ids), ctx.rules.where(Resource.LEARNER, Action.VIEW_ACCESS)
+            )
+        )
+    }
+    organisations = {learner.organisation_id for learner in learners.values()}
+    sign_ins = {learner.user_id for learner in learners.values() if learner.user_id is not None}
+    # Open (not ended) allocations: who might hold ALLOCATED, and when each stops granting.
+    open_allocations: dict[tuple[int, int], datetime | None] = {
+        (a.learner_id, a.assessor_id): a.expires_at
+        for a in await ctx.db.scalars(
+            select(Allocation).where(
+                Allocation.learner_id.in_(list(learners)), Allocation.ended_at.is_(None)
+            )
+        )
+    }
+    candidates = await _members(ctx, organisations, sign_ins) + await _api_keys(ctx, organisations)
+    candidates += [
+        Principal(a, UserKind.EXTERNAL_ASSESSOR, frozenset({Role.EXTERNAL_ASSESSOR}))
+        for a in sorted({assessor for _, assessor in open_allocations})
+    ]
+    store = ctx.rules.store
+    checks = [
+        (principal, role, scope)
+        for principal in candidates
+        for role in sorted(principal.roles)
+        for scope in sorted(store.scopes(frozenset({role}), Resource.LEARNER, Action.READ))
+    ]
+    held: defaultdict[int, list[tuple[Principal, Role, Scope]]] = defaultdict(list)
+    for start in range(0, len(checks), CHUNK):
+        chunk = checks[start : start + CHUNK]
+        columns = [
+            case((PREDICATES[(Resource.LEARNER, scope)](principal, ctx.now), 1), else_=0)
+            for principal, _role, scope in chunk
+        ]
+        rows: Sequence[Any] = (
+            await ctx.db.execute(select(Learner.id, *columns).where(Learner.id.in_(list(learners))))
+        ).all()
+        for learner_id, *values in rows:
+            held[learner_id] += [check for check, value in zip(chunk, values, strict=True) if value]
+
+    user_ids = list({p.user_id for found in held.values() for p, _, _ in found})
+    users = {u.id: u for u in await ctx.db.scalars(select(User).where(User.id.in_(user_ids)))}
+    answers: list[list[AccessGrant] | Exception] = []
+    for learner_id in ids:
+        if learner_id not in learners:
+            answers.append(Forbidden(refusal(Resource.LEARNER, Action.VIEW_ACCESS, this=True)))
+            continue
+        grants = [
+            AccessGrant(
+                user=users[p.user_id],
+                role=role,
+                scope=scope,
+                expires_at=open_allocations.get((learner_id, p.user_id))
+                if scope is Scope.ALLOCATED
+                else None,
+                api_key_id=p.api_key_id,
+            )
+            for p, role, scope in held[learner_id]
+        ]
+        answers.append(sorted(grants, key=lambda g: (g.user.name, g.user.id, g.role, g.scope)))
+    return answers
+
+
+async def _members(ctx: Context, organisations: set[int], sign_ins: set[int]) -> list[Principal]:
+    """Staff of the organisations, and the learners' own sign-ins, with their roles there."""
     rows: Sequence[Any] = (
         await ctx.db.execute(
             select(Membership, MembershipRole.role)
             .join(MembershipRole, MembershipRole.membership_id == Membership.id)
             .where(
-                Membership.organisation_id == learner.organisation_id,
+                Membership.organisation_id.in_(organisations),
                 or_(
-                    MembershipRole.role != Role.LEARNER.value, Membership.user_id == learner.user_id
+                    MembershipRole.role != Role.LEARNER.value,
+                    Membership.user_id.in_(sign_ins),
                 ),
             )
         )
@@ -53,69 +136,36 @@ async def _candidates(
     roles: defaultdict[int, set[Role]] = defaultdict(set)
     memberships: dict[int, Membership] = {}
     for membership, role in rows:
-        roles[membership.user_id].add(Role(role))
-        memberships[membership.user_id] = membership
-    principals = [
+        roles[membership.id].add(Role(role))
+        memberships[membership.id] = membership
+    return [
         Principal(
-            user_id,
+            m.user_id,
             UserKind.STAFF,
-            frozenset(roles[user_id]),
+            frozenset(roles[m.id]),
             organisation_id=m.organisation_id,
             location_id=m.location_id,
             department_id=m.department_id,
         )
-        for user_id, m in memberships.items()
+        for m in memberships.values()
     ]
-    principals += [
-        Principal(a, UserKind.EXTERNAL_ASSESSOR, frozenset({Role.EXTERNAL_ASSESSOR}))
-        for a in open_allocations
-    ]
-    return principals
 
 
-async def learner_access(ctx: Context, learner: Learner) -> list[AccessGrant]:
-    permitted = await ctx.db.scalar(
-        select(Learner.id).where(
-            Learner.id == learner.id, ctx.rules.where(Resource.LEARNER, Action.VIEW_ACCESS)
+async def _api_keys(ctx: Context, organisations: set[int]) -> list[Principal]:
+    """The organisations' API keys that still work, as the principals they act as."""
+    keys = await ctx.db.scalars(
+        select(ApiKey).where(
+            ApiKey.organisation_id.in_(organisations),
+            or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > ctx.now),
         )
     )
-    if permitted is None:
-        raise Forbidden(refusal(Resource.LEARNER, Action.VIEW_ACCESS, this=True))
-    # Open (not ended) allocations: who might hold ALLOCATED, and when each stops granting.
-    open_allocations: dict[int, datetime | None] = {
-        a.assessor_id: a.expires_at
-        for a in await ctx.db.scalars(
-            select(Allocation).where(
-                Allocation.learner_id == learner.id, Allocation.ended_at.is_(None)
-            )
+    return [
+        Principal(
+            key.user_id,
+            UserKind.SERVICE,
+            frozenset(Role(r) for r in key.roles.split(",") if r),
+            organisation_id=key.organisation_id,
+            api_key_id=key.id,
         )
-    }
-    store = ctx.rules.store
-    checks: list[tuple[Principal, Role, Scope]] = [
-        (principal, role, scope)
-        for principal in await _candidates(ctx, learner, open_allocations)
-        for role in sorted(principal.roles)
-        for scope in sorted(store.scopes(frozenset({role}), Resource.LEARNER, Action.READ))
+        for key in keys
     ]
-    held: list[tuple[Principal, Role, Scope]] = []
-    for start in range(0, len(checks), CHUNK):
-        chunk = checks[start : start + CHUNK]
-        columns = [
-            case((PREDICATES[(Resource.LEARNER, scope)](principal, ctx.now), 1), else_=0)
-            for principal, _role, scope in chunk
-        ]
-        row = (await ctx.db.execute(select(*columns).where(Learner.id == learner.id))).one()
-        held += [check for check, value in zip(chunk, row, strict=True) if value]
-
-    user_ids = list({p.user_id for p, _, _ in held})
-    users = {u.id: u for u in await ctx.db.scalars(select(User).where(User.id.in_(user_ids)))}
-    grants = [
-        AccessGrant(
-            user=users[p.user_id],
-            role=role,
-            scope=scope,
-            expires_at=open_allocations.get(p.user_id) if scope is Scope.ALLOCATED else None,
-        )
-        for p, role, scope in held
-    ]
-    return sorted(grants, key=lambda g: (g.user.name, g.user.id, g.role, g.scope))

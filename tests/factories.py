@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from db.base import utcnow
 from db.models import (
     Allocation,
+    ApiKey,
     ApprenticeRecord,
     AssignmentRole,
     Department,
@@ -179,6 +180,25 @@ class World:
             record_id=record.id,
             title=title,
             submitted_at=utcnow(),
+        )
+        await self._save(row)
+        return row
+
+    async def api_key(
+        self, org: Organisation, *roles: str, name: str = "Partner feed", revoked: bool = False
+    ) -> ApiKey:
+        """A partner system's key in `org` (stored as the service user it acts as)."""
+        n = next(_counter)
+        user = await self.user(UserKind.SERVICE, name=name, email=f"apikey-{n}@keys.invalid")
+        row = ApiKey(
+            organisation_id=org.id,
+            user_id=user.id,
+            name=name,
+            prefix=f"p{n:011d}",
+            key_hash="0" * 64,
+            roles=",".join(roles),
+            created_at=utcnow(),
+            revoked_at=utcnow() if revoked else None,
         )
         await self._save(row)
         return row

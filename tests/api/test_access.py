@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from db.models import AssignmentRole, Organisation, User
+from server.services import Services
+from tests.api.test_statement_budget import counting
 from tests.factories import World
 from tests.helpers import Api, Caller, gid
 
@@ -140,3 +142,47 @@ async def test_reasons_and_expiry(api: Api, world: World) -> None:
         result = await caller(ACCESS, id=gid("Learner", learner.id))
         assert result.codes == ["FORBIDDEN"]
         assert result.data == {"learner": {"access": None}}
+
+
+async def test_api_keys_that_can_read_the_learner_are_listed(api: Api, world: World) -> None:
+    org, other = await world.organisation(), await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org)
+    reader = await world.api_key(org, "ADMIN", name="MIS feed")
+    await world.api_key(org, "ASSESSOR", name="Sees nobody")
+    await world.api_key(org, "ADMIN", name="Revoked", revoked=True)
+    await world.api_key(other, "ADMIN", name="Elsewhere")
+
+    access = (await api.as_(admin, org)(ACCESS, id=gid("Learner", learner.id))).ok()["learner"][
+        "access"
+    ]
+    keys = [a for a in access if a["user"]["id"] == gid("User", reader.user_id)]
+    assert [(a["role"], a["reason"]) for a in keys] == [("ADMIN", "ORGANISATION")]
+    assert {a["user"]["id"] for a in access} == {
+        gid("User", admin.id),
+        gid("User", reader.user_id),
+    }
+
+
+async def test_access_on_a_page_costs_the_same_for_5_and_50_learners(
+    api: Api, world: World, services: Services
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    assessors = [await world.staff(org, "ASSESSOR") for _ in range(4)]
+    place = await world.location(org)
+    await world.staff(org, "MANAGER", location=place)
+    external = await world.external_assessor()
+    for n in range(50):
+        user = await world.staff(org, "LEARNER") if n % 5 == 0 else None
+        learner = await world.learner(org, location=place if n % 2 else None, user=user)
+        await world.assign(await world.record(learner), assessors[n % 4])
+        if n % 7 == 0:
+            await world.allocate(learner, external)
+    query = "query($n: Int!) { learners(first: $n) { edges { node { access { role } } } } }"
+    counts = {}
+    for size in (5, 50):
+        with counting(services.engine) as statements:
+            (await api.as_(admin, org)(query, n=size)).ok()
+        counts[size] = len(statements)
+    assert counts[5] == counts[50] <= 12, counts
