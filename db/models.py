@@ -50,6 +50,8 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
 
 
 ACTIVE = text("ended_at IS NULL")
+# A record has at most one active training coordinator.
+ONE_COORDINATOR = text("role = 'TRAINING_COORDINATOR' AND ended_at IS NULL")
 
 
 class Organisation(Base):
@@ -169,6 +171,13 @@ class RecordAssignment(Base):
             sqlite_where=ACTIVE,
             postgresql_where=ACTIVE,
         ),
+        Index(
+            "uq_record_assignments_one_coordinator",
+            "record_id",
+            unique=True,
+            sqlite_where=ONE_COORDINATOR,
+            postgresql_where=ONE_COORDINATOR,
+        ),
         Index("ix_record_assignments_user_active", "user_id", "ended_at", "record_id"),
         Index("ix_record_assignments_record", "record_id", "ended_at"),
     )
@@ -258,7 +267,8 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
-    client: Mapped[str | None] = mapped_column(String(200))
+    client: Mapped[str | None] = mapped_column(String(200))  # from the credential
+    user_agent: Mapped[str | None] = mapped_column(String(200))  # what the client says it is
     action: Mapped[str] = mapped_column(String(64))
     subject_type: Mapped[str] = mapped_column(String(64))
     subject_id: Mapped[int | None] = mapped_column(Id)

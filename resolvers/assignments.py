@@ -100,6 +100,7 @@ FITS: dict[AssignmentRole, frozenset[Role]] = {
 class RecordsAssigned:
     assignments: list[RecordAssignment]
     unchanged: int
+    replaced: list[RecordAssignment]
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,17 @@ async def assign_records(
     user = await _assignee(ctx, assignee_id, "assigneeId", role, organisations)
     if isinstance(user, Invalid | NotFound | IneligibleAssignee):
         return user
+    replaced: list[RecordAssignment] = []
+    if role is AssignmentRole.TRAINING_COORDINATOR:
+        # A record has one coordinator: the new one replaces whoever holds it now.
+        ids = [r.id for r in records]
+        await _lock_records(ctx, ids)
+        replaced = await _end(
+            ctx,
+            RecordAssignment.record_id.in_(ids),
+            RecordAssignment.role == role,
+            RecordAssignment.user_id != user.id,
+        )
     created = await _insert_assignments(ctx, records, user, role)
     created.sort(key=lambda a: a.record_id)
     for organisation_id in sorted(organisations):
@@ -237,9 +249,22 @@ async def assign_records(
                 "role": role.value,
                 "recordIds": [r.id for r in records if r.organisation_id == organisation_id],
                 "assigned": [a.record_id for a in created if a.organisation_id == organisation_id],
+                "replaced": [a.id for a in replaced if a.organisation_id == organisation_id],
             },
         )
-    return RecordsAssigned(assignments=created, unchanged=len(records) - len(created))
+    return RecordsAssigned(
+        assignments=created, unchanged=len(records) - len(created), replaced=replaced
+    )
+
+
+async def _lock_records(ctx: Context, ids: Sequence[int]) -> None:
+    """Serialise changes to these records' assignments (SQLite already holds the write lock)."""
+    await ctx.db.execute(
+        select(ApprenticeRecord.id)
+        .where(ApprenticeRecord.id.in_(ids))
+        .order_by(ApprenticeRecord.id)
+        .with_for_update()
+    )
 
 
 async def _end(ctx: Context, *conditions: Any) -> list[RecordAssignment]:
@@ -306,10 +331,7 @@ async def assign_training_coordinator(
     user = await _assignee(ctx, coordinator_id, "coordinatorId", role, {record.organisation_id})
     if isinstance(user, Invalid | NotFound | IneligibleAssignee):
         return user
-    # Serialise changes to this record's coordinator (SQLite already holds the write lock).
-    await ctx.db.execute(
-        select(ApprenticeRecord.id).where(ApprenticeRecord.id == record.id).with_for_update()
-    )
+    await _lock_records(ctx, [record.id])
     current = await ctx.db.scalars(
         select(RecordAssignment).where(
             RecordAssignment.record_id == record.id,

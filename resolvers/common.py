@@ -97,6 +97,7 @@ async def audit(
             actor_id=me.user_id,
             api_key_id=me.api_key_id,
             client=ctx.client,
+            user_agent=ctx.user_agent,
             action=action,
             subject_type=subject_type,
             subject_id=subject_id,

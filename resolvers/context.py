@@ -36,7 +36,8 @@ class Context:
     principal: Principal | None
     policy: Policy | None
     limits: Limits = field(default_factory=Limits)
-    client: str | None = None
+    client: str | None = None  # derived from the credential: "jwt" or "api-key:<prefix>"
+    user_agent: str | None = None  # what the client says it is; not verified
     _groups: dict[type[LoaderGroup], LoaderGroup] = field(default_factory=dict)
 
     @property

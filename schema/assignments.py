@@ -83,6 +83,10 @@ class AssignTrainingCoordinatorInput:
 class RecordsAssigned:
     assignments: list[Assignment] = strawberry.field(description="The assignments created.")
     unchanged: int = strawberry.field(description="Records the user already had in this role.")
+    replaced: list[Assignment] = strawberry.field(
+        description="Training coordinator assignments this ended: a record has one coordinator, "
+        "so assigning a coordinator replaces the current one."
+    )
 
 
 @answers(cases.RecordsUnassigned)

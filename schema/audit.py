@@ -31,6 +31,12 @@ class AuditEvent(Node):
     subject_type: str = strawberry.field(description="The kind of object acted on.")
     subject_id: strawberry.ID | None = strawberry.field(description="The object acted on.")
     details: JSON | None = strawberry.field(description="What changed.")
+    client: str | None = strawberry.field(
+        description="How the actor signed in: `jwt`, or `api-key:<prefix>` for a partner system."
+    )
+    user_agent: str | None = strawberry.field(
+        description="What the client said it is (X-Caseload-Client or User-Agent); not verified."
+    )
     row: strawberry.Private[models.AuditEvent]
 
     @strawberry.field(description="Who did it.", extensions=requires(Resource.AUDIT_EVENT))

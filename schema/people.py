@@ -167,7 +167,10 @@ class PeopleMutation:
     create_staff_member = mutation(
         people.create_staff_member,
         input=CreateStaffMemberInput,
-        description="Create a staff member. Support in any organisation; admins in their own.",
+        description="Create a staff member. Support in any organisation; admins in their own. "
+        "An email already held by someone in the organisation gives that person these roles; "
+        "only support can give a member of another organisation a membership here (one person "
+        "in two organisations). Any other existing account answers AlreadyExistsError.",
         extensions=changes(Resource.STAFF, Action.CREATE),
     )
     create_external_assessor = mutation(

@@ -115,5 +115,5 @@ class Authenticator:
             frozenset(Role(r) for r in row.roles.split(",") if r),
             organisation_id=row.organisation_id,
             api_key_id=row.id,
-            client=f"apikey:{row.name}",
+            client=f"api-key:{row.prefix}",
         )

@@ -32,16 +32,15 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         now = utcnow()
         found = await services.authenticator.authenticate(request.headers.get("authorization"), now)
         principal = None if isinstance(found, AuthFailure) else found
-        client = request.headers.get("x-caseload-client") or request.headers.get("user-agent")
-        if principal is not None and principal.client and principal.client.startswith("apikey:"):
-            client = principal.client
+        said = request.headers.get("x-caseload-client") or request.headers.get("user-agent")
         return RequestContext(
             db=Database(services.maker),
             now=now,
             principal=principal,
             policy=None if principal is None else services.policies.for_principal(principal, now),
             limits=self.limits,
-            client=(client or "")[:200] or None,
+            client=None if principal is None else principal.client,
+            user_agent=(said or "")[:200] or None,
             request=request,
             response=response,
             auth_error=found.message if isinstance(found, AuthFailure) else None,

@@ -506,3 +506,111 @@ async def test_every_assignment_mutation_audits_the_records_it_touched(
     assert events[0][2]["assigned"] == [r.id for r in records]
     assert events[1][2]["recordIds"] == [r.id for r in records[:2]]
     assert len(events[1][2]["ended"]) == 2
+
+
+# One training coordinator per record ---------------------------------------------------
+
+ASSIGN_COORDINATORS = """mutation($input: AssignRecordsInput!) {
+  assignRecords(input: $input) {
+    __typename
+    ... on RecordsAssigned {
+      unchanged assignments { record { id } user { id } }
+      replaced { record { id } user { id } endedAt }
+    }
+    ... on Error { code message }
+  }
+}"""
+COORDINATORS = """query($id: ID!) {
+  node(id: $id) { ... on ApprenticeRecord { assignments { role user { id } } } }
+}"""
+
+
+async def test_bulk_coordinator_assignment_replaces_and_reports_what_it_replaced(
+    api: Api, world: World
+) -> None:
+    # given two records coordinated by one person and one record by nobody
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    old, new = [await world.staff(org, "TRAINING_COORDINATOR") for _ in range(2)]
+    records = await _records(world, org, 3)
+    for record in records[:2]:
+        await world.assign(record, old, AssignmentRole.TRAINING_COORDINATOR)
+    call = api.as_(admin, org)
+
+    # when another coordinator is assigned to all three in bulk
+    payload = assert_granted(
+        await call(
+            ASSIGN_COORDINATORS,
+            input={
+                "assigneeId": gid("User", new.id),
+                "recordIds": [rid(r) for r in records],
+                "role": "TRAINING_COORDINATOR",
+            },
+        ),
+        "RecordsAssigned",
+    )
+
+    # then each record has exactly the new coordinator, and the answer says whom it replaced
+    assert sorted(a["record"]["id"] for a in payload["replaced"]) == sorted(
+        rid(r) for r in records[:2]
+    )
+    assert {a["user"]["id"] for a in payload["replaced"]} == {gid("User", old.id)}
+    assert all(a["endedAt"] for a in payload["replaced"])
+    for record in records:
+        shown = (await call(COORDINATORS, id=rid(record))).ok()["node"]["assignments"]
+        assert shown == [{"role": "TRAINING_COORDINATOR", "user": {"id": gid("User", new.id)}}]
+    # and a single coordinator swap reports the one it replaced
+    swapped = assert_granted(
+        await call(
+            COORDINATE, input={"recordId": rid(records[0]), "coordinatorId": gid("User", old.id)}
+        ),
+        "TrainingCoordinatorAssigned",
+    )
+    assert swapped["replaced"]["user"]["id"] == gid("User", new.id)
+
+
+async def test_database_refuses_a_second_active_coordinator(world: World, backend: Backend) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    org = await world.organisation()
+    first, second = [await world.staff(org, "TRAINING_COORDINATOR") for _ in range(2)]
+    (record,) = await _records(world, org, 1)
+    await world.assign(record, first, AssignmentRole.TRAINING_COORDINATOR)
+    with pytest.raises(IntegrityError):
+        await world.assign(record, second, AssignmentRole.TRAINING_COORDINATOR)
+    await world.assign(record, second, AssignmentRole.TRAINING_COORDINATOR, ended=True)
+
+
+async def test_concurrent_coordinator_assignments_leave_one_coordinator(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    coordinators = [await world.staff(org, "TRAINING_COORDINATOR") for _ in range(4)]
+    records = await _records(world, org, 10)
+    ids = [rid(r) for r in records]
+    calls = [
+        api.as_(admin, org)(
+            ASSIGN_COORDINATORS,
+            input={
+                "assigneeId": gid("User", c.id),
+                "recordIds": ids,
+                "role": "TRAINING_COORDINATOR",
+            },
+        )
+        for c in coordinators
+    ]
+    for result in await asyncio.gather(*calls):
+        assert_granted(result, "RecordsAssigned")
+    async with backend.engine.connect() as conn:
+        active = (
+            await conn.execute(
+                select(RecordAssignment.record_id, func.count())
+                .where(
+                    RecordAssignment.ended_at.is_(None),
+                    RecordAssignment.role == AssignmentRole.TRAINING_COORDINATOR,
+                )
+                .group_by(RecordAssignment.record_id)
+            )
+        ).all()
+    assert sorted(count for _, count in active) == [1] * 10

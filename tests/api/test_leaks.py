@@ -216,3 +216,27 @@ async def test_learner_sign_ins_are_not_staff(api: Api, world: World) -> None:
         assert node == {"node": None}
     # and the learner sees no staff at all
     assert (await api.as_(sign_in, org)(STAFF)).ok()["staff"]["totalCount"] == 0
+
+
+# 8. The audit trail's client comes from the credential ----------------------------------
+
+AUDIT = """query($id: ID!) { node(id: $id) { ... on AuditEvent { client userAgent } } }"""
+
+
+async def test_the_audit_client_cannot_be_forged_by_a_header(
+    api: Api, world: World, backend: Backend
+) -> None:
+    from sqlalchemy import select
+
+    from db.models import AuditEvent
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    forged = {"X-Caseload-Client": "api-key:0123456789ab", "User-Agent": "api-key:feed"}
+    caller = api.with_headers({**api.as_(admin, org).headers, **forged})
+    created = await caller(CREATE_LEARNER, input={"name": "Jo Bloggs"})
+    assert created.ok()["createLearner"]["__typename"] == "LearnerCreated"
+    async with backend.engine.connect() as conn:
+        event_id = (await conn.execute(select(AuditEvent.id))).scalar_one()
+    shown = (await api.as_(admin, org)(AUDIT, id=gid("AuditEvent", event_id))).ok()["node"]
+    assert shown == {"client": "jwt", "userAgent": "api-key:0123456789ab"}
