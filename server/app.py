@@ -32,7 +32,7 @@ log = logging.getLogger("caseload.server")
 GRAPHIQL = Path(__file__).resolve().parent / "static" / "graphiql"
 STATIC_URL = "/graphiql/static"
 DEMO_TOKEN_URL = "/graphiql/demo-token"
-DEFAULT_QUERY = """# Pick a demo user above (demo mode), or put a token in Headers:
+DEFAULT_QUERY = """# Queries need a token in Headers:
 # {"Authorization": "Bearer <token>"}
 {
   viewer {

@@ -214,5 +214,7 @@ def log_config(level: str, fmt: str) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             # The access line above replaces uvicorn's own.
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+            # pycasbin prints the whole policy at INFO when it loads.
+            "casbin": {"handlers": [], "propagate": True, "level": "WARNING"},
         },
     }
