@@ -4,6 +4,7 @@
 #                and GraphiQL in headless Chromium, installed with apt-get when missing)
 
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	CASELOAD_DEBUG=true $(BIN)/caseload serve --demo
+	CASELOAD_DEBUG=true $(BIN)/caseload serve --demo --port $(PORT)
 
 test: lint types pytest
 
