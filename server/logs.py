@@ -133,13 +133,14 @@ class AccessLog:
         finally:
             if record.status is None and record.outcome is None:
                 record.outcome = "client_disconnected"
-            access_log.info(
-                "%s %s %s",
-                record.method,
-                record.path,
-                record.status,
-                extra={"access": record.line((time.perf_counter() - started) * 1000)},
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %s",
+                    record.method,
+                    record.path,
+                    record.status,
+                    extra={"access": record.line((time.perf_counter() - started) * 1000)},
+                )
             _current.reset(token)
 
 
