@@ -1,13 +1,15 @@
 # Two commands on a fresh machine (Python 3.11+ and make):
 #   make serve   set up, migrate a local SQLite file, seed the demo, serve GraphiQL on :8000
-#   make test    set up with dev extras, then lint, types and the whole suite (SQLite + PostgreSQL)
+#   make test    set up with dev extras, then lint, types and the whole suite (SQLite + PostgreSQL,
+#                and GraphiQL in headless Chromium, installed with apt-get when missing)
 
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint types pytest bench schema clean
+.PHONY: serve test lint types pytest browser bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	CASELOAD_DEBUG=true $(BIN)/caseload serve --demo
+	CASELOAD_DEBUG=true $(BIN)/caseload serve --demo --port $(PORT)
 
 test: lint types pytest
 
@@ -27,8 +29,22 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy .
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest
+
+# Debian's chromium for tests/browser (never a browser download of a tool's own). Where it
+# cannot be installed (not root, no apt-get, no registry) the browser test skips and says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium with apt-get for the GraphiQL browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends chromium fonts-liberation; } >/dev/null 2>&1 \
+	      || echo "could not install chromium: the GraphiQL browser test will be skipped"; \
+	  else \
+	    echo "chromium is missing and cannot be installed here (needs root and apt-get):" \
+	      "the GraphiQL browser test will be skipped"; \
+	  fi; }
 
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s

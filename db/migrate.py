@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class Migration(NamedTuple):
+    """The revision before and after an upgrade; None for an empty database."""
+
+    before: str | None
+    after: str | None
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -20,13 +31,33 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+@cache
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> Migration:
     if engine.url.get_backend_name() == "sqlite" and engine.url.database:
         database = engine.url.database
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    def run(connection: Connection) -> Migration:
+        before = _current(connection)
+        command.upgrade(alembic_config(connection), revision)
+        return Migration(before, _current(connection))
+
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+        return await conn.run_sync(run)
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:

@@ -109,6 +109,20 @@ PRESETS = {
 }
 
 
+# The demo's people, one per kind of user: (what they are, email, organisation slug).
+DEMO_USERS: tuple[tuple[str, str, str | None], ...] = (
+    ("support", SUPPORT_EMAIL, None),
+    ("super admin", "super.admin@oakwood.example", "oakwood"),
+    ("admin", "admin@oakwood.example", "oakwood"),
+    ("senior assessor", "senior.assessor@oakwood.example", "oakwood"),
+    ("manager", "manager@oakwood.example", "oakwood"),
+    ("assessor", "assessor@oakwood.example", "oakwood"),
+    ("training coordinator", "coordinator@oakwood.example", "oakwood"),
+    ("learner", "amira.khan@oakwood.example", "oakwood"),
+    ("external assessor", "jo.external@college.example", None),
+)
+
+
 @dataclass
 class DemoPeople:
     """Emails of the demo users, by what they are, for printing tokens."""
@@ -288,23 +302,13 @@ async def seed_demo(engine: AsyncEngine) -> DemoPeople:
     rng = random.Random(7)
     async with engine.begin() as conn:
         await ensure_support(conn)
-        people.by_role["support"] = (SUPPORT_EMAIL, None)
         exists = (
             await conn.execute(select(Organisation.id).where(Organisation.slug == "oakwood"))
         ).scalar()
         if exists is None:
             await _seed_demo_rows(conn, rng)
-    for role, email in (
-        ("super admin", "super.admin@oakwood.example"),
-        ("admin", "admin@oakwood.example"),
-        ("senior assessor", "senior.assessor@oakwood.example"),
-        ("manager", "manager@oakwood.example"),
-        ("assessor", "assessor@oakwood.example"),
-        ("training coordinator", "coordinator@oakwood.example"),
-        ("learner", "amira.khan@oakwood.example"),
-    ):
-        people.by_role[role] = (email, "oakwood")
-    people.by_role["external assessor"] = ("jo.external@college.example", None)
+    for role, email, org in DEMO_USERS:
+        people.by_role[role] = (email, org)
     return people
 
 

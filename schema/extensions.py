@@ -17,10 +17,12 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from resolvers.errors import OperationError, Unauthenticated
 from schema.context import RequestContext
+from schema.introspection import CacheKey, IntrospectionCache, refusal
 
 log = logging.getLogger("caseload.graphql")
 
@@ -31,6 +33,7 @@ class QueryLimits:
     max_aliases: int = 30
     max_tokens: int = 4000
     cache_size: int = 256
+    anonymous_introspection: bool = False
 
 
 def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
@@ -60,6 +63,9 @@ def is_introspection(ctx_document: object, operation_name: str | None) -> bool:
 class Operation(SchemaExtension):
     """One transaction per operation, committed only when a mutation ran without errors."""
 
+    def __init__(self, introspection: IntrospectionCache | None = None) -> None:
+        self.introspection = introspection  # None: anonymous introspection is refused
+
     def _ctx(self) -> RequestContext:
         ctx = self.execution_context.context
         assert isinstance(ctx, RequestContext)
@@ -74,15 +80,12 @@ class Operation(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self._ctx()
         ec = self.execution_context
-        if ctx.principal is None and not is_introspection(ec.graphql_document, ec.operation_name):
-            error = Unauthenticated(
-                ctx.auth_error or "Sign in first: send an Authorization header."
-            )
-            ec.result = GraphQLExecutionResult(
-                data=None,
-                errors=[GraphQLError(error.message, original_error=error)],
-            )
+        if ctx.principal is None:
+            key = anonymous_introspection(ctx, ec, self.introspection)
             yield
+            if key is not None and isinstance(ec.result, GraphQLExecutionResult):
+                assert self.introspection is not None
+                self.introspection.put(key, ec.result)
             return
         mutation = ec.operation_type == OperationType.MUTATION
         ctx.db.write_intent = mutation
@@ -95,6 +98,33 @@ class Operation(SchemaExtension):
                 await ctx.db.rollback()
         finally:
             await ctx.db.close()
+
+
+def anonymous_introspection(
+    ctx: RequestContext, ec: ExecutionContext, cache: IntrospectionCache | None
+) -> CacheKey | None:
+    """Without credentials only introspection runs, and only when enabled.
+
+    Sets the refusal or the cached answer as the result; otherwise returns the key under
+    which to keep the answer once it has run.
+    """
+    document = ec.graphql_document
+    message = ctx.auth_error or "Sign in first: send an Authorization header."
+    if document is not None and is_introspection(document, ec.operation_name):
+        if cache is None:
+            message = ctx.auth_error or "Sign in first: introspection needs credentials here."
+        else:
+            message = refusal(document) or ""
+    if message:
+        error = Unauthenticated(message)
+        ec.result = GraphQLExecutionResult(
+            data=None, errors=[GraphQLError(error.message, original_error=error)]
+        )
+        return None
+    assert cache is not None
+    key = cache.key(ec.query, ec.operation_name, ec.variables)
+    ec.result = cache.get(key)
+    return key if ec.result is None else None
 
 
 def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
@@ -134,12 +164,13 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
 
 def extensions(limits: QueryLimits) -> list[object]:
     rules = limit_rules(limits)
+    cache = IntrospectionCache() if limits.anonymous_introspection else None
     return [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: ParserCache(maxsize=limits.cache_size),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=limits.cache_size),
-        Operation,
+        lambda: Operation(cache),
     ]
 
 

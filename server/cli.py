@@ -1,23 +1,46 @@
-"""`caseload` — the command line (also `python -m server`)."""
+"""`caseload` — the command line (also `python -m server`).
+
+Every failure is one line on stderr, `caseload: <what went wrong>. <what to do>`, and a
+non-zero exit: 2 for usage and configuration, 1 for everything else.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import select, update
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import seed
-from db.base import utcnow
-from db.engine import create_engine
-from db.migrate import upgrade
-from db.models import ApiKey, Organisation, User, UserKind
+from db.base import Base, utcnow
+from db.engine import create_engine, normalise_url
+from db.migrate import Migration, upgrade
+from db.models import ApiKey, Membership, Organisation, User, UserKind
 from policies.vocabulary import MEMBERSHIP_ROLES, Role
-from server.settings import ConfigurationError, Settings
+from server.settings import ConfigurationError, Settings, jwt_secret
 from server.tokens import api_key_prefix, mint_token, new_api_key, parse_ttl
+
+T = TypeVar("T")
+
+
+class CommandError(Exception):
+    """A failure the user can act on; printed as one line, exit 1."""
+
+
+class UsageError(CommandError):
+    """Bad arguments; exit 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,8 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument(
-        "--demo", action="store_true", help="seed the demo organisation and print tokens"
+        "--demo",
+        action="store_true",
+        help="seed the demo, print tokens, and offer the demo users in GraphiQL",
     )
 
     db = commands.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
@@ -51,8 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     mint = tokens.add_parser("mint", help="print a JWT signed with the configured secret")
     mint.add_argument("--email", required=True)
-    mint.add_argument("--org")
-    mint.add_argument("--ttl", default="1h")
+    mint.add_argument("--org", help="organisation slug (staff in several organisations)")
+    mint.add_argument(
+        "--ttl", help="3600, 90m, 1h30m, 7d (default: CASELOAD_JWT_TTL_SECONDS, 3600)"
+    )
 
     keys = commands.add_parser("apikeys", help="API keys").add_subparsers(
         dest="apikeys_command", required=True
@@ -73,38 +101,101 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "CASELOAD_" + "_".join(str(p) for p in error["loc"]).upper()
+        return _fail(f"{name}: {error['msg']}. Fix the environment variable or .env", 2)
     try:
         return _run(args, settings)
     except ConfigurationError as exc:
-        print(f"caseload: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
     except CommandError as exc:
-        print(f"caseload: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc), 1)
+    except (SQLAlchemyError, OSError) as exc:
+        return _fail(database_problem(settings, exc), 1)
+    except Exception as exc:
+        if settings.debug:
+            raise
+        return _fail(
+            f"unexpected error: {type(exc).__name__}: {_first_line(exc)}. "
+            "Run again with CASELOAD_DEBUG=true to see the traceback",
+            1,
+        )
 
 
-class CommandError(Exception):
-    pass
+def _fail(message: str, status: int) -> int:
+    print(f"caseload: {message}", file=sys.stderr)
+    return status
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def database_problem(settings: Settings, exc: BaseException) -> str:
+    """One line saying why the database cannot be used, and what to do."""
+    url = make_url(normalise_url(settings.database_url))
+    shown = url.render_as_string(hide_password=True)
+    cause: BaseException = exc
+    while True:  # the driver's own exception says most
+        inner = getattr(cause, "orig", None) or cause.__cause__
+        if inner is None or inner is cause:
+            break
+        cause = inner
+    text = _first_line(cause)
+    hint = "Check CASELOAD_DATABASE_URL"
+    sqlite = settings.sqlite_path()
+    if sqlite is not None and not sqlite.exists():
+        what = "there is no database file yet"
+        hint = "Run `caseload db upgrade` (or `make serve` for the demo), or set CASELOAD_DATA_DIR"
+    elif isinstance(cause, ConnectionRefusedError) or "refused" in text.lower():
+        what = "the connection was refused"
+        hint = "Is the database server running there? Check CASELOAD_DATABASE_URL"
+    elif isinstance(cause, socket.gaierror):
+        what = f"cannot resolve host {url.host!r}"
+    elif type(cause).__name__ == "InvalidCatalogNameError" or (
+        "does not exist" in text and "database" in text
+    ):
+        what = f"database {url.database!r} does not exist"
+        server = f"-h {url.host or 'localhost'} -U {url.username or 'postgres'}"
+        hint = (
+            f"Create it (e.g. `createdb {server} {url.database}`) "
+            "or point CASELOAD_DATABASE_URL at another"
+        )
+    elif isinstance(exc, DBAPIError) and not exc.connection_invalidated and "no such table" in text:
+        what = "the database is not migrated"
+        hint = "Run `caseload db upgrade`"
+    else:
+        what = text
+    return f"cannot use the database at {shown}: {what}. {hint}"
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     match args.command:
         case "serve":
-            return _serve(settings, host=args.host, port=args.port, demo=args.demo)
+            return _serve(settings, args.host, args.port, args.workers, args.demo)
         case "db" if args.db_command == "upgrade":
-            asyncio.run(_with_engine(settings, lambda engine: upgrade(engine)))
-            print("database is up to date")
+            print(describe_migration(_async(settings, upgrade)))
         case "db":
-            asyncio.run(_seed(settings, args.preset, args.seed))
+            print(_async(settings, lambda engine: _seed(engine, args.preset, args.seed)))
         case "users":
-            asyncio.run(_create_support(settings, args.email, args.name))
+            print(_async(settings, lambda engine: _create_support(engine, args.email, args.name)))
         case "tokens":
-            print(mint_token(settings, email=args.email, org=args.org, ttl=parse_ttl(args.ttl)))
+            ttl = _ttl(args.ttl, settings)
+            _require_database(settings)
+            org = _async(settings, lambda engine: _token_subject(engine, args.email, args.org))
+            print(mint_token(settings, email=args.email, org=org, ttl=ttl))
         case "apikeys" if args.apikeys_command == "revoke":
-            asyncio.run(_revoke_api_key(settings, args.key))
+            _require_database(settings)
+            print(_async(settings, lambda engine: _revoke_api_key(engine, args.key)))
         case "apikeys":
-            print(asyncio.run(_create_api_key(settings, args.org, args.role, args.name)))
+            _require_database(settings)
+            print(_async(settings, lambda e: _create_api_key(e, args.org, args.role, args.name)))
         case "schema":
             from schema import schema
 
@@ -112,124 +203,246 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _with_engine(settings: Settings, work) -> object:  # type: ignore[no-untyped-def]
-    engine = create_engine(settings.database_url)
+def _async(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _require_database(settings: Settings) -> None:
+    """Commands that only read or add rows never create an empty SQLite file by accident."""
+    sqlite = settings.sqlite_path()
+    if sqlite is not None and not sqlite.exists():
+        raise CommandError(database_problem(settings, FileNotFoundError(sqlite)))
+
+
+def _ttl(text: str | None, settings: Settings) -> timedelta:
+    if text is None:
+        return timedelta(seconds=settings.jwt_ttl_seconds)
     try:
-        return await work(engine)
-    finally:
-        await engine.dispose()
+        return parse_ttl(text)
+    except ValueError as exc:
+        raise UsageError(f"--ttl: {exc}") from None
 
 
-async def _seed(settings: Settings, preset: str, number: int) -> None:
-    async def work(engine) -> None:  # type: ignore[no-untyped-def]
-        await upgrade(engine)
-        if preset == "demo":
-            await seed.seed_demo(engine)
-        else:
-            print(await seed.seed_preset(engine, preset, number))
-
-    await _with_engine(settings, work)
+def describe_migration(migration: Migration) -> str:
+    before, after = migration
+    if before == after:
+        return f"database already at {after} (the latest migration); nothing to apply"
+    return f"migrated from {before or '(empty)'} to {after}"
 
 
-async def _create_support(settings: Settings, email: str, name: str) -> None:
-    async def work(engine) -> None:  # type: ignore[no-untyped-def]
-        await upgrade(engine)
-        async with engine.begin() as conn:
-            existing = (
-                await conn.execute(select(User.kind).where(User.email == email.lower()))
+async def _row_counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        return {
+            table.name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            for table in Base.metadata.sorted_tables
+        }
+
+
+async def _seed(engine: AsyncEngine, preset: str, number: int) -> str:
+    migration = await upgrade(engine)
+    before = await _row_counts(engine)
+    if preset == "demo":
+        await seed.seed_demo(engine)
+    else:
+        await seed.seed_preset(engine, preset, number)
+    after = await _row_counts(engine)
+    created = [
+        f"{after[name] - before[name]} {name.replace('_', ' ')}"
+        for name in after
+        if after[name] != before[name]
+    ]
+    lines = [describe_migration(migration)] if migration.before != migration.after else []
+    lines.append(
+        f"{preset}: created " + ", ".join(created)
+        if created
+        else f"{preset}: nothing to create, the {preset} data is already there"
+    )
+    return "\n".join(lines)
+
+
+async def _create_support(engine: AsyncEngine, email: str, name: str) -> str:
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        existing = (
+            await conn.execute(select(User.kind).where(User.email == email.lower()))
+        ).scalar()
+        if existing is not None and existing != UserKind.SUPPORT:
+            raise CommandError(
+                f"{email} belongs to a user who is not support. Use another email address"
+            )
+        await seed.ensure_support(conn, email.strip().lower(), name)
+    return f"support user {email} is ready"
+
+
+async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> str | None:
+    """The `org` claim for a token of this person; CommandError when none would work."""
+    async with engine.connect() as conn:
+        user = (
+            await conn.execute(
+                select(User.id, User.kind).where(User.email == email.strip().lower())
+            )
+        ).first()
+        if user is None:
+            raise CommandError(
+                f"no user with email {email}. Check the address, or create the person first "
+                "(the demo's users are listed by `make serve`)"
+            )
+        if user.kind == UserKind.SERVICE:
+            raise CommandError(f"{email} is an API key's identity. Use the API key itself")
+        if user.kind != UserKind.STAFF:
+            if org is not None:
+                raise UsageError(
+                    f"{email} is {user.kind.value.lower().replace('_', ' ')} and acts in no "
+                    "organisation. Leave out --org"
+                )
+            return None
+        slugs = list(
+            (
+                await conn.execute(
+                    select(Organisation.slug)
+                    .join(Membership, Membership.organisation_id == Organisation.id)
+                    .where(Membership.user_id == user.id)
+                    .order_by(Organisation.slug)
+                )
+            ).scalars()
+        )
+        if org is not None:
+            if org in slugs:
+                return org
+            exists = (
+                await conn.execute(select(Organisation.id).where(Organisation.slug == org))
             ).scalar()
-            if existing is not None and existing != UserKind.SUPPORT:
-                raise CommandError(f"{email} belongs to a user who is not support")
-            await seed.ensure_support(conn, email.strip().lower(), name)
-        print(f"support user {email} is ready")
+            if exists is None:
+                raise CommandError(f"no organisation with slug {org!r}. Check --org")
+            raise CommandError(
+                f"{email} is not a member of {org!r}"
+                + (f"; their organisations: {', '.join(slugs)}" if slugs else "")
+                + ". Check --org"
+            )
+        if len(slugs) > 1:
+            raise UsageError(
+                f"{email} belongs to several organisations ({', '.join(slugs)}). "
+                "Pass --org with one of them"
+            )
+        if not slugs:
+            raise CommandError(f"{email} belongs to no organisation. Add them to one first")
+        return None
 
-    await _with_engine(settings, work)
 
-
-async def _create_api_key(settings: Settings, slug: str, roles: list[str], name: str) -> str:
+async def _create_api_key(engine: AsyncEngine, slug: str, roles: list[str], name: str) -> str:
     try:
         wanted = sorted({Role(r.upper()) for r in roles})
     except ValueError as exc:
-        raise CommandError(f"unknown role: {exc}") from exc
+        raise UsageError(f"unknown role: {exc}. Use organisation roles such as ADMIN") from exc
     if not set(wanted) <= MEMBERSHIP_ROLES:
-        raise CommandError("an API key holds organisation roles only")
+        raise UsageError("an API key holds organisation roles only. Use roles such as ADMIN")
 
-    async def work(engine) -> str:  # type: ignore[no-untyped-def]
-        from db.base import utcnow
-        from db.session import session_maker
+    from db.session import session_maker
 
-        async with session_maker(engine)() as session, session.begin():
-            org = (
-                await session.execute(select(Organisation).where(Organisation.slug == slug))
-            ).scalar()
-            if org is None:
-                raise CommandError(f"no organisation with slug {slug!r}")
-            key, prefix, digest = new_api_key()
-            user = User(
-                email=f"apikey-{prefix}@{slug}.keys.invalid",
+    async with session_maker(engine)() as session, session.begin():
+        org = (
+            await session.execute(select(Organisation).where(Organisation.slug == slug))
+        ).scalar()
+        if org is None:
+            raise CommandError(f"no organisation with slug {slug!r}. Check --org")
+        key, prefix, digest = new_api_key()
+        user = User(
+            email=f"apikey-{prefix}@{slug}.keys.invalid",
+            name=name,
+            kind=UserKind.SERVICE,
+            created_at=utcnow(),
+        )
+        session.add(user)
+        await session.flush()
+        session.add(
+            ApiKey(
+                organisation_id=org.id,
+                user_id=user.id,
                 name=name,
-                kind=UserKind.SERVICE,
+                prefix=prefix,
+                key_hash=digest,
+                roles=",".join(r.value for r in wanted),
                 created_at=utcnow(),
             )
-            session.add(user)
-            await session.flush()
-            session.add(
-                ApiKey(
-                    organisation_id=org.id,
-                    user_id=user.id,
-                    name=name,
-                    prefix=prefix,
-                    key_hash=digest,
-                    roles=",".join(r.value for r in wanted),
-                    created_at=utcnow(),
-                )
-            )
-        return key
-
-    result = await _with_engine(settings, work)
-    assert isinstance(result, str)
-    return result
+        )
+    return key
 
 
-async def _revoke_api_key(settings: Settings, key: str) -> None:
+async def _revoke_api_key(engine: AsyncEngine, key: str) -> str:
     prefix = api_key_prefix(key) or key.strip()
-
-    async def work(engine: AsyncEngine) -> None:
-        async with engine.begin() as conn:
-            revoked = await conn.execute(
-                update(ApiKey)
-                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-        if revoked.rowcount != 1:
-            raise CommandError(f"no active API key with prefix {prefix!r}")
-        print(f"API key {prefix} revoked")
-
-    await _with_engine(settings, work)
+    async with engine.begin() as conn:
+        revoked = await conn.execute(
+            update(ApiKey)
+            .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    if revoked.rowcount != 1:
+        raise CommandError(f"no active API key with prefix {prefix!r}. Check --key")
+    return f"API key {prefix} revoked"
 
 
-def _serve(settings: Settings, *, host: str, port: int, demo: bool) -> int:
+def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -> int:
     import uvicorn
 
-    from server.app import create_app
+    from server.logs import log_config
 
-    app = create_app(settings)
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
     if demo:
-        asyncio.run(_prepare_demo(settings, host, port))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+        # The workers build their settings from the environment.
+        os.environ["CASELOAD_DEMO"] = "true"
+        settings = settings.model_copy(update={"demo": True})
+    jwt_secret(settings)  # refuse to start without one; in debug or demo, make it now, once
+    migration = _async(settings, lambda engine: _prepare(engine, demo))
+    if migration.before != migration.after:
+        print(describe_migration(migration))
+    os.environ["CASELOAD_MIGRATE_ON_START"] = "false"  # done once here, not by every worker
+    if demo:
+        _print_demo(settings, host, port)
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(settings.log_level, settings.log_format),
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
     return 0
 
 
-async def _prepare_demo(settings: Settings, host: str, port: int) -> None:
-    async def work(engine: AsyncEngine) -> seed.DemoPeople:
-        await upgrade(engine)
-        return await seed.seed_demo(engine)
+async def _prepare(engine: AsyncEngine, demo: bool) -> Migration:
+    migration = await upgrade(engine)
+    if demo:
+        await seed.seed_demo(engine)
+    return migration
 
-    people = await _with_engine(settings, work)
-    assert isinstance(people, seed.DemoPeople)
-    url = f"http://{host}:{port}/graphql"
-    print(f"\nCaseload demo: open {url} and paste one of these as the request header:\n")
-    for role, (email, org) in people.by_role.items():
-        token = mint_token(settings, email=email, org=org, ttl=parse_ttl("12h"))
+
+def _print_demo(settings: Settings, host: str, port: int) -> None:
+    shown = f"[{host}]" if _is_ipv6(host) else host
+    url = f"http://{shown}:{port}/graphql"
+    print(
+        f"\nCaseload demo: open {url} and pick a demo user at the top of GraphiQL,\n"
+        "or send one of these as the Authorization header:\n"
+    )
+    for role, email, org in seed.DEMO_USERS:
+        token = mint_token(settings, email=email, org=org)
         print(f"  {role} ({email}):")
         print(f'    {{"Authorization": "Bearer {token}"}}\n')
+    command = sys.argv[0] if Path(sys.argv[0]).name == "caseload" else "python -m server"
+    print(f"Mint more with: {command} tokens mint --email assessor@oakwood.example\n", flush=True)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False

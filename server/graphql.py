@@ -1,25 +1,59 @@
-"""The GraphQL endpoint: builds one RequestContext per request."""
+"""The GraphQL endpoint: bodies checked before authentication; one RequestContext per request."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable
+from contextvars import ContextVar
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
 
 from db.base import utcnow
 from db.session import Database
+from policies.principal import Principal
 from resolvers.context import Limits
 from schema.context import RequestContext
 from server.auth import AuthFailure
+from server.http import (
+    HTTP_CODES,
+    ClientGone,
+    GraphQLBody,
+    Refused,
+    error_response,
+    read_graphql_body,
+)
+from server.logs import current_record
 from server.services import Services
+
+# The body read and checked in __call__, handed to parse_http_body within the same request.
+_body: ContextVar[GraphQLBody | None] = ContextVar("caseload_graphql_body", default=None)
+_FIRST_OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
+
+
+def describe(principal: Principal) -> str:
+    """How a principal appears in logs: `apikey:<id>` or `<kind>:<user id>`, never a credential."""
+    if principal.api_key_id is not None:
+        return f"apikey:{principal.api_key_id}"
+    return f"{principal.kind.value.lower()}:{principal.user_id}"
 
 
 class CaseloadGraphQL(GraphQL[RequestContext, None]):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
-        super().__init__(services.schema, **kwargs)
+    def __init__(
+        self, services: Services, render_page: Callable[[Request], Response] | None = None
+    ) -> None:
+        super().__init__(
+            services.schema,
+            graphql_ide="graphiql" if render_page is not None else None,
+            allow_queries_via_get=True,
+        )
         self.services = services
+        self.render_page = render_page
         settings = services.settings
         self.limits = Limits(
             default_page_size=settings.default_page_size,
@@ -27,11 +61,71 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             max_bulk_items=settings.max_bulk_items,
         )
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response: Response
+        try:
+            if request.method == "POST":
+                # Before authentication and before Strawberry: nothing runs on a refused body.
+                body = await read_graphql_body(request, self.services.settings.max_body_bytes)
+                _record_operation(body.operation_name, body.query)
+            else:
+                body = None
+            token = _body.set(body)
+            try:
+                response = await self.run(request)
+            finally:
+                _body.reset(token)
+        except ClientGone:
+            return
+        except Refused as refused:
+            _record_codes([refused.code])
+            response = refused.response()
+        except HTTPException as exc:
+            code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+            _record_codes([code])
+            headers = {"Allow": "GET, POST"} if exc.status_code == 405 else None
+            response = error_response(exc.status_code, code, exc.reason, headers)
+        await response(scope, receive, send)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        body = _body.get()
+        if body is not None:
+            return GraphQLRequestData(
+                query=body.query,
+                variables=body.variables,
+                operation_name=body.operation_name,
+                extensions=body.extensions,
+                protocol="http",
+            )
+        data = await super().parse_http_body(request)  # GET: the query string
+        if isinstance(data, GraphQLRequestData):
+            _record_operation(data.operation_name, data.query)
+        return data
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        assert self.render_page is not None
+        return self.render_page(request)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        if result.errors:
+            _record_codes(
+                [str((e.extensions or {}).get("code") or "GRAPHQL_ERROR") for e in result.errors]
+            )
+        return await super().process_result(request, result)
+
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         services = self.services
         now = utcnow()
         found = await services.authenticator.authenticate(request.headers.get("authorization"), now)
         principal = None if isinstance(found, AuthFailure) else found
+        record = current_record()
+        if record is not None and principal is not None:
+            record.principal = describe(principal)
         said = request.headers.get("x-caseload-client") or request.headers.get("user-agent")
         return RequestContext(
             db=Database(services.maker),
@@ -46,3 +140,19 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             auth_error=found.message if isinstance(found, AuthFailure) else None,
             debug=services.settings.debug,
         )
+
+
+def _record_operation(name: str | None, query: str | None) -> None:
+    record = current_record()
+    if record is None:
+        return
+    if name is None and query is not None:
+        match = _FIRST_OPERATION.match(query)
+        name = match[1] if match else None
+    record.operation = name[:100] if name else None
+
+
+def _record_codes(codes: list[str]) -> None:
+    record = current_record()
+    if record is not None:
+        record.codes = sorted(set(codes))

@@ -13,6 +13,7 @@ from policies.enforcer import PolicyStore
 from schema import build_schema
 from schema.extensions import QueryLimits
 from server.auth import Authenticator
+from server.logs import count_statements
 from server.settings import Settings, jwt_secret
 
 
@@ -28,13 +29,19 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         secret = jwt_secret(settings)  # refuse to start without one (outside debug)
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        count_statements(engine)
         maker = session_maker(engine)
         schema = build_schema(
             QueryLimits(
                 max_depth=settings.max_query_depth,
                 max_aliases=settings.max_aliases,
                 max_tokens=settings.max_tokens,
+                anonymous_introspection=settings.anonymous_introspection_enabled,
             )
         )
         return cls(

@@ -5,23 +5,49 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_data_dir() -> Path:
+    """`var/` of the checkout the code runs from; else the user's data directory.
+
+    Resolved from the package's location, never the working directory, so that the server
+    and the command line find the same database and development secret wherever they run.
+    """
+    pyproject = PROJECT_ROOT / "pyproject.toml"
+    if pyproject.is_file() and 'name = "caseload"' in pyproject.read_text():
+        return PROJECT_ROOT / "var"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "caseload"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CASELOAD_", env_file=".env", extra="ignore")
 
-    database_url: str = "sqlite+aiosqlite:///var/caseload.sqlite3"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str = ""  # default: SQLite in data_dir
+    db_pool_size: int = 10
+    db_max_overflow: int = 0
     jwt_secret: SecretStr | None = None
     jwt_issuer: str = "caseload"
     jwt_audience: str = "caseload-api"
     jwt_ttl_seconds: int = 3600
     debug: bool = False
+    demo: bool = False
     migrate_on_start: bool = True
-    data_dir: Path = Path("var")
+
+    graphiql: bool | None = None  # default: on in debug or demo
+    anonymous_introspection: bool | None = None  # default: on in debug or demo
+    allowed_origins: str = ""  # comma-separated origins allowed by CORS
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     default_page_size: int = 50
     max_page_size: int = 500
@@ -30,9 +56,63 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 4000
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: object) -> object:
+        if value is None or value == "":
+            return default_data_dir()
+        return Path(str(value)).expanduser().resolve()
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _split(value):
+            url = origin.split("://", 1)
+            if origin != "*" and (
+                len(url) != 2 or url[0] not in ("http", "https") or "/" in url[1] or not url[1]
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], "
+                    "e.g. https://app.example"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'caseload.sqlite3'}"
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else self.debug or self.demo
+
+    @property
+    def anonymous_introspection_enabled(self) -> bool:
+        if self.anonymous_introspection is not None:
+            return self.anonymous_introspection
+        return self.debug or self.demo
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.rstrip("/") for o in _split(self.allowed_origins)]
+
+    @property
+    def secret_path(self) -> Path:
+        """Where the development secret lives (debug and demo only)."""
+        return self.data_dir / "jwt-secret"
 
     def sqlite_path(self) -> Path | None:
         if not self.is_sqlite:
@@ -41,26 +121,47 @@ class Settings(BaseSettings):
         return None if not database or database == ":memory:" else Path(database)
 
 
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 class ConfigurationError(RuntimeError):
     pass
 
 
-def jwt_secret(settings: Settings) -> str:
-    """The configured secret; in debug, one generated on first start and kept on disk."""
+def jwt_secret(settings: Settings, *, existing_ok: bool = False) -> str:
+    """The configured secret; in debug or demo, one generated on first use and kept on disk.
+
+    `existing_ok` lets a tool that only signs (`caseload tokens mint`) use a development
+    secret that a demo server already made, without turning debug on.
+    """
     if settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
         return settings.jwt_secret.get_secret_value()
-    if not settings.debug:
+    path = settings.secret_path
+    if existing_ok and path.is_file():
+        return path.read_text().strip()
+    if not (settings.debug or settings.demo):
         raise ConfigurationError(
             "CASELOAD_JWT_SECRET is not set. Set it to a long random string "
             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
-            "or set CASELOAD_DEBUG=true for a development secret kept beside the database."
+            f"or set CASELOAD_DEBUG=true for a development secret kept in {path} "
+            "(the demo, `make serve`, makes one there)."
         )
-    sqlite = settings.sqlite_path()
-    folder = sqlite.parent if sqlite is not None else settings.data_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "jwt-secret"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
+        _create_secret(path)
     return path.read_text().strip()
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new secret atomically: several processes starting at once agree on one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another process made it first; use theirs
+    finally:
+        draft.unlink()

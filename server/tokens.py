@@ -16,13 +16,27 @@ ALGORITHM = "HS256"
 API_KEY_SCHEME = "ck"
 
 
+TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_TTL = timedelta(days=366)
+
+
 def parse_ttl(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if not match:
-        raise ValueError("TTL looks like 30m, 1h or 7d")
-    amount, unit = int(match[1]), match[2]
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    return timedelta(**{units[unit]: amount})
+    """`3600` (seconds), `90m`, `1h30m`, `7d`: positive, at most a year."""
+    value = text.strip().lower()
+    if value.isascii() and value.isdigit():
+        seconds = int(value)
+    elif re.fullmatch(r"(\d+[smhd])+", value) and value.isascii():
+        seconds = sum(
+            int(amount) * TTL_UNITS[unit] for amount, unit in re.findall(r"(\d+)([smhd])", value)
+        )
+    else:
+        raise ValueError(
+            f"TTL {text!r} is not a duration: write seconds (3600) or amounts with units "
+            "s, m, h, d (90m, 1h30m, 7d)"
+        )
+    if not 0 < seconds <= MAX_TTL.total_seconds():
+        raise ValueError(f"TTL {text!r} must be more than 0 seconds and at most 366 days")
+    return timedelta(seconds=seconds)
 
 
 def mint_token(
@@ -38,7 +52,7 @@ def mint_token(
     }
     if org:
         claims["org"] = org
-    return jwt.encode(claims, jwt_secret(settings), algorithm=ALGORITHM)
+    return jwt.encode(claims, jwt_secret(settings, existing_ok=True), algorithm=ALGORITHM)
 
 
 def decode_token(settings: Settings, secret: str, token: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -134,6 +134,45 @@ async def api(services: Services) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://caseload.test") as client:
         yield Api(client, services.settings)
+
+
+@pytest.fixture
+async def empty_database(database: Backend, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a database with no tables yet, of the test's kind."""
+    if database.name == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"caseload_empty_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+AppFactory = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def api_with(backend: Backend) -> AsyncIterator[AppFactory]:
+    """Build the app with settings overridden, e.g. `await api_with(graphiql=True)`."""
+    opened: list[tuple[Services, httpx.AsyncClient]] = []
+
+    async def build(**overrides: object) -> Api:
+        built = Services.build(make_settings(backend.url, **overrides))
+        transport = httpx.ASGITransport(app=create_app(services=built))
+        client = httpx.AsyncClient(transport=transport, base_url="http://caseload.test")
+        opened.append((built, client))
+        return Api(client, built.settings)
+
+    yield build
+    for built, client in opened:
+        await client.aclose()
+        await built.aclose()
 
 
 @pytest.fixture

@@ -1,28 +1,59 @@
-"""The command line, against real databases."""
+"""The command line, against real databases: what it says, what it makes, how it fails."""
 
 from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 
+from db.migrate import head_revision
 from schema import schema
 from server.app import create_app
 from server.cli import main
 from server.services import Services
-from tests.conftest import TEST_SECRET, Backend, make_settings
+from server.settings import PROJECT_ROOT, Settings, jwt_secret
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET, Backend, make_settings
 
 
 @pytest.fixture
-def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+def env(backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Backend:
     monkeypatch.setenv("CASELOAD_DATABASE_URL", backend.url)
     monkeypatch.setenv("CASELOAD_JWT_SECRET", TEST_SECRET)
     monkeypatch.setenv("CASELOAD_DEBUG", "false")
+    monkeypatch.setenv("CASELOAD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CASELOAD_JWT_TTL_SECONDS", raising=False)
     return backend
 
 
-async def _post(backend: Backend, header: str, query: str) -> dict[str, object]:
-    services = Services.build(make_settings(backend.url))
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    async def __call__(self, *argv: str, status: int = 0) -> str:
+        """Run `caseload ARGV` (in a thread: it runs its own event loop); its stdout."""
+        self.capsys.readouterr()
+        code = await asyncio.to_thread(main, list(argv))
+        out, err = self.capsys.readouterr()
+        if status == 0:
+            assert code == 0, err
+            return out.strip()
+        assert code == status, (out, err)
+        assert err.startswith("caseload: ") and err.count("\n") == 1, err  # one line
+        assert "Traceback" not in err
+        return err.strip()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(capsys)
+
+
+async def _post(url: str, header: str, query: str, **settings: object) -> dict[str, object]:
+    services = Services.build(make_settings(url, **settings))
     transport = httpx.ASGITransport(app=create_app(services=services))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -34,23 +65,19 @@ async def _post(backend: Backend, header: str, query: str) -> dict[str, object]:
         await services.aclose()
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    assert main(list(argv)) == 0
-    return capsys.readouterr().out.strip()
+def _claims(token: str, secret: str = TEST_SECRET) -> dict[str, object]:
+    return jwt.decode(token, secret, algorithms=["HS256"], audience="caseload-api")
 
 
-async def test_seed_demo_then_mint_tokens_and_keys(
-    env: Backend, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The CLI runs its own event loop; run it in a worker thread from this async test.
-    import asyncio
+async def test_seed_demo_then_mint_tokens_and_keys(env: Backend, cli: Cli) -> None:
+    out = await cli("db", "seed", "--preset", "demo")
+    assert out.startswith("demo: created 2 organisations, 10 users,"), out
+    assert "35 learners" in out and "42 apprentice records" in out
+    assert await cli("db", "seed", "--preset", "demo") == (
+        "demo: nothing to create, the demo data is already there"
+    )
 
-    await asyncio.to_thread(main, ["db", "seed", "--preset", "demo"])
-    await asyncio.to_thread(main, ["db", "seed", "--preset", "demo"])  # idempotent
-    capsys.readouterr()
-
-    token = _run(
-        capsys,
+    token = await cli(
         "tokens",
         "mint",
         "--email",
@@ -60,67 +87,212 @@ async def test_seed_demo_then_mint_tokens_and_keys(
         "--ttl",
         "5m",
     )
-    claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"], audience="caseload-api")
+    claims = _claims(token)
     assert claims["sub"] == "super.admin@oakwood.example" and claims["org"] == "oakwood"
-    assert claims["exp"] - claims["iat"] == 300
-    body = await _post(env, f"Bearer {token}", "{ viewer { roles } learners { totalCount } }")
+    assert claims["exp"] - claims["iat"] == 300  # type: ignore[operator]
+    body = await _post(env.url, f"Bearer {token}", "{ viewer { roles } learners { totalCount } }")
     assert body == {"data": {"viewer": {"roles": ["SUPER_ADMIN"]}, "learners": {"totalCount": 25}}}
 
-    key = await asyncio.to_thread(
-        lambda: main(["apikeys", "create", "--org", "oakwood", "--role", "ADMIN", "--name", "MIS"])
-    )
-    assert key == 0
-    printed = capsys.readouterr().out.strip()
-    assert printed.startswith("ck_")
-    body = await _post(env, f"ApiKey {printed}", "{ viewer { roles user { name } } }")
+    key = await cli("apikeys", "create", "--org", "oakwood", "--role", "ADMIN", "--name", "MIS")
+    assert key.startswith("ck_")
+    body = await _post(env.url, f"ApiKey {key}", "{ viewer { roles user { name } } }")
     assert body == {"data": {"viewer": {"roles": ["ADMIN"], "user": {"name": "MIS"}}}}
-    assert await asyncio.to_thread(main, ["apikeys", "revoke", "--key", printed]) == 0
-    body = await _post(env, f"ApiKey {printed}", "{ viewer { roles } }")
+    await cli("apikeys", "revoke", "--key", key)
+    body = await _post(env.url, f"ApiKey {key}", "{ viewer { roles } }")
     assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}  # type: ignore[index]
-    assert await asyncio.to_thread(main, ["apikeys", "revoke", "--key", printed]) == 1
-    assert "no active API key" in capsys.readouterr().err
+    assert "no active API key" in await cli("apikeys", "revoke", "--key", key, status=1)
 
-    external = _run(capsys, "tokens", "mint", "--email", "jo.external@college.example")
+    external = await cli("tokens", "mint", "--email", "jo.external@college.example")
     body = await _post(
-        env, f"Bearer {external}", "{ learners { totalCount } staff { totalCount } }"
+        env.url, f"Bearer {external}", "{ learners { totalCount } staff { totalCount } }"
     )
     assert body == {"data": {"learners": {"totalCount": 3}, "staff": {"totalCount": 0}}}
 
 
-async def test_create_support_user(env: Backend, capsys: pytest.CaptureFixture[str]) -> None:
-    import asyncio
-
-    assert (
-        await asyncio.to_thread(
-            main, ["users", "create-support", "--email", "Desk@Vendor.example", "--name", "Desk"]
-        )
-        == 0
+async def test_mint_refuses_people_and_organisations_that_do_not_fit(
+    env: Backend, cli: Cli
+) -> None:
+    await cli("db", "seed", "--preset", "demo")
+    assert "no user with email nobody@oakwood.example" in await cli(
+        "tokens", "mint", "--email", "nobody@oakwood.example", status=1
     )
-    capsys.readouterr()
-    token = _run(capsys, "tokens", "mint", "--email", "desk@vendor.example")
-    body = await _post(env, f"Bearer {token}", "{ viewer { roles user { name } } }")
+    assert "no organisation with slug 'nowhere'" in await cli(
+        "tokens", "mint", "--email", "admin@oakwood.example", "--org", "nowhere", status=1
+    )
+    assert "is not a member of 'riverside'; their organisations: oakwood" in await cli(
+        "tokens", "mint", "--email", "admin@oakwood.example", "--org", "riverside", status=1
+    )
+    assert "acts in no organisation. Leave out --org" in await cli(
+        "tokens", "mint", "--email", "support@caseload.example", "--org", "oakwood", status=2
+    )
+    # One membership: no --org needed, and the server accepts the token without `org`.
+    token = await cli("tokens", "mint", "--email", "Admin@Oakwood.example")
+    assert "org" not in _claims(token)
+    body = await _post(env.url, f"Bearer {token}", "{ viewer { roles } }")
+    assert body == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+
+
+async def test_mint_asks_for_org_when_the_person_has_several(env: Backend, cli: Cli) -> None:
+    from tests.factories import World
+
+    world = World(env.engine)
+    first, second = await world.organisation(slug="first"), await world.organisation(slug="second")
+    person = await world.staff(first, "ADMIN")
+    await world.staff(second, "ASSESSOR", user=person)
+    assert "several organisations (first, second). Pass --org" in await cli(
+        "tokens", "mint", "--email", person.email, status=2
+    )
+    assert (
+        _claims(await cli("tokens", "mint", "--email", person.email, "--org", "second"))["org"]
+        == "second"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ttl", "seconds"), [("3600", 3600), ("1h30m", 5400), ("90m", 5400), ("7d", 604800)]
+)
+async def test_ttl_forms(env: Backend, cli: Cli, ttl: str, seconds: int) -> None:
+    await cli("db", "seed", "--preset", "demo")
+    token = await cli("tokens", "mint", "--email", "admin@oakwood.example", "--ttl", ttl)
+    claims = _claims(token)
+    assert claims["exp"] - claims["iat"] == seconds  # type: ignore[operator]
+
+
+async def test_bad_ttls_are_one_line(env: Backend, cli: Cli) -> None:
+    for ttl in ("1x", "h", "-5", "0", "1.5h", "400d", "٣"):
+        message = await cli("tokens", "mint", "--email", "a@b.example", "--ttl", ttl, status=2)
+        assert message.startswith("caseload: --ttl: TTL"), message
+
+
+async def test_the_ttl_setting_is_the_default(
+    env: Backend, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await cli("db", "seed", "--preset", "demo")
+    monkeypatch.setenv("CASELOAD_JWT_TTL_SECONDS", "120")
+    claims = _claims(await cli("tokens", "mint", "--email", "admin@oakwood.example"))
+    assert claims["exp"] - claims["iat"] == 120  # type: ignore[operator]
+
+
+async def test_mint_uses_the_demo_secret_without_debug(
+    env: Backend, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    await cli("db", "seed", "--preset", "demo")
+    monkeypatch.delenv("CASELOAD_JWT_SECRET")
+    assert "CASELOAD_JWT_SECRET is not set" in await cli(
+        "tokens", "mint", "--email", "admin@oakwood.example", status=2
+    )
+    # The demo server (debug) made its secret in the data directory...
+    demo_secret = jwt_secret(Settings(_env_file=None, debug=True))
+    assert (tmp_path / "data" / "jwt-secret").read_text().strip() == demo_secret
+    # ...and `tokens mint`, without debug and from any directory, signs with it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    token = await cli("tokens", "mint", "--email", "admin@oakwood.example")
+    body = await _post(
+        env.url,
+        f"Bearer {token}",
+        "{ viewer { roles } }",
+        jwt_secret=None,
+        debug=True,
+        data_dir=tmp_path / "data",
+    )
+    assert body == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+
+
+def test_one_data_directory_wherever_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CASELOAD_DATA_DIR", raising=False)
+    monkeypatch.delenv("CASELOAD_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(_env_file=None)
+    assert settings.data_dir == PROJECT_ROOT / "var"
+    assert (
+        settings.database_url == f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'caseload.sqlite3'}"
+    )
+    assert settings.secret_path == PROJECT_ROOT / "var" / "jwt-secret"
+    monkeypatch.setenv("CASELOAD_DATA_DIR", "relative")
+    assert Settings(_env_file=None).data_dir == tmp_path / "relative"
+    # Installed outside a checkout: the user's data directory.
+    monkeypatch.delenv("CASELOAD_DATA_DIR")
+    monkeypatch.setattr("server.settings.PROJECT_ROOT", tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert Settings(_env_file=None).data_dir == tmp_path / "xdg" / "caseload"
+
+
+async def test_upgrade_says_what_it_applied(
+    empty_database: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASELOAD_DATABASE_URL", empty_database)
+    assert await cli("db", "upgrade") == f"migrated from (empty) to {head_revision()}"
+    assert await cli("db", "upgrade") == (
+        f"database already at {head_revision()} (the latest migration); nothing to apply"
+    )
+
+
+async def test_unreachable_databases_are_one_line_with_a_hint(
+    env: Backend, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CASELOAD_DATABASE_URL", "postgresql://postgres:pw@127.0.0.1:1/caseload")
+    message = await cli("db", "upgrade", status=1)
+    assert message == (
+        "caseload: cannot use the database at postgresql+asyncpg://postgres:***@127.0.0.1:1/"
+        "caseload: the connection was refused. Is the database server running there? "
+        "Check CASELOAD_DATABASE_URL"
+    )
+    assert "pw" not in message
+    missing = tmp_path / "data" / "caseload.sqlite3"
+    monkeypatch.setenv("CASELOAD_DATABASE_URL", f"sqlite:///{missing}")
+    assert "there is no database file yet. Run `caseload db upgrade`" in await cli(
+        "tokens", "mint", "--email", "a@b.example", status=1
+    )
+    assert not missing.exists()
+
+
+async def test_a_missing_postgresql_database_is_named(
+    postgresql_backend: Backend, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/caseload_no_such_database"
+    monkeypatch.setenv("CASELOAD_DATABASE_URL", url)
+    monkeypatch.setenv("CASELOAD_JWT_SECRET", TEST_SECRET)
+    for argv in (["db", "upgrade"], ["db", "seed", "--preset", "demo"], ["serve", "--port", "1"]):
+        message = await cli(*argv, status=1)
+        assert re.search(
+            r"database 'caseload_no_such_database' does not exist\. Create it \(e\.g\. "
+            r"`createdb -h \S+ -U \S+ caseload_no_such_database`\)",
+            message,
+        ), message
+
+
+async def test_bad_settings_and_arguments_are_one_line(
+    env: Backend, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASELOAD_MAX_PAGE_SIZE", "lots")
+    assert "CASELOAD_MAX_PAGE_SIZE: Input should be a valid integer" in await cli(
+        "db", "upgrade", status=2
+    )
+    monkeypatch.delenv("CASELOAD_MAX_PAGE_SIZE")
+    assert "--workers must be at least 1" in await cli("serve", "--workers", "0", status=2)
+
+
+async def test_create_support_user(env: Backend, cli: Cli) -> None:
+    assert await cli(
+        "users", "create-support", "--email", "Desk@Vendor.example", "--name", "Desk"
+    ) == ("support user Desk@Vendor.example is ready")
+    token = await cli("tokens", "mint", "--email", "desk@vendor.example")
+    body = await _post(env.url, f"Bearer {token}", "{ viewer { roles user { name } } }")
     assert body == {"data": {"viewer": {"roles": ["SUPPORT"], "user": {"name": "Desk"}}}}
 
 
-async def test_api_key_for_unknown_organisation_or_role(
-    env: Backend, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import asyncio
-
-    assert (
-        await asyncio.to_thread(
-            main, ["apikeys", "create", "--org", "nope", "--role", "ADMIN", "--name", "x"]
-        )
-        == 1
+async def test_api_key_for_unknown_organisation_or_role(env: Backend, cli: Cli) -> None:
+    assert "no organisation with slug 'nope'" in await cli(
+        "apikeys", "create", "--org", "nope", "--role", "ADMIN", "--name", "x", status=1
     )
-    assert (
-        await asyncio.to_thread(
-            main, ["apikeys", "create", "--org", "nope", "--role", "WIZARD", "--name", "x"]
-        )
-        == 1
+    assert "unknown role" in await cli(
+        "apikeys", "create", "--org", "nope", "--role", "WIZARD", "--name", "x", status=2
     )
-    assert "unknown role" in capsys.readouterr().err
 
 
-def test_schema_export(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(capsys, "schema", "export") == schema.as_str().strip()
+async def test_schema_export(cli: Cli) -> None:
+    assert await cli("schema", "export") == schema.as_str().strip()

@@ -12,8 +12,7 @@ from server.settings import ConfigurationError, Settings, jwt_secret
 
 
 def _settings(tmp_path: Path, **values: object) -> Settings:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'caseload.sqlite3'}"
-    return Settings(_env_file=None, database_url=url, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, data_dir=tmp_path / "data", **values)  # type: ignore[arg-type]
 
 
 def test_missing_secret_is_refused_outside_debug(tmp_path: Path) -> None:
@@ -21,13 +20,16 @@ def test_missing_secret_is_refused_outside_debug(tmp_path: Path) -> None:
         jwt_secret(_settings(tmp_path, debug=False))
 
 
-def test_debug_generates_a_secret_beside_the_database_and_keeps_it(tmp_path: Path) -> None:
+def test_debug_generates_a_secret_in_the_data_directory_and_keeps_it(tmp_path: Path) -> None:
     settings = _settings(tmp_path, debug=True)
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'caseload.sqlite3'}"
     first = jwt_secret(settings)
     path = tmp_path / "data" / "jwt-secret"
     assert path.exists() and len(first) >= 40
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert jwt_secret(settings) == first
+    assert jwt_secret(_settings(tmp_path, demo=True)) == first  # the demo uses it too
+    assert list(path.parent.iterdir()) == [path]  # no drafts left behind
 
 
 def test_configured_secret_wins(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ async def test_no_credentials_is_unauthenticated(api: Api) -> None:
     assert_denied(await api.post(VIEWER), "UNAUTHENTICATED")
 
 
-async def test_introspection_needs_no_credentials(api: Api) -> None:
-    result = await api.post("{ __schema { queryType { name } } }")
-    assert result.ok() == {"__schema": {"queryType": {"name": "Query"}}}
+async def test_introspection_needs_credentials_outside_debug(api: Api) -> None:
+    # tests/api/test_introspection.py covers CASELOAD_ANONYMOUS_INTROSPECTION.
+    assert_denied(await api.post("{ __schema { queryType { name } } }"), "UNAUTHENTICATED")
 
 
 async def test_expired_token_is_unauthenticated(api: Api, world: World) -> None:

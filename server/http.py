@@ -1,0 +1,135 @@
+"""The HTTP envelope of /graphql: bodies read, capped and checked before anything else runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive
+
+MAX_JSON_DEPTH = 64
+HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was read: there is nobody to answer."""
+
+
+@dataclass
+class Refused(Exception):
+    """A request refused at the HTTP level, answered with a JSON `errors` body."""
+
+    status: int
+    code: str
+    message: str
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+        headers=headers,
+    )
+
+
+@dataclass(frozen=True)
+class GraphQLBody:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+async def read_graphql_body(request: Request, limit: int) -> GraphQLBody:
+    """Read, cap and parse a POST body; Refused or ClientGone otherwise."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise Refused(
+            415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as Content-Type: application/json."
+        )
+    raw = await read_capped(request.receive, request.headers.get("content-length"), limit)
+    return parse_graphql_body(raw)
+
+
+async def read_capped(receive: Receive, content_length: str | None, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    too_large = Refused(413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes.")
+    if content_length is not None:
+        if not content_length.isascii() or not content_length.strip().isdigit():
+            raise Refused(400, "BAD_REQUEST", "The Content-Length header is not a number.")
+        if int(content_length) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_graphql_body(raw: bytes) -> GraphQLBody:
+    try:
+        data = json.loads(raw, parse_constant=_no_constants)
+    except RecursionError:
+        raise too_deep() from None
+    except ValueError:
+        raise Refused(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise Refused(
+            400,
+            "BAD_REQUEST",
+            'The request body must be one JSON object, {"query": ...}; batches are not accepted.',
+        )
+    if nesting_exceeds(data, MAX_JSON_DEPTH):
+        raise too_deep()
+    query = data.get("query")
+    variables = data.get("variables")
+    operation_name = data.get("operationName")
+    extensions = data.get("extensions")
+    if not isinstance(query, str) or not query.strip():
+        raise Refused(400, "BAD_REQUEST", "`query` must be a non-empty string.")
+    if variables is not None and not isinstance(variables, dict):
+        raise Refused(400, "BAD_REQUEST", "`variables` must be an object or null.")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise Refused(400, "BAD_REQUEST", "`operationName` must be a string or null.")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise Refused(400, "BAD_REQUEST", "`extensions` must be an object or null.")
+    return GraphQLBody(query, variables, operation_name, extensions)
+
+
+def too_deep() -> Refused:
+    return Refused(
+        400, "BAD_REQUEST", f"The request body is nested deeper than {MAX_JSON_DEPTH} levels."
+    )
+
+
+def nesting_exceeds(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and arrays nest deeper than `limit` (the outermost counts as 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                if depth == limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False

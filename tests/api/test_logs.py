@@ -1,0 +1,159 @@
+"""One access line per request with the fields an operator needs, and never a credential."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from server.logs import JsonFormatter, TextFormatter, log_config
+from tests.api.test_auth import _api_key
+from tests.conftest import AppFactory, Backend
+from tests.factories import World
+from tests.helpers import Api
+
+QUERY = "query Caseload { viewer { roles } learners(first: 5) { totalCount } }"
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [r.access for r in caplog.records if r.name == "caseload.access"]  # type: ignore[attr-defined]
+
+
+def _everything_logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured record as both formats would write it."""
+    json_format, text_format = JsonFormatter(), TextFormatter()
+    return "\n".join(f"{json_format.format(r)}\n{text_format.format(r)}" for r in caplog.records)
+
+
+async def test_one_json_line_per_request_with_its_fields(
+    api: Api, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    token = api.token(admin, org)
+    caplog.set_level(logging.INFO, logger="caseload.access")
+    response = await api.client.post(
+        "/graphql",
+        json={"query": QUERY},
+        headers={"Authorization": f"Bearer {token}", "X-Request-Id": "trace-1"},
+    )
+    assert response.status_code == 200 and response.headers["X-Request-Id"] == "trace-1"
+    (record,) = [r for r in caplog.records if r.name == "caseload.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line.pop("time").endswith("+00:00")
+    duration = line.pop("duration_ms")
+    assert isinstance(duration, float) and duration > 0
+    statements = line.pop("sql_statements")
+    assert 3 <= statements <= 12, statements  # authentication, then the two root fields
+    assert line == {
+        "level": "INFO",
+        "logger": "caseload.access",
+        "request_id": "trace-1",
+        "method": "POST",
+        "path": "/graphql",
+        "status": 200,
+        "principal": f"staff:{admin.id}",
+        "operation": "Caseload",
+        "outcome": "ok",
+        "codes": [],
+    }
+    assert token not in _everything_logged(caplog)
+
+
+async def test_outcomes_codes_and_principals(
+    api: Api, world: World, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await _api_key(backend, world, "ADMIN")
+    caplog.set_level(logging.INFO, logger="caseload.access")
+    await api.post("{ viewer { roles } }", headers={"Authorization": f"ApiKey {key}"})
+    await api.post(
+        'mutation Nope { createOrganisation(input: {name: "x", slug: "x"}) { __typename } }',
+        headers={"Authorization": f"ApiKey {key}"},
+    )
+    await api.post("{ viewer { roles } }", headers={"Authorization": "Bearer forged"})
+    await api.client.get("/readyz")
+    first, forbidden, unauthenticated, ready = _lines(caplog)
+    assert first["principal"].startswith("apikey:") and first["outcome"] == "ok"
+    assert (forbidden["operation"], forbidden["outcome"], forbidden["codes"]) == (
+        "Nope",
+        "graphql_errors",
+        ["FORBIDDEN"],
+    )
+    assert unauthenticated["principal"] is None
+    assert unauthenticated["codes"] == ["UNAUTHENTICATED"]
+    assert ready["path"] == "/readyz" and ready["sql_statements"] >= 1
+    assert key not in _everything_logged(caplog)
+    assert key.split("_")[2] not in _everything_logged(caplog)
+
+
+async def test_unexpected_errors_are_logged_with_their_stack_never_answered(
+    api: Api, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resolvers.people
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    token = api.token(admin, org)
+
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("resolver exploded")
+
+    monkeypatch.setattr(resolvers.people, "viewer", explode)
+    caplog.set_level(logging.INFO)
+    result = await api.post("{ viewer { roles } }", headers={"Authorization": f"Bearer {token}"})
+    assert result.errors[0]["message"] == "Unexpected error."
+    assert "Traceback" not in json.dumps(result.body)
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    logged = json.loads(JsonFormatter().format(error))
+    assert "resolver exploded" in logged["stack"] and "Traceback" in logged["stack"]
+    assert logged["request_id"] == _lines(caplog)[0]["request_id"]
+    assert _lines(caplog)[0]["codes"] == ["INTERNAL_SERVER_ERROR"]
+    assert token not in _everything_logged(caplog)
+
+
+async def test_errors_outside_graphql_answer_500_json_and_log_the_stack(
+    api: Api, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    token = api.token(admin, org)
+    services = api.client._transport.app.state.services  # type: ignore[attr-defined]
+
+    async def broken(header: str | None, now: object) -> None:
+        raise RuntimeError("authenticator exploded")
+
+    monkeypatch.setattr(services.authenticator, "authenticate", broken)
+    caplog.set_level(logging.INFO)
+    response = await api.client.post(
+        "/graphql",
+        json={"query": "{ viewer { roles } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 500
+    assert response.json() == {
+        "errors": [
+            {"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+        ]
+    }
+    assert response.headers["X-Request-Id"]
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "authenticator exploded" in JsonFormatter().format(error)
+    (line,) = _lines(caplog)
+    assert (line["status"], line["outcome"]) == (500, "error")
+    assert token not in _everything_logged(caplog)
+
+
+async def test_text_format_and_levels(api_with: AppFactory) -> None:
+    config = log_config("WARNING", "text")
+    assert config["root"]["level"] == "WARNING"
+    assert config["formatters"]["default"]["()"] == "server.logs.TextFormatter"
+    assert log_config("INFO", "json")["formatters"]["default"]["()"] == "server.logs.JsonFormatter"
+    api = await api_with(log_level="debug", log_format="text")
+    assert (api.settings.log_level, api.settings.log_format) == ("DEBUG", "text")
+    with pytest.raises(ValueError, match="log_format"):
+        await api_with(log_format="xml")
+    record = logging.LogRecord("caseload.access", logging.INFO, "", 0, "x", None, None)
+    record.access = {"request_id": "r1", "status": 200, "principal": None, "codes": []}
+    assert TextFormatter().format(record).endswith("INFO caseload.access request_id=r1 status=200")
