@@ -26,3 +26,15 @@ class InvalidInput(OperationError):
     """Bad arguments to a query field (mutations answer with ValidationError instead)."""
 
     code = "INVALID"
+
+
+class CommitFailed(OperationError):
+    """The database refused to commit; the operation was rolled back."""
+
+    code = "COMMIT_FAILED"
+
+
+class Unavailable(OperationError):
+    """The database could not be reached or refused the statement; nothing was changed."""
+
+    code = "UNAVAILABLE"

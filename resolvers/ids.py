@@ -34,7 +34,8 @@ def decode_id(value: str) -> tuple[str, int]:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise MalformedId(value) from exc
     type_name, sep, pk_text = raw.partition(":")
-    if not sep or not type_name.isidentifier() or not pk_text.isdigit():
+    # ASCII only: str.isdigit() holds for "²", which int() then refuses.
+    if not sep or not raw.isascii() or not type_name.isidentifier() or not pk_text.isdigit():
         raise MalformedId(value)
     pk = int(pk_text)
     if pk < 1 or pk > MAX_PK or pk_text != str(pk):

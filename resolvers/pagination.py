@@ -40,10 +40,19 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
     if (
         not isinstance(values, list)
         or len(values) != len(types)
-        or not all(type(v) is t for v, t in zip(values, types, strict=True))
+        or not all(type(v) is t and _in_range(v) for v, t in zip(values, types, strict=True))
     ):
         raise InvalidInput("The cursor is not one this API gave out.", field="after")
     return values
+
+
+def _in_range(value: Any) -> bool:
+    """A value a keyset column can hold: a 64-bit integer, or text without NUL."""
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, str):
+        return len(value) <= 1000 and "\x00" not in value
+    return True
 
 
 def page_size(ctx: Context, first: int | None) -> int:

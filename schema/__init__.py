@@ -23,6 +23,7 @@ from schema.nodes import NODE_TYPES, NodeQuery
 from schema.organisations import OrganisationMutation
 from schema.people import PeopleMutation, PeopleQuery
 from schema.records import RecordMutation, RecordQuery
+from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("caseload.graphql")
 
@@ -58,7 +59,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         mutation=Mutation,
         types=[*NODE_TYPES.values(), *ERROR_TYPES.values()],
         extensions=extensions(limits or QueryLimits()),  # type: ignore[arg-type]
-        config=StrawberryConfig(disable_field_suggestions=True),
+        config=StrawberryConfig(disable_field_suggestions=True, scalar_map=SCALAR_MAP),
     )
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 
-from graphql import ASTValidationRule, FieldNode, GraphQLError, OperationDefinitionNode
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    GraphQLError,
+    Node,
+    OperationDefinitionNode,
+    StringValueNode,
+)
 from graphql import ExecutionResult as GraphQLExecutionResult
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -20,7 +28,13 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
-from resolvers.errors import OperationError, Unauthenticated
+from resolvers.errors import (
+    CommitFailed,
+    InvalidInput,
+    OperationError,
+    Unauthenticated,
+    Unavailable,
+)
 from schema.context import RequestContext
 from schema.introspection import CacheKey, IntrospectionCache, refusal
 
@@ -87,17 +101,73 @@ class Operation(SchemaExtension):
                 assert self.introspection is not None
                 self.introspection.put(key, ec.result)
             return
+        if has_nul(ec):
+            error = InvalidInput("Text may not contain the NUL character (U+0000).")
+            ec.result = GraphQLExecutionResult(
+                data=None, errors=[GraphQLError(error.message, original_error=error)]
+            )
+            yield
+            return
         mutation = ec.operation_type == OperationType.MUTATION
         ctx.db.write_intent = mutation
         try:
             yield
-            failed = ec.result is None or bool(ec.result.errors)
-            if mutation and not failed:
-                await ctx.db.commit()
+            result = ec.result
+            if mutation and isinstance(result, GraphQLExecutionResult) and not result.errors:
+                await commit(ctx, result)
             else:
-                await ctx.db.rollback()
+                await quietly(ctx.db.rollback())
         finally:
-            await ctx.db.close()
+            await quietly(ctx.db.close())
+
+
+async def commit(ctx: RequestContext, result: GraphQLExecutionResult) -> None:
+    """Commit; if the database refuses, the answer says so (never with the driver's words)."""
+    try:
+        await ctx.db.commit()
+    except Exception as exc:
+        log.error("commit failed", exc_info=exc)
+        await quietly(ctx.db.rollback())
+        failure = CommitFailed("The change could not be saved; nothing was changed. Try again.")
+        result.data = None
+        result.errors = [GraphQLError(failure.message, original_error=failure)]
+
+
+async def quietly(step: Awaitable[None]) -> None:
+    """Finish a transaction step whose failure (a dead connection) must not hide the answer."""
+    try:
+        await step
+    except Exception as exc:
+        log.warning("ending the transaction failed", exc_info=exc)
+
+
+def has_nul(ec: ExecutionContext) -> bool:
+    """Whether any text of the request holds U+0000 (PostgreSQL cannot store it)."""
+    if "\x00" in (ec.query or "") or _nul_in(ec.variables):
+        return True
+    if "\\u" not in (ec.query or "") or ec.graphql_document is None:
+        return False  # without an escape, the document's strings are as the text shows
+    return any("\x00" in value for value in _string_literals(ec.graphql_document))
+
+
+def _nul_in(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_nul_in(k) or _nul_in(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_nul_in(v) for v in value)
+    return False
+
+
+def _string_literals(node: object) -> Iterator[str]:
+    if isinstance(node, StringValueNode):
+        yield node.value
+    elif isinstance(node, Node):
+        for key in node.keys:
+            child = getattr(node, key, None)
+            for item in child if isinstance(child, tuple | list) else (child,):
+                yield from _string_literals(item)
 
 
 def anonymous_introspection(
@@ -127,22 +197,44 @@ def anonymous_introspection(
     return key if ec.result is None else None
 
 
+def _cause(error: GraphQLError) -> BaseException | None:
+    """The exception behind an error, through GraphQL's wrappings (a variable's coercion)."""
+    cause: BaseException | None = error.original_error
+    while isinstance(cause, GraphQLError) and cause.original_error is not None:
+        cause = cause.original_error
+    return cause
+
+
+def _coded(
+    error: GraphQLError, code: str, message: str | None = None, **more: object
+) -> GraphQLError:
+    return GraphQLError(
+        message or error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code, **more},
+    )
+
+
 def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
-    """Expected failures keep their code; anything else is masked outside debug."""
-    original = error.original_error
-    if original is None:
-        return error  # syntax and validation errors: the client's to read
+    """Every error carries a code; expected failures keep theirs, the unexpected are masked."""
+    original = _cause(error)
+    if original is None or isinstance(original, GraphQLError):
+        if error.extensions and "code" in error.extensions:
+            return error
+        # syntax and validation errors: the client's to read
+        return _coded(error, "GRAPHQL_VALIDATION_FAILED")
     if isinstance(original, OperationError):
-        return GraphQLError(
-            original.message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": original.code, **original.extensions},
-        )
-    if isinstance(original, GraphQLError):
-        return error
+        message = original.message if error.original_error is original else error.message
+        return _coded(error, original.code, message, **original.extensions)
+    if isinstance(original, DBAPIError) and (
+        isinstance(original, OperationalError | InterfaceError) or original.connection_invalidated
+    ):
+        # A lost connection, or a database too busy: nothing was changed, the client may retry.
+        unavailable = Unavailable("The database could not complete the request. Try again.")
+        return _coded(error, unavailable.code, unavailable.message)
     if debug:
         return GraphQLError(
             f"{type(original).__name__}: {original}",
