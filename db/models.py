@@ -45,6 +45,41 @@ class RecordStatus(enum.StrEnum):
     ARCHIVED = "ARCHIVED"
 
 
+class AuditAction(enum.StrEnum):
+    """What an audit event records: one value per kind of change, object then verb."""
+
+    ORGANISATION_CREATED = "ORGANISATION_CREATED"
+    LOCATION_CREATED = "LOCATION_CREATED"
+    DEPARTMENT_CREATED = "DEPARTMENT_CREATED"
+    STAFF_MEMBER_CREATED = "STAFF_MEMBER_CREATED"
+    STAFF_MEMBER_UPDATED = "STAFF_MEMBER_UPDATED"
+    STAFF_MEMBER_DEACTIVATED = "STAFF_MEMBER_DEACTIVATED"
+    EXTERNAL_ASSESSOR_CREATED = "EXTERNAL_ASSESSOR_CREATED"
+    LEARNER_CREATED = "LEARNER_CREATED"
+    LEARNERS_IMPORTED = "LEARNERS_IMPORTED"
+    LEARNER_UPDATED = "LEARNER_UPDATED"
+    APPRENTICE_RECORD_CREATED = "APPRENTICE_RECORD_CREATED"
+    APPRENTICE_RECORD_ARCHIVED = "APPRENTICE_RECORD_ARCHIVED"
+    APPRENTICE_RECORD_RESTORED = "APPRENTICE_RECORD_RESTORED"
+    ASSESSOR_ALLOCATED = "ASSESSOR_ALLOCATED"
+    ASSESSOR_DEALLOCATED = "ASSESSOR_DEALLOCATED"
+    RECORDS_ASSIGNED = "RECORDS_ASSIGNED"
+    RECORDS_UNASSIGNED = "RECORDS_UNASSIGNED"
+    TRAINING_COORDINATOR_ASSIGNED = "TRAINING_COORDINATOR_ASSIGNED"
+    EVIDENCE_SUBMITTED = "EVIDENCE_SUBMITTED"
+    EVIDENCE_DECIDED = "EVIDENCE_DECIDED"
+    COURSE_CREATED = "COURSE_CREATED"
+    LICENCE_POOL_SET = "LICENCE_POOL_SET"
+    LICENCES_ALLOCATED = "LICENCES_ALLOCATED"
+    LICENCES_RECALLED = "LICENCES_RECALLED"
+    LICENCES_WITHHELD = "LICENCES_WITHHELD"
+    LICENCE_LAUNCHED = "LICENCE_LAUNCHED"
+    AUTO_ALLOCATION_RULE_CREATED = "AUTO_ALLOCATION_RULE_CREATED"
+    AUTO_ALLOCATION_RULE_DELETED = "AUTO_ALLOCATION_RULE_DELETED"
+    API_KEY_CREATED = "API_KEY_CREATED"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
+
+
 def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, length=32, validate_strings=True)
 
@@ -269,7 +304,9 @@ class AuditEvent(Base):
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     client: Mapped[str | None] = mapped_column(String(200))  # from the credential
     user_agent: Mapped[str | None] = mapped_column(String(200))  # what the client says it is
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[AuditAction] = mapped_column(
+        Enum(AuditAction, name="audit_action", native_enum=False, length=64, validate_strings=True)
+    )
     subject_type: Mapped[str] = mapped_column(String(64))
     subject_id: Mapped[int | None] = mapped_column(Id)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

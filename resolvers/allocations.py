@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.models import Allocation, Learner, User, UserKind
+from db.models import Allocation, AuditAction, Learner, User, UserKind
 from policies.vocabulary import Action, Resource
-from resolvers.common import audit, mutation_target, parse_id
+from resolvers.audit import audit
+from resolvers.common import mutation_target, parse_id
 from resolvers.context import Context, LoaderGroup
+from resolvers.ids import gid_of
 from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
@@ -105,13 +107,12 @@ async def allocate_assessor(
         return AlreadyExists("This assessor is already allocated to this learner.")
     await audit(
         ctx,
-        action="allocation.create",
-        subject_type="Allocation",
-        subject_id=allocation.id,
+        AuditAction.ASSESSOR_ALLOCATED,
+        allocation,
         organisation_id=learner.organisation_id,
         details={
-            "learnerId": learner.id,
-            "assessorId": assessor.id,
+            "learnerId": gid_of(learner),
+            "assessorId": gid_of(assessor),
             "expiresAt": None if expires_at is None else expires_at.isoformat(),
         },
     )
@@ -145,10 +146,9 @@ async def deallocate_assessor(
     set_committed_value(allocation, "ended_by_id", ctx.me.user_id)
     await audit(
         ctx,
-        action="allocation.end",
-        subject_type="Allocation",
-        subject_id=allocation.id,
+        AuditAction.ASSESSOR_DEALLOCATED,
+        allocation,
         organisation_id=learner.organisation_id,
-        details={"learnerId": learner.id, "assessorId": assessor_pk},
+        details={"learnerId": gid_of(learner), "assessorId": assessor_id},
     )
     return AssessorDeallocated(allocation)

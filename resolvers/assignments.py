@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from db.models import (
     ApprenticeRecord,
     AssignmentRole,
+    AuditAction,
     Membership,
     MembershipRole,
     RecordAssignment,
@@ -20,9 +21,10 @@ from db.models import (
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role
 from resolvers.allocations import AllocationLoaders
-from resolvers.common import audit, mutation_target, parse_id, parse_optional_id
+from resolvers.audit import audit
+from resolvers.common import mutation_target, parse_id, parse_optional_id
 from resolvers.context import Context, LoaderGroup
-from resolvers.ids import MalformedId, decode_id
+from resolvers.ids import MalformedId, decode_id, gid_of
 from resolvers.loaders import Children, children_of, loader, scoped
 from resolvers.outcomes import (
     BulkRejected,
@@ -239,17 +241,20 @@ async def assign_records(
     created = await _insert_assignments(ctx, records, user, role)
     created.sort(key=lambda a: a.record_id)
     for organisation_id in sorted(organisations):
+
+        def here(rows: Sequence[Any], organisation_id: int = organisation_id) -> list[str]:
+            return [gid_of(r) for r in rows if r.organisation_id == organisation_id]
+
         await audit(
             ctx,
-            action="records.assign",
-            subject_type="User",
-            subject_id=user.id,
+            AuditAction.RECORDS_ASSIGNED,
+            user,
             organisation_id=organisation_id,
             details={
                 "role": role.value,
-                "recordIds": [r.id for r in records if r.organisation_id == organisation_id],
-                "assigned": [a.record_id for a in created if a.organisation_id == organisation_id],
-                "replaced": [a.id for a in replaced if a.organisation_id == organisation_id],
+                "recordIds": here(records),
+                "assignmentIds": here(created),
+                "replacedAssignmentIds": here(replaced),
             },
         )
     return RecordsAssigned(
@@ -307,15 +312,16 @@ async def unassign_records(
     for organisation_id in sorted({r.organisation_id for r in records}):
         await audit(
             ctx,
-            action="records.unassign",
-            subject_type="ApprenticeRecord",
-            subject_id=None,
+            AuditAction.RECORDS_UNASSIGNED,
+            ApprenticeRecord,
             organisation_id=organisation_id,
             details={
-                "recordIds": [r.id for r in records if r.organisation_id == organisation_id],
-                "assigneeId": user_pk,
+                "recordIds": [gid_of(r) for r in records if r.organisation_id == organisation_id],
+                "assigneeId": assignee_id if user_pk is not None else None,
                 "role": None if role is None else role.value,
-                "ended": [a.id for a in ended if a.organisation_id == organisation_id],
+                "endedAssignmentIds": [
+                    gid_of(a) for a in ended if a.organisation_id == organisation_id
+                ],
             },
         )
     return RecordsUnassigned(ended=ended)
@@ -352,11 +358,14 @@ async def assign_training_coordinator(
         (assignment,) = await _insert_assignments(ctx, [record], user, role)
     await audit(
         ctx,
-        action="records.assign_coordinator",
-        subject_type="ApprenticeRecord",
-        subject_id=record.id,
+        AuditAction.TRAINING_COORDINATOR_ASSIGNED,
+        record,
         organisation_id=record.organisation_id,
-        details={"coordinatorId": user.id, "replaced": [a.user_id for a in replaced]},
+        details={
+            "coordinatorId": gid_of(user),
+            "assignmentId": gid_of(assignment),
+            "replacedAssignmentIds": [gid_of(a) for a in replaced],
+        },
     )
     return TrainingCoordinatorAssigned(
         assignment=assignment, replaced=replaced[0] if replaced else None

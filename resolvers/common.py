@@ -11,7 +11,6 @@ from db.models import (
     Allocation,
     ApprenticeRecord,
     AssignmentRole,
-    AuditEvent,
     Evidence,
     Learner,
     RecordAssignment,
@@ -19,7 +18,7 @@ from db.models import (
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.context import Context
 from resolvers.errors import Forbidden, InvalidInput
-from resolvers.ids import MalformedId, decode_id
+from resolvers.ids import MalformedId, decode_id, type_name_of
 from resolvers.outcomes import Invalid, NotFound
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -79,33 +78,6 @@ def clean_slug(value: str, field: str = "slug") -> str | Invalid:
     return cleaned
 
 
-async def audit(
-    ctx: Context,
-    *,
-    action: str,
-    subject_type: str,
-    subject_id: int | None,
-    organisation_id: int | None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Record who did what, in the same transaction as the change itself."""
-    me = ctx.me
-    await ctx.db.add(
-        AuditEvent(
-            organisation_id=organisation_id,
-            at=ctx.now,
-            actor_id=me.user_id,
-            api_key_id=me.api_key_id,
-            client=ctx.client,
-            user_agent=ctx.user_agent,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            details=details,
-        )
-    )
-
-
 def record_has_assignment(
     ctx: Context, *, role: AssignmentRole | None = None, user: Select[int] | None = None
 ) -> ColumnElement[bool]:
@@ -134,13 +106,13 @@ def learner_has_record(ctx: Context, *conditions: ColumnElement[bool]) -> Column
     )
 
 
-# Tables a mutation can act on: the policy resource guarding them and their GraphQL type name.
-TARGETS: dict[type, tuple[Resource, str]] = {
-    Learner: (Resource.LEARNER, "Learner"),
-    ApprenticeRecord: (Resource.RECORD, "ApprenticeRecord"),
-    RecordAssignment: (Resource.ASSIGNMENT, "Assignment"),
-    Allocation: (Resource.ALLOCATION, "Allocation"),
-    Evidence: (Resource.EVIDENCE, "Evidence"),
+# Tables a mutation can act on, and the policy resource guarding each.
+TARGETS: dict[type, Resource] = {
+    Learner: Resource.LEARNER,
+    ApprenticeRecord: Resource.RECORD,
+    RecordAssignment: Resource.ASSIGNMENT,
+    Allocation: Resource.ALLOCATION,
+    Evidence: Resource.EVIDENCE,
 }
 
 M = TypeVar("M")
@@ -152,8 +124,8 @@ async def mutation_target(
     """The row a mutation acts on: invisible answers NotFound, visible but not permitted raises
     FORBIDDEN. One statement: visibility is the WHERE, permission a computed column.
     """
-    resource, type_name = TARGETS[model]
-    pk = parse_id(value, type_name, field)
+    resource = TARGETS[model]
+    pk = parse_id(value, type_name_of(model), field)
     if isinstance(pk, Invalid | NotFound):
         return pk
     table: Any = model

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.models import ApprenticeRecord, Evidence, EvidenceStatus
+from db.models import ApprenticeRecord, AuditAction, Evidence, EvidenceStatus
 from policies.vocabulary import Action, Resource
-from resolvers.common import audit, clean_name, mutation_target
+from resolvers.audit import audit
+from resolvers.common import clean_name, mutation_target
 from resolvers.context import Context, LoaderGroup
+from resolvers.ids import encode_id, gid_of
 from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
 from resolvers.records import RecordLoaders
@@ -73,11 +75,10 @@ async def submit_evidence(
     await ctx.db.add(evidence)
     await audit(
         ctx,
-        action="evidence.submit",
-        subject_type="Evidence",
-        subject_id=evidence.id,
+        AuditAction.EVIDENCE_SUBMITTED,
+        evidence,
         organisation_id=record.organisation_id,
-        details={"recordId": record.id, "title": clean},
+        details={"recordId": gid_of(record)},
     )
     return EvidenceSubmitted(evidence)
 
@@ -113,10 +114,12 @@ async def sign_off_evidence(
         set_committed_value(evidence, name, value)
     await audit(
         ctx,
-        action="evidence.decide",
-        subject_type="Evidence",
-        subject_id=evidence.id,
+        AuditAction.EVIDENCE_DECIDED,
+        evidence,
         organisation_id=evidence.organisation_id,
-        details={"decision": decision.value, "comment": text},
+        details={
+            "decision": decision.value,
+            "recordId": encode_id("ApprenticeRecord", evidence.record_id),
+        },
     )
     return EvidenceDecided(evidence)

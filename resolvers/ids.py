@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 MAX_PK = 2**63 - 1
 
@@ -41,6 +41,20 @@ def decode_id(value: str) -> tuple[str, int]:
     if pk < 1 or pk > MAX_PK or pk_text != str(pk):
         raise MalformedId(value)
     return type_name, pk
+
+
+# Tables whose GraphQL type has another name.
+TYPE_NAMES: dict[str, str] = {"RecordAssignment": "Assignment"}
+
+
+def type_name_of(model: type) -> str:
+    """The GraphQL type name of a table's rows."""
+    return TYPE_NAMES.get(model.__name__, model.__name__)
+
+
+def gid_of(row: Any) -> str:
+    """A row's global id."""
+    return encode_id(type_name_of(type(row)), row.id)
 
 
 def pk_of(value: str, type_name: str) -> int | None:

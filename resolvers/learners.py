@@ -9,14 +9,15 @@ from sqlalchemy import or_, select
 from db.models import (
     ApprenticeRecord,
     AssignmentRole,
+    AuditAction,
     Department,
     Learner,
     Location,
     RecordStatus,
 )
 from policies.vocabulary import Action, Resource, Role, refusal
+from resolvers.audit import audit
 from resolvers.common import (
-    audit,
     clean_email,
     clean_name,
     filter_id,
@@ -152,14 +153,7 @@ async def create_learner(
     )
     if not await ctx.db.try_add(row):
         return AlreadyExists("This person is already a learner here.", field="email")
-    await audit(
-        ctx,
-        action="learner.create",
-        subject_type="Learner",
-        subject_id=row.id,
-        organisation_id=org,
-        details={"name": clean, "email": clean_e},
-    )
+    await audit(ctx, AuditAction.LEARNER_CREATED, row, organisation_id=org)
     return LearnerCreated(row)
 
 

@@ -8,9 +8,10 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
-from db.models import Department, Location, Organisation
+from db.models import AuditAction, Department, Location, Organisation
 from policies.vocabulary import Action, Resource, refusal
-from resolvers.common import audit, clean_name, clean_slug, parse_optional_id
+from resolvers.audit import audit
+from resolvers.common import clean_name, clean_slug, parse_optional_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.loaders import ref, scoped
@@ -67,12 +68,7 @@ async def create_organisation(
     if not await ctx.db.try_add(organisation):
         return AlreadyExists(f"An organisation with slug {clean_s!r} exists.", field="slug")
     await audit(
-        ctx,
-        action="organisation.create",
-        subject_type="Organisation",
-        subject_id=organisation.id,
-        organisation_id=organisation.id,
-        details={"name": clean, "slug": clean_s},
+        ctx, AuditAction.ORGANISATION_CREATED, organisation, organisation_id=organisation.id
     )
     return OrganisationCreated(organisation)
 
@@ -134,14 +130,8 @@ async def _create_unit(
     unit = kind(organisation_id=org, name=clean)
     if not await ctx.db.try_add(unit):
         return AlreadyExists(f"A {resource.value} named {clean!r} exists.", field="name")
-    await audit(
-        ctx,
-        action=f"{resource.value}.create",
-        subject_type=kind.__name__,
-        subject_id=unit.id,
-        organisation_id=org,
-        details={"name": clean},
-    )
+    action = AuditAction.LOCATION_CREATED if kind is Location else AuditAction.DEPARTMENT_CREATED
+    await audit(ctx, action, unit, organisation_id=org)
     return unit
 
 

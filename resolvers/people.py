@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
 from strawberry.dataloader import DataLoader
 
 from db.models import (
+    AuditAction,
     Department,
     Learner,
     Location,
@@ -22,7 +23,8 @@ from db.models import (
 )
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
-from resolvers.common import audit, clean_email, clean_name
+from resolvers.audit import audit
+from resolvers.common import clean_email, clean_name
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.loaders import by_id, loader, ref
@@ -168,14 +170,7 @@ async def create_external_assessor(
     user = User(email=clean_e, name=clean, kind=UserKind.EXTERNAL_ASSESSOR, created_at=ctx.now)
     if not await ctx.db.try_add(user):
         return AlreadyExists("A user with this email exists.", field="email")
-    await audit(
-        ctx,
-        action="external_assessor.create",
-        subject_type="User",
-        subject_id=user.id,
-        organisation_id=None,
-        details={"name": clean, "email": clean_e},
-    )
+    await audit(ctx, AuditAction.EXTERNAL_ASSESSOR_CREATED, user, organisation_id=None)
     return ExternalAssessorCreated(user)
 
 
@@ -230,11 +225,10 @@ async def create_staff_member(
     await grant_roles(ctx, membership_id, wanted)
     await audit(
         ctx,
-        action="staff.create",
-        subject_type="User",
-        subject_id=user.id,
+        AuditAction.STAFF_MEMBER_CREATED,
+        user,
         organisation_id=org,
-        details={"email": clean_e, "roles": sorted(r.value for r in wanted)},
+        details={"roles": sorted(r.value for r in wanted)},
     )
     return StaffMemberCreated(user)
 

@@ -7,12 +7,13 @@ from datetime import date
 
 from sqlalchemy import or_, select
 
-from db.models import ApprenticeRecord, AssignmentRole, Learner, RecordStatus
+from db.models import ApprenticeRecord, AssignmentRole, AuditAction, Learner, RecordStatus
 from policies.vocabulary import Action, Resource, refusal
-from resolvers.common import audit, clean_name, filter_id, parse_id, record_has_assignment
+from resolvers.audit import audit
+from resolvers.common import clean_name, filter_id, parse_id, record_has_assignment
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
-from resolvers.ids import GlobalId
+from resolvers.ids import GlobalId, gid_of
 from resolvers.learners import LearnerLoaders
 from resolvers.loaders import Children, children_of, scoped
 from resolvers.outcomes import Invalid, NotFound, doc
@@ -134,10 +135,9 @@ async def create_apprentice_record(
     await ctx.db.add(record)
     await audit(
         ctx,
-        action="record.create",
-        subject_type="ApprenticeRecord",
-        subject_id=record.id,
+        AuditAction.APPRENTICE_RECORD_CREATED,
+        record,
         organisation_id=learner.organisation_id,
-        details={"learnerId": learner.id, "programme": clean},
+        details={"learnerId": gid_of(learner), "programme": clean},
     )
     return ApprenticeRecordCreated(record)

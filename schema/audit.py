@@ -11,6 +11,7 @@ from db import models
 from policies.vocabulary import Resource
 from resolvers.audit import AuditLoaders
 from schema.context import Info
+from schema.enums import AuditAction
 from schema.nodes import Node, gid, node
 from schema.people import User, user_ref
 from schema.permissions import requires
@@ -27,7 +28,7 @@ from schema.permissions import requires
 @strawberry.type(description="Who did what to which object, when.")
 class AuditEvent(Node):
     at: datetime = strawberry.field(description="When it happened.")
-    action: str = strawberry.field(description="What was done, e.g. learner.create.")
+    action: AuditAction = strawberry.field(description="What was done, object then verb.")
     subject_type: str = strawberry.field(description="The kind of object acted on.")
     subject_id: strawberry.ID | None = strawberry.field(description="The object acted on.")
     details: JSON | None = strawberry.field(description="What changed.")

@@ -14,7 +14,13 @@ strawberry.enum(
 strawberry.enum(
     models.EvidenceStatus, name="EvidenceStatus", description="Where a piece of evidence stands."
 )
+strawberry.enum(
+    models.AuditAction,
+    name="AuditAction",
+    description="What an audit event records: one value per kind of change, object then verb.",
+)
 
 Role = vocabulary.Role
 AssignmentRole = models.AssignmentRole
 EvidenceStatus = models.EvidenceStatus
+AuditAction = models.AuditAction

@@ -75,7 +75,7 @@ async def test_admins_allocate_and_the_assessor_then_sees_the_learner(
         "records": [{"id": gid("ApprenticeRecord", record.id)}],
     }
     assert (await audit_actions(backend.engine))[-1] == (
-        "allocation.create",
+        "ASSESSOR_ALLOCATED",
         "Allocation",
         admin.id,
     )
@@ -200,7 +200,7 @@ async def test_deallocation_takes_effect_on_the_next_request_and_keeps_history(
         "NotFoundError",
         "NOT_FOUND",
     )
-    assert (await audit_actions(backend.engine))[-1][0] == "allocation.end"
+    assert (await audit_actions(backend.engine))[-1][0] == "ASSESSOR_DEALLOCATED"
     # and it can be allocated again
     assert_granted(
         await api.as_(admin, org)(ALLOCATE, input=ids(learner, external)), "AssessorAllocated"

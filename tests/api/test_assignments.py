@@ -498,14 +498,14 @@ async def test_every_assignment_mutation_audits_the_records_it_touched(
             )
         ).all()
     assert [(a, actor) for a, actor, _ in events] == [
-        ("records.assign", admin.id),
-        ("records.unassign", admin.id),
-        ("records.assign_coordinator", admin.id),
+        ("RECORDS_ASSIGNED", admin.id),
+        ("RECORDS_UNASSIGNED", admin.id),
+        ("TRAINING_COORDINATOR_ASSIGNED", admin.id),
     ]
-    assert events[0][2]["recordIds"] == [r.id for r in records]
-    assert events[0][2]["assigned"] == [r.id for r in records]
-    assert events[1][2]["recordIds"] == [r.id for r in records[:2]]
-    assert len(events[1][2]["ended"]) == 2
+    assert events[0][2]["recordIds"] == [rid(r) for r in records]
+    assert len(events[0][2]["assignmentIds"]) == len(records)
+    assert events[1][2]["recordIds"] == [rid(r) for r in records[:2]]
+    assert len(events[1][2]["endedAssignmentIds"]) == 2
 
 
 # One training coordinator per record ---------------------------------------------------

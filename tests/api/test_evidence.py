@@ -58,7 +58,7 @@ async def test_learner_submits_on_their_own_record(
     )
     assert payload["evidence"]["status"] == "SUBMITTED"
     assert payload["evidence"]["record"] == {"id": gid("ApprenticeRecord", record.id)}
-    assert (await audit_actions(backend.engine))[-1] == ("evidence.submit", "Evidence", user.id)
+    assert (await audit_actions(backend.engine))[-1] == ("EVIDENCE_SUBMITTED", "Evidence", user.id)
 
 
 async def test_admin_submits_and_others_may_not(api: Api, world: World, backend: Backend) -> None:
@@ -108,7 +108,7 @@ async def test_who_may_sign_off(api: Api, world: World, backend: Backend, how: s
     assert payload["evidence"]["status"] == "SIGNED_OFF"
     assert payload["evidence"]["decidedBy"] == {"id": gid("User", decider.id)}
     assert payload["evidence"]["decidedAt"] is not None
-    assert (await audit_actions(backend.engine))[-1] == ("evidence.decide", "Evidence", decider.id)
+    assert (await audit_actions(backend.engine))[-1] == ("EVIDENCE_DECIDED", "Evidence", decider.id)
 
 
 async def test_who_may_not_sign_off(api: Api, world: World, backend: Backend) -> None:

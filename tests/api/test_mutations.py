@@ -93,7 +93,7 @@ async def test_support_creates_an_organisation(api: Api, world: World, backend: 
     assert payload["organisation"]["name"] == "Oak Care"
     assert payload["organisation"]["slug"] == "oak-care"
     assert await audit_actions(backend.engine) == [
-        ("organisation.create", "Organisation", support.id)
+        ("ORGANISATION_CREATED", "Organisation", support.id)
     ]
 
 
@@ -161,7 +161,7 @@ async def test_support_creates_an_external_assessor(
     assert payload["assessor"]["email"] == "jo@college.example"
     assert payload["assessor"]["isExternalAssessor"] is True
     assert payload["assessor"]["roles"] == ["EXTERNAL_ASSESSOR"]
-    assert (await audit_actions(backend.engine))[-1][0] == "external_assessor.create"
+    assert (await audit_actions(backend.engine))[-1][0] == "EXTERNAL_ASSESSOR_CREATED"
 
 
 @pytest.mark.parametrize("role", ["SUPER_ADMIN", "ADMIN", "MANAGER", "SENIOR_ASSESSOR"])
@@ -216,7 +216,7 @@ async def test_support_creates_the_first_super_admin(
         headers={"Authorization": f"Bearer {api.token_for_email('sue@oak.example', org.slug)}"},
     )
     assert sue.ok()["viewer"] == {"roles": ["SUPER_ADMIN"], "organisation": {"slug": org.slug}}
-    assert (await audit_actions(backend.engine))[-1] == ("staff.create", "User", support.id)
+    assert (await audit_actions(backend.engine))[-1] == ("STAFF_MEMBER_CREATED", "User", support.id)
 
 
 async def test_admin_creates_staff_in_their_own_organisation(api: Api, world: World) -> None:
@@ -411,7 +411,7 @@ async def test_admin_creates_a_learner_without_sign_in(
     assert payload["learner"]["location"] == {"name": "Leeds"}
     assert payload["learner"]["department"] == {"name": "Care"}
     assert payload["learner"]["email"] is None
-    assert (await audit_actions(backend.engine))[-1] == ("learner.create", "Learner", admin.id)
+    assert (await audit_actions(backend.engine))[-1] == ("LEARNER_CREATED", "Learner", admin.id)
 
 
 async def test_learner_with_email_signs_in_and_sees_only_themself(api: Api, world: World) -> None:
@@ -501,7 +501,7 @@ async def test_admin_creates_a_record(api: Api, world: World, backend: Backend) 
     assert payload["record"]["startDate"] == "2026-09-01"
     assert payload["record"]["learner"]["id"] == gid("Learner", learner.id)
     assert (await audit_actions(backend.engine))[-1] == (
-        "record.create",
+        "APPRENTICE_RECORD_CREATED",
         "ApprenticeRecord",
         admin.id,
     )
