@@ -14,9 +14,10 @@ from resolvers.audit import audit
 from resolvers.common import mutation_target, parse_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.ids import gid_of
-from resolvers.loaders import Children, children_of, scoped
+from resolvers.loaders import Children, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
+from resolvers.relations import Ref
 
 ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
     Allocation,
@@ -30,13 +31,13 @@ ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
 )
 
 
+LEARNER_OF_ALLOCATION = Ref(Learner, "learner_id", Resource.LEARNER)
+ASSESSOR_OF_ALLOCATION = Ref(User, "assessor_id")
+ALLOCATED_BY = Ref(User, "allocated_by_id")
+
+
 class AllocationLoaders(LoaderGroup):
     allocation = scoped(Allocation, Resource.ALLOCATION)
-    of_learner = children_of(ACTIVE_ALLOCATIONS_OF_LEARNER)
-
-
-async def allocations_of(ctx: Context, learner_id: int) -> list[Allocation]:
-    return await ctx.loaders(AllocationLoaders).of_learner.load(learner_id)
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from db.models import (
 )
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role
-from resolvers.allocations import AllocationLoaders
+from resolvers.allocations import ACTIVE_ALLOCATIONS_OF_LEARNER, ASSESSOR_OF_ALLOCATION
 from resolvers.audit import audit
 from resolvers.common import mutation_target, parse_id, parse_optional_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.ids import MalformedId, decode_id, gid_of
-from resolvers.loaders import Children, children_of, loader, scoped
+from resolvers.loaders import Children, loader, scoped
 from resolvers.outcomes import (
     BulkRejected,
     IneligibleAssignee,
@@ -33,8 +33,9 @@ from resolvers.outcomes import (
     ItemProblem,
     NotFound,
 )
-from resolvers.people import PeopleLoaders, visible_user
-from resolvers.records import RecordLoaders
+from resolvers.people import visible_user
+from resolvers.records import RECORDS_OF_LEARNER
+from resolvers.relations import Distinct, Path, Ref
 
 ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
     RecordAssignment,
@@ -45,9 +46,18 @@ ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
 )
 
 
+RECORD_OF_ASSIGNMENT = Ref(ApprenticeRecord, "record_id", Resource.RECORD)
+ASSIGNEE = Ref(User, "user_id")
+ASSIGNED_BY = Ref(User, "assigned_by_id")
+# Everyone assigned to the learner's records, then everyone allocated to the learner: each once.
+ASSESSORS_OF_LEARNER = Distinct(
+    Path(RECORDS_OF_LEARNER, ACTIVE_ASSIGNMENTS_OF_RECORD, ASSIGNEE),
+    Path(ACTIVE_ALLOCATIONS_OF_LEARNER, ASSESSOR_OF_ALLOCATION),
+)
+
+
 class AssignmentLoaders(LoaderGroup):
     assignment = scoped(RecordAssignment, Resource.ASSIGNMENT)
-    of_record = children_of(ACTIVE_ASSIGNMENTS_OF_RECORD)
 
     @loader
     @staticmethod
@@ -72,23 +82,8 @@ class AssignmentLoaders(LoaderGroup):
         return DataLoader(load_fn=load)
 
 
-async def assignments_of(ctx: Context, record_id: int) -> list[RecordAssignment]:
-    return await ctx.loaders(AssignmentLoaders).of_record.load(record_id)
-
-
 async def caseload_count(ctx: Context, user_id: int) -> int:
     return await ctx.loaders(AssignmentLoaders).caseload.load(user_id)
-
-
-async def assessors_of(ctx: Context, learner_id: int) -> list[User]:
-    """Everyone assigned to the learner's records or allocated to them, as the caller sees it."""
-    records = await ctx.loaders(RecordLoaders).of_learner.load(learner_id)
-    groups = await ctx.loaders(AssignmentLoaders).of_record.load_many([r.id for r in records])
-    ids = [a.user_id for group in groups for a in group]
-    allocations = await ctx.loaders(AllocationLoaders).of_learner.load(learner_id)
-    ids += [a.assessor_id for a in allocations]
-    users = await ctx.loaders(PeopleLoaders).user_ref.load_many(list(dict.fromkeys(ids)))
-    return [u for u in users if u is not None]
 
 
 # Which organisation roles may take which kind of assignment.

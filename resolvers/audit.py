@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.models import AuditAction, AuditEvent
+from db.models import AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
 from resolvers.context import Context, LoaderGroup
 from resolvers.ids import type_name_of
 from resolvers.loaders import scoped
+from resolvers.relations import Ref
+
+ACTOR = Ref(User, "actor_id")
 
 
 class AuditLoaders(LoaderGroup):

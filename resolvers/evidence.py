@@ -8,34 +8,29 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.models import ApprenticeRecord, AuditAction, Evidence, EvidenceStatus
+from db.models import ApprenticeRecord, AuditAction, Evidence, EvidenceStatus, User
 from policies.vocabulary import Action, Resource
 from resolvers.audit import audit
 from resolvers.common import clean_name, mutation_target
 from resolvers.context import Context, LoaderGroup
 from resolvers.ids import encode_id, gid_of
-from resolvers.loaders import Children, children_of, scoped
+from resolvers.loaders import Children, scoped
 from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
-from resolvers.records import RecordLoaders
+from resolvers.records import RECORDS_OF_LEARNER
+from resolvers.relations import Path, Ref
 
 MAX_COMMENT = 5000
 
 EVIDENCE_OF_RECORD = Children(Evidence, Evidence.record_id, Resource.EVIDENCE, (Evidence.id,))
 
 
+RECORD_OF_EVIDENCE = Ref(ApprenticeRecord, "record_id", Resource.RECORD)
+DECIDED_BY = Ref(User, "decided_by_id")
+EVIDENCE_OF_LEARNER = Path(RECORDS_OF_LEARNER, EVIDENCE_OF_RECORD)
+
+
 class EvidenceLoaders(LoaderGroup):
     evidence = scoped(Evidence, Resource.EVIDENCE)
-    of_record = children_of(EVIDENCE_OF_RECORD)
-
-
-async def evidence_of_record(ctx: Context, record_id: int) -> list[Evidence]:
-    return await ctx.loaders(EvidenceLoaders).of_record.load(record_id)
-
-
-async def evidence_of_learner(ctx: Context, learner_id: int) -> list[Evidence]:
-    records = await ctx.loaders(RecordLoaders).of_learner.load(learner_id)
-    groups = await ctx.loaders(EvidenceLoaders).of_record.load_many([r.id for r in records])
-    return [e for group in groups for e in group]
 
 
 class Decision(enum.StrEnum):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from db.models import (
     ApprenticeRecord,
@@ -30,8 +31,12 @@ from resolvers.ids import GlobalId, pk_of
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
-from resolvers.pagination import Page, contains, paginate
+from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
 from resolvers.people import grant_roles, membership_of, person_for, seen_user
+from resolvers.relations import Ref
+
+LOCATION_OF_LEARNER = Ref(Location, "location_id")
+DEPARTMENT_OF_LEARNER = Ref(Department, "department_id")
 
 
 class LearnerLoaders(LoaderGroup):
@@ -59,53 +64,65 @@ class LearnerCreated:
     learner: Learner
 
 
-async def learners(
-    ctx: Context, *, first: int | None, after: str | None, filter: LearnerFilter | None
-) -> Page[Learner]:
-    f = filter or LearnerFilter()
-    stmt = select(Learner).where(ctx.rules.where(Resource.LEARNER))
+def _prepare(f: LearnerFilter | None) -> dict[str, Any]:
+    """The filter's checked values; a malformed id is INVALID."""
+    if f is None:
+        return {}
+    values: dict[str, Any] = {}
     if f.search and f.search.strip():
-        stmt = stmt.where(or_(contains(Learner.name, f.search), contains(Learner.email, f.search)))
-    location = filter_id(f.location_id, "Location", "locationId")
-    if location is not None:
-        stmt = stmt.where(Learner.location_id == location)
-    department = filter_id(f.department_id, "Department", "departmentId")
-    if department is not None:
-        stmt = stmt.where(Learner.department_id == department)
-    assignee = filter_id(f.assigned_to, "User", "assignedTo")
-    if assignee is not None:
-        stmt = stmt.where(
-            learner_has_record(ctx, record_has_assignment(ctx, user=seen_user(ctx, assignee)))
-        )
+        values["search"] = like_pattern(f.search)
+    for name, value, type_name, field_name in (
+        ("location", f.location_id, "Location", "locationId"),
+        ("department", f.department_id, "Department", "departmentId"),
+        ("assignee", f.assigned_to, "User", "assignedTo"),
+    ):
+        pk = filter_id(value, type_name, field_name)
+        if pk is not None:
+            values[name] = pk
     if f.unassigned is not None:
+        values["unassigned"] = f.unassigned
+    return values
+
+
+def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if "search" in v:
+        found.append(or_(matches(Learner.name, v["search"]), matches(Learner.email, v["search"])))
+    if "location" in v:
+        found.append(Learner.location_id == v["location"])
+    if "department" in v:
+        found.append(Learner.department_id == v["department"])
+    if "assignee" in v:
+        assigned = record_has_assignment(ctx, user=seen_user(ctx, v["assignee"]))
+        found.append(learner_has_record(ctx, assigned))
+    if "unassigned" in v:
         assessed = learner_has_record(
             ctx,
             ApprenticeRecord.status == RecordStatus.LIVE,
             record_has_assignment(ctx, role=AssignmentRole.ASSESSOR),
         )
-        stmt = stmt.where(~assessed if f.unassigned else assessed)
-    return await paginate(
-        ctx,
-        stmt,
-        order=[Learner.name, Learner.id],
-        key=lambda row: (row.name, row.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+        found.append(~assessed if v["unassigned"] else assessed)
+    return found
+
+
+LEARNERS: ListSource[Learner, LearnerFilter] = ListSource(
+    Learner,
+    Resource.LEARNER,
+    order=(Learner.name, Learner.id),
+    prepare=_prepare,
+    conditions=_conditions,
+)
+
+
+async def learners(
+    ctx: Context, *, first: int | None, after: str | None, filter: LearnerFilter | None
+) -> Page[Learner]:
+    return await page_of(ctx, LEARNERS, filter, first=first, after=after)
 
 
 async def learner(ctx: Context, *, id: str) -> Learner | None:
     pk = pk_of(id, "Learner")
     return None if pk is None else await ctx.loaders(LearnerLoaders).learner.load(pk)
-
-
-async def learner_of(ctx: Context, learner_id: int) -> Learner:
-    """The learner of a visible record or allocation: visible under every scope that shows it."""
-    row = await ctx.loaders(LearnerLoaders).learner.load(learner_id)
-    if row is None:
-        raise LookupError("the learner of a visible row is not visible")
-    return row
 
 
 async def create_learner(

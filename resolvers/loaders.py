@@ -56,11 +56,6 @@ def scoped(model: type[M], resource: Resource) -> loader[int, M | None]:
     return loader(lambda ctx: scoped_by_id(ctx, model, resource))
 
 
-def children_of(spec: Children[M]) -> loader[int, list[M]]:
-    """Each parent's visible children (see `Children`)."""
-    return loader(lambda ctx: children(ctx, spec))
-
-
 def by_id(
     ctx: Context, model: type[M], where: ColumnElement[bool] | None = None
 ) -> DataLoader[int, M | None]:
@@ -82,7 +77,7 @@ def scoped_by_id(ctx: Context, model: type[M], resource: Resource) -> DataLoader
     return by_id(ctx, model, ctx.rules.where(resource))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: each declaration is one relation
 class Children(Generic[M]):
     """Rows of `model` hanging off a parent through `key`, as far as the caller may read them.
 

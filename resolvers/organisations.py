@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -14,28 +13,22 @@ from resolvers.audit import audit
 from resolvers.common import clean_name, clean_slug, parse_optional_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.loaders import ref, scoped
+from resolvers.loaders import Children, ref, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+
+LOCATIONS_OF_ORGANISATION = Children(
+    Location, Location.organisation_id, Resource.LOCATION, (Location.name, Location.id)
+)
+DEPARTMENTS_OF_ORGANISATION = Children(
+    Department, Department.organisation_id, Resource.DEPARTMENT, (Department.name, Department.id)
+)
 
 
 class OrganisationLoaders(LoaderGroup):
     organisation_ref = ref(Organisation)
-    location_ref = ref(Location)
-    department_ref = ref(Department)
     organisation = scoped(Organisation, Resource.ORGANISATION)
     location = scoped(Location, Resource.LOCATION)
     department = scoped(Department, Resource.DEPARTMENT)
-
-
-async def unit_ref(
-    ctx: Context, kind: type[Location] | type[Department], unit_id: int | None
-) -> Location | Department | None:
-    """The unit a visible row names (a learner's location), shown because the row is visible."""
-    if unit_id is None:
-        return None
-    group = ctx.loaders(OrganisationLoaders)
-    loader = group.location_ref if kind is Location else group.department_ref
-    return await loader.load(unit_id)
 
 
 @dataclass(frozen=True)
@@ -133,18 +126,6 @@ async def _create_unit(
     action = AuditAction.LOCATION_CREATED if kind is Location else AuditAction.DEPARTMENT_CREATED
     await audit(ctx, action, unit, organisation_id=org)
     return unit
-
-
-async def units_of(
-    ctx: Context, kind: type[Location] | type[Department], organisation_id: int
-) -> Sequence[Location | Department]:
-    resource = Resource.LOCATION if kind is Location else Resource.DEPARTMENT
-    stmt = (
-        select(kind)
-        .where(kind.organisation_id == organisation_id, ctx.rules.where(resource))
-        .order_by(kind.name, kind.id)
-    )
-    return await ctx.db.scalars(stmt)  # type: ignore[arg-type]
 
 
 async def unit_in(

@@ -5,17 +5,82 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
+from policies.vocabulary import Resource
 from resolvers.context import Context
 from resolvers.errors import InvalidInput
 
 T = TypeVar("T")
+F = TypeVar("F")
+
+# A filter's checked values, by name: absent when not asked for. Booleans change the shape of
+# the statement; every other value is a bound parameter.
+FilterValues = Mapping[str, Any]
+
+
+def _no_filter(_filter: Any) -> dict[str, Any]:
+    return {}
+
+
+def _no_conditions(_ctx: Context, _values: FilterValues) -> list[ColumnElement[bool]]:
+    return []
+
+
+@dataclass(frozen=True)
+class ListSource(Generic[T, F]):
+    """A list the API pages through: its table, the scope guarding it, its filter and its order.
+
+    Declared once, read by both executors: `prepare` checks a filter and gives its values
+    (raising InvalidInput), `conditions` turns values into SQL — the values may be bound
+    parameters, so that a compiled plan reuses one statement for every caller of its shape.
+    """
+
+    model: type[T]
+    resource: Resource
+    order: tuple[Any, ...]  # unique, ascending: the keyset
+    prepare: Callable[[F | None], dict[str, Any]] = field(default=_no_filter)
+    conditions: Callable[[Context, FilterValues], list[ColumnElement[bool]]] = field(
+        default=_no_conditions
+    )
+
+    @property
+    def key_types(self) -> tuple[type, ...]:
+        return tuple(column.type.python_type for column in self.order)
+
+    def statement(self, ctx: Context, values: FilterValues) -> Select[T]:
+        """The caller's rows of the list, filtered."""
+        return select(self.model).where(
+            ctx.rules.where(self.resource), *self.conditions(ctx, values)
+        )
+
+    def key(self, row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, column.key) for column in self.order)
+
+
+async def page_of(
+    ctx: Context,
+    source: ListSource[T, F],
+    filter: F | None,
+    *,
+    first: int | None,
+    after: str | None,
+) -> Page[T]:
+    """One page of a list source for the caller."""
+    return await paginate(
+        ctx,
+        source.statement(ctx, source.prepare(filter)),
+        order=source.order,
+        key=source.key,
+        key_types=source.key_types,
+        first=first,
+        after=after,
+    )
 
 
 @dataclass
@@ -105,5 +170,14 @@ def escape_like(text: str) -> str:
 
 
 def contains(column: Any, search: str) -> ColumnElement[bool]:
-    pattern = f"%{escape_like(search.strip())}%"
+    return matches(column, like_pattern(search))
+
+
+def like_pattern(search: str) -> str:
+    """The LIKE pattern of a search for text containing `search`."""
+    return f"%{escape_like(search.strip())}%"
+
+
+def matches(column: Any, pattern: Any) -> ColumnElement[bool]:
+    """The column matches a LIKE pattern from `like_pattern`, ignoring case."""
     return column.ilike(pattern, escape="\\")  # type: ignore[no-any-return]

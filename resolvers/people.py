@@ -106,11 +106,6 @@ async def viewer(ctx: Context) -> Viewer:
     )
 
 
-async def user_ref(ctx: Context, user_id: int | None) -> User | None:
-    """The person a visible row names (its assignee, assessor, author)."""
-    return None if user_id is None else await ctx.loaders(PeopleLoaders).user_ref.load(user_id)
-
-
 def _people_search(search: str | None) -> list[ColumnElement[bool]]:
     if not search or not search.strip():
         return []

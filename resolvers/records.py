@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from db.models import ApprenticeRecord, AssignmentRole, AuditAction, Learner, RecordStatus
 from policies.vocabulary import Action, Resource, refusal
@@ -15,31 +16,22 @@ from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, gid_of
 from resolvers.learners import LearnerLoaders
-from resolvers.loaders import Children, children_of, scoped
+from resolvers.loaders import Children, scoped
 from resolvers.outcomes import Invalid, NotFound, doc
-from resolvers.pagination import Page, contains, paginate
+from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
 from resolvers.people import seen_user
+from resolvers.relations import Ref
 
 RECORDS_OF_LEARNER = Children(
     ApprenticeRecord, ApprenticeRecord.learner_id, Resource.RECORD, (ApprenticeRecord.id,)
 )
 
 
+LEARNER_OF_RECORD = Ref(Learner, "learner_id", Resource.LEARNER)
+
+
 class RecordLoaders(LoaderGroup):
     record = scoped(ApprenticeRecord, Resource.RECORD)
-    of_learner = children_of(RECORDS_OF_LEARNER)
-
-
-async def records_of(ctx: Context, learner_id: int) -> list[ApprenticeRecord]:
-    return await ctx.loaders(RecordLoaders).of_learner.load(learner_id)
-
-
-async def record_of(ctx: Context, record_id: int) -> ApprenticeRecord:
-    """The record of a visible assignment or evidence: visible under every scope that shows it."""
-    row = await ctx.loaders(RecordLoaders).record.load(record_id)
-    if row is None:
-        raise LookupError("the record of a visible row is not visible")
-    return row
 
 
 @dataclass(frozen=True)
@@ -64,48 +56,70 @@ class ApprenticeRecordCreated:
     record: ApprenticeRecord
 
 
-async def apprentice_records(
-    ctx: Context, *, first: int | None, after: str | None, filter: RecordFilter | None
-) -> Page[ApprenticeRecord]:
-    f = filter or RecordFilter()
-    stmt = select(ApprenticeRecord).where(ctx.rules.where(Resource.RECORD))
+def _prepare(f: RecordFilter | None) -> dict[str, Any]:
+    """The filter's checked values; a malformed id or an unknown status is INVALID."""
+    if f is None:
+        return {}
+    values: dict[str, Any] = {}
     if f.search and f.search.strip():
-        learner_match = (
-            select(Learner.id)
-            .where(contains(Learner.name, f.search), ctx.rules.where(Resource.LEARNER))
-            .correlate(None)
-        )
-        stmt = stmt.where(
-            or_(
-                contains(ApprenticeRecord.programme, f.search),
-                ApprenticeRecord.learner_id.in_(learner_match),
-            )
-        )
+        values["search"] = like_pattern(f.search)
     if f.status is not None:
         try:
-            status = RecordStatus(f.status.strip().upper())
+            values["status"] = RecordStatus(f.status.strip().upper()).value
         except ValueError as exc:
             allowed = ", ".join(s.value for s in RecordStatus)
             raise InvalidInput(f"status must be one of {allowed}.", field="status") from exc
-        stmt = stmt.where(ApprenticeRecord.status == status)
-    learner = filter_id(f.learner_id, "Learner", "learnerId")
-    if learner is not None:
-        stmt = stmt.where(ApprenticeRecord.learner_id == learner)
-    assignee = filter_id(f.assignee_id, "User", "assigneeId")
-    if assignee is not None:
-        stmt = stmt.where(record_has_assignment(ctx, user=seen_user(ctx, assignee)))
+    for name, value, type_name, field_name in (
+        ("learner", f.learner_id, "Learner", "learnerId"),
+        ("assignee", f.assignee_id, "User", "assigneeId"),
+    ):
+        pk = filter_id(value, type_name, field_name)
+        if pk is not None:
+            values[name] = pk
     if f.unassigned is not None:
+        values["unassigned"] = f.unassigned
+    return values
+
+
+def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if "search" in v:
+        learner_match = (
+            select(Learner.id)
+            .where(matches(Learner.name, v["search"]), ctx.rules.where(Resource.LEARNER))
+            .correlate(None)
+        )
+        found.append(
+            or_(
+                matches(ApprenticeRecord.programme, v["search"]),
+                ApprenticeRecord.learner_id.in_(learner_match),
+            )
+        )
+    if "status" in v:
+        found.append(ApprenticeRecord.status == v["status"])
+    if "learner" in v:
+        found.append(ApprenticeRecord.learner_id == v["learner"])
+    if "assignee" in v:
+        found.append(record_has_assignment(ctx, user=seen_user(ctx, v["assignee"])))
+    if "unassigned" in v:
         assessed = record_has_assignment(ctx, role=AssignmentRole.ASSESSOR)
-        stmt = stmt.where(~assessed if f.unassigned else assessed)
-    return await paginate(
-        ctx,
-        stmt,
-        order=[ApprenticeRecord.id],
-        key=lambda row: (row.id,),
-        key_types=(int,),
-        first=first,
-        after=after,
-    )
+        found.append(~assessed if v["unassigned"] else assessed)
+    return found
+
+
+RECORDS: ListSource[ApprenticeRecord, RecordFilter] = ListSource(
+    ApprenticeRecord,
+    Resource.RECORD,
+    order=(ApprenticeRecord.id,),
+    prepare=_prepare,
+    conditions=_conditions,
+)
+
+
+async def apprentice_records(
+    ctx: Context, *, first: int | None, after: str | None, filter: RecordFilter | None
+) -> Page[ApprenticeRecord]:
+    return await page_of(ctx, RECORDS, filter, first=first, after=after)
 
 
 async def create_apprentice_record(

@@ -9,12 +9,12 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import allocations, learners
+from resolvers import allocations
 from resolvers.allocations import AllocationLoaders
-from schema.context import Info
-from schema.nodes import Node, node, project
-from schema.people import User, user_ref
+from schema.nodes import Node, node
+from schema.people import User
 from schema.permissions import changes, requires
+from schema.relations import relation
 from schema.results import answers, mutation
 
 if TYPE_CHECKING:
@@ -29,21 +29,21 @@ class Allocation(Node):
     ended_at: datetime | None = strawberry.field(description="When it was ended, if it was.")
     row: strawberry.Private[models.Allocation]
 
-    @strawberry.field(description="The learner.", extensions=requires(Resource.LEARNER))
-    async def learner(self, info: Info) -> Annotated[Learner, strawberry.lazy("schema.learners")]:
-        return project("Learner", await learners.learner_of(info.context, self.row.learner_id))
-
-    @strawberry.field(
-        description="The external assessor.", extensions=requires(Resource.ALLOCATION)
+    learner: Annotated[Learner, strawberry.lazy("schema.learners")] = relation(
+        allocations.LEARNER_OF_ALLOCATION,
+        description="The learner.",
+        extensions=requires(Resource.LEARNER),
     )
-    async def assessor(self, info: Info) -> User:
-        user = await user_ref(info, self.row.assessor_id)
-        assert user is not None
-        return user
-
-    @strawberry.field(description="Who allocated them.", extensions=requires(Resource.ALLOCATION))
-    async def allocated_by(self, info: Info) -> User | None:
-        return await user_ref(info, self.row.allocated_by_id)
+    assessor: User = relation(
+        allocations.ASSESSOR_OF_ALLOCATION,
+        description="The external assessor.",
+        extensions=requires(Resource.ALLOCATION),
+    )
+    allocated_by: User | None = relation(
+        allocations.ALLOCATED_BY,
+        description="Who allocated them.",
+        extensions=requires(Resource.ALLOCATION),
+    )
 
 
 @strawberry.input(description="Allocate an external assessor to a learner.")

@@ -10,13 +10,12 @@ import strawberry
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import assignments as cases
-from resolvers import records
 from resolvers.assignments import AssignmentLoaders
-from schema.context import Info
 from schema.enums import AssignmentRole
-from schema.nodes import Node, node, project
-from schema.people import User, user_ref
+from schema.nodes import Node, node
+from schema.people import User
 from schema.permissions import changes, requires
+from schema.relations import relation
 from schema.results import answers, mutation
 
 if TYPE_CHECKING:
@@ -31,25 +30,19 @@ class Assignment(Node):
     ended_at: datetime | None = strawberry.field(description="When it ended, if it has.")
     row: strawberry.Private[models.RecordAssignment]
 
-    @strawberry.field(description="The record.", extensions=requires(Resource.RECORD))
-    async def record(
-        self, info: Info
-    ) -> Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]:
-        return project(
-            "ApprenticeRecord", await records.record_of(info.context, self.row.record_id)
-        )
-
-    @strawberry.field(description="The assignee.", extensions=requires(Resource.ASSIGNMENT))
-    async def user(self, info: Info) -> User:
-        user = await user_ref(info, self.row.user_id)
-        assert user is not None
-        return user
-
-    @strawberry.field(
-        description="Who made the assignment.", extensions=requires(Resource.ASSIGNMENT)
+    record: Annotated[ApprenticeRecord, strawberry.lazy("schema.records")] = relation(
+        cases.RECORD_OF_ASSIGNMENT,
+        description="The record.",
+        extensions=requires(Resource.RECORD),
     )
-    async def assigned_by(self, info: Info) -> User | None:
-        return await user_ref(info, self.row.assigned_by_id)
+    user: User = relation(
+        cases.ASSIGNEE, description="The assignee.", extensions=requires(Resource.ASSIGNMENT)
+    )
+    assigned_by: User | None = relation(
+        cases.ASSIGNED_BY,
+        description="Who made the assignment.",
+        extensions=requires(Resource.ASSIGNMENT),
+    )
 
 
 @strawberry.input(description="Assign one user to many records.")

@@ -9,12 +9,13 @@ from strawberry.scalars import JSON
 
 from db import models
 from policies.vocabulary import Resource
+from resolvers import audit
 from resolvers.audit import AuditLoaders
-from schema.context import Info
 from schema.enums import AuditAction
 from schema.nodes import Node, gid, node
-from schema.people import User, user_ref
+from schema.people import User
 from schema.permissions import requires
+from schema.relations import relation
 
 
 @node(
@@ -39,7 +40,6 @@ class AuditEvent(Node):
         description="What the client said it is (X-Caseload-Client or User-Agent); not verified."
     )
     row: strawberry.Private[models.AuditEvent]
-
-    @strawberry.field(description="Who did it.", extensions=requires(Resource.AUDIT_EVENT))
-    async def actor(self, info: Info) -> User | None:
-        return await user_ref(info, self.row.actor_id)
+    actor: User | None = relation(
+        audit.ACTOR, description="Who did it.", extensions=requires(Resource.AUDIT_EVENT)
+    )

@@ -10,13 +10,12 @@ import strawberry
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import evidence as cases
-from resolvers import records
 from resolvers.evidence import EvidenceLoaders
-from schema.context import Info
 from schema.enums import EvidenceStatus
-from schema.nodes import Node, node, project
-from schema.people import User, user_ref
+from schema.nodes import Node, node
+from schema.people import User
 from schema.permissions import changes, requires
+from schema.relations import relation
 from schema.results import answers, mutation
 
 if TYPE_CHECKING:
@@ -37,17 +36,14 @@ class Evidence(Node):
     comment: str | None = strawberry.field(description="The assessor's comment.")
     row: strawberry.Private[models.Evidence]
 
-    @strawberry.field(description="The record.", extensions=requires(Resource.RECORD))
-    async def record(
-        self, info: Info
-    ) -> Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]:
-        return project(
-            "ApprenticeRecord", await records.record_of(info.context, self.row.record_id)
-        )
-
-    @strawberry.field(description="Who decided it.", extensions=requires(Resource.EVIDENCE))
-    async def decided_by(self, info: Info) -> User | None:
-        return await user_ref(info, self.row.decided_by_id)
+    record: Annotated[ApprenticeRecord, strawberry.lazy("schema.records")] = relation(
+        cases.RECORD_OF_EVIDENCE,
+        description="The record.",
+        extensions=requires(Resource.RECORD),
+    )
+    decided_by: User | None = relation(
+        cases.DECIDED_BY, description="Who decided it.", extensions=requires(Resource.EVIDENCE)
+    )
 
 
 @strawberry.input(description="Submit evidence on a record.")

@@ -9,15 +9,16 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource, Scope
-from resolvers import access, allocations, assignments, evidence, learners, organisations, records
+from resolvers import access, allocations, assignments, evidence, learners, records
 from resolvers.learners import LearnerLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import Role
-from schema.nodes import Node, maybe, node, project_all
+from schema.nodes import Node, maybe, node
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
+from schema.relations import relation
 from schema.results import answers, mutation
 
 if TYPE_CHECKING:
@@ -46,47 +47,31 @@ class Learner(Node):
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
 
-    @strawberry.field(description="The learner's location.", extensions=requires(Resource.LEARNER))
-    async def location(
-        self, info: Info
-    ) -> Annotated[Location, strawberry.lazy("schema.organisations")] | None:
-        row = await organisations.unit_ref(info.context, models.Location, self.row.location_id)
-        return maybe("Location", row)
-
-    @strawberry.field(
-        description="The learner's department.", extensions=requires(Resource.LEARNER)
+    location: Annotated[Location, strawberry.lazy("schema.organisations")] | None = relation(
+        learners.LOCATION_OF_LEARNER,
+        description="The learner's location.",
+        extensions=requires(Resource.LEARNER),
     )
-    async def department(
-        self, info: Info
-    ) -> Annotated[Department, strawberry.lazy("schema.organisations")] | None:
-        row = await organisations.unit_ref(info.context, models.Department, self.row.department_id)
-        return maybe("Department", row)
-
-    @strawberry.field(
+    department: Annotated[Department, strawberry.lazy("schema.organisations")] | None = relation(
+        learners.DEPARTMENT_OF_LEARNER,
+        description="The learner's department.",
+        extensions=requires(Resource.LEARNER),
+    )
+    records: list[Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]] = relation(
+        records.RECORDS_OF_LEARNER,
         description="The learner's apprentice records that the caller can see.",
         extensions=requires(Resource.RECORD),
     )
-    async def records(
-        self, info: Info
-    ) -> list[Annotated[ApprenticeRecord, strawberry.lazy("schema.records")]]:
-        return project_all("ApprenticeRecord", await records.records_of(info.context, self.row.id))
-
-    @strawberry.field(
+    allocations: list[Annotated[Allocation, strawberry.lazy("schema.allocations")]] = relation(
+        allocations.ACTIVE_ALLOCATIONS_OF_LEARNER,
         description="Active external assessor allocations the caller can see.",
         extensions=requires(Resource.ALLOCATION),
     )
-    async def allocations(
-        self, info: Info
-    ) -> list[Annotated[Allocation, strawberry.lazy("schema.allocations")]]:
-        rows = await allocations.allocations_of(info.context, self.row.id)
-        return project_all("Allocation", rows)
-
-    @strawberry.field(
+    assessors: list[User] = relation(
+        assignments.ASSESSORS_OF_LEARNER,
         description="Everyone assigned to or allocated to this learner, as visible to the caller.",
         extensions=requires(Resource.ASSIGNMENT),
     )
-    async def assessors(self, info: Info) -> list[User]:
-        return project_all("User", await assignments.assessors_of(info.context, self.row.id))
 
     @strawberry.field(
         description="Who can currently see this learner, and why (admins and the learner).",
@@ -96,16 +81,11 @@ class Learner(Node):
         grants = await access.learner_access(info.context, self.row)
         return [LearnerAccess.from_grant(g) for g in grants]
 
-    @strawberry.field(
+    evidence: list[Annotated[Evidence, strawberry.lazy("schema.evidence")]] = relation(
+        evidence.EVIDENCE_OF_LEARNER,
         description="Evidence on the learner's records that the caller can see.",
         extensions=requires(Resource.EVIDENCE),
     )
-    async def evidence(
-        self, info: Info
-    ) -> list[Annotated[Evidence, strawberry.lazy("schema.evidence")]]:
-        return project_all(
-            "Evidence", await evidence.evidence_of_learner(info.context, self.row.id)
-        )
 
 
 @strawberry.type(description="One reason one person can currently see a learner.")

@@ -8,9 +8,9 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
-from schema.context import Info
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
+from schema.relations import relation
 from schema.results import answers, mutation
 
 
@@ -20,20 +20,16 @@ class Organisation(Node):
     name: str = strawberry.field(description="Display name.")
     slug: str = strawberry.field(description="Short unique name, used in tokens.")
     row: strawberry.Private[models.Organisation]
-
-    @strawberry.field(
-        description="The organisation's locations.", extensions=requires(Resource.LOCATION)
+    locations: list[Location] = relation(
+        organisations.LOCATIONS_OF_ORGANISATION,
+        description="The organisation's locations.",
+        extensions=requires(Resource.LOCATION),
     )
-    async def locations(self, info: Info) -> list[Location]:
-        rows = await organisations.units_of(info.context, models.Location, self.row.id)
-        return [Location.from_row(r) for r in rows]
-
-    @strawberry.field(
-        description="The organisation's departments.", extensions=requires(Resource.DEPARTMENT)
+    departments: list[Department] = relation(
+        organisations.DEPARTMENTS_OF_ORGANISATION,
+        description="The organisation's departments.",
+        extensions=requires(Resource.DEPARTMENT),
     )
-    async def departments(self, info: Info) -> list[Department]:
-        rows = await organisations.units_of(info.context, models.Department, self.row.id)
-        return [Department.from_row(r) for r in rows]
 
 
 @node(models.Location, lambda ctx: ctx.loaders(OrganisationLoaders).location)

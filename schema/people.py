@@ -63,11 +63,6 @@ class User(Node):
         return await people.user_roles(info.context, self.row)
 
 
-async def user_ref(info: Info, user_id: int | None) -> User | None:
-    """The person a visible row names, shown because the row is visible."""
-    return maybe("User", await people.user_ref(info.context, user_id))
-
-
 @strawberry.type(description="Who is asking, and as what.")
 class Viewer:
     user: User = strawberry.field(description="The signed-in user.")

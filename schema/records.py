@@ -9,13 +9,14 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import assignments, evidence, learners, records
+from resolvers import assignments, evidence, records
 from resolvers.records import RecordLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.nodes import Node, node, project, project_all
+from schema.nodes import Node, node
 from schema.permissions import changes, requires
+from schema.relations import relation
 from schema.results import answers, mutation
 
 if TYPE_CHECKING:
@@ -36,27 +37,21 @@ class ApprenticeRecord(Node):
     start_date: date | None = strawberry.field(description="When the programme started.")
     row: strawberry.Private[models.ApprenticeRecord]
 
-    @strawberry.field(description="Whose record this is.", extensions=requires(Resource.LEARNER))
-    async def learner(self, info: Info) -> Annotated[Learner, strawberry.lazy("schema.learners")]:
-        return project("Learner", await learners.learner_of(info.context, self.row.learner_id))
-
-    @strawberry.field(
-        description="Active assignments on this record.", extensions=requires(Resource.ASSIGNMENT)
+    learner: Annotated[Learner, strawberry.lazy("schema.learners")] = relation(
+        records.LEARNER_OF_RECORD,
+        description="Whose record this is.",
+        extensions=requires(Resource.LEARNER),
     )
-    async def assignments(
-        self, info: Info
-    ) -> list[Annotated[Assignment, strawberry.lazy("schema.assignments")]]:
-        rows = await assignments.assignments_of(info.context, self.row.id)
-        return project_all("Assignment", rows)
-
-    @strawberry.field(
-        description="Evidence on this record.", extensions=requires(Resource.EVIDENCE)
+    assignments: list[Annotated[Assignment, strawberry.lazy("schema.assignments")]] = relation(
+        assignments.ACTIVE_ASSIGNMENTS_OF_RECORD,
+        description="Active assignments on this record.",
+        extensions=requires(Resource.ASSIGNMENT),
     )
-    async def evidence(
-        self, info: Info
-    ) -> list[Annotated[Evidence, strawberry.lazy("schema.evidence")]]:
-        rows = await evidence.evidence_of_record(info.context, self.row.id)
-        return project_all("Evidence", rows)
+    evidence: list[Annotated[Evidence, strawberry.lazy("schema.evidence")]] = relation(
+        evidence.EVIDENCE_OF_RECORD,
+        description="Evidence on this record.",
+        extensions=requires(Resource.EVIDENCE),
+    )
 
 
 RecordFilter = input_of(records.RecordFilter)

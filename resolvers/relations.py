@@ -1,0 +1,110 @@
+"""Relations between rows, declared once and read by both executors.
+
+A field that shows related rows names its relation here: `Ref` (the row a column points at),
+`Children` (rows hanging off a parent, see resolvers/loaders.py), `Path` (a chain of them,
+flattened) or `Distinct` (several paths, each person once, in order). The standard executor
+walks a relation with batching loaders; the compiled executor turns the same declaration into
+correlated SQL. Both apply the same scopes and conditions, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from policies.vocabulary import Resource
+from resolvers.context import Context, LoaderGroup
+from resolvers.loaders import Children, by_id, children
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class Ref(Generic[M]):
+    """The row a parent's `column` points at. With `resource`, only if the caller may read it;
+    without, the parent's visibility is the grant (a visible learner shows its location)."""
+
+    model: type[M]
+    column: str
+    resource: Resource | None = None
+
+
+Step = Children[Any] | Ref[Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Path:
+    """Rows reached from a parent through `steps`, flattened in each step's order."""
+
+    steps: tuple[Step, ...]
+
+    def __init__(self, *steps: Step) -> None:
+        object.__setattr__(self, "steps", steps)
+
+
+@dataclass(frozen=True, eq=False)
+class Distinct:
+    """The rows of several paths, each row once (its first place), in the paths' order."""
+
+    paths: tuple[Path, ...]
+
+    def __init__(self, *paths: Path) -> None:
+        object.__setattr__(self, "paths", paths)
+
+
+Relation = Ref[Any] | Children[Any] | Path | Distinct
+
+
+class RelationLoaders(LoaderGroup):
+    """One batching loader per relation step, built on first use in a request."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._refs: dict[tuple[type, Resource | None], DataLoader[int, Any]] = {}
+        self._children: dict[Children[Any], DataLoader[int, list[Any]]] = {}
+
+    def ref(self, ref: Ref[M]) -> DataLoader[int, M | None]:
+        key = (ref.model, ref.resource)
+        if key not in self._refs:
+            where = None if ref.resource is None else self.ctx.rules.where(ref.resource)
+            self._refs[key] = by_id(self.ctx, ref.model, where)
+        return self._refs[key]
+
+    def children(self, spec: Children[M]) -> DataLoader[int, list[M]]:
+        if spec not in self._children:
+            self._children[spec] = children(self.ctx, spec)
+        return self._children[spec]
+
+
+async def _step(ctx: Context, step: Step, rows: Sequence[Any]) -> list[Any]:
+    loaders = ctx.loaders(RelationLoaders)
+    if isinstance(step, Children):
+        groups = await loaders.children(step).load_many([r.id for r in rows])
+        return [child for group in groups for child in group]
+    keys = [getattr(r, step.column) for r in rows]
+    found = await loaders.ref(step).load_many([k for k in keys if k is not None])
+    return [row for row in found if row is not None]
+
+
+async def related(ctx: Context, relation: Relation, parent: Any) -> Any:
+    """What `relation` reaches from `parent`: a row (or None) for a Ref, else a list of rows."""
+    if isinstance(relation, Ref):
+        key = getattr(parent, relation.column)
+        if key is None:
+            return None
+        return await ctx.loaders(RelationLoaders).ref(relation).load(key)
+    if isinstance(relation, Children):
+        return await ctx.loaders(RelationLoaders).children(relation).load(parent.id)
+    if isinstance(relation, Path):
+        rows = [parent]
+        for step in relation.steps:
+            rows = await _step(ctx, step, rows)
+        return rows
+    seen: dict[int, Any] = {}
+    for path in relation.paths:
+        for row in await related(ctx, path, parent):
+            seen.setdefault(row.id, row)
+    return list(seen.values())
