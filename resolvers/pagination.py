@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from policies.vocabulary import Resource
-from resolvers.context import Context
+from resolvers.context import Context, Limits
 from resolvers.errors import InvalidInput
 
 T = TypeVar("T")
@@ -121,12 +121,14 @@ def _in_range(value: Any) -> bool:
 
 
 def page_size(ctx: Context, first: int | None) -> int:
+    return page_size_of(ctx.limits, first)
+
+
+def page_size_of(limits: Limits, first: int | None) -> int:
     if first is None:
-        return ctx.limits.default_page_size
-    if first < 0 or first > ctx.limits.max_page_size:
-        raise InvalidInput(
-            f"first must be between 0 and {ctx.limits.max_page_size}.", field="first"
-        )
+        return limits.default_page_size
+    if first < 0 or first > limits.max_page_size:
+        raise InvalidInput(f"first must be between 0 and {limits.max_page_size}.", field="first")
     return first
 
 

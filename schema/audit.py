@@ -12,7 +12,7 @@ from policies.vocabulary import Resource
 from resolvers import audit
 from resolvers.audit import AuditLoaders
 from schema.enums import AuditAction
-from schema.nodes import Node, gid, node
+from schema.nodes import Node, computed, gid, node
 from schema.people import User
 from schema.permissions import requires
 from schema.relations import relation
@@ -21,10 +21,10 @@ from schema.relations import relation
 @node(
     models.AuditEvent,
     lambda ctx: ctx.loaders(AuditLoaders).event,
-    subject_id=lambda row: (
-        None if row.subject_id is None else gid(row.subject_type, row.subject_id)
+    subject_id=computed(
+        lambda kind, pk: None if pk is None else gid(kind, pk), "subject_type", "subject_id"
     ),
-    details=lambda row: JSON(row.details),
+    details=computed(JSON, "details"),
 )
 @strawberry.type(description="Who did what to which object, when.")
 class AuditEvent(Node):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ class RequestContext(Context):
     response: Any = None
     auth_error: str | None = None
     debug: bool = False
+    # Finds the principal inside the operation's transaction (set by the server).
+    sign_in: Callable[[RequestContext], Awaitable[None]] | None = None
 
 
 Info = strawberry.Info[RequestContext, None]

@@ -94,12 +94,20 @@ class Operation(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self._ctx()
         ec = self.execution_context
+        mutation = ec.operation_type == OperationType.MUTATION
+        ctx.db.write_intent = mutation
+        if ctx.sign_in is not None and ctx.principal is None:
+            await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
         if ctx.principal is None:
             key = anonymous_introspection(ctx, ec, self.introspection)
-            yield
-            if key is not None and isinstance(ec.result, GraphQLExecutionResult):
-                assert self.introspection is not None
-                self.introspection.put(key, ec.result)
+            try:
+                yield
+                if key is not None and isinstance(ec.result, GraphQLExecutionResult):
+                    assert self.introspection is not None
+                    self.introspection.put(key, ec.result)
+            finally:
+                await quietly(ctx.db.rollback())
+                await quietly(ctx.db.close())
             return
         if has_nul(ec):
             error = InvalidInput("Text may not contain the NUL character (U+0000).")
@@ -107,9 +115,9 @@ class Operation(SchemaExtension):
                 data=None, errors=[GraphQLError(error.message, original_error=error)]
             )
             yield
+            await quietly(ctx.db.rollback())
+            await quietly(ctx.db.close())
             return
-        mutation = ec.operation_type == OperationType.MUTATION
-        ctx.db.write_intent = mutation
         try:
             yield
             result = ec.result

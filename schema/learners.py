@@ -15,7 +15,7 @@ from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import Role
-from schema.nodes import Node, maybe, node
+from schema.nodes import Node, computed, maybe, node
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -37,7 +37,7 @@ strawberry.enum(
 @node(
     models.Learner,
     lambda ctx: ctx.loaders(LearnerLoaders).learner,
-    initials=lambda row: initials_of(row.name),
+    initials=computed(initials_of, "name"),
 )
 @strawberry.type(description="A person in an organisation who learns.")
 class Learner(Node):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import strawberry
@@ -35,11 +36,30 @@ LOOKUPS: dict[str, Lookup] = {}
 ROW_TYPES: dict[type, Any] = {}
 
 
-def node(model: type, lookup: Lookup, **computed: Callable[[Any], Any]) -> Callable[[T], T]:
+@dataclass(frozen=True)
+class FromColumns:
+    """A field computed from some of the row's columns (read by both executors)."""
+
+    compute: Callable[..., Any]
+    columns: tuple[str, ...]
+
+    def __call__(self, row: Any) -> Any:
+        return self.compute(*(getattr(row, c) for c in self.columns))
+
+
+def computed(compute: Callable[..., Any], *columns: str) -> FromColumns:
+    return FromColumns(compute, columns)
+
+
+# Node type → its computed fields, by python name.
+COMPUTED: dict[type, dict[str, FromColumns]] = {}
+
+
+def node(model: type, lookup: Lookup, **computed: FromColumns) -> Callable[[T], T]:
     """Register the Node type of `model`'s rows.
 
     `lookup` gives the request's scoped loader for `node(id:)`; `computed` names the fields
-    that are not a column of the same name, with how each is computed from the row.
+    that are not a column of the same name, with the columns each is computed from.
     """
 
     def register(cls: T) -> T:
@@ -56,6 +76,7 @@ def node(model: type, lookup: Lookup, **computed: Callable[[Any], Any]) -> Calla
             values.update({f: fn(row) for f, fn in computed.items()})
             return cls(id=gid(name, row.id), row=row, **values)  # type: ignore[call-arg]
 
+        COMPUTED[cls] = dict(computed)
         NODE_TYPES[name] = cls
         LOOKUPS[name] = lookup
         ROW_TYPES[model] = cls

@@ -14,7 +14,7 @@ from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import Role
-from schema.nodes import Node, maybe, node
+from schema.nodes import Node, computed, maybe, node
 from schema.permissions import changes, requires, signed_in
 from schema.results import answers, mutation
 
@@ -34,8 +34,8 @@ def initials_of(name: str) -> str:
 @node(
     models.User,
     lambda ctx: ctx.loaders(PeopleLoaders).user,
-    initials=lambda row: initials_of(row.name),
-    is_external_assessor=lambda row: row.kind == models.UserKind.EXTERNAL_ASSESSOR,
+    initials=computed(initials_of, "name"),
+    is_external_assessor=computed(lambda kind: kind == models.UserKind.EXTERNAL_ASSESSOR, "kind"),
 )
 @strawberry.type(description="A person who signs in.")
 class User(Node):

@@ -14,7 +14,7 @@ from resolvers.records import RecordLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.nodes import Node, node
+from schema.nodes import Node, computed, node
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @node(
     models.ApprenticeRecord,
     lambda ctx: ctx.loaders(RecordLoaders).record,
-    status=lambda row: row.status.value,
+    status=computed(str, "status"),
 )
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
 class ApprenticeRecord(Node):

@@ -121,25 +121,42 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         services = self.services
         now = utcnow()
-        found = await services.authenticator.authenticate(request.headers.get("authorization"), now)
-        principal = None if isinstance(found, AuthFailure) else found
-        record = current_record()
-        if record is not None and principal is not None:
-            record.principal = describe(principal)
+        credentials = services.authenticator.read(request.headers.get("authorization"), now)
         said = request.headers.get("x-caseload-client") or request.headers.get("user-agent")
+
+        async def sign_in(ctx: RequestContext) -> None:
+            if credentials is None or isinstance(credentials, AuthFailure):
+                return
+            stmt, params = services.authenticator.statement(credentials)
+            rows = (await ctx.db.execute(stmt, params)).all()
+            found = services.authenticator.principal(credentials, rows, ctx.now)
+            if isinstance(found, AuthFailure):
+                ctx.auth_error = found.message
+                return
+            signed_in(ctx, found, services)
+
         return RequestContext(
             db=Database(services.maker),
             now=now,
-            principal=principal,
-            policy=None if principal is None else services.policies.for_principal(principal, now),
+            principal=None,
+            policy=None,
             limits=self.limits,
-            client=None if principal is None else principal.client,
             user_agent=(said or "")[:200] or None,
             request=request,
             response=response,
-            auth_error=found.message if isinstance(found, AuthFailure) else None,
+            auth_error=credentials.message if isinstance(credentials, AuthFailure) else None,
             debug=services.settings.debug,
+            sign_in=sign_in,
         )
+
+
+def signed_in(ctx: RequestContext, principal: Principal, services: Services) -> None:
+    ctx.principal = principal
+    ctx.policy = services.policies.for_principal(principal, ctx.now)
+    ctx.client = principal.client
+    record = current_record()
+    if record is not None:
+        record.principal = describe(principal)
 
 
 def _record_operation(name: str | None, query: str | None) -> None:

@@ -50,7 +50,7 @@ class Services:
             maker=maker,
             policies=PolicyStore(),
             schema=schema,
-            authenticator=Authenticator(settings, secret, maker),
+            authenticator=Authenticator(settings, secret),
         )
 
     async def aclose(self) -> None:

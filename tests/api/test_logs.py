@@ -121,10 +121,10 @@ async def test_errors_outside_graphql_answer_500_json_and_log_the_stack(
     token = api.token(admin, org)
     services = api.client._transport.app.state.services  # type: ignore[attr-defined]
 
-    async def broken(header: str | None, now: object) -> None:
+    def broken(header: str | None, now: object) -> None:
         raise RuntimeError("authenticator exploded")
 
-    monkeypatch.setattr(services.authenticator, "authenticate", broken)
+    monkeypatch.setattr(services.authenticator, "read", broken)
     caplog.set_level(logging.INFO)
     response = await api.client.post(
         "/graphql",

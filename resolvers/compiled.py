@@ -1,0 +1,541 @@
+"""The compiled read path: a whole query as one SQL statement, from the same declarations.
+
+A plan (built from a GraphQL document by schema/compiled.py) says, for every response key,
+where its value comes from: a column, a computed field, a relation (resolvers/relations.py) or
+a list source (ListSource). This module turns a plan into ONE statement that applies the
+policy's scope predicates at every level and gathers the nested response as JSON arrays in the
+database (json_agg on PostgreSQL, json_group_array on SQLite); a transform generated once per
+plan then gives each value its response form with the same Python functions the standard
+executor uses (ids, dates, cursors, computed fields), so that both answer byte for byte alike.
+
+The statement is compiled once per (plan, the caller's scope shape, the arguments' shape) with
+bound parameters for the caller (user, organisation, units, the time) and for argument values;
+a request only binds values and runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import Compiled
+
+from db.base import UtcDateTime
+from policies.enforcer import Policy, PolicyStore
+from policies.principal import Principal
+from resolvers.context import Context
+from resolvers.ids import encode_id
+from resolvers.loaders import Children
+from resolvers.pagination import ListSource, encode_cursor
+from resolvers.relations import Distinct, Path, Ref, Relation
+
+
+class NotCompilable(Exception):
+    """The document asks for something the compiled path does not gather; use the standard one."""
+
+
+# --- The plan -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A value fixed by the document (__typename)."""
+
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the object's row, shown through `format` (None: as the database gives it)."""
+
+    key: str
+    column: str
+    format: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class NodeId:
+    """The object's global id."""
+
+    key: str
+    type_name: str
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A field computed from some of the row's columns (the Node type's registration)."""
+
+    key: str
+    columns: tuple[str, ...]
+    compute: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Related:
+    """Rows reached through a relation, each shown as `node`."""
+
+    key: str
+    relation: Relation
+    node: ObjectPlan
+
+
+Item = Constant | Column | NodeId | Computed | Related
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    model: type
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """A connection's arguments for one request: checked, and split into shape and values."""
+
+    size: int
+    after: tuple[Any, ...] | None
+    filter: Mapping[str, Any]
+
+    def shape(self) -> tuple[Any, ...]:
+        """What changes the statement: booleans of the filter, which values are present."""
+        return (
+            self.size == 0,
+            self.after is not None,
+            tuple(sorted((k, v if isinstance(v, bool) else None) for k, v in self.filter.items())),
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionPlan:
+    """A root list field: its source and what the document selects of the connection."""
+
+    key: str
+    source: ListSource[Any, Any]
+    total_count: tuple[str, ...]  # response keys of totalCount
+    edges: tuple[tuple[str, tuple[Any, ...]], ...]  # (key, edge items: cursor/node/typename)
+    page_info: tuple[tuple[str, tuple[Any, ...]], ...]  # (key, page info items)
+    node: ObjectPlan | None
+    items: tuple[tuple[str, str], ...]  # every response key of the connection, in order: kind
+
+
+@dataclass(frozen=True)
+class RootPlan:
+    items: tuple[Constant | ConnectionPlan, ...]
+
+    @property
+    def connections(self) -> list[ConnectionPlan]:
+        return [i for i in self.items if isinstance(i, ConnectionPlan)]
+
+
+# --- The caller, as bound parameters ------------------------------------------------------
+
+
+def shape_of(principal: Principal) -> tuple[Any, ...]:
+    """What of the caller changes the statement: their roles and which units they have."""
+    return (
+        principal.kind,
+        principal.roles,
+        principal.organisation_id is None,
+        principal.location_id is None,
+        principal.department_id is None,
+    )
+
+
+def caller_values(principal: Principal, now: datetime) -> dict[str, Any]:
+    return {
+        "me_user": principal.user_id,
+        "me_org": principal.organisation_id,
+        "me_location": principal.location_id,
+        "me_department": principal.department_id,
+        "now": now,
+    }
+
+
+def symbolic_context(store: PolicyStore, principal: Principal) -> Context:
+    """A context whose caller and time are bound parameters, for compiling once per shape."""
+
+    def param(name: str, value: int | None) -> Any:
+        return None if value is None else bindparam(name, type_=BigInteger())
+
+    symbolic = dataclasses.replace(
+        principal,
+        user_id=param("me_user", principal.user_id),
+        organisation_id=param("me_org", principal.organisation_id),
+        location_id=param("me_location", principal.location_id),
+        department_id=param("me_department", principal.department_id),
+    )
+    now = cast(datetime, bindparam("now", type_=UtcDateTime()))
+    policy = Policy(store, symbolic, now)
+    return Context(db=cast(Any, None), now=now, principal=symbolic, policy=policy)
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+
+class Json:
+    """JSON building for one dialect."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgresql = dialect == "postgresql"
+
+    def array(self, items: Sequence[Any]) -> ColumnElement[Any]:
+        if self.postgresql:
+            return func.json_build_array(*items)
+        return func.json_array(*items)
+
+    def nested(self, value: Any) -> Any:
+        """A JSON value built by a subquery, kept JSON inside an enclosing array."""
+        return value if self.postgresql else func.json(value)
+
+    def aggregate(self, stmt: Select[Any], element: Any, order: Sequence[Any]) -> Any:
+        """The JSON array of `element` over `stmt`'s rows in `order` (empty: [])."""
+        if self.postgresql:
+            aggregated = func.coalesce(
+                func.json_agg(aggregate_order_by(element, *order)), literal_column("'[]'::json")
+            )
+            return stmt.with_only_columns(aggregated).scalar_subquery()
+        rows = stmt.with_only_columns(element.label("x")).order_by(*order).subquery()
+        return select(func.json_group_array(func.json(rows.c.x))).scalar_subquery()
+
+
+@dataclass
+class Builder:
+    """Builds the statement of one plan for one shape."""
+
+    ctx: Context
+    json: Json
+    chain: set[Any] = field(default_factory=set)  # tables of the enclosing levels
+
+    def object_items(self, plan: ObjectPlan, row: Any) -> list[Any]:
+        """The SQL values of one object, in the order the transform reads them."""
+        values: list[Any] = []
+        columns = row.c
+        for item in plan.items:
+            if isinstance(item, Column):
+                values.append(columns[item.column])
+            elif isinstance(item, NodeId):
+                values.append(columns["id"])
+            elif isinstance(item, Computed):
+                values += [columns[c] for c in item.columns]
+            elif isinstance(item, Related):
+                values.append(self.json.nested(self.related(item, row)))
+        return values
+
+    def enter(self, table: Any) -> None:
+        if table in self.chain:
+            raise NotCompilable(f"{table.name} twice on one path")
+        self.chain.add(table)
+
+    def related(self, item: Related, parent: Any) -> Any:
+        relation = item.relation
+        if isinstance(relation, Ref):
+            return self.ref(relation, item.node, parent)
+        if isinstance(relation, Children):
+            return self.path(Path(relation), item.node, parent, with_id=False)
+        if isinstance(relation, Path):
+            return self.path(relation, item.node, parent, with_id=False)
+        return self.json.array(
+            [
+                self.json.nested(self.path(p, item.node, parent, with_id=True))
+                for p in relation.paths
+            ]
+        )
+
+    def ref(self, ref: Ref[Any], plan: ObjectPlan, parent: Any) -> Any:
+        table: Any = getattr(ref.model, "__table__")  # noqa: B009 - a mapped class
+        saved = set(self.chain)
+        self.enter(table)
+        conditions = [table.c.id == parent.c[ref.column]]
+        if ref.resource is not None:
+            conditions.append(self.ctx.rules.where(ref.resource))
+        stmt = select(self.json.array(self.object_items(plan, table))).where(*conditions)
+        self.chain = saved
+        return stmt.correlate(parent).scalar_subquery()
+
+    def path(self, path: Path, plan: ObjectPlan, parent: Any, *, with_id: bool) -> Any:
+        saved = set(self.chain)
+        stmt: Select[Any] | None = None
+        order: list[Any] = []
+        previous = parent
+        for step in path.steps:
+            table: Any = getattr(step.model, "__table__")  # noqa: B009 - a mapped class
+            self.enter(table)
+            if isinstance(step, Children):
+                on = step.key == previous.c.id
+                more = [
+                    self.ctx.rules.where(step.resource),
+                    *(step.only(self.ctx) if step.only else ()),
+                ]
+                order += list(step.order)
+            else:
+                on = table.c.id == previous.c[step.column]
+                more = [] if step.resource is None else [self.ctx.rules.where(step.resource)]
+            if stmt is None:
+                stmt = select(literal(1)).select_from(table).where(on, *more)
+            else:
+                stmt = stmt.join(table, on).where(*more)
+            previous = table
+        assert stmt is not None
+        element = self.json.array(self.object_items(plan, previous))
+        if with_id:
+            element = self.json.array([previous.c.id, element])
+        aggregated = self.json.aggregate(stmt.correlate(parent), element, order)
+        self.chain = saved
+        return aggregated
+
+    def connection(self, plan: ConnectionPlan, index: int, args: Arguments) -> Any:
+        source = plan.source
+        symbolic: dict[str, Any] = {
+            name: value if isinstance(value, bool) else bindparam(f"c{index}_{name}")
+            for name, value in args.filter.items()
+        }
+        base = source.statement(self.ctx, symbolic)
+        count: Any = None
+        if plan.total_count:
+            count = select(func.count()).select_from(base.subquery()).scalar_subquery()
+        edges: Any = literal_column("'[]'") if not self.json.postgresql else None
+        if plan.edges and args.size > 0:
+            page_stmt = base
+            if args.after is not None:
+                after: list[Any] = [bindparam(f"c{index}_after{k}") for k in range(len(args.after))]
+                page_stmt = page_stmt.where(tuple_(*source.order) > tuple_(*after))
+            page = (
+                page_stmt.order_by(*source.order)
+                .limit(bindparam(f"c{index}_limit", type_=Integer()))
+                .subquery("page")
+            )
+            keys = [page.c[c.key] for c in source.order]
+            node = [] if plan.node is None else self.object_items(plan.node, page)
+            element = self.json.array([self.json.array(node), *keys])
+            edges = self.json.aggregate(select(literal(1)).select_from(page), element, keys)
+        elif self.json.postgresql:
+            edges = literal_column("'[]'::json")
+        return self.json.array([count, self.json.nested(edges)])
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A compiled statement and how to bind a request's values to it."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        found = []
+        for name in self.names:
+            value = values[name] if name in values else self.fixed[name]
+            processor = self.processors.get(name)
+            found.append(value if processor is None or value is None else processor(value))
+        return found
+
+
+def compile_statement(
+    plan: RootPlan, ctx: Context, dialect: Dialect, arguments: Sequence[Arguments]
+) -> Statement:
+    json = Json(dialect.name)
+    builder = Builder(ctx, json)
+    parts = [
+        builder.connection(connection, index, args)
+        for index, (connection, args) in enumerate(zip(plan.connections, arguments, strict=True))
+    ]
+    stmt = select(json.array([json.nested(p) for p in parts]))
+    compiled: Compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    names = tuple(compiled.positiontup or ())  # type: ignore[attr-defined]
+    processors = compiled._bind_processors  # type: ignore[attr-defined]
+    return Statement(
+        sql=compiled.string,
+        names=names,
+        fixed=dict(compiled.params),
+        processors=dict(processors),
+    )
+
+
+def request_values(
+    plan: RootPlan, principal: Principal, now: datetime, arguments: Sequence[Arguments]
+) -> dict[str, Any]:
+    values = caller_values(principal, now)
+    for index, args in enumerate(arguments):
+        values[f"c{index}_limit"] = args.size + 1
+        for k, value in enumerate(args.after or ()):
+            values[f"c{index}_after{k}"] = value
+        for name, value in args.filter.items():
+            if not isinstance(value, bool):
+                values[f"c{index}_{name}"] = value
+    return values
+
+
+# --- The transform ------------------------------------------------------------------------
+
+
+def as_datetime(value: Any) -> str | None:
+    """A timestamp as the database gives it, in the form the standard executor answers."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat()
+
+
+def as_boolean(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def distinct(lists: Sequence[Sequence[Any]], show: Callable[[Any], Any]) -> list[Any]:
+    seen: set[int] = set()
+    found = []
+    for rows in lists:
+        for pk, row in rows:
+            if pk not in seen:
+                seen.add(pk)
+                found.append(show(row))
+    return found
+
+
+Transform = Callable[[list[Any], Sequence[Arguments]], dict[str, Any]]
+
+
+class TransformWriter:
+    """Writes, once per plan, the Python that gives the gathered arrays their response form."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.env: dict[str, Any] = {
+            "encode_id": encode_id,
+            "encode_cursor": encode_cursor,
+            "distinct": distinct,
+        }
+        self.count = 0
+
+    def name(self, prefix: str, value: Any = None) -> str:
+        self.count += 1
+        name = f"{prefix}{self.count}"
+        if value is not None:
+            self.env[name] = value
+        return name
+
+    def object(self, plan: ObjectPlan) -> str:
+        """A function from the object's array to its response dict; returns its name."""
+        function = self.name("object_")
+        fields: list[str] = []
+        position = 0
+        for item in plan.items:
+            if isinstance(item, Constant):
+                fields.append(f"{item.key!r}: {item.value!r}")
+                continue
+            if isinstance(item, Column):
+                value = f"a[{position}]"
+                if item.format is not None:
+                    value = f"{self.name('format_', item.format)}({value})"
+                position += 1
+            elif isinstance(item, NodeId):
+                value = f"encode_id({item.type_name!r}, a[{position}])"
+                position += 1
+            elif isinstance(item, Computed):
+                args = ", ".join(f"a[{position + k}]" for k in range(len(item.columns)))
+                value = f"{self.name('compute_', item.compute)}({args})"
+                position += len(item.columns)
+            else:
+                nested = self.object(item.node)
+                if isinstance(item.relation, Ref):
+                    value = f"(None if a[{position}] is None else {nested}(a[{position}]))"
+                elif isinstance(item.relation, Distinct):
+                    value = f"distinct(a[{position}], {nested})"
+                else:
+                    value = f"[{nested}(x) for x in a[{position}]]"
+                position += 1
+            fields.append(f"{item.key!r}: {value}")
+        self.lines.append(f"def {function}(a):\n    return {{{', '.join(fields)}}}\n")
+        return function
+
+    def connection(self, plan: ConnectionPlan) -> str:
+        """A function (gathered array, page size, after given) → the connection's dict."""
+        function = self.name("connection_")
+        node = None if plan.node is None else self.object(plan.node)
+        body = [
+            f"def {function}(c, size, after):",
+            "    rows = c[1]",
+            "    has_next = len(rows) > size",
+            "    rows = rows[:size]",
+            "    cursors = [encode_cursor(r[1:]) for r in rows]",
+            "    out = {}",
+        ]
+        for key, kind in plan.items:
+            if kind == "totalCount":
+                body.append(f"    out[{key!r}] = c[0]")
+            elif kind.startswith("typename:"):
+                body.append(f"    out[{key!r}] = {kind.split(':', 1)[1]!r}")
+            elif kind == "edges":
+                items = dict(plan.edges)[key]
+                parts = []
+                for edge_key, edge_kind in items:
+                    if edge_kind == "cursor":
+                        parts.append(f"{edge_key!r}: cur")
+                    elif edge_kind == "node":
+                        parts.append(f"{edge_key!r}: {node}(r[0])")
+                    else:
+                        parts.append(f"{edge_key!r}: {edge_kind.split(':', 1)[1]!r}")
+                body.append(
+                    f"    out[{key!r}] = [{{{', '.join(parts)}}} for r, cur in zip(rows, cursors)]"
+                )
+            elif kind == "pageInfo":
+                parts = []
+                for info_key, info_kind in dict(plan.page_info)[key]:
+                    parts.append(
+                        {
+                            "hasNextPage": f"{info_key!r}: has_next",
+                            "hasPreviousPage": f"{info_key!r}: after",
+                            "startCursor": f"{info_key!r}: cursors[0] if cursors else None",
+                            "endCursor": f"{info_key!r}: cursors[-1] if cursors else None",
+                        }.get(info_kind)
+                        or f"{info_key!r}: {info_kind.split(':', 1)[1]!r}"
+                    )
+                body.append(f"    out[{key!r}] = {{{', '.join(parts)}}}")
+        body.append("    return out\n")
+        self.lines.append("\n".join(body))
+        return function
+
+    def root(self, plan: RootPlan) -> Transform:
+        connections = [self.connection(c) for c in plan.connections]
+        body = ["def transform(data, arguments):", "    out = {}"]
+        index = 0
+        for item in plan.items:
+            if isinstance(item, Constant):
+                body.append(f"    out[{item.key!r}] = {item.value!r}")
+            else:
+                body.append(
+                    f"    out[{item.key!r}] = {connections[index]}(data[{index}], "
+                    f"arguments[{index}].size, arguments[{index}].after is not None)"
+                )
+                index += 1
+        body.append("    return out\n")
+        self.lines.append("\n".join(body))
+        namespace = dict(self.env)
+        exec("\n".join(self.lines), namespace)
+        return cast(
+            Callable[[list[Any], Sequence[Arguments]], dict[str, Any]], namespace["transform"]
+        )
+
+
+def transform_of(plan: RootPlan) -> Transform:
+    return TransformWriter().root(plan)

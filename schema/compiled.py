@@ -1,0 +1,367 @@
+"""Planning the compiled read path: which documents it answers, and from which declarations.
+
+A query is compiled when every field it selects has a declared source: root lists with a
+ListSource (`metadata={"list": …}`), Node fields that are columns or computed fields of their
+type's registration, and relation fields (schema/relations.py). Anything else — mutations,
+directives, unions, fields computed by code (access, roles, caseload counts) — leaves the
+document to the standard executor. resolvers/compiled.py turns a plan into SQL and a transform.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Union, get_args, get_origin
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionNode,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from sqlalchemy.engine import Dialect
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.field import StrawberryField
+
+from policies.enforcer import PolicyStore
+from policies.principal import Principal
+from policies.vocabulary import Action
+from resolvers import compiled as sql
+from resolvers.context import Limits
+from resolvers.pagination import decode_cursor, page_size_of
+from schema.derive import plain
+from schema.nodes import COMPUTED, NODE_TYPES
+from schema.permissions import Guard
+
+
+def _strawberry(field_def: GraphQLField) -> StrawberryField:
+    found = field_def.extensions.get("strawberry-definition")
+    if not isinstance(found, StrawberryField):
+        raise sql.NotCompilable("a field without a Strawberry definition")
+    return found
+
+
+def _object_type(type_: Any) -> GraphQLObjectType:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    if not isinstance(type_, GraphQLObjectType):
+        raise sql.NotCompilable(f"{type_} is not an object type")
+    return type_
+
+
+def _format(annotation: Any) -> Any:
+    """How a column's value is shown, from the field's Python type."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = members[0] if len(members) == 1 else annotation
+    if annotation is datetime:
+        return sql.as_datetime
+    if annotation is bool:
+        return sql.as_boolean
+    if annotation in (str, int, date) or isinstance(annotation, type):
+        return None  # text, numbers, dates and enum values arrive as the response shows them
+    raise sql.NotCompilable(f"no column form for {annotation}")
+
+
+@dataclass
+class _Collector:
+    fragments: dict[str, FragmentDefinitionNode]
+
+    def fields(
+        self, type_: GraphQLObjectType, selections: Sequence[SelectionNode]
+    ) -> dict[str, list[FieldNode]]:
+        """The response keys selected on `type_`, in order, with their field nodes."""
+        found: dict[str, list[FieldNode]] = {}
+        self._collect(type_, selections, found)
+        return found
+
+    def _collect(
+        self,
+        type_: GraphQLObjectType,
+        selections: Sequence[SelectionNode],
+        found: dict[str, list[FieldNode]],
+    ) -> None:
+        names = {type_.name, *(i.name for i in type_.interfaces)}
+        for selection in selections:
+            if selection.directives:
+                raise sql.NotCompilable("directives")
+            if isinstance(selection, FieldNode):
+                key = (selection.alias or selection.name).value
+                found.setdefault(key, []).append(selection)
+                continue
+            if isinstance(selection, InlineFragmentNode):
+                condition, nested = selection.type_condition, selection.selection_set
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments[selection.name.value]
+                if fragment.directives:
+                    raise sql.NotCompilable("directives")
+                condition, nested = fragment.type_condition, fragment.selection_set
+            else:
+                raise sql.NotCompilable("unknown selection")
+            if condition is None or condition.name.value in names:
+                self._collect(type_, nested.selections, found)
+
+
+def _children(nodes: list[FieldNode]) -> list[SelectionNode]:
+    return [s for n in nodes if n.selection_set for s in n.selection_set.selections]
+
+
+@dataclass
+class _Planner:
+    schema: Any  # strawberry.Schema
+    collector: _Collector
+    connections: list[tuple[GraphQLField, FieldNode, StrawberryField]] = field(default_factory=list)
+
+    def root(self, operation: OperationDefinitionNode) -> sql.RootPlan:
+        query = self.schema._schema.query_type
+        items: list[sql.Constant | sql.ConnectionPlan] = []
+        for key, nodes in self.collector.fields(query, operation.selection_set.selections).items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                items.append(sql.Constant(key, query.name))
+                continue
+            field_def = query.fields[name]
+            strawberry_field = _strawberry(field_def)
+            if "list" not in strawberry_field.metadata:
+                raise sql.NotCompilable(f"Query.{name}")
+            self._guarded(strawberry_field)
+            if len({n.arguments for n in nodes}) > 1:
+                raise sql.NotCompilable("one key, two argument lists")
+            self.connections.append((field_def, nodes[0], strawberry_field))
+            items.append(self.connection(key, field_def, strawberry_field, nodes))
+        return sql.RootPlan(tuple(items))
+
+    @staticmethod
+    def _guarded(strawberry_field: StrawberryField) -> None:
+        """Only fields that need no more than a signed-in caller (the rows are scoped in SQL)."""
+        for extension in strawberry_field.extensions:
+            if isinstance(extension, Guard) and extension.action is not Action.READ:
+                raise sql.NotCompilable("a field guarded by an action")
+
+    def connection(
+        self,
+        key: str,
+        field_def: GraphQLField,
+        strawberry_field: StrawberryField,
+        nodes: list[FieldNode],
+    ) -> sql.ConnectionPlan:
+        connection = _object_type(field_def.type)
+        total: list[str] = []
+        edges: list[tuple[str, tuple[Any, ...]]] = []
+        page_info: list[tuple[str, tuple[Any, ...]]] = []
+        items: list[tuple[str, str]] = []
+        node: sql.ObjectPlan | None = None
+        for child_key, child_nodes in self.collector.fields(connection, _children(nodes)).items():
+            name = child_nodes[0].name.value
+            if name == "__typename":
+                items.append((child_key, f"typename:{connection.name}"))
+            elif name == "totalCount":
+                total.append(child_key)
+                items.append((child_key, "totalCount"))
+            elif name == "pageInfo":
+                info_type = _object_type(connection.fields[name].type)
+                found = self.collector.fields(info_type, _children(child_nodes))
+                page_info.append(
+                    (
+                        child_key,
+                        tuple(
+                            (k, f"typename:{info_type.name}")
+                            if n[0].name.value == "__typename"
+                            else (k, n[0].name.value)
+                            for k, n in found.items()
+                        ),
+                    )
+                )
+                items.append((child_key, "pageInfo"))
+            elif name == "edges":
+                if edges:
+                    raise sql.NotCompilable("edges selected twice")
+                edge_type = _object_type(connection.fields[name].type)
+                edge_items: list[tuple[str, str]] = []
+                for edge_key, edge_nodes in self.collector.fields(
+                    edge_type, _children(child_nodes)
+                ).items():
+                    edge_name = edge_nodes[0].name.value
+                    if edge_name == "__typename":
+                        edge_items.append((edge_key, f"typename:{edge_type.name}"))
+                    elif edge_name == "cursor":
+                        edge_items.append((edge_key, "cursor"))
+                    elif edge_name == "node":
+                        if node is not None:
+                            raise sql.NotCompilable("node selected twice")
+                        node = self.object(
+                            _object_type(edge_type.fields["node"].type), _children(edge_nodes)
+                        )
+                        edge_items.append((edge_key, "node"))
+                edges.append((child_key, tuple(edge_items)))
+                items.append((child_key, "edges"))
+            else:
+                raise sql.NotCompilable(f"{connection.name}.{name}")
+        return sql.ConnectionPlan(
+            key=key,
+            source=strawberry_field.metadata["list"],
+            total_count=tuple(total),
+            edges=tuple(edges),
+            page_info=tuple(page_info),
+            node=node,
+            items=tuple(items),
+        )
+
+    def object(
+        self, type_: GraphQLObjectType, selections: Sequence[SelectionNode]
+    ) -> sql.ObjectPlan:
+        cls = NODE_TYPES.get(type_.name)
+        if cls is None:
+            raise sql.NotCompilable(f"{type_.name} is not a Node type")
+        model = next(m for m, t in _row_types().items() if t is cls)
+        computed = COMPUTED.get(cls, {})
+        items: list[sql.Item] = []
+        for key, nodes in self.collector.fields(type_, selections).items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                items.append(sql.Constant(key, type_.name))
+                continue
+            if any(n.arguments for n in nodes):
+                raise sql.NotCompilable(f"{type_.name}.{name} with arguments")
+            field_def = type_.fields[name]
+            strawberry_field = _strawberry(field_def)
+            self._guarded(strawberry_field)
+            python_name = strawberry_field.python_name
+            if name == "id":
+                items.append(sql.NodeId(key, type_.name))
+            elif python_name in computed:
+                found = computed[python_name]
+                items.append(sql.Computed(key, found.columns, found.compute))
+            elif "relation" in strawberry_field.metadata:
+                target = self.object(_object_type(field_def.type), _children(nodes))
+                items.append(sql.Related(key, strawberry_field.metadata["relation"], target))
+            elif strawberry_field.base_resolver is None:
+                annotation = strawberry_field.type_annotation
+                resolved = annotation.resolve() if annotation is not None else None
+                items.append(sql.Column(key, python_name, _format(_python_type(resolved))))
+            else:
+                raise sql.NotCompilable(f"{type_.name}.{name} runs code")
+        return sql.ObjectPlan(model, tuple(items))
+
+
+def _row_types() -> dict[type, Any]:
+    from schema.nodes import ROW_TYPES
+
+    return ROW_TYPES
+
+
+def _python_type(resolved: Any) -> Any:
+    """The Python type behind a resolved Strawberry annotation (optional, enum or scalar)."""
+    inner = getattr(resolved, "of_type", None)
+    if inner is not None and type(resolved).__name__ == "StrawberryOptional":
+        return _python_type(inner)
+    wrapped = getattr(resolved, "wrapped_cls", None)
+    return wrapped if wrapped is not None else resolved
+
+
+@dataclass
+class CompiledOperation:
+    """A query document the compiled path answers: its plan, transform and statements."""
+
+    plan: sql.RootPlan
+    operation: OperationDefinitionNode
+    connections: list[tuple[GraphQLField, FieldNode, StrawberryField]]
+    transform: sql.Transform
+    statements: dict[tuple[Any, ...], sql.Statement] = field(default_factory=dict)
+    fixed_arguments: list[sql.Arguments] | None = None
+
+    def arguments(
+        self, schema: Any, limits: Limits, variables: dict[str, Any] | None
+    ) -> list[sql.Arguments]:
+        """Each list's arguments for this request; NotCompilable when any is refused (the
+        standard executor then answers the error exactly as it always does)."""
+        if self.fixed_arguments is not None:
+            return self.fixed_arguments
+        values: Any = None
+        if self.operation.variable_definitions:
+            coerced = get_variable_values(
+                schema._schema, self.operation.variable_definitions, variables or {}
+            )
+            if isinstance(coerced, list):
+                raise sql.NotCompilable("variables refused")
+            values = coerced
+        found = []
+        for field_def, node, strawberry_field in self.connections:
+            raw = get_argument_values(field_def, node, values)
+            kwargs = convert_arguments(
+                raw,
+                strawberry_field.arguments,
+                scalar_registry=schema.schema_converter.scalar_registry,
+                config=schema.config,
+            )
+            found.append(_checked(strawberry_field, kwargs, limits))
+        return found
+
+    def statement(
+        self, store: PolicyStore, principal: Principal, dialect: Dialect, args: list[sql.Arguments]
+    ) -> sql.Statement:
+        key = (sql.shape_of(principal), tuple(a.shape() for a in args))
+        found = self.statements.get(key)
+        if found is None:
+            ctx = sql.symbolic_context(store, principal)
+            found = self.statements[key] = sql.compile_statement(self.plan, ctx, dialect, args)
+        return found
+
+
+def _checked(
+    strawberry_field: StrawberryField, kwargs: dict[str, Any], limits: Limits
+) -> sql.Arguments:
+    from resolvers.errors import InvalidInput
+
+    source = strawberry_field.metadata["list"]
+    try:
+        size = page_size_of(limits, kwargs.get("first"))
+        after = kwargs.get("after")
+        decoded = None if after is None else tuple(decode_cursor(after, source.key_types))
+        declaration = strawberry_field.metadata.get("filter")
+        wanted = None if declaration is None else plain(kwargs.get("filter"), declaration)
+        values = source.prepare(wanted)
+    except InvalidInput as refused:
+        raise sql.NotCompilable("arguments refused") from refused
+    return sql.Arguments(size=size, after=decoded, filter=values)
+
+
+def compile_operation(
+    schema: Any, document: DocumentNode, operation_name: str | None, limits: Limits
+) -> CompiledOperation:
+    """The compiled form of a valid query document; NotCompilable when it has none."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
+        raise sql.NotCompilable("not one query")
+    operation = operations[0]
+    if operation.directives:
+        raise sql.NotCompilable("directives")
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    planner = _Planner(schema, _Collector(fragments))
+    plan = planner.root(operation)
+    if not plan.connections:
+        raise sql.NotCompilable("nothing to gather")
+    compiled = CompiledOperation(
+        plan=plan,
+        operation=operation,
+        connections=planner.connections,
+        transform=sql.transform_of(plan),
+    )
+    if not operation.variable_definitions:
+        compiled.fixed_arguments = compiled.arguments(schema, limits, None)
+    return compiled
