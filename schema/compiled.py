@@ -131,6 +131,8 @@ class _Planner:
             if name == "__typename":
                 items.append(sql.Constant(key, query.name))
                 continue
+            if name not in query.fields:
+                raise sql.NotCompilable(f"Query.{name}")  # introspection
             field_def = query.fields[name]
             strawberry_field = _strawberry(field_def)
             if "list" not in strawberry_field.metadata:

@@ -151,11 +151,19 @@ async def quietly(step: Awaitable[None]) -> None:
 
 def has_nul(ec: ExecutionContext) -> bool:
     """Whether any text of the request holds U+0000 (PostgreSQL cannot store it)."""
-    if "\x00" in (ec.query or "") or _nul_in(ec.variables):
+    return document_has_nul(ec.query, ec.graphql_document) or _nul_in(ec.variables)
+
+
+def document_has_nul(query: str | None, document: Node | None) -> bool:
+    if "\x00" in (query or ""):
         return True
-    if "\\u" not in (ec.query or "") or ec.graphql_document is None:
+    if "\\u" not in (query or "") or document is None:
         return False  # without an escape, the document's strings are as the text shows
-    return any("\x00" in value for value in _string_literals(ec.graphql_document))
+    return any("\x00" in value for value in _string_literals(document))
+
+
+def variables_have_nul(variables: object) -> bool:
+    return _nul_in(variables)
 
 
 def _nul_in(value: object) -> bool:

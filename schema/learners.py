@@ -136,7 +136,9 @@ class LearnerCreated:
 @strawberry.type
 class LearnerQuery:
     @strawberry.field(
-        description="Learners the caller can see, by name.", extensions=requires(Resource.LEARNER)
+        description="Learners the caller can see, by name.",
+        extensions=requires(Resource.LEARNER),
+        metadata={"list": learners.LEARNERS, "filter": learners.LearnerFilter},
     )
     async def learners(
         self,

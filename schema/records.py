@@ -73,7 +73,9 @@ class ApprenticeRecordCreated:
 @strawberry.type
 class RecordQuery:
     @strawberry.field(
-        description="Apprentice records the caller can see.", extensions=requires(Resource.RECORD)
+        description="Apprentice records the caller can see.",
+        extensions=requires(Resource.RECORD),
+        metadata={"list": records.RECORDS, "filter": records.RecordFilter},
     )
     async def apprentice_records(
         self,

@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.compiled_reads = graphql.compiled
     return app
 
 

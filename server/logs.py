@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from policies.principal import Principal
 from server.http import error_response
 
 access_log = logging.getLogger("caseload.access")
@@ -219,3 +220,10 @@ def log_config(level: str, fmt: str) -> dict[str, Any]:
             "casbin": {"handlers": [], "propagate": True, "level": "WARNING"},
         },
     }
+
+
+def describe(principal: Principal) -> str:
+    """How a principal appears in logs: `apikey:<id>` or `<kind>:<user id>`, never a credential."""
+    if principal.api_key_id is not None:
+        return f"apikey:{principal.api_key_id}"
+    return f"{principal.kind.value.lower()}:{principal.user_id}"

@@ -25,6 +25,7 @@ class Services:
     policies: PolicyStore
     schema: Any
     authenticator: Authenticator
+    query_limits: QueryLimits
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -36,21 +37,20 @@ class Services:
         )
         count_statements(engine)
         maker = session_maker(engine)
-        schema = build_schema(
-            QueryLimits(
-                max_depth=settings.max_query_depth,
-                max_aliases=settings.max_aliases,
-                max_tokens=settings.max_tokens,
-                anonymous_introspection=settings.anonymous_introspection_enabled,
-            )
+        query_limits = QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            anonymous_introspection=settings.anonymous_introspection_enabled,
         )
         return cls(
             settings=settings,
             engine=engine,
             maker=maker,
             policies=PolicyStore(),
-            schema=schema,
+            schema=build_schema(query_limits),
             authenticator=Authenticator(settings, secret),
+            query_limits=query_limits,
         )
 
     async def aclose(self) -> None:

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000
+    # Queries whose every field has a declared source run as one SQL statement.
+    compiled_reads: bool = True
 
     @field_validator("data_dir", mode="before")
     @classmethod

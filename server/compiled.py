@@ -1,0 +1,165 @@
+"""The compiled read path at the HTTP layer: one connection, one transaction, two statements.
+
+A POST whose document compiles (schema/compiled.py) is answered here without Strawberry:
+the principal from one statement, the data from one statement that builds the response's
+nested arrays in the database, and a generated transform. Anything else — a document that
+does not compile, an argument or a credential the API refuses — returns None, and the
+standard executor answers it exactly as it always does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from graphql import GraphQLError, parse, specified_rules, validate
+from sqlalchemy.exc import DBAPIError
+
+from db.base import utcnow
+from resolvers import compiled as sql
+from resolvers.context import Limits
+from schema.compiled import CompiledOperation, compile_operation
+from schema.extensions import document_has_nul, limit_rules, variables_have_nul
+from server.auth import AuthFailure, Credentials
+from server.http import GraphQLBody
+from server.logs import current_record, describe
+from server.services import Services
+
+log = logging.getLogger("caseload.compiled")
+
+CACHE_SIZE = 512
+
+
+class CompiledReads:
+    """Answers the queries whose plan compiles; the rest go to the standard executor."""
+
+    def __init__(self, services: Services, limits: Limits) -> None:
+        self.services = services
+        self.limits = limits
+        self.schema = services.schema
+        self.dialect = services.engine.dialect
+        self.operations: OrderedDict[tuple[str, str | None], CompiledOperation | None] = (
+            OrderedDict()
+        )
+        settings = services.settings
+        self.rules = [*specified_rules, *limit_rules(services.query_limits)]
+        self.max_tokens = settings.max_tokens
+        self.answered = 0  # requests answered here (tests and benchmarks read it)
+        authenticator = services.authenticator
+        self.auth = {
+            kind: _raw(stmt, self.dialect)
+            for kind, stmt in (("person", authenticator.person), ("key", authenticator.key))
+        }
+
+    def operation(self, query: str, operation_name: str | None) -> CompiledOperation | None:
+        key = (query, operation_name)
+        if key in self.operations:
+            self.operations.move_to_end(key)
+            return self.operations[key]
+        found: CompiledOperation | None = None
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+            if document_has_nul(query, document):
+                found = None  # refused as INVALID by the standard executor
+            elif not validate(self.schema._schema, document, self.rules):
+                found = compile_operation(self.schema, document, operation_name, self.limits)
+        except (GraphQLError, sql.NotCompilable):
+            found = None
+        self.operations[key] = found
+        if len(self.operations) > CACHE_SIZE:
+            self.operations.popitem(last=False)
+        return found
+
+    async def answer(self, body: GraphQLBody, authorization: str | None) -> bytes | None:
+        """The response body, or None: let the standard executor answer."""
+        operation = self.operation(body.query, body.operation_name)
+        if operation is None or variables_have_nul(body.variables):
+            return None
+        try:
+            arguments = operation.arguments(self.schema, self.limits, body.variables)
+        except sql.NotCompilable:
+            return None
+        now = utcnow()
+        credentials = self.services.authenticator.read(authorization, now)
+        if credentials is None or isinstance(credentials, AuthFailure):
+            return None
+        try:
+            data = await self._run(operation, arguments, credentials, now)
+        except DBAPIError as exc:
+            log.warning("compiled read failed; the standard executor answers", exc_info=exc)
+            return None
+        if data is None:
+            return None
+        self.answered += 1
+        return orjson.dumps({"data": data})
+
+    async def _run(
+        self,
+        operation: CompiledOperation,
+        arguments: list[sql.Arguments],
+        credentials: Credentials,
+        now: Any,
+    ) -> dict[str, Any] | None:
+        authenticator = self.services.authenticator
+        async with self.services.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            postgresql = self.dialect.name == "postgresql"
+            auth_stmt, params = authenticator.statement(credentials)
+            auth = self.auth["person" if auth_stmt is authenticator.person else "key"]
+            await _begin(driver, postgresql)
+            try:
+                rows = await _fetch(driver, postgresql, auth.sql, auth.arguments(params))
+                principal = authenticator.principal(credentials, rows, now)
+                if isinstance(principal, AuthFailure):
+                    return None
+                statement = operation.statement(
+                    self.services.policies, principal, self.dialect, arguments
+                )
+                values = sql.request_values(operation.plan, principal, now, arguments)
+                found = await _fetch(driver, postgresql, statement.sql, statement.arguments(values))
+            finally:
+                await _end(driver, postgresql)
+        record = current_record()
+        if record is not None:
+            record.principal = describe(principal)
+            record.statements += 2
+        raw = found[0][0]
+        gathered = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+        return operation.transform(gathered, arguments)
+
+
+def _raw(stmt: Any, dialect: Any) -> sql.Statement:
+    compiled = stmt.compile(dialect=dialect)
+    return sql.Statement(
+        sql=compiled.string,
+        names=tuple(compiled.positiontup or ()),
+        fixed=dict(compiled.params),
+        processors=dict(compiled._bind_processors),
+    )
+
+
+async def _begin(driver: Any, postgresql: bool) -> None:
+    await _command(driver, postgresql, "BEGIN READ ONLY" if postgresql else "BEGIN")
+
+
+async def _end(driver: Any, postgresql: bool) -> None:
+    await _command(driver, postgresql, "COMMIT")
+
+
+async def _command(driver: Any, postgresql: bool, command: str) -> None:
+    if postgresql:
+        await driver.execute(command)
+    else:
+        await (await driver.execute(command)).close()
+
+
+async def _fetch(driver: Any, postgresql: bool, statement: str, args: list[Any]) -> list[Any]:
+    if postgresql:
+        return list(await driver.fetch(statement, *args))
+    cursor = await driver.execute(statement, args)
+    try:
+        return list(await cursor.fetchall())
+    finally:
+        await cursor.close()
