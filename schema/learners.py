@@ -9,12 +9,21 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource, Scope
-from resolvers import access, allocations, assignments, evidence, learners, organisations, records
+from resolvers import (
+    access,
+    allocations,
+    assignments,
+    evidence,
+    learners,
+    licences,
+    organisations,
+    records,
+)
 from resolvers.learners import LearnerLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import Role
+from schema.enums import LicenceStatus, Role
 from schema.nodes import Node, maybe, node, project_all
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
@@ -23,6 +32,7 @@ from schema.results import answers, mutation
 if TYPE_CHECKING:
     from schema.allocations import Allocation
     from schema.evidence import Evidence
+    from schema.licences import Licence, WithheldLicence
     from schema.organisations import Department, Location
     from schema.records import ApprenticeRecord
 
@@ -80,6 +90,16 @@ class Learner(Node):
     ) -> list[Annotated[Allocation, strawberry.lazy("schema.allocations")]]:
         rows = await allocations.allocations_of(info.context, self.row.id)
         return project_all("Allocation", rows)
+
+    @strawberry.field(
+        description="The learner's course licences, in any status unless one is asked for.",
+        extensions=requires(Resource.LICENCE),
+    )
+    async def licences(
+        self, info: Info, status: LicenceStatus | None = None
+    ) -> list[Annotated[Licence, strawberry.lazy("schema.licences")]]:
+        rows = await licences.licences_of(info.context, self.row.id, status)
+        return project_all("Licence", rows)
 
     @strawberry.field(
         description="Everyone assigned to or allocated to this learner, as visible to the caller.",
@@ -147,10 +167,37 @@ class CreateLearnerInput:
     )
 
 
+@strawberry.input(description="Learners to add to the caller's organisation, all or none.")
+class ImportLearnersInput:
+    learners: list[CreateLearnerInput] = strawberry.field(description="Up to 1,000 learners.")
+
+
 @answers(learners.LearnerCreated)
 @strawberry.type(description="The learner was created.")
 class LearnerCreated:
     learner: Learner = strawberry.field(description="The new learner.")
+    licences: list[Annotated[Licence, strawberry.lazy("schema.licences")]] = strawberry.field(
+        description="Licences the organisation's auto-allocation rules issued to them."
+    )
+    withheld: list[Annotated[WithheldLicence, strawberry.lazy("schema.licences")]] = (
+        strawberry.field(
+            description="Licences a rule matched but could not issue (the pool had no seat)."
+        )
+    )
+
+
+@answers(learners.LearnersImported)
+@strawberry.type(description="Every learner was created.")
+class LearnersImported:
+    learners: list[Learner] = strawberry.field(description="The new learners, in input order.")
+    licences_issued: int = strawberry.field(
+        description="Licences the auto-allocation rules issued to them."
+    )
+    withheld: list[Annotated[WithheldLicence, strawberry.lazy("schema.licences")]] = (
+        strawberry.field(
+            description="Licences a rule matched but could not issue (the pool had no seat)."
+        )
+    )
 
 
 @strawberry.type
@@ -182,6 +229,12 @@ class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
         input=CreateLearnerInput,
-        description="Add a learner to the caller's organisation.",
+        description="Add a learner to the caller's organisation; auto-allocation rules fire.",
+        extensions=changes(Resource.LEARNER, Action.CREATE),
+    )
+    import_learners = mutation(
+        learners.import_learners,
+        input=ImportLearnersInput,
+        description="Add up to 1,000 learners, all or none; auto-allocation rules fire for each.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
     )
