@@ -243,10 +243,11 @@ async def import_learners(
     users = await _sign_ins(ctx, org, [r for r in rows if r.email is not None])
     if isinstance(users, BulkRejected):
         return users
+    # One statement; ids follow the rows' order (sorted back below).
     created = list(
         (
             await ctx.db.execute(
-                insert(Learner).returning(Learner, sort_by_parameter_order=True),
+                insert(Learner).returning(Learner),
                 [
                     {
                         "organisation_id": org,
@@ -264,6 +265,7 @@ async def import_learners(
         .scalars()
         .all()
     )
+    created.sort(key=lambda x: x.id)
     fired = await fire_rules(ctx, created)
     await audit_all(
         ctx,
