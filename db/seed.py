@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.models import (
@@ -628,6 +628,9 @@ async def seed_preset(engine: AsyncEngine, name: str, seed: int = 1) -> dict[str
                 seats=preset.learners_per_organisation,
                 allocated_by=ids[0],
             )
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))  # plans for the new sizes, not an empty database
     return {
         "organisations": preset.organisations,
         "learners": preset.organisations * preset.learners_per_organisation,
