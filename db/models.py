@@ -12,6 +12,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -43,6 +44,25 @@ class EvidenceStatus(enum.StrEnum):
 class RecordStatus(enum.StrEnum):
     LIVE = "LIVE"
     ARCHIVED = "ARCHIVED"
+
+
+class LicenceStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    RECALLED = "RECALLED"
+    COMPLETED = "COMPLETED"
+    EXPIRED = "EXPIRED"
+
+
+class LicenceSource(enum.StrEnum):
+    MANUAL = "MANUAL"
+    RULE = "RULE"
+
+
+class RuleScope(enum.StrEnum):
+    LOCATION = "LOCATION"
+    DEPARTMENT = "DEPARTMENT"
+    ENTIRE_COMPANY = "ENTIRE_COMPANY"
+    ADVANCED = "ADVANCED"  # location and department
 
 
 class AuditAction(enum.StrEnum):
@@ -85,6 +105,8 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
 
 
 ACTIVE = text("ended_at IS NULL")
+# A learner holds at most one active licence per course.
+ACTIVE_LICENCE = text("status = 'ACTIVE'")
 # A record has at most one active training coordinator.
 ONE_COORDINATOR = text("role = 'TRAINING_COORDINATOR' AND ended_at IS NULL")
 
@@ -310,3 +332,84 @@ class AuditEvent(Base):
     subject_type: Mapped[str] = mapped_column(String(64))
     subject_id: Mapped[int | None] = mapped_column(Id)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Course(Base):
+    """A course in the catalogue."""
+
+    __tablename__ = "courses"
+    __table_args__ = (Index("ix_courses_title", "title", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LicencePool(Base):
+    """An organisation's seats for one course. `seats_used` counts the licences issued from it
+    that were not recalled; it changes only under a lock on this row."""
+
+    __tablename__ = "licence_pools"
+    __table_args__ = (UniqueConstraint("organisation_id", "course_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    seats_total: Mapped[int] = mapped_column(Integer)
+    seats_used: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AutoAllocationRule(Base):
+    """Issues a licence for its course to each matching learner created after it. Deleting it
+    keeps the row, so that the licences it issued still name it."""
+
+    __tablename__ = "auto_allocation_rules"
+    __table_args__ = (Index("ix_auto_allocation_rules_org", "organisation_id", "deleted_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    scope: Mapped[RuleScope] = mapped_column(_enum(RuleScope, "rule_scope"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Licence(Base):
+    """One learner's right to take one course, issued from the organisation's pool."""
+
+    __tablename__ = "licences"
+    __table_args__ = (
+        Index(
+            "uq_licences_active",
+            "learner_id",
+            "course_id",
+            unique=True,
+            sqlite_where=ACTIVE_LICENCE,
+            postgresql_where=ACTIVE_LICENCE,
+        ),
+        Index("ix_licences_learner", "learner_id", "id"),
+        Index("ix_licences_org_course", "organisation_id", "course_id", "id"),
+        Index("ix_licences_pool", "pool_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("licence_pools.id"))
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    status: Mapped[LicenceStatus] = mapped_column(
+        _enum(LicenceStatus, "licence_status"), default=LicenceStatus.ACTIVE
+    )
+    source: Mapped[LicenceSource] = mapped_column(_enum(LicenceSource, "licence_source"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("auto_allocation_rules.id"))
+    allocated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    allocated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    launched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    recalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    recalled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

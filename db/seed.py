@@ -10,23 +10,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.models import (
     Allocation,
     ApprenticeRecord,
     AssignmentRole,
+    AutoAllocationRule,
+    Course,
     Department,
     Evidence,
     EvidenceStatus,
     Learner,
+    Licence,
+    LicencePool,
+    LicenceSource,
+    LicenceStatus,
     Location,
     Membership,
     MembershipRole,
     Organisation,
     RecordAssignment,
     RecordStatus,
+    RuleScope,
     User,
     UserKind,
 )
@@ -96,16 +103,29 @@ PROGRAMMES = (
 StaffRow = tuple[str, str, list[str], int | None, int | None]
 
 
+DEMO_COURSES = (
+    ("Fire safety awareness", "FIRE-101"),
+    ("Safeguarding adults", "SAFE-201"),
+    ("Moving and handling", "MOVE-110"),
+    ("Food hygiene level 2", "FOOD-102"),
+)
+
+
 @dataclass(frozen=True)
 class Preset:
     organisations: int
     learners_per_organisation: int
     staff_per_organisation: int = 12
+    courses: int = 10
+    licences_per_learner: int = 3
+    recalled_share: float = 0.2
 
 
 PRESETS = {
     "small": Preset(organisations=3, learners_per_organisation=1_000),
-    "bench": Preset(organisations=1, learners_per_organisation=100_000, staff_per_organisation=60),
+    "bench": Preset(
+        organisations=1, learners_per_organisation=100_000, staff_per_organisation=60, courses=50
+    ),
 }
 
 
@@ -296,6 +316,80 @@ async def _records(
     return record_ids
 
 
+async def _courses(conn: AsyncConnection, wanted: list[tuple[str, str]]) -> list[int]:
+    """The catalogue's courses by code, created where missing (the catalogue is shared)."""
+    codes = [code for _, code in wanted]
+    found: dict[str, int] = {
+        code: pk
+        for code, pk in (
+            await conn.execute(select(Course.code, Course.id).where(Course.code.in_(codes)))
+        ).all()
+    }
+    missing = [{"title": t, "code": c, "created_at": _now()} for t, c in wanted if c not in found]
+    for row, pk in zip(missing, await _insert(conn, Course, missing), strict=True):
+        found[str(row["code"])] = pk
+    return [found[c] for c in codes]
+
+
+async def _licences(
+    conn: AsyncConnection,
+    rng: random.Random,
+    organisation_id: int,
+    learner_ids: list[int],
+    course_ids: list[int],
+    *,
+    per_learner: int,
+    recalled_share: float,
+    seats: int,
+    allocated_by: int,
+) -> None:
+    """A pool per course, `per_learner` licences per learner (some recalled), seats counted."""
+    pool_ids = await _insert(
+        conn,
+        LicencePool,
+        [
+            {
+                "organisation_id": organisation_id,
+                "course_id": c,
+                "seats_total": seats,
+                "seats_used": 0,
+                "updated_at": _now(),
+            }
+            for c in course_ids
+        ],
+    )
+    pool_of = dict(zip(course_ids, pool_ids, strict=True))
+    used: dict[int, int] = dict.fromkeys(pool_ids, 0)
+    now = _now()
+    rows = []
+    for learner_id in learner_ids:
+        for course_id in rng.sample(course_ids, min(per_learner, len(course_ids))):
+            recalled = rng.random() < recalled_share
+            launched = not recalled and rng.random() < 0.3
+            if not recalled:
+                used[pool_of[course_id]] += 1
+            rows.append(
+                {
+                    "organisation_id": organisation_id,
+                    "pool_id": pool_of[course_id],
+                    "learner_id": learner_id,
+                    "course_id": course_id,
+                    "status": LicenceStatus.RECALLED if recalled else LicenceStatus.ACTIVE,
+                    "source": LicenceSource.MANUAL,
+                    "allocated_at": now,
+                    "allocated_by_id": allocated_by,
+                    "launched_at": now if launched else None,
+                    "recalled_at": now if recalled else None,
+                    "recalled_by_id": allocated_by if recalled else None,
+                }
+            )
+    await _insert_plain(conn, Licence, rows)
+    for pool_id, count in used.items():
+        await conn.execute(
+            update(LicencePool).where(LicencePool.id == pool_id).values(seats_used=count)
+        )
+
+
 async def seed_demo(engine: AsyncEngine) -> DemoPeople:
     """The demo organisation (idempotent): every role, with a little of everything."""
     people = DemoPeople()
@@ -366,6 +460,47 @@ async def _seed_demo_rows(conn: AsyncConnection, rng: random.Random) -> None:
                 "submitted_at": _now(),
             }
             for n, record_id in enumerate(records[:10])
+        ],
+    )
+
+    # Course licences: a pool per course, some licences, and one rule (Leeds: safeguarding).
+    courses = await _courses(conn, list(DEMO_COURSES))
+    await _licences(
+        conn,
+        random.Random(11),  # its own sequence: the rest of the demo stays as it was
+        org,
+        learner_ids[:12],
+        courses[:3],
+        per_learner=1,
+        recalled_share=0.15,
+        seats=20,
+        allocated_by=super_admin,
+    )
+    await _insert_plain(
+        conn,
+        LicencePool,
+        [
+            {
+                "organisation_id": org,
+                "course_id": courses[3],
+                "seats_total": 5,
+                "seats_used": 0,
+                "updated_at": _now(),
+            }
+        ],
+    )
+    await _insert_plain(
+        conn,
+        AutoAllocationRule,
+        [
+            {
+                "organisation_id": org,
+                "course_id": courses[1],
+                "scope": RuleScope.LOCATION,
+                "location_id": leeds,
+                "created_at": _now(),
+                "created_by_id": super_admin,
+            }
         ],
     )
 
@@ -475,6 +610,27 @@ async def seed_preset(engine: AsyncEngine, name: str, seed: int = 1) -> dict[str
                 f"{slug}.example",
             )
             await _records(conn, rng, org, learners, assessors, coordinators, ids[0])
+            courses = await _courses(
+                conn,
+                [
+                    (f"{name.title()} course {c}", f"{name.upper()}-{c:03d}")
+                    for c in range(1, 1 + preset.courses)
+                ],
+            )
+            await _licences(
+                conn,
+                rng,
+                org,
+                learners,
+                courses,
+                per_learner=preset.licences_per_learner,
+                recalled_share=preset.recalled_share,
+                seats=preset.learners_per_organisation,
+                allocated_by=ids[0],
+            )
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))  # plans for the new sizes, not an empty database
     return {
         "organisations": preset.organisations,
         "learners": preset.organisations * preset.learners_per_organisation,

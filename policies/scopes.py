@@ -17,9 +17,12 @@ from db.models import (
     Allocation,
     ApprenticeRecord,
     AuditEvent,
+    AutoAllocationRule,
     Department,
     Evidence,
     Learner,
+    Licence,
+    LicencePool,
     Location,
     Membership,
     MembershipRole,
@@ -305,3 +308,43 @@ predicate(Resource.DEPARTMENT, Scope.ORGANISATION)(
 @predicate(Resource.AUDIT_EVENT, Scope.ORGANISATION)
 def audit_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
     return in_organisation(AuditEvent.organisation_id, p)
+
+
+# Course licences --------------------------------------------------------------------------
+# A licence is visible exactly when its learner is: each scope tests the licence's learner
+# against that scope's learners (the organisation scope reads the licence's own column).
+
+
+@predicate(Resource.LICENCE, Scope.ORGANISATION)
+def licence_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(Licence.organisation_id, p)
+
+
+@predicate(Resource.LICENCE, Scope.TEAM)
+def licence_in_team(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Licence.learner_id.in_(learner_ids(learner_in_team, p, now))
+
+
+@predicate(Resource.LICENCE, Scope.ASSIGNED)
+def licence_assigned(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Licence.learner_id.in_(assigned_learner_ids(p))
+
+
+@predicate(Resource.LICENCE, Scope.ALLOCATED)
+def licence_allocated(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Licence.learner_id.in_(allocated_learner_ids(p, now))
+
+
+@predicate(Resource.LICENCE, Scope.SELF)
+def licence_self(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return Licence.learner_id.in_(learner_ids(learner_self, p, now))
+
+
+predicate(Resource.COURSE, Scope.ALL)(lambda p, now: true())
+predicate(Resource.LICENCE_POOL, Scope.ALL)(lambda p, now: true())
+predicate(Resource.LICENCE_POOL, Scope.ORGANISATION)(
+    lambda p, now: in_organisation(LicencePool.organisation_id, p)
+)
+predicate(Resource.AUTO_ALLOCATION_RULE, Scope.ORGANISATION)(
+    lambda p, now: in_organisation(AutoAllocationRule.organisation_id, p)
+)

@@ -33,6 +33,10 @@ class Resource(enum.StrEnum):
     ALLOCATION = "allocation"
     EVIDENCE = "evidence"
     AUDIT_EVENT = "audit_event"
+    COURSE = "course"
+    LICENCE_POOL = "licence_pool"
+    LICENCE = "licence"
+    AUTO_ALLOCATION_RULE = "auto_allocation_rule"
 
 
 class Action(enum.StrEnum):
@@ -49,6 +53,12 @@ class Action(enum.StrEnum):
     """See who can see a learner, and why."""
     ASSIGN = "assign"
     """Assign users to records, or end their assignments."""
+    ALLOCATE_LICENCES = "allocate_licences"
+    """Allocate course licences to a learner, or recall the learner's licences."""
+    LAUNCH = "launch"
+    """Mark a licence launched: the learner has started the course."""
+    DELETE = "delete"
+    """Delete a row (auto-allocation rules)."""
 
 
 class Scope(enum.StrEnum):
@@ -81,6 +91,10 @@ NOUNS: dict[Resource, tuple[str, str]] = {
     Resource.ALLOCATION: ("allocation", "allocations"),
     Resource.EVIDENCE: ("evidence", "evidence"),
     Resource.AUDIT_EVENT: ("audit event", "audit events"),
+    Resource.COURSE: ("course", "courses"),
+    Resource.LICENCE_POOL: ("licence pool", "licence pools"),
+    Resource.LICENCE: ("licence", "licences"),
+    Resource.AUTO_ALLOCATION_RULE: ("auto-allocation rule", "auto-allocation rules"),
 }
 VERBS: dict[Action, str] = {
     Action.READ: "reading",
@@ -90,6 +104,9 @@ VERBS: dict[Action, str] = {
     Action.DECIDE: "signing off or referring",
     Action.VIEW_ACCESS: "seeing who can see",
     Action.ASSIGN: "assigning",
+    Action.ALLOCATE_LICENCES: "allocating or recalling licences of",
+    Action.LAUNCH: "launching",
+    Action.DELETE: "deleting",
 }
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import insert
 
 from db.models import AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
@@ -31,19 +35,40 @@ async def audit(
     `subject` is the row acted on, or its table when the change spans many rows. `details`
     name other objects by global id only: no raw keys, no emails.
     """
-    is_table = isinstance(subject, type)
+    await audit_all(ctx, [Entry(action, subject, organisation_id, details)])
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One audit event to write (see `audit`)."""
+
+    action: AuditAction
+    subject: Any
+    organisation_id: int | None
+    details: dict[str, Any] | None = None
+
+
+async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
+    """Record several events in one statement, whatever their number."""
+    if not entries:
+        return
     me = ctx.me
-    await ctx.db.add(
-        AuditEvent(
-            organisation_id=organisation_id,
-            at=ctx.now,
-            actor_id=me.user_id,
-            api_key_id=me.api_key_id,
-            client=ctx.client,
-            user_agent=ctx.user_agent,
-            action=action,
-            subject_type=type_name_of(subject if is_table else type(subject)),
-            subject_id=None if is_table else subject.id,
-            details=details,
-        )
-    )
+    rows = [
+        {
+            "organisation_id": e.organisation_id,
+            "at": ctx.now,
+            "actor_id": me.user_id,
+            "api_key_id": me.api_key_id,
+            "client": ctx.client,
+            "user_agent": ctx.user_agent,
+            "action": e.action,
+            "subject_type": type_name_of(
+                e.subject if isinstance(e.subject, type) else type(e.subject)
+            ),
+            "subject_id": None if isinstance(e.subject, type) else e.subject.id,
+            "details": e.details,
+        }
+        for e in entries
+    ]
+    # Core executemany: one statement however many events (no ids are needed back).
+    await ctx.db.execute(insert(AuditEvent), rows)

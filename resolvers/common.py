@@ -11,8 +11,10 @@ from db.models import (
     Allocation,
     ApprenticeRecord,
     AssignmentRole,
+    AutoAllocationRule,
     Evidence,
     Learner,
+    Licence,
     RecordAssignment,
 )
 from policies.vocabulary import Action, Resource, refusal
@@ -113,6 +115,8 @@ TARGETS: dict[type, Resource] = {
     RecordAssignment: Resource.ASSIGNMENT,
     Allocation: Resource.ALLOCATION,
     Evidence: Resource.EVIDENCE,
+    Licence: Resource.LICENCE,
+    AutoAllocationRule: Resource.AUTO_ALLOCATION_RULE,
 }
 
 M = TypeVar("M")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, insert, literal, or_, select, union
 
 from db.models import (
     ApprenticeRecord,
@@ -13,11 +14,17 @@ from db.models import (
     AuditAction,
     Department,
     Learner,
+    Licence,
     Location,
+    Membership,
+    MembershipRole,
     RecordStatus,
+    User,
+    UserKind,
 )
+from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role, refusal
-from resolvers.audit import audit
+from resolvers.audit import Entry, audit, audit_all
 from resolvers.common import (
     clean_email,
     clean_name,
@@ -27,13 +34,21 @@ from resolvers.common import (
 )
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.ids import GlobalId, pk_of
+from resolvers.ids import GlobalId, MalformedId, decode_id, gid_of, pk_of
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
-from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
+from resolvers.outcomes import (
+    AlreadyExists,
+    BulkRejected,
+    Invalid,
+    ItemProblem,
+    NotFound,
+    doc,
+)
 from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
-from resolvers.people import grant_roles, membership_of, person_for, seen_user
+from resolvers.people import EMAIL_IN_USE, grant_roles, membership_of, person_for, seen_user
 from resolvers.relations import Ref
+from resolvers.rules import Withheld, fire_rules
 
 LOCATION_OF_LEARNER = Ref(Location, "location_id")
 DEPARTMENT_OF_LEARNER = Ref(Department, "department_id")
@@ -62,6 +77,24 @@ class LearnerFilter:
 @dataclass(frozen=True)
 class LearnerCreated:
     learner: Learner
+    licences: list[Licence] = field(default_factory=list)
+    withheld: list[Withheld] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LearnersImported:
+    learners: list[Learner]
+    licences_issued: int
+    withheld: list[Withheld]
+
+
+class NewLearner(Protocol):
+    """One row of an import: the fields of createLearner's input."""
+
+    name: str
+    email: str | None
+    location_id: str | None
+    department_id: str | None
 
 
 def _prepare(f: LearnerFilter | None) -> dict[str, Any]:
@@ -133,13 +166,9 @@ async def create_learner(
     location_id: str | None,
     department_id: str | None,
 ) -> LearnerCreated | Invalid | NotFound | AlreadyExists:
-    """A learner in the caller's organisation; an email gives them a LEARNER sign-in."""
-    me = ctx.me
-    if not ctx.rules.holds(Resource.LEARNER, Action.CREATE) or me.organisation_id is None:
-        raise Forbidden(refusal(Resource.LEARNER, Action.CREATE))
-    org = me.organisation_id
-    if not ctx.rules.may_act_in(Resource.LEARNER, Action.CREATE, org):
-        raise Forbidden(refusal(Resource.LEARNER, Action.CREATE))
+    """A learner in the caller's organisation; an email gives them a LEARNER sign-in. Every
+    matching auto-allocation rule issues its licence, or reports it withheld."""
+    org = _creating_in(ctx)
     clean = clean_name(name)
     if isinstance(clean, Invalid):
         return clean
@@ -171,7 +200,16 @@ async def create_learner(
     if not await ctx.db.try_add(row):
         return AlreadyExists("This person is already a learner here.", field="email")
     await audit(ctx, AuditAction.LEARNER_CREATED, row, organisation_id=org)
-    return LearnerCreated(row)
+    fired = await fire_rules(ctx, [row])
+    return LearnerCreated(row, licences=fired.licences, withheld=fired.withheld)
+
+
+def _creating_in(ctx: Context) -> int:
+    """The organisation the caller creates learners in (their own); Forbidden if none."""
+    org = ctx.me.organisation_id
+    if org is None or not ctx.rules.may_act_in(Resource.LEARNER, Action.CREATE, org):
+        raise Forbidden(refusal(Resource.LEARNER, Action.CREATE))
+    return org
 
 
 async def _sign_in_for(
@@ -189,3 +227,211 @@ async def _sign_in_for(
         return AlreadyExists("This person is already a learner here.", field="email")
     await grant_roles(ctx, await membership_of(ctx, user, organisation_id), {Role.LEARNER})
     return user.id
+
+
+@dataclass
+class _Row:
+    index: str
+    name: str
+    email: str | None
+    location_id: int | None
+    department_id: int | None
+
+
+async def import_learners(
+    ctx: Context, *, learners: Sequence[NewLearner]
+) -> LearnersImported | Invalid | BulkRejected:
+    """Up to 1,000 learners, all or none, in a fixed number of statements; rules fire for
+    every row. A rejection names each offending row by its index ("0", "1", …)."""
+    org = _creating_in(ctx)
+    if not learners:
+        return Invalid("Give at least one learner.", field="learners")
+    if len(learners) > ctx.limits.max_bulk_items:
+        return Invalid(
+            f"At most {ctx.limits.max_bulk_items} learners in one call.", field="learners"
+        )
+    rows, problems = _clean_rows(learners)
+    problems += await _check_units(ctx, org, rows)
+    problems += await _check_emails(ctx, org, rows)
+    if problems:
+        return BulkRejected(items=sorted(problems, key=lambda p: int(p.id)))
+
+    users = await _sign_ins(ctx, org, [r for r in rows if r.email is not None])
+    if isinstance(users, BulkRejected):
+        return users
+    # One statement; ids follow the rows' order (sorted back below).
+    created = list(
+        (
+            await ctx.db.execute(
+                insert(Learner).returning(Learner),
+                [
+                    {
+                        "organisation_id": org,
+                        "user_id": None if r.email is None else users[r.email],
+                        "name": r.name,
+                        "email": r.email,
+                        "location_id": r.location_id,
+                        "department_id": r.department_id,
+                        "created_at": ctx.now,
+                    }
+                    for r in rows
+                ],
+            )
+        )
+        .scalars()
+        .all()
+    )
+    created.sort(key=lambda x: x.id)
+    fired = await fire_rules(ctx, created)
+    await audit_all(
+        ctx,
+        [
+            Entry(
+                AuditAction.LEARNERS_IMPORTED,
+                Learner,
+                org,
+                {
+                    "learnerIds": [gid_of(x) for x in created],
+                    "licencesIssued": len(fired.licences),
+                    "licencesWithheld": len(fired.withheld),
+                },
+            )
+        ],
+    )
+    return LearnersImported(
+        learners=created, licences_issued=len(fired.licences), withheld=fired.withheld
+    )
+
+
+def _unit_pk(value: str | None, type_name: str) -> int | str | None:
+    """The unit's primary key, None when not given, or the item code when unusable."""
+    if value is None:
+        return None
+    try:
+        found, pk = decode_id(value)
+    except MalformedId:
+        return "INVALID"
+    return pk if found == type_name else "NOT_FOUND"
+
+
+def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemProblem]]:
+    rows: list[_Row] = []
+    problems: list[ItemProblem] = []
+    for n, given in enumerate(learners):
+        index = str(n)
+        name = clean_name(given.name)
+        email = None if given.email is None or not given.email.strip() else clean_email(given.email)
+        location = _unit_pk(given.location_id, "Location")
+        department = _unit_pk(given.department_id, "Department")
+        if isinstance(name, Invalid):
+            problems.append(ItemProblem(index, "INVALID", name.message))
+        elif isinstance(email, Invalid):
+            problems.append(ItemProblem(index, "INVALID", email.message))
+        elif isinstance(location, str):
+            problems.append(ItemProblem(index, location, "locationId is not a location here."))
+        elif isinstance(department, str):
+            problems.append(
+                ItemProblem(index, department, "departmentId is not a department here.")
+            )
+        else:
+            rows.append(_Row(index, name, email, location, department))
+    return rows, problems
+
+
+async def _check_units(ctx: Context, org: int, rows: list[_Row]) -> list[ItemProblem]:
+    """Every unit named is one of the organisation's (one statement)."""
+    locations = {r.location_id for r in rows if r.location_id is not None}
+    departments = {r.department_id for r in rows if r.department_id is not None}
+    if not locations and not departments:
+        return []
+    found: Sequence[Any] = (
+        await ctx.db.execute(
+            union(
+                select(literal("L").label("kind"), Location.id).where(
+                    Location.id.in_(locations), Location.organisation_id == org
+                ),
+                select(literal("D").label("kind"), Department.id).where(
+                    Department.id.in_(departments), Department.organisation_id == org
+                ),
+            )
+        )
+    ).all()
+    here = {(kind, pk) for kind, pk in found}
+    problems = []
+    for r in rows:
+        if r.location_id is not None and ("L", r.location_id) not in here:
+            problems.append(ItemProblem(r.index, "NOT_FOUND", "locationId is not a location here."))
+        elif r.department_id is not None and ("D", r.department_id) not in here:
+            problems.append(
+                ItemProblem(r.index, "NOT_FOUND", "departmentId is not a department here.")
+            )
+    return problems
+
+
+async def _check_emails(ctx: Context, org: int, rows: list[_Row]) -> list[ItemProblem]:
+    """No email repeated in the batch, nor held by anyone already (one statement)."""
+    problems = []
+    seen: set[str] = set()
+    for r in rows:
+        if r.email is None:
+            continue
+        if r.email in seen:
+            problems.append(ItemProblem(r.index, "ALREADY_EXISTS", "Email repeated in the batch."))
+        seen.add(r.email)
+    if seen:
+        taken = set(
+            (
+                await ctx.db.execute(
+                    union(
+                        select(User.email).where(User.email.in_(seen)),
+                        select(Learner.email).where(
+                            Learner.organisation_id == org, Learner.email.in_(seen)
+                        ),
+                    )
+                )
+            ).scalars()
+        )
+        problems += [
+            ItemProblem(r.index, "ALREADY_EXISTS", EMAIL_IN_USE) for r in rows if r.email in taken
+        ]
+    return problems
+
+
+async def _sign_ins(ctx: Context, org: int, rows: list[_Row]) -> dict[str, int] | BulkRejected:
+    """A LEARNER sign-in for each email (users, memberships, roles: three statements)."""
+    if not rows:
+        return {}
+    made: Sequence[Any] = (
+        await ctx.db.execute(
+            insert_skipping_conflicts(ctx.db.dialect, User, index_elements=["email"]).returning(
+                User.id, User.email
+            ),
+            [
+                {"email": r.email, "name": r.name, "kind": UserKind.STAFF, "created_at": ctx.now}
+                for r in rows
+            ],
+        )
+    ).all()
+    users = {email: pk for pk, email in made}
+    if len(users) < len(rows):  # taken by someone else since the check
+        return BulkRejected(
+            items=[
+                ItemProblem(r.index, "ALREADY_EXISTS", EMAIL_IN_USE)
+                for r in rows
+                if r.email not in users
+            ]
+        )
+    memberships: Sequence[Any] = (
+        await ctx.db.execute(
+            insert(Membership).returning(Membership.id),
+            [
+                {"user_id": pk, "organisation_id": org, "created_at": ctx.now}
+                for pk in users.values()
+            ],
+        )
+    ).all()
+    await ctx.db.execute(
+        insert(MembershipRole),
+        [{"membership_id": m[0], "role": Role.LEARNER.value} for m in memberships],
+    )
+    return users

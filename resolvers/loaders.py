@@ -9,7 +9,7 @@ visibility is the grant. Every loader of learner data applies the policy's predi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar, overload
 
@@ -89,11 +89,23 @@ class Children(Generic[M]):
     resource: Resource
     order: tuple[Any, ...]
     only: Callable[[Context], Sequence[ColumnElement[bool]]] | None = None
+    # Field arguments that narrow the children when given: name → condition on its value.
+    narrowed_by: tuple[tuple[str, Callable[[Any], ColumnElement[bool]]], ...] = ()
+
+    def narrowing(self, arguments: Mapping[str, Any]) -> list[ColumnElement[bool]]:
+        return [
+            condition(arguments[name])
+            for name, condition in self.narrowed_by
+            if arguments.get(name) is not None
+        ]
 
 
-def children(ctx: Context, spec: Children[M]) -> DataLoader[int, list[M]]:
-    """Each parent's visible children, in `spec.order`."""
+def children(
+    ctx: Context, spec: Children[M], arguments: Mapping[str, Any] | None = None
+) -> DataLoader[int, list[M]]:
+    """Each parent's visible children, in `spec.order` (narrowed by the field's arguments)."""
     conditions = [ctx.rules.where(spec.resource), *(spec.only(ctx) if spec.only else ())]
+    conditions += spec.narrowing(arguments or {})
 
     async def load(keys: Sequence[int]) -> list[list[M]]:
         stmt = select(spec.model).where(spec.key.in_(keys), *conditions).order_by(*spec.order)

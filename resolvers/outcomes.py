@@ -119,5 +119,17 @@ class EvidenceLocked(Problem):
     message: str = "This evidence has already been decided."
 
 
+@problem(
+    "POOL_EXHAUSTED",
+    "PoolExhaustedError",
+    "The licence pool has fewer seats left than the licences asked for; none were issued.",
+)
+@dataclass(frozen=True)
+class PoolExhausted(Problem):
+    requested: int = field(metadata=doc("How many licences were asked for."))
+    seats_available: int = field(metadata=doc("How many seats the pool has left."))
+    message: str = "The licence pool has too few seats left; no licence was issued."
+
+
 def is_problem(value: Any) -> bool:
     return isinstance(value, Problem)

@@ -9,7 +9,7 @@ correlated SQL. Both apply the same scopes and conditions, so they cannot drift 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -64,7 +64,7 @@ class RelationLoaders(LoaderGroup):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self._refs: dict[tuple[type, Resource | None], DataLoader[int, Any]] = {}
-        self._children: dict[Children[Any], DataLoader[int, list[Any]]] = {}
+        self._children: dict[tuple[Any, ...], DataLoader[int, list[Any]]] = {}
 
     def ref(self, ref: Ref[M]) -> DataLoader[int, M | None]:
         key = (ref.model, ref.resource)
@@ -73,10 +73,13 @@ class RelationLoaders(LoaderGroup):
             self._refs[key] = by_id(self.ctx, ref.model, where)
         return self._refs[key]
 
-    def children(self, spec: Children[M]) -> DataLoader[int, list[M]]:
-        if spec not in self._children:
-            self._children[spec] = children(self.ctx, spec)
-        return self._children[spec]
+    def children(
+        self, spec: Children[M], arguments: Mapping[str, Any] | None = None
+    ) -> DataLoader[int, list[M]]:
+        key = (spec, *sorted((arguments or {}).items()))
+        if key not in self._children:
+            self._children[key] = children(self.ctx, spec, arguments)
+        return self._children[key]
 
 
 async def _step(ctx: Context, step: Step, rows: Sequence[Any]) -> list[Any]:
@@ -89,15 +92,17 @@ async def _step(ctx: Context, step: Step, rows: Sequence[Any]) -> list[Any]:
     return [row for row in found if row is not None]
 
 
-async def related(ctx: Context, relation: Relation, parent: Any) -> Any:
-    """What `relation` reaches from `parent`: a row (or None) for a Ref, else a list of rows."""
+async def related(ctx: Context, relation: Relation, parent: Any, **arguments: Any) -> Any:
+    """What `relation` reaches from `parent`: a row (or None) for a Ref, else a list of rows.
+
+    `arguments` are the field's, narrowing Children that declare them."""
     if isinstance(relation, Ref):
         key = getattr(parent, relation.column)
         if key is None:
             return None
         return await ctx.loaders(RelationLoaders).ref(relation).load(key)
     if isinstance(relation, Children):
-        return await ctx.loaders(RelationLoaders).children(relation).load(parent.id)
+        return await ctx.loaders(RelationLoaders).children(relation, arguments).load(parent.id)
     if isinstance(relation, Path):
         rows = [parent]
         for step in relation.steps:

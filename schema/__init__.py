@@ -19,15 +19,19 @@ from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation
 from schema.extensions import QueryLimits, extensions
 from schema.learners import LearnerMutation, LearnerQuery
+from schema.licences import LicenceMutation, LicenceQuery
 from schema.nodes import NODE_TYPES, NodeQuery
 from schema.organisations import OrganisationMutation
 from schema.people import PeopleMutation, PeopleQuery
 from schema.records import RecordMutation, RecordQuery
+from schema.rules import RuleMutation, RuleQuery
 from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("caseload.graphql")
 
-Query = merge_types("Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery))
+Query = merge_types(
+    "Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery, LicenceQuery, RuleQuery)
+)
 Mutation = merge_types(
     "Mutation",
     (
@@ -38,6 +42,8 @@ Mutation = merge_types(
         AllocationMutation,
         EvidenceMutation,
         AssignmentMutation,
+        LicenceMutation,
+        RuleMutation,
     ),
 )
 

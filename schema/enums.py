@@ -19,8 +19,19 @@ strawberry.enum(
     name="AuditAction",
     description="What an audit event records: one value per kind of change, object then verb.",
 )
+strawberry.enum(
+    models.LicenceStatus, name="LicenceStatus", description="Where a course licence stands."
+)
+strawberry.enum(
+    models.RuleScope,
+    name="RuleScope",
+    description="Which learners an auto-allocation rule matches: at a location, in a department, "
+    "the entire company, or at a location and in a department (ADVANCED).",
+)
 
 Role = vocabulary.Role
 AssignmentRole = models.AssignmentRole
 EvidenceStatus = models.EvidenceStatus
 AuditAction = models.AuditAction
+LicenceStatus = models.LicenceStatus
+RuleScope = models.RuleScope

@@ -9,13 +9,14 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource, Scope
-from resolvers import access, allocations, assignments, evidence, learners, records
+from resolvers import access, allocations, assignments, evidence, learners, licences, records
 from resolvers.learners import LearnerLoaders
+from resolvers.relations import related
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import Role
-from schema.nodes import Node, computed, maybe, node
+from schema.enums import LicenceStatus, Role
+from schema.nodes import Node, computed, maybe, node, project_all
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -24,6 +25,7 @@ from schema.results import answers, mutation
 if TYPE_CHECKING:
     from schema.allocations import Allocation
     from schema.evidence import Evidence
+    from schema.licences import Licence, WithheldLicence
     from schema.organisations import Department, Location
     from schema.records import ApprenticeRecord
 
@@ -72,6 +74,17 @@ class Learner(Node):
         description="Everyone assigned to or allocated to this learner, as visible to the caller.",
         extensions=requires(Resource.ASSIGNMENT),
     )
+
+    @strawberry.field(
+        description="The learner's course licences, in any status unless one is asked for.",
+        extensions=requires(Resource.LICENCE),
+        metadata={"relation": licences.LICENCES_OF_LEARNER},
+    )
+    async def licences(
+        self, info: Info, status: LicenceStatus | None = None
+    ) -> list[Annotated[Licence, strawberry.lazy("schema.licences")]]:
+        rows = await related(info.context, licences.LICENCES_OF_LEARNER, self.row, status=status)
+        return project_all("Licence", rows)
 
     @strawberry.field(
         description="Who can currently see this learner, and why (admins and the learner).",
@@ -127,10 +140,37 @@ class CreateLearnerInput:
     )
 
 
+@strawberry.input(description="Learners to add to the caller's organisation, all or none.")
+class ImportLearnersInput:
+    learners: list[CreateLearnerInput] = strawberry.field(description="Up to 1,000 learners.")
+
+
 @answers(learners.LearnerCreated)
 @strawberry.type(description="The learner was created.")
 class LearnerCreated:
     learner: Learner = strawberry.field(description="The new learner.")
+    licences: list[Annotated[Licence, strawberry.lazy("schema.licences")]] = strawberry.field(
+        description="Licences the organisation's auto-allocation rules issued to them."
+    )
+    withheld: list[Annotated[WithheldLicence, strawberry.lazy("schema.licences")]] = (
+        strawberry.field(
+            description="Licences a rule matched but could not issue (the pool had no seat)."
+        )
+    )
+
+
+@answers(learners.LearnersImported)
+@strawberry.type(description="Every learner was created.")
+class LearnersImported:
+    learners: list[Learner] = strawberry.field(description="The new learners, in input order.")
+    licences_issued: int = strawberry.field(
+        description="Licences the auto-allocation rules issued to them."
+    )
+    withheld: list[Annotated[WithheldLicence, strawberry.lazy("schema.licences")]] = (
+        strawberry.field(
+            description="Licences a rule matched but could not issue (the pool had no seat)."
+        )
+    )
 
 
 @strawberry.type
@@ -164,6 +204,12 @@ class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
         input=CreateLearnerInput,
-        description="Add a learner to the caller's organisation.",
+        description="Add a learner to the caller's organisation; auto-allocation rules fire.",
+        extensions=changes(Resource.LEARNER, Action.CREATE),
+    )
+    import_learners = mutation(
+        learners.import_learners,
+        input=ImportLearnersInput,
+        description="Add up to 1,000 learners, all or none; auto-allocation rules fire for each.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
     )

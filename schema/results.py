@@ -8,6 +8,7 @@ type of whatever outcome came back, which must be a member of the derived union.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar, Union, get_args
 
@@ -65,8 +66,9 @@ def answer(outcome: object, allowed: tuple[type, ...]) -> object:
     if isinstance(outcome, outcomes.Problem):
         return to_graphql(outcome, code=outcome.code)
     success = SUCCESS_TYPES[kind]
-    fields = success.__strawberry_definition__.fields  # type: ignore[attr-defined]
-    return success(**{f.python_name: as_graphql(getattr(outcome, f.python_name)) for f in fields})
+    # Plain fields and private ones (what a field with arguments computes its answer from).
+    names = [f.name for f in dataclasses.fields(success) if f.init]
+    return success(**{n: as_graphql(getattr(outcome, n)) for n in names})
 
 
 def camel(snake: str) -> str:

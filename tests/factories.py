@@ -14,15 +14,22 @@ from db.models import (
     ApiKey,
     ApprenticeRecord,
     AssignmentRole,
+    AutoAllocationRule,
+    Course,
     Department,
     Evidence,
     Learner,
+    Licence,
+    LicencePool,
+    LicenceSource,
+    LicenceStatus,
     Location,
     Membership,
     MembershipRole,
     Organisation,
     RecordAssignment,
     RecordStatus,
+    RuleScope,
     User,
     UserKind,
 )
@@ -199,6 +206,80 @@ class World:
             roles=",".join(roles),
             created_at=utcnow(),
             revoked_at=utcnow() if revoked else None,
+        )
+        await self._save(row)
+        return row
+
+    async def course(self, title: str | None = None, code: str | None = None) -> Course:
+        n = next(_counter)
+        row = Course(title=title or f"Course {n}", code=code or f"C{n:05d}", created_at=utcnow())
+        await self._save(row)
+        return row
+
+    async def pool(
+        self, org: Organisation, course: Course, seats: int, used: int = 0
+    ) -> LicencePool:
+        """An organisation's seats for a course; `used` must match the licences built after."""
+        row = LicencePool(
+            organisation_id=org.id,
+            course_id=course.id,
+            seats_total=seats,
+            seats_used=used,
+            updated_at=utcnow(),
+        )
+        await self._save(row)
+        return row
+
+    async def licence(
+        self,
+        pool: LicencePool,
+        learner: Learner,
+        *,
+        status: LicenceStatus = LicenceStatus.ACTIVE,
+        launched: bool = False,
+        rule: AutoAllocationRule | None = None,
+        takes_seat: bool = True,
+    ) -> Licence:
+        """A licence from `pool`; unless recalled (or `takes_seat` is false) it takes a seat."""
+        row = Licence(
+            organisation_id=pool.organisation_id,
+            pool_id=pool.id,
+            learner_id=learner.id,
+            course_id=pool.course_id,
+            status=status,
+            source=LicenceSource.RULE if rule else LicenceSource.MANUAL,
+            rule_id=rule.id if rule else None,
+            allocated_at=utcnow(),
+            launched_at=utcnow() if launched else None,
+            recalled_at=utcnow() if status == LicenceStatus.RECALLED else None,
+        )
+        await self._save(row)
+        if takes_seat and status != LicenceStatus.RECALLED:
+            async with self.maker() as session, session.begin():
+                stored = await session.get(LicencePool, pool.id)
+                assert stored is not None
+                stored.seats_used += 1
+            pool.seats_used += 1
+        return row
+
+    async def rule(
+        self,
+        org: Organisation,
+        course: Course,
+        scope: RuleScope = RuleScope.ENTIRE_COMPANY,
+        *,
+        location: Location | None = None,
+        department: Department | None = None,
+        deleted: bool = False,
+    ) -> AutoAllocationRule:
+        row = AutoAllocationRule(
+            organisation_id=org.id,
+            course_id=course.id,
+            scope=scope,
+            location_id=location.id if location else None,
+            department_id=department.id if department else None,
+            created_at=utcnow(),
+            deleted_at=utcnow() if deleted else None,
         )
         await self._save(row)
         return row

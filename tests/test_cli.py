@@ -71,7 +71,8 @@ def _claims(token: str, secret: str = TEST_SECRET) -> dict[str, object]:
 
 async def test_seed_demo_then_mint_tokens_and_keys(env: Backend, cli: Cli) -> None:
     out = await cli("db", "seed", "--preset", "demo")
-    assert out.startswith("demo: created 2 organisations, 10 users,"), out
+    assert out.startswith("demo: created ") and "2 organisations, 10 users," in out, out
+    assert "4 courses" in out and "4 licence pools" in out and "1 auto allocation rules" in out
     assert "35 learners" in out and "42 apprentice records" in out
     assert await cli("db", "seed", "--preset", "demo") == (
         "demo: nothing to create, the demo data is already there"

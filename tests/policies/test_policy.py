@@ -45,6 +45,76 @@ TRUTH: list[tuple[Role, Resource, Action, set[Scope]]] = [
     (Role.MANAGER, Resource.STAFF, Action.READ, {Scope.ORGANISATION}),
     (Role.ADMIN, Resource.AUDIT_EVENT, Action.READ, {Scope.ORGANISATION}),
     (Role.ASSESSOR, Resource.AUDIT_EVENT, Action.READ, set()),
+    # Course licences (DESIGN.md: licences; course catalogue and pools; rules; their actions)
+    *[
+        (role, Resource.LICENCE, Action.READ, scopes)
+        for role, scopes in (
+            (Role.SUPER_ADMIN, {Scope.ORGANISATION}),
+            (Role.ADMIN, {Scope.ORGANISATION}),
+            (Role.SENIOR_ASSESSOR, {Scope.ORGANISATION}),
+            (Role.MANAGER, {Scope.TEAM}),
+            (Role.ASSESSOR, {Scope.ASSIGNED}),
+            (Role.TRAINING_COORDINATOR, {Scope.ASSIGNED}),
+            (Role.EXTERNAL_ASSESSOR, {Scope.ALLOCATED}),
+            (Role.LEARNER, {Scope.SELF}),
+            (Role.SUPPORT, set()),
+        )
+    ],
+    *[
+        (
+            role,
+            Resource.COURSE,
+            Action.READ,
+            set() if role is Role.EXTERNAL_ASSESSOR else {Scope.ALL},
+        )
+        for role in Role
+    ],
+    *[
+        (role, Resource.LICENCE_POOL, Action.READ, scopes)
+        for role, scopes in (
+            (Role.SUPER_ADMIN, {Scope.ORGANISATION}),
+            (Role.ADMIN, {Scope.ORGANISATION}),
+            (Role.MANAGER, {Scope.ORGANISATION}),
+            (Role.SUPPORT, {Scope.ALL}),
+            (Role.SENIOR_ASSESSOR, set()),
+            (Role.ASSESSOR, set()),
+            (Role.TRAINING_COORDINATOR, set()),
+            (Role.LEARNER, set()),
+            (Role.EXTERNAL_ASSESSOR, set()),
+        )
+    ],
+    *[
+        (role, Resource.AUTO_ALLOCATION_RULE, action, scopes)
+        for action in (Action.READ, Action.CREATE, Action.DELETE)
+        for role, scopes in (
+            (Role.SUPER_ADMIN, {Scope.ORGANISATION}),
+            (Role.ADMIN, {Scope.ORGANISATION}),
+            *[(r, set()) for r in Role if r not in (Role.SUPER_ADMIN, Role.ADMIN)],
+        )
+    ],
+    *[
+        (role, resource, Action.CREATE, {Scope.ALL} if role is Role.SUPPORT else set())
+        for resource in (Resource.COURSE, Resource.LICENCE_POOL)
+        for role in Role
+    ],
+    *[
+        (role, Resource.LEARNER, Action.ALLOCATE_LICENCES, scopes)
+        for role, scopes in (
+            (Role.SUPER_ADMIN, {Scope.ORGANISATION}),
+            (Role.ADMIN, {Scope.ORGANISATION}),
+            (Role.MANAGER, {Scope.TEAM}),
+            *[(r, set()) for r in Role if r not in (Role.SUPER_ADMIN, Role.ADMIN, Role.MANAGER)],
+        )
+    ],
+    *[
+        (role, Resource.LICENCE, Action.LAUNCH, scopes)
+        for role, scopes in (
+            (Role.SUPER_ADMIN, {Scope.ORGANISATION}),
+            (Role.ADMIN, {Scope.ORGANISATION}),
+            (Role.LEARNER, {Scope.SELF}),
+            *[(r, set()) for r in Role if r not in (Role.SUPER_ADMIN, Role.ADMIN, Role.LEARNER)],
+        )
+    ],
 ]
 
 

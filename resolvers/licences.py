@@ -1,0 +1,582 @@
+"""Course licences: the catalogue, pools of seats, allocating, launching and recalling licences.
+
+Seats are decided under a lock on the pool row (SELECT … FOR UPDATE on PostgreSQL; on SQLite
+the mutation's write transaction, taken at BEGIN). The pool's `seats_used` counter changes only
+while that lock is held, so two callers can never both take the last seat. A partial unique
+index allows one ACTIVE licence per learner and course.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, exists, select, text, update
+from sqlalchemy.orm.attributes import set_committed_value
+from strawberry.dataloader import DataLoader
+
+from db.models import (
+    AuditAction,
+    Course,
+    Learner,
+    Licence,
+    LicencePool,
+    LicenceSource,
+    LicenceStatus,
+    User,
+)
+from db.queries import insert_skipping_conflicts
+from policies.vocabulary import Action, Resource, refusal
+from resolvers.audit import audit
+from resolvers.common import clean_name, filter_id, mutation_target, parse_id
+from resolvers.context import Context, LoaderGroup
+from resolvers.errors import Forbidden
+from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of
+from resolvers.loaders import Children, loader, scoped
+from resolvers.organisations import target_organisation
+from resolvers.outcomes import (
+    AlreadyExists,
+    BulkRejected,
+    Invalid,
+    ItemProblem,
+    NotFound,
+    PoolExhausted,
+    doc,
+)
+from resolvers.pagination import Page, contains, paginate
+from resolvers.relations import Ref
+
+# The partial unique index's predicate, written as the index has it (a literal, not a bound
+# parameter), so that PostgreSQL can prove a query uses the index and ON CONFLICT infers it.
+ACTIVE_LICENCE: Any = text("status = 'ACTIVE'")
+MAX_SEATS = 10_000_000
+
+
+def is_active() -> ColumnElement[bool]:
+    return text("licences.status = 'ACTIVE'")  # type: ignore[return-value]
+
+
+LICENCES_OF_LEARNER = Children(
+    Licence,
+    Licence.learner_id,
+    Resource.LICENCE,
+    (Licence.id,),
+    narrowed_by=(("status", lambda status: Licence.status == status),),
+)
+COURSE_OF = Ref(Course, "course_id")  # a visible licence or rule shows its course
+LEARNER_OF_LICENCE = Ref(Learner, "learner_id", Resource.LEARNER)
+ALLOCATED_BY = Ref(User, "allocated_by_id")
+
+
+class LicenceLoaders(LoaderGroup):
+    course = scoped(Course, Resource.COURSE)
+    licence = scoped(Licence, Resource.LICENCE)
+
+    @loader
+    @staticmethod
+    def pool_of_course(ctx: Context) -> DataLoader[int, LicencePool | None]:
+        """The caller's organisation's pool for each course, where the caller may read it."""
+        organisation_id = ctx.me.organisation_id
+        visible = ctx.rules.where(Resource.LICENCE_POOL)
+
+        async def load(course_ids: Sequence[int]) -> list[LicencePool | None]:
+            if organisation_id is None:
+                return [None for _ in course_ids]
+            stmt = select(LicencePool).where(
+                LicencePool.course_id.in_(course_ids),
+                LicencePool.organisation_id == organisation_id,
+                visible,
+            )
+            found = {row.course_id: row for row in await ctx.db.scalars(stmt)}
+            return [found.get(c) for c in course_ids]
+
+        return DataLoader(load_fn=load)
+
+
+@dataclass(frozen=True)
+class LicenceFilter:
+    """Narrow the licence list."""
+
+    course_id: GlobalId | None = field(default=None, metadata=doc("For this course."))
+    learner_id: GlobalId | None = field(default=None, metadata=doc("Held by this learner."))
+    status: LicenceStatus | None = field(default=None, metadata=doc("In this status."))
+
+
+@dataclass(frozen=True)
+class CourseCreated:
+    course: Course
+
+
+@dataclass(frozen=True)
+class LicencePoolSet:
+    pool: LicencePool
+
+
+@dataclass(frozen=True)
+class LicencesAllocated:
+    licences: list[Licence]
+    pool: LicencePool
+
+
+@dataclass(frozen=True)
+class LicencesRecalled:
+    licences: list[Licence]
+    pool: LicencePool | None  # when every recalled licence came from one pool
+
+
+@dataclass(frozen=True)
+class LicenceLaunched:
+    licence: Licence
+
+
+# Reading ------------------------------------------------------------------------------------
+
+
+async def courses(ctx: Context, *, first: int | None, after: str | None) -> Page[Course]:
+    return await paginate(
+        ctx,
+        select(Course).where(ctx.rules.where(Resource.COURSE)),
+        order=[Course.title, Course.id],
+        key=lambda row: (row.title, row.id),
+        key_types=(str, int),
+        first=first,
+        after=after,
+    )
+
+
+async def pool_of(ctx: Context, course_id: int) -> LicencePool | None:
+    return await ctx.loaders(LicenceLoaders).pool_of_course.load(course_id)
+
+
+def holds_active(course_id: Any) -> ColumnElement[bool]:
+    """The learner (correlated) holds an ACTIVE licence for the course: a probe of the partial
+    unique index on (learner_id, course_id)."""
+    return exists(
+        select(Licence.id).where(
+            Licence.learner_id == Learner.id, Licence.course_id == course_id, is_active()
+        )
+    )
+
+
+async def licence_eligible_learners(
+    ctx: Context, *, course_id: str, first: int | None, after: str | None, search: str | None
+) -> Page[Learner]:
+    """Visible learners without an ACTIVE licence for a visible course, by name."""
+    course = filter_id(course_id, "Course", "courseId")
+    visible_course = exists(
+        select(Course.id).where(Course.id == course, ctx.rules.where(Resource.COURSE))
+    )
+    licensed = exists(
+        select(Licence.id).where(
+            Licence.learner_id == Learner.id,
+            Licence.course_id == course,
+            is_active(),
+            ctx.rules.where(Resource.LICENCE),
+        )
+    )
+    stmt = select(Learner).where(ctx.rules.where(Resource.LEARNER), visible_course, ~licensed)
+    if search and search.strip():
+        stmt = stmt.where(contains(Learner.name, search) | contains(Learner.email, search))
+    return await paginate(
+        ctx,
+        stmt,
+        order=[Learner.name, Learner.id],
+        key=lambda row: (row.name, row.id),
+        key_types=(str, int),
+        first=first,
+        after=after,
+    )
+
+
+async def licences(
+    ctx: Context, *, first: int | None, after: str | None, filter: LicenceFilter | None
+) -> Page[Licence]:
+    f = filter or LicenceFilter()
+    stmt = select(Licence).where(ctx.rules.where(Resource.LICENCE))
+    course = filter_id(f.course_id, "Course", "courseId")
+    if course is not None:
+        stmt = stmt.where(Licence.course_id == course)
+    learner = filter_id(f.learner_id, "Learner", "learnerId")
+    if learner is not None:
+        # a licence is visible exactly when its learner is: no learner is revealed
+        stmt = stmt.where(Licence.learner_id == learner)
+    if f.status is not None:
+        stmt = stmt.where(Licence.status == f.status)
+    return await paginate(
+        ctx,
+        stmt,
+        order=[Licence.id],
+        key=lambda row: (row.id,),
+        key_types=(int,),
+        first=first,
+        after=after,
+    )
+
+
+# The catalogue and pools (support) ------------------------------------------------------------
+
+
+async def visible_course(ctx: Context, value: str, field: str) -> Course | Invalid | NotFound:
+    pk = parse_id(value, "Course", field)
+    if isinstance(pk, Invalid | NotFound):
+        return pk
+    row = await ctx.db.scalar(
+        select(Course).where(Course.id == pk, ctx.rules.where(Resource.COURSE))
+    )
+    return NotFound(id=value) if row is None else row
+
+
+async def create_course(
+    ctx: Context, *, title: str, code: str
+) -> CourseCreated | Invalid | AlreadyExists:
+    if not ctx.rules.holds(Resource.COURSE, Action.CREATE):
+        raise Forbidden(refusal(Resource.COURSE, Action.CREATE))
+    clean = clean_name(title, "title")
+    if isinstance(clean, Invalid):
+        return clean
+    clean_code = clean_name(code, "code", limit=64)
+    if isinstance(clean_code, Invalid):
+        return clean_code
+    course = Course(title=clean, code=clean_code, created_at=ctx.now)
+    if not await ctx.db.try_add(course):
+        return AlreadyExists(f"A course with code {clean_code!r} exists.", field="code")
+    await audit(ctx, AuditAction.COURSE_CREATED, course, organisation_id=None)
+    return CourseCreated(course)
+
+
+async def lock_pool(ctx: Context, organisation_id: int, course_id: int) -> LicencePool | None:
+    """The pool, locked until the transaction ends (SQLite: already held by BEGIN IMMEDIATE)."""
+    return await ctx.db.scalar(
+        select(LicencePool)
+        .where(LicencePool.organisation_id == organisation_id, LicencePool.course_id == course_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def set_licence_pool(
+    ctx: Context, *, organisation_id: str, course_id: str, seats_total: int
+) -> LicencePoolSet | Invalid | NotFound:
+    org = await target_organisation(ctx, Resource.LICENCE_POOL, organisation_id)
+    if isinstance(org, Invalid | NotFound):
+        return org
+    course = await visible_course(ctx, course_id, "courseId")
+    if isinstance(course, Invalid | NotFound):
+        return course
+    if not 0 <= seats_total <= MAX_SEATS:
+        return Invalid(f"seatsTotal must be between 0 and {MAX_SEATS}.", field="seatsTotal")
+    pool = await lock_pool(ctx, org, course.id)
+    previous = None if pool is None else pool.seats_total
+    if pool is None:
+        await ctx.db.execute(
+            insert_skipping_conflicts(
+                ctx.db.dialect, LicencePool, index_elements=["organisation_id", "course_id"]
+            ).values(
+                organisation_id=org,
+                course_id=course.id,
+                seats_total=seats_total,
+                seats_used=0,
+                updated_at=ctx.now,
+            )
+        )
+        pool = await lock_pool(ctx, org, course.id)
+        assert pool is not None
+    if seats_total < pool.seats_used:
+        return Invalid(
+            f"{pool.seats_used} seats are in use: seatsTotal cannot be lower.", field="seatsTotal"
+        )
+    await ctx.db.execute(
+        update(LicencePool)
+        .where(LicencePool.id == pool.id)
+        .values(seats_total=seats_total, updated_at=ctx.now)
+    )
+    set_committed_value(pool, "seats_total", seats_total)
+    await audit(
+        ctx,
+        AuditAction.LICENCE_POOL_SET,
+        pool,
+        organisation_id=org,
+        details={
+            "courseId": gid_of(course),
+            "seatsTotal": seats_total,
+            "previousSeatsTotal": previous,
+        },
+    )
+    return LicencePoolSet(pool)
+
+
+# Issuing and recalling ------------------------------------------------------------------------
+
+
+async def issue(ctx: Context, rows: Sequence[dict[str, Any]]) -> list[Licence]:
+    """Insert ACTIVE licences in one statement; pairs that already hold one are skipped."""
+    if not rows:
+        return []
+    stmt = insert_skipping_conflicts(
+        ctx.db.dialect,
+        Licence,
+        index_elements=["learner_id", "course_id"],
+        index_where=ACTIVE_LICENCE,
+    ).returning(Licence)
+    result = await ctx.db.execute(stmt, list(rows))
+    return list(result.scalars().all())
+
+
+def licence_row(
+    ctx: Context,
+    pool: LicencePool,
+    learner_id: int,
+    *,
+    rule_id: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "organisation_id": pool.organisation_id,
+        "pool_id": pool.id,
+        "learner_id": learner_id,
+        "course_id": pool.course_id,
+        "status": LicenceStatus.ACTIVE,
+        "source": LicenceSource.MANUAL if rule_id is None else LicenceSource.RULE,
+        "rule_id": rule_id,
+        "allocated_at": ctx.now,
+        "allocated_by_id": ctx.me.user_id,
+    }
+
+
+async def change_seats(ctx: Context, pools: Sequence[LicencePool], delta: Counter[int]) -> None:
+    """Add `delta[pool id]` to each locked pool's seats in use, in one statement."""
+    changed = [p for p in pools if delta.get(p.id)]
+    if not changed:
+        return
+    await ctx.db.execute(
+        update(LicencePool)
+        .where(LicencePool.id.in_([p.id for p in changed]))
+        .values(
+            seats_used=LicencePool.seats_used
+            + case({p.id: delta[p.id] for p in changed}, value=LicencePool.id),
+            updated_at=ctx.now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for p in changed:
+        set_committed_value(p, "seats_used", p.seats_used + delta[p.id])
+
+
+def _parse_ids(
+    values: Sequence[str], type_name: str, noun: str
+) -> tuple[dict[int, str], list[ItemProblem]]:
+    wanted: dict[int, str] = {}
+    problems: list[ItemProblem] = []
+    for value in dict.fromkeys(values):
+        try:
+            found, pk = decode_id(value)
+        except MalformedId:
+            problems.append(ItemProblem(value, "INVALID", "Not a valid id."))
+            continue
+        if found != type_name:
+            problems.append(ItemProblem(value, "NOT_FOUND", f"No such {noun}."))
+            continue
+        wanted[pk] = value
+    return wanted, problems
+
+
+def _bulk_size(ctx: Context, values: Sequence[str], field: str) -> Invalid | None:
+    if not values:
+        return Invalid("Give at least one id.", field=field)
+    if len(values) > ctx.limits.max_bulk_items:
+        return Invalid(f"At most {ctx.limits.max_bulk_items} ids in one call.", field=field)
+    return None
+
+
+async def allocate_licences(
+    ctx: Context, *, course_id: str, learner_ids: Sequence[str]
+) -> LicencesAllocated | Invalid | NotFound | BulkRejected | PoolExhausted:
+    """Licences for a course to learners the caller may allocate to: all or none."""
+    too_many = _bulk_size(ctx, learner_ids, "learnerIds")
+    if too_many is not None:
+        return too_many
+    course = await visible_course(ctx, course_id, "courseId")
+    if isinstance(course, Invalid | NotFound):
+        return course
+    org = ctx.me.organisation_id
+    if org is None:
+        raise Forbidden(refusal(Resource.LEARNER, Action.ALLOCATE_LICENCES))
+    wanted, problems = _parse_ids(learner_ids, "Learner", "learner")
+    permitted = case((ctx.rules.where(Resource.LEARNER, Action.ALLOCATE_LICENCES), 1), else_=0)
+    licensed = case((holds_active(course.id), 1), else_=0)
+    rows: Sequence[Any] = (
+        await ctx.db.execute(
+            select(Learner.id, Learner.organisation_id, permitted, licensed).where(
+                Learner.id.in_(list(wanted)), ctx.rules.where(Resource.LEARNER)
+            )
+        )
+    ).all()
+    found = {row[0]: row for row in rows}
+    for pk, value in wanted.items():
+        if pk not in found:
+            problems.append(ItemProblem(value, "NOT_FOUND", "No such learner."))
+        elif not found[pk][2] or found[pk][1] != org:
+            problems.append(
+                ItemProblem(value, "FORBIDDEN", "You may not allocate licences to this learner.")
+            )
+        elif found[pk][3]:
+            problems.append(
+                ItemProblem(value, "ALREADY_LICENSED", "Already holds an active licence.")
+            )
+    if problems:
+        return BulkRejected(items=problems)
+
+    pool = await lock_pool(ctx, org, course.id)
+    available = 0 if pool is None else pool.seats_total - pool.seats_used
+    if pool is None or len(wanted) > available:
+        return PoolExhausted(requested=len(wanted), seats_available=max(available, 0))
+    created = await issue(ctx, [licence_row(ctx, pool, pk) for pk in wanted])
+    if len(created) < len(wanted):  # licensed by someone else since the check above
+        issued = {licence.learner_id for licence in created}
+        return BulkRejected(
+            items=[
+                ItemProblem(value, "ALREADY_LICENSED", "Already holds an active licence.")
+                for pk, value in wanted.items()
+                if pk not in issued
+            ]
+        )
+    await change_seats(ctx, [pool], Counter({pool.id: len(created)}))
+    created.sort(key=lambda licence: licence.id)
+    await audit(
+        ctx,
+        AuditAction.LICENCES_ALLOCATED,
+        Licence,
+        organisation_id=org,
+        details={
+            "courseId": gid_of(course),
+            "learnerIds": list(wanted.values()),
+            "licenceIds": [gid_of(licence) for licence in created],
+        },
+    )
+    return LicencesAllocated(licences=created, pool=pool)
+
+
+async def recall_licences(
+    ctx: Context, *, licence_ids: Sequence[str]
+) -> LicencesRecalled | Invalid | BulkRejected:
+    """Recall licences never launched; their seats return to the pool. All or none."""
+    too_many = _bulk_size(ctx, licence_ids, "licenceIds")
+    if too_many is not None:
+        return too_many
+    wanted, problems = _parse_ids(licence_ids, "Licence", "licence")
+    allocatable = (
+        select(Learner.id)
+        .where(ctx.rules.where(Resource.LEARNER, Action.ALLOCATE_LICENCES))
+        .correlate(None)
+    )
+    permitted = case((Licence.learner_id.in_(allocatable), 1), else_=0)
+    rows: Sequence[Any] = (
+        await ctx.db.execute(
+            select(Licence, permitted).where(
+                Licence.id.in_(list(wanted)), ctx.rules.where(Resource.LICENCE)
+            )
+        )
+    ).all()
+    found = {row[0].id: row for row in rows}
+    for pk, value in wanted.items():
+        if pk not in found:
+            problems.append(ItemProblem(value, "NOT_FOUND", "No such licence."))
+            continue
+        licence, may = found[pk]
+        if not may:
+            problems.append(ItemProblem(value, "FORBIDDEN", "You may not recall this licence."))
+        elif licence.launched_at is not None:
+            problems.append(
+                ItemProblem(value, "LICENCE_IN_USE", "The course was launched: not recallable.")
+            )
+        elif licence.status != LicenceStatus.ACTIVE:
+            problems.append(ItemProblem(value, "INVALID", "Only an active licence is recalled."))
+    if problems:
+        return BulkRejected(items=problems)
+
+    pool_ids = sorted({found[pk][0].pool_id for pk in wanted})
+    pools = list(
+        await ctx.db.scalars(
+            select(LicencePool)
+            .where(LicencePool.id.in_(pool_ids))
+            .order_by(LicencePool.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    recalled = list(
+        (
+            await ctx.db.execute(
+                update(Licence)
+                .where(
+                    Licence.id.in_(list(wanted)),
+                    is_active(),
+                    Licence.launched_at.is_(None),
+                )
+                .values(
+                    status=LicenceStatus.RECALLED,
+                    recalled_at=ctx.now,
+                    recalled_by_id=ctx.me.user_id,
+                )
+                .returning(Licence)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if len(recalled) < len(wanted):  # launched or recalled by someone else meanwhile
+        done = {licence.id for licence in recalled}
+        return BulkRejected(
+            items=[
+                ItemProblem(value, "LICENCE_IN_USE", "The licence changed meanwhile.")
+                for pk, value in wanted.items()
+                if pk not in done
+            ]
+        )
+    returned = Counter(licence.pool_id for licence in recalled)
+    await change_seats(ctx, pools, Counter({k: -v for k, v in returned.items()}))
+    recalled.sort(key=lambda licence: licence.id)
+    for organisation_id in sorted({licence.organisation_id for licence in recalled}):
+        await audit(
+            ctx,
+            AuditAction.LICENCES_RECALLED,
+            Licence,
+            organisation_id=organisation_id,
+            details={
+                "licenceIds": [gid_of(x) for x in recalled if x.organisation_id == organisation_id],
+            },
+        )
+    return LicencesRecalled(licences=recalled, pool=pools[0] if len(pools) == 1 else None)
+
+
+async def mark_licence_launched(
+    ctx: Context, *, licence_id: str
+) -> LicenceLaunched | Invalid | NotFound:
+    licence = await mutation_target(ctx, licence_id, Licence, "licenceId", Action.LAUNCH)
+    if isinstance(licence, Invalid | NotFound):
+        return licence
+    if licence.launched_at is None:
+        launched = (
+            await ctx.db.execute(
+                update(Licence)
+                .where(Licence.id == licence.id, is_active(), Licence.launched_at.is_(None))
+                .values(launched_at=ctx.now)
+                .returning(Licence)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            )
+        ).scalar_one_or_none()
+        if launched is None:
+            return Invalid("Only an active licence can be launched.", field="licenceId")
+        licence = launched
+    elif licence.status != LicenceStatus.ACTIVE:
+        return Invalid("Only an active licence can be launched.", field="licenceId")
+    await audit(
+        ctx,
+        AuditAction.LICENCE_LAUNCHED,
+        licence,
+        organisation_id=licence.organisation_id,
+        details={"learnerId": encode_id("Learner", licence.learner_id)},
+    )
+    return LicenceLaunched(licence)

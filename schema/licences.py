@@ -1,0 +1,271 @@
+"""Course licences: the catalogue, pools of seats, licences, allocation, launch and recall."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Self
+
+import strawberry
+
+from db import models
+from policies.vocabulary import Action, Resource
+from resolvers import licences, rules
+from resolvers.licences import LicenceLoaders
+from schema.connections import Connection
+from schema.context import Info
+from schema.derive import input_of, plain
+from schema.enums import LicenceStatus
+from schema.learners import Learner
+from schema.nodes import ROW_TYPES, Node, computed, node, project
+from schema.people import User
+from schema.permissions import changes, requires
+from schema.relations import relation
+from schema.results import answers, mutation
+
+if TYPE_CHECKING:
+    from schema.rules import AutoAllocationRule
+
+
+@strawberry.type(description="An organisation's seats for one course.")
+class LicencePool:
+    seats_total: int = strawberry.field(description="Seats bought.")
+    seats_used: int = strawberry.field(
+        description="Seats taken: every licence issued from the pool that was not recalled."
+    )
+    seats_available: int = strawberry.field(description="Seats left to allocate.")
+
+    @classmethod
+    def from_row(cls, row: models.LicencePool) -> Self:
+        return cls(
+            seats_total=row.seats_total,
+            seats_used=row.seats_used,
+            seats_available=max(row.seats_total - row.seats_used, 0),
+        )
+
+
+ROW_TYPES[models.LicencePool] = LicencePool  # pool rows in outcomes answer as this type
+
+
+@node(models.Course, lambda ctx: ctx.loaders(LicenceLoaders).course)
+@strawberry.type(description="A course in the catalogue.")
+class Course(Node):
+    title: str = strawberry.field(description="Title.")
+    code: str = strawberry.field(description="Catalogue code, unique.")
+    row: strawberry.Private[models.Course]
+
+    @strawberry.field(
+        description="The caller's organisation's seats for this course; null where it has "
+        "none, or the caller may not see pools.",
+        extensions=requires(Resource.LICENCE_POOL),
+    )
+    async def pool(self, info: Info) -> LicencePool | None:
+        row = await licences.pool_of(info.context, self.row.id)
+        return None if row is None else LicencePool.from_row(row)
+
+
+@node(
+    models.Licence,
+    lambda ctx: ctx.loaders(LicenceLoaders).licence,
+    source=computed(str, "source"),
+)
+@strawberry.type(description="One learner's right to take one course.")
+class Licence(Node):
+    status: LicenceStatus = strawberry.field(description="Where the licence stands.")
+    source: str = strawberry.field(
+        description="MANUAL (allocated by a person) or RULE (issued by an auto-allocation rule)."
+    )
+    allocated_at: datetime = strawberry.field(description="When it was issued.")
+    launched_at: datetime | None = strawberry.field(
+        description="When the learner first launched the course; a launched licence cannot be "
+        "recalled."
+    )
+    recalled_at: datetime | None = strawberry.field(description="When it was recalled, if it was.")
+    row: strawberry.Private[models.Licence]
+    learner: Learner = relation(
+        licences.LEARNER_OF_LICENCE,
+        description="Who holds it.",
+        extensions=requires(Resource.LEARNER),
+    )
+    course: Course = relation(
+        licences.COURSE_OF, description="The course.", extensions=requires(Resource.LICENCE)
+    )
+    rule: Annotated[AutoAllocationRule, strawberry.lazy("schema.rules")] | None = relation(
+        rules.RULE_OF_LICENCE,
+        description="The auto-allocation rule that issued it, if a rule did.",
+        extensions=requires(Resource.LICENCE),
+    )
+    allocated_by: User | None = relation(
+        licences.ALLOCATED_BY,
+        description="Who allocated it (for a rule: who created the learner).",
+        extensions=requires(Resource.LICENCE),
+    )
+
+
+@strawberry.type(description="A licence a rule matched but could not issue: the pool had no seat.")
+class WithheldLicence:
+    course: Course = strawberry.field(description="The course.")
+    reason: str = strawberry.field(description="Why it was withheld.")
+    learner: Learner = strawberry.field(description="Who would have received it.")
+    rule: Annotated[AutoAllocationRule, strawberry.lazy("schema.rules")] = strawberry.field(
+        description="The rule that matched."
+    )
+
+    @classmethod
+    def from_row(cls, withheld: rules.Withheld) -> Self:
+        return cls(
+            course=Course.from_row(withheld.course),
+            reason=withheld.reason,
+            learner=Learner.from_row(withheld.learner),
+            rule=project("AutoAllocationRule", withheld.rule),
+        )
+
+
+ROW_TYPES[rules.Withheld] = WithheldLicence
+
+LicenceFilter = input_of(licences.LicenceFilter)
+
+
+@strawberry.input(description="A new course in the catalogue (support only).")
+class CreateCourseInput:
+    title: str = strawberry.field(description="Title.")
+    code: str = strawberry.field(description="Catalogue code, unique.")
+
+
+@strawberry.input(description="Set an organisation's seats for a course (support only).")
+class SetLicencePoolInput:
+    organisation_id: strawberry.ID = strawberry.field(description="The organisation.")
+    course_id: strawberry.ID = strawberry.field(description="The course.")
+    seats_total: int = strawberry.field(
+        description="Seats bought; never fewer than the seats in use."
+    )
+
+
+@strawberry.input(description="Licences for one course to many learners.")
+class AllocateLicencesInput:
+    course_id: strawberry.ID = strawberry.field(description="The course.")
+    learner_ids: list[strawberry.ID] = strawberry.field(description="Up to 1,000 learners.")
+
+
+@strawberry.input(description="Recall licences that were never launched.")
+class RecallLicencesInput:
+    licence_ids: list[strawberry.ID] = strawberry.field(description="Up to 1,000 licences.")
+
+
+@strawberry.input(description="The learner launched the course.")
+class MarkLicenceLaunchedInput:
+    licence_id: strawberry.ID = strawberry.field(description="The licence.")
+
+
+@answers(licences.CourseCreated)
+@strawberry.type(description="The course is in the catalogue.")
+class CourseCreated:
+    course: Course = strawberry.field(description="The new course.")
+
+
+@answers(licences.LicencePoolSet)
+@strawberry.type(description="The organisation's seats for the course are set.")
+class LicencePoolSet:
+    pool: LicencePool = strawberry.field(description="The pool as it now stands.")
+
+
+@answers(licences.LicencesAllocated)
+@strawberry.type(description="Every learner got a licence.")
+class LicencesAllocated:
+    licences: list[Licence] = strawberry.field(description="The new licences.")
+    pool: LicencePool = strawberry.field(description="The pool as it now stands.")
+
+
+@answers(licences.LicencesRecalled)
+@strawberry.type(description="The licences were recalled and their seats returned.")
+class LicencesRecalled:
+    licences: list[Licence] = strawberry.field(description="The recalled licences.")
+    pool: LicencePool | None = strawberry.field(
+        description="The pool as it now stands, when every licence came from one pool."
+    )
+
+
+@answers(licences.LicenceLaunched)
+@strawberry.type(description="The licence is marked launched.")
+class LicenceLaunched:
+    licence: Licence = strawberry.field(description="The licence.")
+
+
+@strawberry.type
+class LicenceQuery:
+    @strawberry.field(
+        description="The course catalogue, by title, with the caller's organisation's pools.",
+        extensions=requires(Resource.COURSE),
+    )
+    async def courses(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Course]:
+        page = await licences.courses(info.context, first=first, after=after)
+        return Connection.from_page(page, Course.from_row)
+
+    @strawberry.field(
+        description="Learners the caller can see who hold no active licence for the course, "
+        "by name: the list to allocate from.",
+        extensions=requires(Resource.LEARNER),
+    )
+    async def licence_eligible_learners(
+        self,
+        info: Info,
+        course_id: strawberry.ID,
+        first: int | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> Connection[Learner]:
+        page = await licences.licence_eligible_learners(
+            info.context, course_id=course_id, first=first, after=after, search=search
+        )
+        return Connection.from_page(page, Learner.from_row)
+
+    @strawberry.field(
+        description="Licences the caller can see (those of the learners they see), oldest first.",
+        extensions=requires(Resource.LICENCE),
+    )
+    async def licences(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: LicenceFilter | None = None,  # type: ignore[valid-type]
+    ) -> Connection[Licence]:
+        wanted = plain(filter, licences.LicenceFilter)
+        page = await licences.licences(info.context, first=first, after=after, filter=wanted)
+        return Connection.from_page(page, Licence.from_row)
+
+
+@strawberry.type
+class LicenceMutation:
+    create_course = mutation(
+        licences.create_course,
+        input=CreateCourseInput,
+        description="Add a course to the catalogue. Support only.",
+        extensions=changes(Resource.COURSE, Action.CREATE),
+    )
+    set_licence_pool = mutation(
+        licences.set_licence_pool,
+        input=SetLicencePoolInput,
+        description="Set an organisation's seats for a course. Support only.",
+        extensions=changes(Resource.LICENCE_POOL, Action.CREATE),
+    )
+    allocate_licences = mutation(
+        licences.allocate_licences,
+        input=AllocateLicencesInput,
+        description="Licences for a course to learners, all or none, within the pool's seats "
+        "(admins; managers for their team).",
+        extensions=changes(Resource.LEARNER, Action.ALLOCATE_LICENCES),
+    )
+    recall_licences = mutation(
+        licences.recall_licences,
+        input=RecallLicencesInput,
+        description="Recall licences never launched, all or none; their seats return.",
+        extensions=changes(Resource.LEARNER, Action.ALLOCATE_LICENCES),
+    )
+    mark_licence_launched = mutation(
+        licences.mark_licence_launched,
+        input=MarkLicenceLaunchedInput,
+        description="Record that the learner launched the course (the learner, or an admin).",
+        extensions=changes(Resource.LICENCE, Action.LAUNCH),
+    )

@@ -1,0 +1,148 @@
+"""Auto-allocation rules: licences for learners as they are created; existing ones on request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from db import models
+from policies.vocabulary import Action, Resource
+from resolvers import licences, rules
+from resolvers.rules import RuleLoaders
+from schema.connections import Connection
+from schema.context import Info
+from schema.enums import RuleScope
+from schema.learners import Learner
+from schema.licences import Course
+from schema.nodes import Node, node
+from schema.organisations import Department, Location
+from schema.people import User
+from schema.permissions import changes, requires
+from schema.relations import relation
+from schema.results import answers, mutation
+
+
+@node(models.AutoAllocationRule, lambda ctx: ctx.loaders(RuleLoaders).rule)
+@strawberry.type(
+    description="Issues a licence for its course to each matching learner created after it."
+)
+class AutoAllocationRule(Node):
+    scope: RuleScope = strawberry.field(description="Which learners it matches.")
+    created_at: datetime = strawberry.field(description="When it was made.")
+    deleted_at: datetime | None = strawberry.field(
+        description="When it was deleted, if it was; it then issues nothing."
+    )
+    row: strawberry.Private[models.AutoAllocationRule]
+    course: Course = relation(
+        licences.COURSE_OF,
+        description="The course it issues licences for.",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE),
+    )
+    location: Location | None = relation(
+        rules.LOCATION_OF_RULE,
+        description="The location it matches (LOCATION and ADVANCED rules).",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE),
+    )
+    department: Department | None = relation(
+        rules.DEPARTMENT_OF_RULE,
+        description="The department it matches (DEPARTMENT and ADVANCED rules).",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE),
+    )
+    created_by: User | None = relation(
+        rules.CREATED_BY,
+        description="Who made it.",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE),
+    )
+
+
+@strawberry.input(
+    description="A rule: LOCATION needs locationId, DEPARTMENT departmentId, "
+    "ADVANCED both, ENTIRE_COMPANY neither."
+)
+class CreateAutoAllocationRuleInput:
+    course_id: strawberry.ID = strawberry.field(description="The course.")
+    scope: RuleScope = strawberry.field(description="Which learners it matches.")
+    location_id: strawberry.ID | None = strawberry.field(
+        default=None, description="For LOCATION and ADVANCED."
+    )
+    department_id: strawberry.ID | None = strawberry.field(
+        default=None, description="For DEPARTMENT and ADVANCED."
+    )
+    apply_to_existing: bool = strawberry.field(
+        default=False,
+        description="Also issue licences now to every matching learner without an active one; "
+        "if the pool cannot cover them all, nothing is created.",
+    )
+
+
+@strawberry.input(description="Delete an auto-allocation rule.")
+class DeleteAutoAllocationRuleInput:
+    rule_id: strawberry.ID = strawberry.field(description="The rule.")
+
+
+@answers(rules.AutoAllocationRuleCreated)
+@strawberry.type(description="The rule exists and fires for learners created from now on.")
+class AutoAllocationRuleCreated:
+    rule: AutoAllocationRule = strawberry.field(description="The new rule.")
+    licences_issued: int = strawberry.field(
+        description="Licences issued to existing learners (applyToExisting)."
+    )
+
+
+@answers(rules.AutoAllocationRuleDeleted)
+@strawberry.type(description="The rule no longer fires; the licences it issued remain.")
+class AutoAllocationRuleDeleted:
+    id: strawberry.ID = strawberry.field(description="The deleted rule's id.")
+
+
+@answers(rules.RulePreview)
+@strawberry.type(description="Who would get a licence now, if the rule applied to existing people.")
+class RulePreview:
+    count: int = strawberry.field(description="How many learners would get a licence.")
+    seats_available: int = strawberry.field(description="Seats left in the course's pool.")
+    reached: strawberry.Private[Any]
+
+    @strawberry.field(description="Those learners, by name.", extensions=requires(Resource.LEARNER))
+    async def learners(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Learner]:
+        page = await rules.preview_learners(info.context, self.reached, first=first, after=after)
+        return Connection.from_page(page, Learner.from_row)
+
+
+@strawberry.type
+class RuleQuery:
+    @strawberry.field(
+        description="The organisation's auto-allocation rules in force, oldest first.",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE),
+    )
+    async def auto_allocation_rules(
+        self, info: Info, course_id: strawberry.ID | None = None
+    ) -> list[AutoAllocationRule]:
+        rows = await rules.auto_allocation_rules(info.context, course_id=course_id)
+        return [AutoAllocationRule.from_row(r) for r in rows]
+
+
+@strawberry.type
+class RuleMutation:
+    create_auto_allocation_rule = mutation(
+        rules.create_auto_allocation_rule,
+        input=CreateAutoAllocationRuleInput,
+        description="Make a rule; with applyToExisting, also license the matching learners "
+        "already here, all or none.",
+        extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
+    )
+    preview_auto_allocation_rule = mutation(
+        rules.preview_auto_allocation_rule,
+        input=CreateAutoAllocationRuleInput,
+        description="Dry run: who would get a licence now. Writes nothing.",
+        extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
+    )
+    delete_auto_allocation_rule = mutation(
+        rules.delete_auto_allocation_rule,
+        input=DeleteAutoAllocationRuleInput,
+        description="Stop a rule from firing.",
+        extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.DELETE),
+    )
