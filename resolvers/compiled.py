@@ -90,11 +90,13 @@ class Computed:
 
 @dataclass(frozen=True)
 class Related:
-    """Rows reached through a relation, each shown as `node`."""
+    """Rows reached through a relation, each shown as `node` (narrowed by the field's
+    arguments, which the document fixes)."""
 
     key: str
     relation: Relation
     node: ObjectPlan
+    arguments: tuple[tuple[str, Any], ...] = ()
 
 
 Item = Constant | Column | NodeId | Computed | Related
@@ -249,7 +251,8 @@ class Builder:
         if isinstance(relation, Ref):
             return self.ref(relation, item.node, parent)
         if isinstance(relation, Children):
-            return self.path(Path(relation), item.node, parent, with_id=False)
+            narrowing = relation.narrowing(dict(item.arguments))
+            return self.path(Path(relation), item.node, parent, with_id=False, more=narrowing)
         if isinstance(relation, Path):
             return self.path(relation, item.node, parent, with_id=False)
         return self.json.array(
@@ -270,7 +273,15 @@ class Builder:
         self.chain = saved
         return stmt.correlate(parent).scalar_subquery()
 
-    def path(self, path: Path, plan: ObjectPlan, parent: Any, *, with_id: bool) -> Any:
+    def path(
+        self,
+        path: Path,
+        plan: ObjectPlan,
+        parent: Any,
+        *,
+        with_id: bool,
+        more: Sequence[ColumnElement[bool]] = (),
+    ) -> Any:
         saved = set(self.chain)
         stmt: Select[Any] | None = None
         order: list[Any] = []
@@ -280,20 +291,21 @@ class Builder:
             self.enter(table)
             if isinstance(step, Children):
                 on = step.key == previous.c.id
-                more = [
+                conditions = [
                     self.ctx.rules.where(step.resource),
                     *(step.only(self.ctx) if step.only else ()),
                 ]
                 order += list(step.order)
             else:
                 on = table.c.id == previous.c[step.column]
-                more = [] if step.resource is None else [self.ctx.rules.where(step.resource)]
+                conditions = [] if step.resource is None else [self.ctx.rules.where(step.resource)]
             if stmt is None:
-                stmt = select(literal(1)).select_from(table).where(on, *more)
+                stmt = select(literal(1)).select_from(table).where(on, *conditions)
             else:
-                stmt = stmt.join(table, on).where(*more)
+                stmt = stmt.join(table, on).where(*conditions)
             previous = table
         assert stmt is not None
+        stmt = stmt.where(*more)
         element = self.json.array(self.object_items(plan, previous))
         if with_id:
             element = self.json.array([previous.c.id, element])
@@ -312,7 +324,7 @@ class Builder:
         if plan.total_count:
             count = select(func.count()).select_from(base.subquery()).scalar_subquery()
         edges: Any = literal_column("'[]'") if not self.json.postgresql else None
-        if plan.edges and args.size > 0:
+        if (plan.edges or plan.page_info) and args.size > 0:
             page_stmt = base
             if args.after is not None:
                 after: list[Any] = [bindparam(f"c{index}_after{k}") for k in range(len(args.after))]

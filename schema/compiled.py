@@ -25,9 +25,11 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     InlineFragmentNode,
+    Node,
     OperationDefinitionNode,
     OperationType,
     SelectionNode,
+    VariableNode,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 from sqlalchemy.engine import Dialect
@@ -144,6 +146,24 @@ class _Planner:
             items.append(self.connection(key, field_def, strawberry_field, nodes))
         return sql.RootPlan(tuple(items))
 
+    def _fixed_arguments(
+        self, field_def: GraphQLField, strawberry_field: StrawberryField, nodes: list[FieldNode]
+    ) -> dict[str, Any]:
+        """A nested field's arguments, as Python values; the document must fix them."""
+        if not any(n.arguments for n in nodes):
+            return {}
+        if len({n.arguments for n in nodes}) > 1 or any(
+            _uses_variables(a) for a in nodes[0].arguments or ()
+        ):
+            raise sql.NotCompilable("nested arguments from variables")
+        raw = get_argument_values(field_def, nodes[0], None)
+        return convert_arguments(
+            raw,
+            strawberry_field.arguments,
+            scalar_registry=self.schema.schema_converter.scalar_registry,
+            config=self.schema.config,
+        )
+
     @staticmethod
     def _guarded(strawberry_field: StrawberryField) -> None:
         """Only fields that need no more than a signed-in caller (the rows are scoped in SQL)."""
@@ -234,11 +254,12 @@ class _Planner:
             if name == "__typename":
                 items.append(sql.Constant(key, type_.name))
                 continue
-            if any(n.arguments for n in nodes):
-                raise sql.NotCompilable(f"{type_.name}.{name} with arguments")
             field_def = type_.fields[name]
             strawberry_field = _strawberry(field_def)
             self._guarded(strawberry_field)
+            arguments = self._fixed_arguments(field_def, strawberry_field, nodes)
+            if arguments and "relation" not in strawberry_field.metadata:
+                raise sql.NotCompilable(f"{type_.name}.{name} with arguments")
             python_name = strawberry_field.python_name
             if name == "id":
                 items.append(sql.NodeId(key, type_.name))
@@ -247,7 +268,8 @@ class _Planner:
                 items.append(sql.Computed(key, found.columns, found.compute))
             elif "relation" in strawberry_field.metadata:
                 target = self.object(_object_type(field_def.type), _children(nodes))
-                items.append(sql.Related(key, strawberry_field.metadata["relation"], target))
+                relation = strawberry_field.metadata["relation"]
+                items.append(sql.Related(key, relation, target, tuple(sorted(arguments.items()))))
             elif strawberry_field.base_resolver is None:
                 annotation = strawberry_field.type_annotation
                 resolved = annotation.resolve() if annotation is not None else None
@@ -255,6 +277,18 @@ class _Planner:
             else:
                 raise sql.NotCompilable(f"{type_.name}.{name} runs code")
         return sql.ObjectPlan(model, tuple(items))
+
+
+def _uses_variables(node: Any) -> bool:
+    if isinstance(node, VariableNode):
+        return True
+    if isinstance(node, Node):
+        for key in node.keys:
+            child = getattr(node, key, None)
+            for item in child if isinstance(child, tuple | list) else (child,):
+                if _uses_variables(item):
+                    return True
+    return False
 
 
 def _row_types() -> dict[type, Any]:

@@ -18,6 +18,7 @@ from db.models import (
     Course,
     Department,
     Evidence,
+    EvidenceStatus,
     Learner,
     Licence,
     LicencePool,
@@ -178,6 +179,14 @@ class World:
         )
         await self._save(row)
         return row
+
+    async def decide(self, evidence: Evidence, status: EvidenceStatus, by: User) -> Evidence:
+        async with self.maker() as session, session.begin():
+            stored = await session.get(Evidence, evidence.id)
+            assert stored is not None
+            stored.status, stored.decided_by_id, stored.decided_at = status, by.id, utcnow()
+            stored.comment = "Decided."
+        return evidence
 
     async def evidence(
         self, record: ApprenticeRecord, title: str = "Reflective account"
