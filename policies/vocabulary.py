@@ -33,6 +33,7 @@ class Resource(enum.StrEnum):
     ALLOCATION = "allocation"
     EVIDENCE = "evidence"
     AUDIT_EVENT = "audit_event"
+    API_KEY = "api_key"
 
 
 class Action(enum.StrEnum):
@@ -49,6 +50,8 @@ class Action(enum.StrEnum):
     """See who can see a learner, and why."""
     ASSIGN = "assign"
     """Assign users to records, or end their assignments."""
+    REVOKE = "revoke"
+    """Revoke a credential from now on."""
 
 
 class Scope(enum.StrEnum):
@@ -66,6 +69,8 @@ class Scope(enum.StrEnum):
     """External assessors with an active, unexpired allocation in the principal's organisation."""
     SELF = "self"
     """The principal themself, or the learner linked to them."""
+    BY_SUPPORT = "by_support"
+    """Audit events whose actor is a support user (the vendor's staff)."""
 
 
 # Plain words for refusals: "Your roles do not allow assigning apprentice records."
@@ -81,6 +86,7 @@ NOUNS: dict[Resource, tuple[str, str]] = {
     Resource.ALLOCATION: ("allocation", "allocations"),
     Resource.EVIDENCE: ("evidence", "evidence"),
     Resource.AUDIT_EVENT: ("audit event", "audit events"),
+    Resource.API_KEY: ("API key", "API keys"),
 }
 VERBS: dict[Action, str] = {
     Action.READ: "reading",
@@ -90,6 +96,7 @@ VERBS: dict[Action, str] = {
     Action.DECIDE: "signing off or referring",
     Action.VIEW_ACCESS: "seeing who can see",
     Action.ASSIGN: "assigning",
+    Action.REVOKE: "revoking",
 }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, case, exists, select
 
 from db.models import (
     Allocation,
+    ApiKey,
     ApprenticeRecord,
     AssignmentRole,
     Evidence,
@@ -113,6 +114,7 @@ TARGETS: dict[type, Resource] = {
     RecordAssignment: Resource.ASSIGNMENT,
     Allocation: Resource.ALLOCATION,
     Evidence: Resource.EVIDENCE,
+    ApiKey: Resource.API_KEY,
 }
 
 M = TypeVar("M")

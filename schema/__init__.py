@@ -12,9 +12,10 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import OperationError
-from schema import audit as audit
 from schema.allocations import AllocationMutation
+from schema.api_keys import ApiKeyMutation, ApiKeyQuery
 from schema.assignments import AssignmentMutation
+from schema.audit import AuditQuery
 from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation
 from schema.extensions import QueryLimits, extensions
@@ -27,7 +28,9 @@ from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("caseload.graphql")
 
-Query = merge_types("Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery))
+Query = merge_types(
+    "Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery, AuditQuery, ApiKeyQuery)
+)
 Mutation = merge_types(
     "Mutation",
     (
@@ -38,6 +41,7 @@ Mutation = merge_types(
         AllocationMutation,
         EvidenceMutation,
         AssignmentMutation,
+        ApiKeyMutation,
     ),
 )
 

@@ -11,6 +11,7 @@ from db import models
 from policies.vocabulary import Action, Resource, Scope
 from resolvers import access, allocations, assignments, evidence, learners, organisations, records
 from resolvers.learners import LearnerLoaders
+from schema.api_keys import ApiKey, api_key_ref
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
@@ -119,6 +120,15 @@ class LearnerAccess:
     expires_at: datetime | None = strawberry.field(
         description="For an allocation: when it stops granting access."
     )
+    api_key_id: strawberry.Private[int | None]
+
+    @strawberry.field(
+        description="The API key, when a partner system (not a person) can see the learner; "
+        "`user` is then the key's service identity.",
+        extensions=requires(Resource.LEARNER, Action.VIEW_ACCESS),
+    )
+    async def api_key(self, info: Info) -> ApiKey | None:
+        return await api_key_ref(info, self.api_key_id)
 
     @classmethod
     def from_grant(cls, grant: access.AccessGrant) -> Self:
@@ -127,6 +137,7 @@ class LearnerAccess:
             role=grant.role,
             reason=grant.scope,
             expires_at=grant.expires_at,
+            api_key_id=grant.api_key_id,
         )
 
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.engine import WRITE_INTENT
 from db.models import ApiKey, Membership, MembershipRole, Organisation, User, UserKind
 from policies.principal import Principal
 from policies.vocabulary import Role
 from server.settings import Settings
 from server.tokens import api_key_prefix, decode_token, hash_api_key
+
+log = logging.getLogger("caseload.auth")
+
+# An API key's last use is written at most this often, so that reads stay reads.
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -40,12 +48,42 @@ class Authenticator:
         credential = credential.strip()
         if not credential:
             return AuthFailure("Malformed Authorization header.")
-        async with self.maker() as session:
-            if scheme.lower() == "bearer":
+        if scheme.lower() == "bearer":
+            async with self.maker() as session:
                 return await self._bearer(session, credential)
-            if scheme.lower() == "apikey":
-                return await self._api_key(session, credential, now)
+        if scheme.lower() == "apikey":
+            async with self.maker() as session:
+                found = await self._api_key(session, credential, now)
+            if isinstance(found, tuple):
+                principal, last_used = found
+                if last_used is None or last_used <= now - LAST_USED_EVERY:
+                    await self._used(principal, now)
+                return principal
+            return found
         return AuthFailure("Use `Authorization: Bearer <token>` or `Authorization: ApiKey <key>`.")
+
+    async def _used(self, principal: Principal, now: datetime) -> None:
+        """Record that the key was used (at most once a minute; concurrent requests, or other
+        processes, write once). Never fails the request."""
+        try:
+            async with self.maker() as session:
+                # A write transaction from the start: SQLite would refuse to upgrade a read.
+                await session.connection(execution_options={WRITE_INTENT: True})
+                await session.execute(
+                    update(ApiKey)
+                    .where(
+                        ApiKey.id == principal.api_key_id,
+                        or_(
+                            ApiKey.last_used_at.is_(None),
+                            ApiKey.last_used_at <= now - LAST_USED_EVERY,
+                        ),
+                    )
+                    .values(last_used_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+        except SQLAlchemyError as exc:
+            log.warning("could not record when an API key was last used", exc_info=exc)
 
     async def _bearer(self, session: AsyncSession, token: str) -> Principal | AuthFailure:
         try:
@@ -98,7 +136,8 @@ class Authenticator:
 
     async def _api_key(
         self, session: AsyncSession, key: str, now: datetime
-    ) -> Principal | AuthFailure:
+    ) -> tuple[Principal, datetime | None] | AuthFailure:
+        """The key's principal and when it was last used."""
         prefix = api_key_prefix(key)
         if prefix is None:
             return AuthFailure("The API key is not valid.")
@@ -109,7 +148,7 @@ class Authenticator:
             return AuthFailure("The API key is not valid.")
         if row.revoked_at is not None and row.revoked_at <= now:
             return AuthFailure("The API key has been revoked.")
-        return Principal(
+        principal = Principal(
             row.user_id,
             UserKind.SERVICE,
             frozenset(Role(r) for r in row.roles.split(",") if r),
@@ -117,3 +156,4 @@ class Authenticator:
             api_key_id=row.id,
             client=f"api-key:{row.prefix}",
         )
+        return principal, row.last_used_at

@@ -26,6 +26,7 @@ from db.models import (
     User,
     UserKind,
 )
+from resolvers.api_keys import new_api_key
 
 _counter = itertools.count(1)
 
@@ -185,20 +186,40 @@ class World:
         return row
 
     async def api_key(
-        self, org: Organisation, *roles: str, name: str = "Partner feed", revoked: bool = False
+        self,
+        org: Organisation,
+        *roles: str,
+        name: str = "Partner feed",
+        revoked: bool = False,
+        created_by: User | None = None,
     ) -> ApiKey:
         """A partner system's key in `org` (stored as the service user it acts as)."""
-        n = next(_counter)
-        user = await self.user(UserKind.SERVICE, name=name, email=f"apikey-{n}@keys.invalid")
+        row, _ = await self.usable_api_key(
+            org, *roles, name=name, revoked=revoked, created_by=created_by
+        )
+        return row
+
+    async def usable_api_key(
+        self,
+        org: Organisation,
+        *roles: str,
+        name: str = "Partner feed",
+        revoked: bool = False,
+        created_by: User | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A key in `org` and the key itself, for `Authorization: ApiKey <key>`."""
+        key, prefix, digest = new_api_key()
+        user = await self.user(UserKind.SERVICE, name=name, email=f"apikey-{prefix}@keys.invalid")
         row = ApiKey(
             organisation_id=org.id,
             user_id=user.id,
             name=name,
-            prefix=f"p{n:011d}",
-            key_hash="0" * 64,
+            prefix=prefix,
+            key_hash=digest,
             roles=",".join(roles),
             created_at=utcnow(),
             revoked_at=utcnow() if revoked else None,
+            created_by_id=created_by.id if created_by else None,
         )
         await self._save(row)
-        return row
+        return row, key

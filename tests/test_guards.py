@@ -13,6 +13,7 @@ PROJECTIONS = {
     ("LearnerConnection", "totalCount"),
     ("ApprenticeRecordConnection", "totalCount"),
     ("UserConnection", "totalCount"),
+    ("AuditEventConnection", "totalCount"),
 }
 # Root fields any signed-in caller may use; what they return is scoped inside.
 PUBLIC = {("Query", "viewer"), ("Query", "node")}

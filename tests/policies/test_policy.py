@@ -45,6 +45,17 @@ TRUTH: list[tuple[Role, Resource, Action, set[Scope]]] = [
     (Role.MANAGER, Resource.STAFF, Action.READ, {Scope.ORGANISATION}),
     (Role.ADMIN, Resource.AUDIT_EVENT, Action.READ, {Scope.ORGANISATION}),
     (Role.ASSESSOR, Resource.AUDIT_EVENT, Action.READ, set()),
+    (Role.SUPER_ADMIN, Resource.AUDIT_EVENT, Action.READ, {Scope.ORGANISATION}),
+    (Role.SUPPORT, Resource.AUDIT_EVENT, Action.READ, {Scope.BY_SUPPORT}),
+    (Role.MANAGER, Resource.AUDIT_EVENT, Action.READ, set()),
+    (Role.SUPER_ADMIN, Resource.API_KEY, Action.READ, {Scope.ORGANISATION}),
+    (Role.SUPER_ADMIN, Resource.API_KEY, Action.CREATE, {Scope.ORGANISATION}),
+    (Role.SUPER_ADMIN, Resource.API_KEY, Action.REVOKE, {Scope.ORGANISATION}),
+    (Role.ADMIN, Resource.API_KEY, Action.READ, set()),
+    (Role.ADMIN, Resource.API_KEY, Action.CREATE, set()),
+    (Role.ADMIN, Resource.API_KEY, Action.REVOKE, set()),
+    (Role.SUPPORT, Resource.API_KEY, Action.READ, set()),
+    (Role.SUPPORT, Resource.API_KEY, Action.CREATE, set()),
 ]
 
 
