@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import strawberry
 
 from resolvers.context import Context
+
+
+class Retries(Protocol):
+    """A mutation request's `Idempotency-Key` (server/graphql.py): the operation runs at most
+    once per principal and key, its answer kept with its effects in its own transaction."""
+
+    async def claim(self, ctx: RequestContext) -> bool:
+        """First statement of a mutation's transaction: True to perform it, False when an
+        earlier request's answer is to be sent instead. Raises an OperationError to refuse."""
+        ...
+
+    async def keep(self, ctx: RequestContext, answer: dict[str, Any]) -> None:
+        """Keep the answer in the transaction about to commit."""
+        ...
+
+    def forget(self) -> None:
+        """The transaction did not commit: nothing was kept."""
+        ...
 
 
 @dataclass
@@ -16,6 +34,7 @@ class RequestContext(Context):
     response: Any = None
     auth_error: str | None = None
     debug: bool = False
+    retries: Retries | None = None
 
 
 Info = strawberry.Info[RequestContext, None]

@@ -91,12 +91,12 @@ async def test_seed_demo_then_mint_tokens_and_keys(env: Backend, cli: Cli) -> No
     assert claims["sub"] == "super.admin@oakwood.example" and claims["org"] == "oakwood"
     assert claims["exp"] - claims["iat"] == 300  # type: ignore[operator]
     body = await _post(env.url, f"Bearer {token}", "{ viewer { roles } learners { totalCount } }")
-    assert body == {"data": {"viewer": {"roles": ["SUPER_ADMIN"]}, "learners": {"totalCount": 25}}}
+    assert body["data"] == {"viewer": {"roles": ["SUPER_ADMIN"]}, "learners": {"totalCount": 25}}
 
     key = await cli("apikeys", "create", "--org", "oakwood", "--role", "ADMIN", "--name", "MIS")
     assert key.startswith("ck_")
     body = await _post(env.url, f"ApiKey {key}", "{ viewer { roles user { name } } }")
-    assert body == {"data": {"viewer": {"roles": ["ADMIN"], "user": {"name": "MIS"}}}}
+    assert body["data"] == {"viewer": {"roles": ["ADMIN"], "user": {"name": "MIS"}}}
     await cli("apikeys", "revoke", "--key", key)
     body = await _post(env.url, f"ApiKey {key}", "{ viewer { roles } }")
     assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}  # type: ignore[index]
@@ -106,7 +106,7 @@ async def test_seed_demo_then_mint_tokens_and_keys(env: Backend, cli: Cli) -> No
     body = await _post(
         env.url, f"Bearer {external}", "{ learners { totalCount } staff { totalCount } }"
     )
-    assert body == {"data": {"learners": {"totalCount": 3}, "staff": {"totalCount": 0}}}
+    assert body["data"] == {"learners": {"totalCount": 3}, "staff": {"totalCount": 0}}
 
 
 async def test_mint_refuses_people_and_organisations_that_do_not_fit(
@@ -129,7 +129,7 @@ async def test_mint_refuses_people_and_organisations_that_do_not_fit(
     token = await cli("tokens", "mint", "--email", "Admin@Oakwood.example")
     assert "org" not in _claims(token)
     body = await _post(env.url, f"Bearer {token}", "{ viewer { roles } }")
-    assert body == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert body["data"] == {"viewer": {"roles": ["ADMIN"]}}
 
 
 async def test_mint_asks_for_org_when_the_person_has_several(env: Backend, cli: Cli) -> None:
@@ -197,7 +197,7 @@ async def test_mint_uses_the_demo_secret_without_debug(
         debug=True,
         data_dir=tmp_path / "data",
     )
-    assert body == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert body["data"] == {"viewer": {"roles": ["ADMIN"]}}
 
 
 def test_one_data_directory_wherever_the_command_runs(
@@ -282,7 +282,7 @@ async def test_create_support_user(env: Backend, cli: Cli) -> None:
     ) == ("support user Desk@Vendor.example is ready")
     token = await cli("tokens", "mint", "--email", "desk@vendor.example")
     body = await _post(env.url, f"Bearer {token}", "{ viewer { roles user { name } } }")
-    assert body == {"data": {"viewer": {"roles": ["SUPPORT"], "user": {"name": "Desk"}}}}
+    assert body["data"] == {"viewer": {"roles": ["SUPPORT"], "user": {"name": "Desk"}}}
 
 
 async def test_api_key_for_unknown_organisation_or_role(env: Backend, cli: Cli) -> None:
