@@ -14,6 +14,8 @@ from db.models import (
     ApiKey,
     ApprenticeRecord,
     AssignmentRole,
+    AuditAction,
+    AuditEvent,
     Department,
     Evidence,
     Learner,
@@ -27,6 +29,7 @@ from db.models import (
     UserKind,
 )
 from resolvers.api_keys import new_api_key
+from resolvers.ids import type_name_of
 
 _counter = itertools.count(1)
 
@@ -223,3 +226,28 @@ class World:
         )
         await self._save(row)
         return row, key
+
+    async def audit_event(
+        self,
+        org: Organisation | None,
+        action: AuditAction,
+        subject: Any,
+        *,
+        actor: User | None = None,
+        api_key: ApiKey | None = None,
+        at: datetime | None = None,
+    ) -> AuditEvent:
+        """An event as a mutation would have written it (`subject` a row, or its table)."""
+        is_table = isinstance(subject, type)
+        row = AuditEvent(
+            organisation_id=org.id if org else None,
+            at=at or utcnow(),
+            actor_id=api_key.user_id if api_key else actor.id if actor else None,
+            api_key_id=api_key.id if api_key else None,
+            client=f"api-key:{api_key.prefix}" if api_key else "jwt",
+            action=action,
+            subject_type=type_name_of(subject if is_table else type(subject)),
+            subject_id=None if is_table else subject.id,
+        )
+        await self._save(row)
+        return row

@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from db.base import utcnow
 from db.models import (
@@ -108,9 +108,7 @@ async def test_an_error_type_answer_is_kept_and_replayed_too(
         membership = (
             await conn.execute(select(Membership.id).where(Membership.user_id == colleague.id))
         ).scalar_one()
-        await conn.execute(
-            MembershipRole.__table__.insert().values(membership_id=membership, role="ASSESSOR")
-        )
+        await conn.execute(insert(MembershipRole).values(membership_id=membership, role="ASSESSOR"))
     assert await send(api, headers, ASSIGN, "k-error", input=given) == first
     assert await count(backend, RecordAssignment) == 0
     # a new key is a new request
@@ -182,9 +180,7 @@ async def test_an_operation_refused_as_a_whole_keeps_nothing_and_may_be_retried(
         membership = (
             await conn.execute(select(Membership.id).where(Membership.user_id == manager.id))
         ).scalar_one()
-        await conn.execute(
-            MembershipRole.__table__.insert().values(membership_id=membership, role="ADMIN")
-        )
+        await conn.execute(insert(MembershipRole).values(membership_id=membership, role="ADMIN"))
     retried = json.loads((await send(api, headers, CREATE_LEARNER, "k-refused", name="Ada"))[1])
     assert retried["data"]["createLearner"]["__typename"] == "LearnerCreated"
 
