@@ -297,9 +297,14 @@ class Evidence(Base):
 
 
 class ApiKey(Base):
-    """A partner system's key: stored as a SHA-256 hash, scoped to one organisation."""
+    """A partner system's key: stored as a SHA-256 hash, scoped to one organisation.
+
+    The key belongs to the organisation, not to whoever created it; it acts as its own
+    service identity (`user_id`).
+    """
 
     __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_org", "organisation_id", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
@@ -310,12 +315,19 @@ class ApiKey(Base):
     roles: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Written at most once a minute per key (see server/auth.py), so that reads stay reads.
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # Newest first, per organisation, and by each filter of `auditEvents` (at, id: the keyset).
     __table_args__ = (
-        Index("ix_audit_org", "organisation_id", "id"),
+        Index("ix_audit_org_at", "organisation_id", "at", "id"),
+        Index("ix_audit_org_action_at", "organisation_id", "action", "at", "id"),
+        Index("ix_audit_actor_at", "actor_id", "at", "id"),
+        Index("ix_audit_api_key_at", "api_key_id", "at", "id"),
         Index("ix_audit_subject", "subject_type", "subject_id"),
     )
 
@@ -413,3 +425,22 @@ class Licence(Base):
     launched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     recalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     recalled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class IdempotencyKey(Base):
+    """A mutation request's `Idempotency-Key`: claimed by the first request in its own
+    transaction, with that request's answer kept for the retries (see server/graphql.py)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        Index("uq_idempotency_keys_principal_key", "principal", "key", unique=True),
+        Index("ix_idempotency_keys_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    principal: Mapped[str] = mapped_column(String(100))  # who sent it: a user in an org, or a key
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's body
+    answer: Mapped[str | None] = mapped_column(Text)  # the first answer's JSON, as sent
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, 
 
 from db.models import (
     Allocation,
+    ApiKey,
     ApprenticeRecord,
     AuditEvent,
     AutoAllocationRule,
@@ -348,3 +349,14 @@ predicate(Resource.LICENCE_POOL, Scope.ORGANISATION)(
 predicate(Resource.AUTO_ALLOCATION_RULE, Scope.ORGANISATION)(
     lambda p, now: in_organisation(AutoAllocationRule.organisation_id, p)
 )
+
+
+@predicate(Resource.AUDIT_EVENT, Scope.BY_SUPPORT)
+def audit_by_support(p: Principal, now: datetime) -> ColumnElement[bool]:
+    support_users = select(User.id).where(User.kind == UserKind.SUPPORT).correlate(None)
+    return and_(AuditEvent.api_key_id.is_(None), AuditEvent.actor_id.in_(support_users))
+
+
+@predicate(Resource.API_KEY, Scope.ORGANISATION)
+def api_key_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
+    return in_organisation(ApiKey.organisation_id, p)

@@ -37,6 +37,7 @@ class Resource(enum.StrEnum):
     LICENCE_POOL = "licence_pool"
     LICENCE = "licence"
     AUTO_ALLOCATION_RULE = "auto_allocation_rule"
+    API_KEY = "api_key"
 
 
 class Action(enum.StrEnum):
@@ -59,6 +60,8 @@ class Action(enum.StrEnum):
     """Mark a licence launched: the learner has started the course."""
     DELETE = "delete"
     """Delete a row (auto-allocation rules)."""
+    REVOKE = "revoke"
+    """Revoke a credential from now on."""
 
 
 class Scope(enum.StrEnum):
@@ -76,6 +79,8 @@ class Scope(enum.StrEnum):
     """External assessors with an active, unexpired allocation in the principal's organisation."""
     SELF = "self"
     """The principal themself, or the learner linked to them."""
+    BY_SUPPORT = "by_support"
+    """Audit events whose actor is a support user (the vendor's staff)."""
 
 
 # Plain words for refusals: "Your roles do not allow assigning apprentice records."
@@ -95,6 +100,7 @@ NOUNS: dict[Resource, tuple[str, str]] = {
     Resource.LICENCE_POOL: ("licence pool", "licence pools"),
     Resource.LICENCE: ("licence", "licences"),
     Resource.AUTO_ALLOCATION_RULE: ("auto-allocation rule", "auto-allocation rules"),
+    Resource.API_KEY: ("API key", "API keys"),
 }
 VERBS: dict[Action, str] = {
     Action.READ: "reading",
@@ -107,6 +113,7 @@ VERBS: dict[Action, str] = {
     Action.ALLOCATE_LICENCES: "allocating or recalling licences of",
     Action.LAUNCH: "launching",
     Action.DELETE: "deleting",
+    Action.REVOKE: "revoking",
 }
 
 

@@ -13,7 +13,7 @@ from policies.vocabulary import Action, Resource
 from resolvers.audit import audit
 from resolvers.common import mutation_target, parse_id
 from resolvers.context import Context, LoaderGroup
-from resolvers.ids import gid_of
+from resolvers.ids import encode_id, gid_of
 from resolvers.loaders import Children, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
@@ -150,6 +150,6 @@ async def deallocate_assessor(
         AuditAction.ASSESSOR_DEALLOCATED,
         allocation,
         organisation_id=learner.organisation_id,
-        details={"learnerId": gid_of(learner), "assessorId": assessor_id},
+        details={"learnerId": gid_of(learner), "assessorId": encode_id("User", assessor_pk)},
     )
     return AssessorDeallocated(allocation)

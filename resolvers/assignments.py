@@ -24,7 +24,7 @@ from resolvers.allocations import ACTIVE_ALLOCATIONS_OF_LEARNER, ASSESSOR_OF_ALL
 from resolvers.audit import audit
 from resolvers.common import mutation_target, parse_id, parse_optional_id
 from resolvers.context import Context, LoaderGroup
-from resolvers.ids import MalformedId, decode_id, gid_of
+from resolvers.ids import MalformedId, decode_id, encode_id, gid_of
 from resolvers.loaders import Children, loader, scoped
 from resolvers.outcomes import (
     BulkRejected,
@@ -312,7 +312,7 @@ async def unassign_records(
             organisation_id=organisation_id,
             details={
                 "recordIds": [gid_of(r) for r in records if r.organisation_id == organisation_id],
-                "assigneeId": assignee_id if user_pk is not None else None,
+                "assigneeId": None if user_pk is None else encode_id("User", user_pk),
                 "role": None if role is None else role.value,
                 "endedAssignmentIds": [
                     gid_of(a) for a in ended if a.organisation_id == organisation_id

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import ColumnElement, and_, false, insert, select
 
 from db.models import AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
 from resolvers.context import Context, LoaderGroup
-from resolvers.ids import type_name_of
+from resolvers.errors import InvalidInput
+from resolvers.ids import GlobalId, MalformedId, decode_id, type_name_of
 from resolvers.loaders import scoped
+from resolvers.outcomes import doc
+from resolvers.pagination import Page, paginate
 from resolvers.relations import Ref
 
 ACTOR = Ref(User, "actor_id")
@@ -72,3 +76,60 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
     ]
     # Core executemany: one statement however many events (no ids are needed back).
     await ctx.db.execute(insert(AuditEvent), rows)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Narrow the audit trail."""
+
+    action: AuditAction | None = field(default=None, metadata=doc("Only this kind of change."))
+    actor_id: GlobalId | None = field(
+        default=None, metadata=doc("Only what this person (a User id) or API key did.")
+    )
+    subject_id: GlobalId | None = field(default=None, metadata=doc("Only changes to this object."))
+    since: datetime | None = field(default=None, metadata=doc("Only changes at or after this."))
+
+
+def _global_id(value: str, field: str) -> tuple[str, int]:
+    try:
+        return decode_id(value)
+    except MalformedId as exc:
+        raise InvalidInput(f"{field} is not a valid id.", field=field) from exc
+
+
+def _by_actor(value: str) -> ColumnElement[bool]:
+    """A person's events name them as actor; an API key's name the key (its identity is not
+    a person)."""
+    type_name, pk = _global_id(value, "actorId")
+    if type_name == "User":
+        return and_(AuditEvent.actor_id == pk, AuditEvent.api_key_id.is_(None))
+    if type_name == "ApiKey":
+        return AuditEvent.api_key_id == pk
+    return false()
+
+
+async def audit_events(
+    ctx: Context, *, first: int | None, after: str | None, filter: AuditFilter | None
+) -> Page[AuditEvent]:
+    """Newest first. Filters read only the audit trail, within the caller's scopes."""
+    f = filter or AuditFilter()
+    stmt = select(AuditEvent).where(ctx.rules.where(Resource.AUDIT_EVENT))
+    if f.action is not None:
+        stmt = stmt.where(AuditEvent.action == f.action)
+    if f.actor_id is not None:
+        stmt = stmt.where(_by_actor(f.actor_id))
+    if f.subject_id is not None:
+        type_name, pk = _global_id(f.subject_id, "subjectId")
+        stmt = stmt.where(AuditEvent.subject_type == type_name, AuditEvent.subject_id == pk)
+    if f.since is not None:
+        stmt = stmt.where(AuditEvent.at >= f.since)
+    return await paginate(
+        ctx,
+        stmt,
+        order=[AuditEvent.at, AuditEvent.id],
+        key=lambda row: (row.at, row.id),
+        key_types=(datetime, int),
+        first=first,
+        after=after,
+        descending=True,
+    )

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, case, exists, select
 
 from db.models import (
     Allocation,
+    ApiKey,
     ApprenticeRecord,
     AssignmentRole,
     AutoAllocationRule,
@@ -117,6 +118,7 @@ TARGETS: dict[type, Resource] = {
     Evidence: Resource.EVIDENCE,
     Licence: Resource.LICENCE,
     AutoAllocationRule: Resource.AUTO_ALLOCATION_RULE,
+    ApiKey: Resource.API_KEY,
 }
 
 M = TypeVar("M")

@@ -38,3 +38,17 @@ class Unavailable(OperationError):
     """The database could not be reached or refused the statement; nothing was changed."""
 
     code = "UNAVAILABLE"
+
+
+class LimitExceeded(OperationError):
+    """The request is over one of the query limits; nothing ran."""
+
+
+class MaxCostExceeded(LimitExceeded):
+    code = "MAX_COST_EXCEEDED"
+
+
+class IdempotencyKeyReused(OperationError):
+    """The Idempotency-Key was already used for another request body."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"

@@ -7,9 +7,10 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from policies.vocabulary import Resource
@@ -93,22 +94,34 @@ class Page(Generic[T]):
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
+    foreign = InvalidInput("The cursor is not one this API gave out.", field="after")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The cursor is not one this API gave out.", field="after") from exc
-    if (
-        not isinstance(values, list)
-        or len(values) != len(types)
-        or not all(type(v) is t and _in_range(v) for v, t in zip(values, types, strict=True))
-    ):
-        raise InvalidInput("The cursor is not one this API gave out.", field="after")
-    return values
+        raise foreign from exc
+    if not isinstance(values, list) or len(values) != len(types):
+        raise foreign
+    decoded = [_as_key(v, t) for v, t in zip(values, types, strict=True)]
+    if not all(type(v) is t and _in_range(v) for v, t in zip(decoded, types, strict=True)):
+        raise foreign
+    return decoded
+
+
+def _as_key(value: Any, kind: type) -> Any:
+    """A cursor's JSON value as the key column's type (times travel as ISO 8601 text)."""
+    if kind is not datetime:
+        return value
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def _in_range(value: Any) -> bool:
@@ -141,13 +154,18 @@ async def paginate(
     key_types: Sequence[type],
     first: int | None,
     after: str | None,
+    descending: bool = False,
 ) -> Page[T]:
-    """One page of `stmt` in `order` (unique, ascending), starting after `after`."""
+    """One page of `stmt` in `order` (unique; ascending, or descending on every column),
+    starting after `after`."""
     size = page_size(ctx, first)
     filtered = stmt
     if after is not None:
         values = decode_cursor(after, key_types)
-        filtered = stmt.where(tuple_(*order) > tuple_(*values))
+        # Bound with each column's type, so that times compare as the column stores them.
+        bound = tuple_(*(literal(v, c.type) for v, c in zip(values, order, strict=True)))
+        keys = tuple_(*order)
+        filtered = stmt.where(keys < bound if descending else keys > bound)
 
     async def count() -> int:
         total = select(func.count()).select_from(stmt.order_by(None).subquery())
@@ -155,7 +173,8 @@ async def paginate(
 
     if size == 0:
         return Page([], [], False, after is not None, count)
-    rows = list(await ctx.db.scalars(filtered.order_by(*order).limit(size + 1)))
+    ordering = [c.desc() for c in order] if descending else order
+    rows = list(await ctx.db.scalars(filtered.order_by(*ordering).limit(size + 1)))
     has_next = len(rows) > size
     rows = rows[:size]
     return Page(

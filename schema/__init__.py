@@ -12,9 +12,10 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import OperationError
-from schema import audit as audit
 from schema.allocations import AllocationMutation
+from schema.api_keys import ApiKeyMutation, ApiKeyQuery
 from schema.assignments import AssignmentMutation
+from schema.audit import AuditQuery
 from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation
 from schema.extensions import QueryLimits, extensions
@@ -30,7 +31,17 @@ from schema.scalars import SCALAR_MAP
 log = logging.getLogger("caseload.graphql")
 
 Query = merge_types(
-    "Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery, LicenceQuery, RuleQuery)
+    "Query",
+    (
+        NodeQuery,
+        PeopleQuery,
+        LearnerQuery,
+        RecordQuery,
+        LicenceQuery,
+        RuleQuery,
+        AuditQuery,
+        ApiKeyQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -44,6 +55,7 @@ Mutation = merge_types(
         AssignmentMutation,
         LicenceMutation,
         RuleMutation,
+        ApiKeyMutation,
     ),
 )
 

@@ -314,8 +314,10 @@ class CompiledOperation:
     operation: OperationDefinitionNode
     connections: list[tuple[GraphQLField, FieldNode, StrawberryField]]
     transform: sql.Transform
+    document: DocumentNode | None = None
     statements: dict[tuple[Any, ...], sql.Statement] = field(default_factory=dict)
     fixed_arguments: list[sql.Arguments] | None = None
+    fixed_cost: int | None = None
 
     def arguments(
         self, schema: Any, limits: Limits, variables: dict[str, Any] | None
@@ -397,6 +399,7 @@ def compile_operation(
         operation=operation,
         connections=planner.connections,
         transform=sql.transform_of(plan),
+        document=document,
     )
     if not operation.variable_definitions:
         compiled.fixed_arguments = compiled.arguments(schema, limits, None)

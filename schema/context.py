@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import strawberry
 
 from resolvers.context import Context
+
+
+class Retries(Protocol):
+    """A mutation request's `Idempotency-Key` (server/graphql.py): the operation runs at most
+    once per principal and key, its answer kept with its effects in its own transaction."""
+
+    async def claim(self, ctx: RequestContext) -> bool:
+        """First statement of a mutation's transaction: True to perform it, False when an
+        earlier request's answer is to be sent instead. Raises an OperationError to refuse."""
+        ...
+
+    async def keep(self, ctx: RequestContext, answer: dict[str, Any]) -> None:
+        """Keep the answer in the transaction about to commit."""
+        ...
+
+    def forget(self) -> None:
+        """The transaction did not commit: nothing was kept."""
+        ...
 
 
 @dataclass
@@ -19,6 +37,7 @@ class RequestContext(Context):
     debug: bool = False
     # Finds the principal inside the operation's transaction (set by the server).
     sign_in: Callable[[RequestContext], Awaitable[None]] | None = None
+    retries: Retries | None = None
 
 
 Info = strawberry.Info[RequestContext, None]

@@ -1,18 +1,28 @@
-"""Operation-wide behaviour: authentication gate, transaction, limits, error shaping."""
+"""Operation-wide behaviour: authentication gate, transaction, limits, error shaping.
+
+Limits, each a setting, each refused with its own code before any resolver runs: depth
+(MAX_DEPTH_EXCEEDED) and aliases (MAX_ALIASES_EXCEEDED) as validation rules built once per
+schema; tokens (MAX_TOKENS_EXCEEDED) while parsing; the node estimate (MAX_COST_EXCEEDED, see
+schema/cost.py) at execution, because variables count. Every answer carries the estimate as
+`extensions.cost`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import (
     ASTValidationRule,
     FieldNode,
     GraphQLError,
+    GraphQLSyntaxError,
     Node,
     OperationDefinitionNode,
     StringValueNode,
+    ValidationContext,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -31,14 +41,21 @@ from strawberry.types.graphql import OperationType
 from resolvers.errors import (
     CommitFailed,
     InvalidInput,
+    MaxCostExceeded,
     OperationError,
     Unauthenticated,
     Unavailable,
 )
-from schema.context import RequestContext
+from schema.context import RequestContext, Retries
+from schema.cost import DEFAULT_LIST_BOUND, estimate
 from schema.introspection import CacheKey, IntrospectionCache, refusal
 
 log = logging.getLogger("caseload.graphql")
+
+
+MAX_DEPTH_EXCEEDED = "MAX_DEPTH_EXCEEDED"
+MAX_ALIASES_EXCEEDED = "MAX_ALIASES_EXCEEDED"
+MAX_TOKENS_EXCEEDED = "MAX_TOKENS_EXCEEDED"
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,9 @@ class QueryLimits:
     max_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000
+    max_cost: int = 50_000
+    page_size: int = 50  # what a connection without `first` costs
+    list_bound: int = DEFAULT_LIST_BOUND  # what a list without a declared bound costs
     cache_size: int = 256
     anonymous_introspection: bool = False
 
@@ -57,9 +77,30 @@ def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
     build a new class per request, so the cache would never hit (Strawberry #4635).
     """
     return [
-        depth_validator(limits.max_depth, None, None),
-        alias_validator(limits.max_aliases),
+        coded(depth_validator(limits.max_depth, None, None), MAX_DEPTH_EXCEEDED),
+        coded(alias_validator(limits.max_aliases), MAX_ALIASES_EXCEEDED),
     ]
+
+
+def coded(rule: type[ASTValidationRule], code: str) -> type[ASTValidationRule]:
+    """The rule, its errors carrying `extensions.code`."""
+
+    class Coded(rule):  # type: ignore[valid-type, misc]
+        def __init__(self, context: ValidationContext) -> None:
+            report = context.on_error
+
+            def with_code(error: GraphQLError) -> None:
+                error.extensions = {**(error.extensions or {}), "code": code}
+                report(error)
+
+            context.on_error = with_code  # type: ignore[method-assign]
+            try:
+                super().__init__(context)
+            finally:
+                context.on_error = report  # type: ignore[method-assign]
+
+    Coded.__name__ = Coded.__qualname__ = f"Coded{rule.__name__}"
+    return Coded
 
 
 def is_introspection(ctx_document: object, operation_name: str | None) -> bool:
@@ -77,8 +118,12 @@ def is_introspection(ctx_document: object, operation_name: str | None) -> bool:
 class Operation(SchemaExtension):
     """One transaction per operation, committed only when a mutation ran without errors."""
 
-    def __init__(self, introspection: IntrospectionCache | None = None) -> None:
+    def __init__(
+        self, limits: QueryLimits | None = None, introspection: IntrospectionCache | None = None
+    ) -> None:
+        self.limits = limits or QueryLimits()
         self.introspection = introspection  # None: anonymous introspection is refused
+        self.cost = 0
 
     def _ctx(self) -> RequestContext:
         ctx = self.execution_context.context
@@ -86,16 +131,52 @@ class Operation(SchemaExtension):
         return ctx
 
     def on_operation(self) -> Iterator[None]:
-        yield
+        try:
+            yield
+        except GraphQLError as error:
+            # A syntax error (the token limit's included), raised by the parser cache before
+            # any result exists: shaped on its way out.
+            raise shape_error(error, debug=self._ctx().debug) from error
         result = self.execution_context.result
         if result is not None and result.errors:
             result.errors = [shape_error(e, debug=self._ctx().debug) for e in result.errors]
 
+    def get_results(self) -> dict[str, Any]:
+        """Only values fixed by the document and variables: a retry answers the same."""
+        return {"cost": self.cost}
+
+    def _estimate(self, ec: ExecutionContext) -> int:
+        if ec.graphql_document is None:
+            return 0
+        return estimate(
+            ec.schema._schema,
+            ec.graphql_document,
+            ec.operation_name,
+            ec.variables,
+            page_size=self.limits.page_size,
+            list_bound=self.limits.list_bound,
+        )
+
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self._ctx()
         ec = self.execution_context
+        self.cost = self._estimate(ec)
         mutation = ec.operation_type == OperationType.MUTATION
         ctx.db.write_intent = mutation
+        if self.cost > self.limits.max_cost:
+            # Fixed by the document and variables alone: refused before any statement runs.
+            refuse(
+                ec,
+                MaxCostExceeded(
+                    f"The request may fetch {self.cost} objects; the limit is "
+                    f"{self.limits.max_cost}. Ask for smaller pages (`first`) or fewer nested "
+                    "lists.",
+                    cost=self.cost,
+                    limit=self.limits.max_cost,
+                ),
+            )
+            yield
+            return
         if ctx.sign_in is not None and ctx.principal is None:
             await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
         if ctx.principal is None:
@@ -110,30 +191,64 @@ class Operation(SchemaExtension):
                 await quietly(ctx.db.close())
             return
         if has_nul(ec):
-            error = InvalidInput("Text may not contain the NUL character (U+0000).")
-            ec.result = GraphQLExecutionResult(
-                data=None, errors=[GraphQLError(error.message, original_error=error)]
-            )
+            refuse(ec, InvalidInput("Text may not contain the NUL character (U+0000)."))
             yield
             await quietly(ctx.db.rollback())
             await quietly(ctx.db.close())
             return
+        retries = ctx.retries if mutation else None
+        perform = True
         try:
+            if retries is not None:
+                perform = await claim(ctx, ec, retries)
             yield
             result = ec.result
-            if mutation and isinstance(result, GraphQLExecutionResult) and not result.errors:
-                await commit(ctx, result)
+            if (
+                perform
+                and mutation
+                and isinstance(result, GraphQLExecutionResult)
+                and not result.errors
+            ):
+                await commit(ctx, result, retries, self.cost)
             else:
                 await quietly(ctx.db.rollback())
         finally:
             await quietly(ctx.db.close())
 
 
-async def commit(ctx: RequestContext, result: GraphQLExecutionResult) -> None:
-    """Commit; if the database refuses, the answer says so (never with the driver's words)."""
+def refuse(ec: ExecutionContext, error: Exception) -> None:
+    """Answer with a top-level error instead of executing."""
+    message = error.message if isinstance(error, OperationError) else str(error)
+    ec.result = GraphQLExecutionResult(
+        data=None, errors=[GraphQLError(message, original_error=error)]
+    )
+
+
+async def claim(ctx: RequestContext, ec: ExecutionContext, retries: Retries) -> bool:
+    """Claim the request's idempotency key; False (the answer already set) when the operation
+    is not to run: an earlier answer is sent instead, or the key is refused."""
     try:
+        if await retries.claim(ctx):
+            return True
+    except Exception as exc:  # shaped like any other: a code, never the driver's words
+        refuse(ec, exc)
+        return False
+    ec.result = GraphQLExecutionResult(data=None)  # not sent: the kept answer is
+    return False
+
+
+async def commit(
+    ctx: RequestContext, result: GraphQLExecutionResult, retries: Retries | None, cost: int
+) -> None:
+    """Commit (with the answer, for a retryable request); if the database refuses, the answer
+    says so (never with the driver's words)."""
+    try:
+        if retries is not None:
+            await retries.keep(ctx, {"data": result.data, "extensions": {"cost": cost}})
         await ctx.db.commit()
     except Exception as exc:
+        if retries is not None:
+            retries.forget()
         log.error("commit failed", exc_info=exc)
         await quietly(ctx.db.rollback())
         failure = CommitFailed("The change could not be saved; nothing was changed. Try again.")
@@ -240,6 +355,10 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if original is None or isinstance(original, GraphQLError):
         if error.extensions and "code" in error.extensions:
             return error
+        if isinstance(error, GraphQLSyntaxError) and error.message.endswith(
+            "tokens. Parsing aborted."
+        ):
+            return _coded(error, MAX_TOKENS_EXCEEDED)
         # syntax and validation errors: the client's to read
         return _coded(error, "GRAPHQL_VALIDATION_FAILED")
     if isinstance(original, OperationError):
@@ -278,8 +397,17 @@ def extensions(limits: QueryLimits) -> list[object]:
         lambda: ParserCache(maxsize=limits.cache_size),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=limits.cache_size),
-        lambda: Operation(cache),
+        lambda: Operation(limits, cache),
     ]
 
 
-__all__ = ["Operation", "QueryLimits", "extensions", "log", "shape_error"]
+__all__ = [
+    "MAX_ALIASES_EXCEEDED",
+    "MAX_DEPTH_EXCEEDED",
+    "MAX_TOKENS_EXCEEDED",
+    "Operation",
+    "QueryLimits",
+    "extensions",
+    "log",
+    "shape_error",
+]

@@ -9,9 +9,19 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource, Scope
-from resolvers import access, allocations, assignments, evidence, learners, licences, records
+from resolvers import (
+    access,
+    allocations,
+    api_keys,
+    assignments,
+    evidence,
+    learners,
+    licences,
+    records,
+)
 from resolvers.learners import LearnerLoaders
-from resolvers.relations import related
+from resolvers.relations import RelationLoaders, related
+from schema.api_keys import ApiKey
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
@@ -112,6 +122,22 @@ class LearnerAccess:
     expires_at: datetime | None = strawberry.field(
         description="For an allocation: when it stops granting access."
     )
+    api_key_id: strawberry.Private[int | None]
+
+    @strawberry.field(
+        description="The API key, when a partner system (not a person) can see the learner; "
+        "`user` is then the key's service identity.",
+        extensions=requires(Resource.LEARNER, Action.VIEW_ACCESS),
+    )
+    async def api_key(self, info: Info) -> ApiKey | None:
+        if self.api_key_id is None:
+            return None
+        key = (
+            await info.context.loaders(RelationLoaders)
+            .ref(api_keys.KEY_OF_ACCESS)
+            .load(self.api_key_id)
+        )
+        return maybe("ApiKey", key)
 
     @classmethod
     def from_grant(cls, grant: access.AccessGrant) -> Self:
@@ -120,6 +146,7 @@ class LearnerAccess:
             role=grant.role,
             reason=grant.scope,
             expires_at=grant.expires_at,
+            api_key_id=grant.api_key_id,
         )
 
 

@@ -9,23 +9,31 @@ path on its connection.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import Executable, bindparam, select
+from sqlalchemy import Executable, bindparam, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.engine import WRITE_INTENT
 from db.models import ApiKey, Membership, MembershipRole, Organisation, User, UserKind
 from policies.principal import Principal
 from policies.vocabulary import Role
 from server.settings import Settings
 from server.tokens import api_key_prefix, decode_token, hash_api_key
 
+log = logging.getLogger("caseload.auth")
+
 # Decoded tokens kept per process, so a busy caller's signature is checked once.
 TOKEN_CACHE_SIZE = 10_000
+# An API key's last use is written at most this often, so that reads stay reads.
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ def key_statement() -> Executable:
         ApiKey.key_hash,
         ApiKey.revoked_at,
         ApiKey.prefix,
+        ApiKey.last_used_at,
     ).where(ApiKey.prefix == _param("prefix"))
 
 
@@ -89,9 +98,12 @@ def _param(name: str) -> Any:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, secret: str) -> None:
+    def __init__(
+        self, settings: Settings, secret: str, maker: async_sessionmaker[AsyncSession]
+    ) -> None:
         self.settings = settings
         self.secret = secret
+        self.maker = maker
         self._tokens: OrderedDict[str, tuple[Person, datetime]] = OrderedDict()
         self.person = person_statement()
         self.key = key_statement()
@@ -150,6 +162,44 @@ class Authenticator:
             return _api_key_principal(credentials, rows, now)
         return _person_principal(credentials, rows)
 
+    async def used(
+        self, principal: Principal, rows: Sequence[Sequence[Any]], now: datetime
+    ) -> None:
+        """Record that an API key was used: at most once a minute (concurrent requests, and
+        other processes, write once), in a transaction of its own; never fails the request."""
+        if principal.api_key_id is None:
+            return
+        last = _as_datetime(rows[0][7])
+        if last is not None and last > now - LAST_USED_EVERY:
+            return
+        try:
+            async with self.maker() as session:
+                # A write transaction from the start: SQLite would refuse to upgrade a read.
+                await session.connection(execution_options={WRITE_INTENT: True})
+                await session.execute(
+                    update(ApiKey)
+                    .where(
+                        ApiKey.id == principal.api_key_id,
+                        or_(
+                            ApiKey.last_used_at.is_(None),
+                            ApiKey.last_used_at <= now - LAST_USED_EVERY,
+                        ),
+                    )
+                    .values(last_used_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+        except SQLAlchemyError as exc:
+            log.warning("could not record when an API key was last used", exc_info=exc)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A timestamp as either driver returns it (SQLite: naive text), in UTC."""
+    if value is None:
+        return None
+    found = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return found.replace(tzinfo=UTC) if found.tzinfo is None else found
+
 
 def _person_principal(person: Person, rows: Sequence[Sequence[Any]]) -> Principal | AuthFailure:
     if not rows:
@@ -192,14 +242,10 @@ def _api_key_principal(
 ) -> Principal | AuthFailure:
     if not rows or not hmac.compare_digest(rows[0][4], key.digest):
         return AuthFailure("The API key is not valid.")
-    key_id, user_id, organisation_id, roles, _digest, revoked_at, prefix = rows[0]
-    if revoked_at is not None:
-        if not isinstance(revoked_at, datetime):
-            revoked_at = datetime.fromisoformat(revoked_at)
-        if revoked_at.tzinfo is None:
-            revoked_at = revoked_at.replace(tzinfo=UTC)
-        if revoked_at <= now:
-            return AuthFailure("The API key has been revoked.")
+    key_id, user_id, organisation_id, roles, _digest, revoked_at, prefix, _used = rows[0]
+    revoked = _as_datetime(revoked_at)
+    if revoked is not None and revoked <= now:
+        return AuthFailure("The API key has been revoked.")
     return Principal(
         user_id,
         UserKind.SERVICE,

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,10 +27,20 @@ from db import seed
 from db.base import Base, utcnow
 from db.engine import create_engine, normalise_url
 from db.migrate import Migration, upgrade
-from db.models import ApiKey, Membership, Organisation, User, UserKind
-from policies.vocabulary import MEMBERSHIP_ROLES, Role
+from db.models import (
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    Membership,
+    Organisation,
+    User,
+    UserKind,
+)
+from policies.vocabulary import Role
+from resolvers.api_keys import KEY_ROLES, new_key_rows, prefix_named, roles_of
+from resolvers.ids import type_name_of
 from server.settings import ConfigurationError, Settings, jwt_secret
-from server.tokens import api_key_prefix, mint_token, new_api_key, parse_ttl
+from server.tokens import mint_token, parse_ttl
 
 T = TypeVar("T")
 
@@ -85,12 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("apikeys", help="API keys").add_subparsers(
         dest="apikeys_command", required=True
     )
-    create = keys.add_parser("create", help="create an API key; printed once, stored hashed")
+    create = keys.add_parser(
+        "create", help="create an API key; the key is printed once (stdout), stored hashed"
+    )
     create.add_argument("--org", required=True)
     create.add_argument("--role", required=True, action="append", help="repeat for several roles")
     create.add_argument("--name", required=True)
+    listing = keys.add_parser("list", help="an organisation's API keys (never the keys themselves)")
+    listing.add_argument("--org", required=True)
     revoke = keys.add_parser("revoke", help="revoke an API key from now on")
-    revoke.add_argument("--key", required=True, help="the key, or its prefix (ck_<prefix>_...)")
+    revoke.add_argument("--key", required=True, help="the key, ck_<prefix>, or the bare prefix")
 
     schema = commands.add_parser("schema", help="schema").add_subparsers(
         dest="schema_command", required=True
@@ -193,9 +207,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "apikeys" if args.apikeys_command == "revoke":
             _require_database(settings)
             print(_async(settings, lambda engine: _revoke_api_key(engine, args.key)))
+        case "apikeys" if args.apikeys_command == "list":
+            _require_database(settings)
+            print(_async(settings, lambda engine: _list_api_keys(engine, args.org)))
         case "apikeys":
             _require_database(settings)
-            print(_async(settings, lambda e: _create_api_key(e, args.org, args.role, args.name)))
+            key, prefix = _async(
+                settings, lambda e: _create_api_key(e, args.org, args.role, args.name)
+            )
+            print(key)
+            print(
+                f"API key {prefix} created; the key above is shown only now "
+                f"(revoke with `caseload apikeys revoke --key {prefix}`)",
+                file=sys.stderr,
+            )
         case "schema":
             from schema import schema
 
@@ -336,13 +361,21 @@ async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> st
         return None
 
 
-async def _create_api_key(engine: AsyncEngine, slug: str, roles: list[str], name: str) -> str:
+async def _create_api_key(
+    engine: AsyncEngine, slug: str, roles: list[str], name: str
+) -> tuple[str, str]:
+    """(the key, its prefix)."""
     try:
-        wanted = sorted({Role(r.upper()) for r in roles})
+        wanted = sorted({Role(r.strip().upper()) for r in roles})
     except ValueError as exc:
         raise UsageError(f"unknown role: {exc}. Use organisation roles such as ADMIN") from exc
-    if not set(wanted) <= MEMBERSHIP_ROLES:
-        raise UsageError("an API key holds organisation roles only. Use roles such as ADMIN")
+    if not set(wanted) <= KEY_ROLES:
+        raise UsageError(
+            "an API key holds organisation roles other than SUPER_ADMIN and LEARNER. "
+            "Use roles such as ADMIN"
+        )
+    if not name.strip():
+        raise UsageError("--name must not be empty")
 
     from db.session import session_maker
 
@@ -352,39 +385,94 @@ async def _create_api_key(engine: AsyncEngine, slug: str, roles: list[str], name
         ).scalar()
         if org is None:
             raise CommandError(f"no organisation with slug {slug!r}. Check --org")
-        key, prefix, digest = new_api_key()
-        user = User(
-            email=f"apikey-{prefix}@{slug}.keys.invalid",
-            name=name,
-            kind=UserKind.SERVICE,
-            created_at=utcnow(),
+        now = utcnow()
+        key, identity, row = new_key_rows(
+            organisation_id=org.id,
+            name=" ".join(name.split())[:200],
+            roles=wanted,
+            created_by_id=None,
+            now=now,
         )
-        session.add(user)
+        session.add(identity)
         await session.flush()
-        session.add(
-            ApiKey(
-                organisation_id=org.id,
-                user_id=user.id,
-                name=name,
-                prefix=prefix,
-                key_hash=digest,
-                roles=",".join(r.value for r in wanted),
-                created_at=utcnow(),
+        row.user_id = identity.id
+        session.add(row)
+        await session.flush()
+        session.add(_cli_event(AuditAction.API_KEY_CREATED, row, now, [r.value for r in wanted]))
+    return key, row.prefix
+
+
+def _cli_event(
+    action: AuditAction, key: ApiKey, now: datetime, roles: list[str] | None = None
+) -> AuditEvent:
+    """The audit trail of a change made from the command line: no actor, client `cli`."""
+    return AuditEvent(
+        organisation_id=key.organisation_id,
+        at=now,
+        client="cli",
+        action=action,
+        subject_type=type_name_of(ApiKey),
+        subject_id=key.id,
+        details=None if roles is None else {"name": key.name, "roles": roles},
+    )
+
+
+async def _list_api_keys(engine: AsyncEngine, slug: str) -> str:
+    from db.session import session_maker
+
+    async with session_maker(engine)() as session:
+        org = (
+            await session.execute(select(Organisation.id).where(Organisation.slug == slug))
+        ).scalar()
+        if org is None:
+            raise CommandError(f"no organisation with slug {slug!r}. Check --org")
+        keys = (
+            await session.scalars(
+                select(ApiKey).where(ApiKey.organisation_id == org).order_by(ApiKey.id)
             )
+        ).all()
+    if not keys:
+        return f"{slug} has no API keys (create one with `caseload apikeys create`)"
+
+    def when(value: datetime | None) -> str:
+        return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+    rows = [("PREFIX", "NAME", "ROLES", "CREATED", "LAST USED", "REVOKED")]
+    rows += [
+        (
+            key.prefix,
+            key.name,
+            ",".join(r.value for r in roles_of(key)),
+            when(key.created_at),
+            when(key.last_used_at),
+            when(key.revoked_at),
         )
-    return key
+        for key in keys
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
-async def _revoke_api_key(engine: AsyncEngine, key: str) -> str:
-    prefix = api_key_prefix(key) or key.strip()
-    async with engine.begin() as conn:
-        revoked = await conn.execute(
-            update(ApiKey)
-            .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-    if revoked.rowcount != 1:
-        raise CommandError(f"no active API key with prefix {prefix!r}. Check --key")
+async def _revoke_api_key(engine: AsyncEngine, given: str) -> str:
+    from db.session import session_maker
+
+    prefix = prefix_named(given)
+    now = utcnow()
+    async with session_maker(engine)() as session, session.begin():
+        key = (
+            await session.execute(
+                update(ApiKey)
+                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(ApiKey)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalar()
+        if key is None:
+            raise CommandError(f"no active API key with prefix {prefix!r}. Check --key")
+        session.add(_cli_event(AuditAction.API_KEY_REVOKED, key, now))
     return f"API key {prefix} revoked"
 
 

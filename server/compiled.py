@@ -21,6 +21,7 @@ from db.base import utcnow
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from schema.compiled import CompiledOperation, compile_operation
+from schema.cost import estimate
 from schema.extensions import document_has_nul, limit_rules, variables_have_nul
 from server.auth import AuthFailure, Credentials
 from server.http import GraphQLBody
@@ -45,6 +46,7 @@ class CompiledReads:
         )
         settings = services.settings
         self.rules = [*specified_rules, *limit_rules(services.query_limits)]
+        self.limits_of_cost = services.query_limits
         self.max_tokens = settings.max_tokens
         self.answered = 0  # requests answered here (tests and benchmarks read it)
         authenticator = services.authenticator
@@ -77,6 +79,9 @@ class CompiledReads:
         operation = self.operation(body.query, body.operation_name)
         if operation is None or variables_have_nul(body.variables):
             return None
+        cost = self.cost(operation, body)
+        if cost > self.limits_of_cost.max_cost:
+            return None  # refused, with its code, by the standard executor
         try:
             arguments = operation.arguments(self.schema, self.limits, body.variables)
         except sql.NotCompilable:
@@ -97,7 +102,25 @@ class CompiledReads:
         if data is None:
             return None
         self.answered += 1
-        return orjson.dumps({"data": data})
+        return orjson.dumps({"data": data, "extensions": {"cost": cost}})
+
+    def cost(self, operation: CompiledOperation, body: GraphQLBody) -> int:
+        """The request's node estimate, as the standard executor computes it (schema/cost.py)."""
+        if operation.fixed_cost is not None:
+            return operation.fixed_cost
+        assert operation.document is not None
+        limits = self.limits_of_cost
+        found = estimate(
+            self.schema._schema,
+            operation.document,
+            body.operation_name,
+            body.variables,
+            page_size=limits.page_size,
+            list_bound=limits.list_bound,
+        )
+        if not operation.operation.variable_definitions:
+            operation.fixed_cost = found
+        return found
 
     async def _run(
         self,
@@ -118,6 +141,7 @@ class CompiledReads:
                 principal = authenticator.principal(credentials, rows, now)
                 if isinstance(principal, AuthFailure):
                     return None
+                await authenticator.used(principal, rows, now)
                 statement = operation.statement(
                     self.services.policies, principal, self.dialect, arguments
                 )

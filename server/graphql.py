@@ -1,10 +1,22 @@
-"""The GraphQL endpoint: bodies checked before authentication; one RequestContext per request."""
+"""The GraphQL endpoint: bodies checked before authentication; one RequestContext per request.
+
+A mutation request with `Idempotency-Key: <key>` is performed at most once per principal and
+key (db/idempotency.py): its answer is kept, in the transaction of its effects, for
+`CASELOAD_IDEMPOTENCY_TTL_SECONDS`, and a retry with the same key and body is answered with
+those bytes; another body with the same key is refused (IDEMPOTENCY_KEY_REUSED). An operation
+that answers a top-level error changed nothing and keeps nothing: its retry runs again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -15,10 +27,12 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from db import idempotency
 from db.base import utcnow
 from db.session import Database
 from policies.principal import Principal
 from resolvers.context import Limits
+from resolvers.errors import IdempotencyKeyReused
 from schema.context import RequestContext
 from server.auth import AuthFailure
 from server.compiled import CompiledReads
@@ -36,6 +50,90 @@ from server.services import Services
 # The body read and checked in __call__, handed to parse_http_body within the same request.
 _body: ContextVar[GraphQLBody | None] = ContextVar("caseload_graphql_body", default=None)
 _FIRST_OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_SANE_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def principal_key(principal: Principal) -> str:
+    """Whose idempotency keys these are: an API key, or a person acting in an organisation."""
+    if principal.api_key_id is not None:
+        return f"apikey:{principal.api_key_id}"
+    organisation = "-" if principal.organisation_id is None else principal.organisation_id
+    return f"user:{principal.user_id}@{organisation}"
+
+
+def fingerprint(body: GraphQLBody) -> str:
+    """The request body, as far as it decides what the operation does."""
+    canonical = json.dumps(
+        {
+            "query": body.query,
+            "variables": body.variables or {},
+            "operationName": body.operation_name,
+            "extensions": body.extensions or {},
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class Retry:
+    """One request's Idempotency-Key, as the operation claims it (schema.context.Retries)."""
+
+    key: str
+    fingerprint: str
+    ttl: timedelta
+    claimed: idempotency.Claimed | None = None
+    answer: str | None = None  # the body to send: kept by this request, or an earlier one's
+    replayed: bool = False
+
+    async def claim(self, ctx: RequestContext) -> bool:
+        found = await idempotency.claim(
+            ctx.db,
+            principal=principal_key(ctx.me),
+            key=self.key,
+            fingerprint=self.fingerprint,
+            now=ctx.now,
+            ttl=self.ttl,
+        )
+        if isinstance(found, idempotency.Reused):
+            raise IdempotencyKeyReused(
+                f"This {IDEMPOTENCY_KEY_HEADER} was used for another request; "
+                "send a new key with a new request."
+            )
+        if isinstance(found, idempotency.Kept):
+            self.answer, self.replayed = found.answer, True
+            return False
+        self.claimed = found
+        return True
+
+    async def keep(self, ctx: RequestContext, answer: dict[str, Any]) -> None:
+        assert self.claimed is not None
+        text = json.dumps(answer)
+        await idempotency.keep(ctx.db, self.claimed, text)
+        self.answer = text
+
+    def forget(self) -> None:
+        self.answer = None
+
+
+def retry_of(request: Request, body: GraphQLBody, ttl: timedelta) -> Retry | None:
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return None
+    if not _SANE_KEY.fullmatch(key):
+        raise Refused(
+            400,
+            "BAD_REQUEST",
+            f"{IDEMPOTENCY_KEY_HEADER} must be 1 to 200 visible ASCII characters, e.g. a UUID.",
+        )
+    return Retry(key, fingerprint(body), ttl)
+
+
+# The request's Idempotency-Key, read in __call__ and claimed by the operation.
+_retry: ContextVar[Retry | None] = ContextVar("caseload_retry", default=None)
 
 
 class CaseloadGraphQL(GraphQL[RequestContext, None]):
@@ -65,11 +163,14 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         request = Request(scope, receive)
         response: Response
         try:
+            retry = None
             if request.method == "POST":
                 # Before authentication and before Strawberry: nothing runs on a refused body.
-                body = await read_graphql_body(request, self.services.settings.max_body_bytes)
+                settings = self.services.settings
+                body = await read_graphql_body(request, settings.max_body_bytes)
                 _record_operation(body.operation_name, body.query)
-                if self.compiled is not None:
+                retry = retry_of(request, body, timedelta(seconds=settings.idempotency_ttl_seconds))
+                if self.compiled is not None and retry is None:
                     answered = await self.compiled.answer(
                         body, request.headers.get("authorization")
                     )
@@ -79,11 +180,17 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                         return
             else:
                 body = None
-            token = _body.set(body)
+            token, retry_token = _body.set(body), _retry.set(retry)
             try:
                 response = await self.run(request)
             finally:
                 _body.reset(token)
+                _retry.reset(retry_token)
+            if retry is not None and retry.answer is not None:
+                # The kept answer, byte for byte: the first request sends it too.
+                response = Response(retry.answer, status_code=200, media_type="application/json")
+                if retry.replayed:
+                    _record_outcome("replayed")
         except ClientGone:
             return
         except Refused as refused:
@@ -142,6 +249,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                 ctx.auth_error = found.message
                 return
             signed_in(ctx, found, services)
+            await services.authenticator.used(found, rows, ctx.now)
 
         return RequestContext(
             db=Database(services.maker),
@@ -155,6 +263,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             auth_error=credentials.message if isinstance(credentials, AuthFailure) else None,
             debug=services.settings.debug,
             sign_in=sign_in,
+            retries=_retry.get(),
         )
 
 
@@ -175,6 +284,12 @@ def _record_operation(name: str | None, query: str | None) -> None:
         match = _FIRST_OPERATION.match(query)
         name = match[1] if match else None
     record.operation = name[:100] if name else None
+
+
+def _record_outcome(outcome: str) -> None:
+    record = current_record()
+    if record is not None:
+        record.outcome = outcome
 
 
 def _record_codes(codes: list[str]) -> None:

@@ -41,6 +41,9 @@ class Services:
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
             max_tokens=settings.max_tokens,
+            max_cost=settings.max_cost,
+            page_size=settings.default_page_size,
+            list_bound=settings.list_bound,
             anonymous_introspection=settings.anonymous_introspection_enabled,
         )
         return cls(
@@ -49,7 +52,7 @@ class Services:
             maker=maker,
             policies=PolicyStore(),
             schema=build_schema(query_limits),
-            authenticator=Authenticator(settings, secret),
+            authenticator=Authenticator(settings, secret, maker),
             query_limits=query_limits,
         )
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_tokens: int = 4000
     # Queries whose every field has a declared source run as one SQL statement.
     compiled_reads: bool = True
+    max_cost: int = 50_000  # node estimate of one request
+    list_bound: int = 10  # what the estimate counts for a list that declares no bound
+    idempotency_ttl_seconds: int = 24 * 3600
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 
+from resolvers.api_keys import SCHEME as API_KEY_SCHEME
+from resolvers.api_keys import api_key_prefix, hash_api_key, new_api_key
 from server.settings import Settings, jwt_secret
 
 ALGORITHM = "HS256"
-API_KEY_SCHEME = "ck"
+
+# API keys are made where they are created (resolvers.api_keys); named here for the server.
+__all__ = [
+    "API_KEY_SCHEME",
+    "api_key_prefix",
+    "decode_token",
+    "hash_api_key",
+    "mint_token",
+    "new_api_key",
+    "parse_ttl",
+]
 
 
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -66,21 +76,3 @@ def decode_token(settings: Settings, secret: str, token: str) -> dict[str, Any]:
         options={"require": ["exp", "sub", "iss", "aud"]},
     )
     return claims
-
-
-def new_api_key() -> tuple[str, str, str]:
-    """(key shown once, prefix for look-up, SHA-256 hash to store)."""
-    prefix = secrets.token_hex(6)
-    key = f"{API_KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
-    return key, prefix, hash_api_key(key)
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def api_key_prefix(key: str) -> str | None:
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != API_KEY_SCHEME or not parts[1]:
-        return None
-    return parts[1]

@@ -14,6 +14,8 @@ from db.models import (
     ApiKey,
     ApprenticeRecord,
     AssignmentRole,
+    AuditAction,
+    AuditEvent,
     AutoAllocationRule,
     Course,
     Department,
@@ -34,6 +36,8 @@ from db.models import (
     User,
     UserKind,
 )
+from resolvers.api_keys import new_api_key
+from resolvers.ids import type_name_of
 
 _counter = itertools.count(1)
 
@@ -201,20 +205,65 @@ class World:
         return row
 
     async def api_key(
-        self, org: Organisation, *roles: str, name: str = "Partner feed", revoked: bool = False
+        self,
+        org: Organisation,
+        *roles: str,
+        name: str = "Partner feed",
+        revoked: bool = False,
+        created_by: User | None = None,
     ) -> ApiKey:
         """A partner system's key in `org` (stored as the service user it acts as)."""
-        n = next(_counter)
-        user = await self.user(UserKind.SERVICE, name=name, email=f"apikey-{n}@keys.invalid")
+        row, _ = await self.usable_api_key(
+            org, *roles, name=name, revoked=revoked, created_by=created_by
+        )
+        return row
+
+    async def usable_api_key(
+        self,
+        org: Organisation,
+        *roles: str,
+        name: str = "Partner feed",
+        revoked: bool = False,
+        created_by: User | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A key in `org` and the key itself, for `Authorization: ApiKey <key>`."""
+        key, prefix, digest = new_api_key()
+        user = await self.user(UserKind.SERVICE, name=name, email=f"apikey-{prefix}@keys.invalid")
         row = ApiKey(
             organisation_id=org.id,
             user_id=user.id,
             name=name,
-            prefix=f"p{n:011d}",
-            key_hash="0" * 64,
+            prefix=prefix,
+            key_hash=digest,
             roles=",".join(roles),
             created_at=utcnow(),
             revoked_at=utcnow() if revoked else None,
+            created_by_id=created_by.id if created_by else None,
+        )
+        await self._save(row)
+        return row, key
+
+    async def audit_event(
+        self,
+        org: Organisation | None,
+        action: AuditAction,
+        subject: Any,
+        *,
+        actor: User | None = None,
+        api_key: ApiKey | None = None,
+        at: datetime | None = None,
+    ) -> AuditEvent:
+        """An event as a mutation would have written it (`subject` a row, or its table)."""
+        is_table = isinstance(subject, type)
+        row = AuditEvent(
+            organisation_id=org.id if org else None,
+            at=at or utcnow(),
+            actor_id=api_key.user_id if api_key else actor.id if actor else None,
+            api_key_id=api_key.id if api_key else None,
+            client=f"api-key:{api_key.prefix}" if api_key else "jwt",
+            action=action,
+            subject_type=type_name_of(subject if is_table else type(subject)),
+            subject_id=None if is_table else subject.id,
         )
         await self._save(row)
         return row

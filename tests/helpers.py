@@ -83,6 +83,10 @@ class Api:
     def with_headers(self, headers: dict[str, str]) -> Caller:
         return Caller(self, headers)
 
+    def with_key(self, key: str) -> Caller:
+        """A partner system calling with an API key."""
+        return Caller(self, {"Authorization": f"ApiKey {key}"})
+
 
 def assert_granted(result: Result, typename: str) -> dict[str, Any]:
     """A mutation answered with its success type; returns that payload."""

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import httpx
 
-PORTS = range(18200, 18300)  # this project's ports on a shared machine
+
+def _ports(spec: str) -> range:
+    first, _, last = spec.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
+# This project's ports on a shared machine; CASELOAD_TEST_PORTS=18500-18599 picks others.
+PORTS = _ports(os.environ.get("CASELOAD_TEST_PORTS", "18200-18299"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,6 +55,7 @@ def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
         "CASELOAD_DATA_DIR": str(tmp / "data"),
         **(env or {}),
     }
+    tmp.mkdir(parents=True, exist_ok=True)
     log, out = tmp / "server.err", tmp / "server.out"
     with log.open("w") as err_file, out.open("w") as out_file:
         process = subprocess.Popen(

@@ -32,12 +32,14 @@ def env(backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ba
 class Cli:
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self.capsys = capsys
+        self.err = ""  # what the last command wrote on stderr
 
     async def __call__(self, *argv: str, status: int = 0) -> str:
         """Run `caseload ARGV` (in a thread: it runs its own event loop); its stdout."""
         self.capsys.readouterr()
         code = await asyncio.to_thread(main, list(argv))
         out, err = self.capsys.readouterr()
+        self.err = err
         if status == 0:
             assert code == 0, err
             return out.strip()
@@ -92,12 +94,12 @@ async def test_seed_demo_then_mint_tokens_and_keys(env: Backend, cli: Cli) -> No
     assert claims["sub"] == "super.admin@oakwood.example" and claims["org"] == "oakwood"
     assert claims["exp"] - claims["iat"] == 300  # type: ignore[operator]
     body = await _post(env.url, f"Bearer {token}", "{ viewer { roles } learners { totalCount } }")
-    assert body == {"data": {"viewer": {"roles": ["SUPER_ADMIN"]}, "learners": {"totalCount": 25}}}
+    assert body["data"] == {"viewer": {"roles": ["SUPER_ADMIN"]}, "learners": {"totalCount": 25}}
 
     key = await cli("apikeys", "create", "--org", "oakwood", "--role", "ADMIN", "--name", "MIS")
     assert key.startswith("ck_")
     body = await _post(env.url, f"ApiKey {key}", "{ viewer { roles user { name } } }")
-    assert body == {"data": {"viewer": {"roles": ["ADMIN"], "user": {"name": "MIS"}}}}
+    assert body["data"] == {"viewer": {"roles": ["ADMIN"], "user": {"name": "MIS"}}}
     await cli("apikeys", "revoke", "--key", key)
     body = await _post(env.url, f"ApiKey {key}", "{ viewer { roles } }")
     assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}  # type: ignore[index]
@@ -107,7 +109,7 @@ async def test_seed_demo_then_mint_tokens_and_keys(env: Backend, cli: Cli) -> No
     body = await _post(
         env.url, f"Bearer {external}", "{ learners { totalCount } staff { totalCount } }"
     )
-    assert body == {"data": {"learners": {"totalCount": 3}, "staff": {"totalCount": 0}}}
+    assert body["data"] == {"learners": {"totalCount": 3}, "staff": {"totalCount": 0}}
 
 
 async def test_mint_refuses_people_and_organisations_that_do_not_fit(
@@ -130,7 +132,7 @@ async def test_mint_refuses_people_and_organisations_that_do_not_fit(
     token = await cli("tokens", "mint", "--email", "Admin@Oakwood.example")
     assert "org" not in _claims(token)
     body = await _post(env.url, f"Bearer {token}", "{ viewer { roles } }")
-    assert body == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert body["data"] == {"viewer": {"roles": ["ADMIN"]}}
 
 
 async def test_mint_asks_for_org_when_the_person_has_several(env: Backend, cli: Cli) -> None:
@@ -198,7 +200,7 @@ async def test_mint_uses_the_demo_secret_without_debug(
         debug=True,
         data_dir=tmp_path / "data",
     )
-    assert body == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert body["data"] == {"viewer": {"roles": ["ADMIN"]}}
 
 
 def test_one_data_directory_wherever_the_command_runs(
@@ -283,7 +285,7 @@ async def test_create_support_user(env: Backend, cli: Cli) -> None:
     ) == ("support user Desk@Vendor.example is ready")
     token = await cli("tokens", "mint", "--email", "desk@vendor.example")
     body = await _post(env.url, f"Bearer {token}", "{ viewer { roles user { name } } }")
-    assert body == {"data": {"viewer": {"roles": ["SUPPORT"], "user": {"name": "Desk"}}}}
+    assert body["data"] == {"viewer": {"roles": ["SUPPORT"], "user": {"name": "Desk"}}}
 
 
 async def test_api_key_for_unknown_organisation_or_role(env: Backend, cli: Cli) -> None:
@@ -292,6 +294,70 @@ async def test_api_key_for_unknown_organisation_or_role(env: Backend, cli: Cli) 
     )
     assert "unknown role" in await cli(
         "apikeys", "create", "--org", "nope", "--role", "WIZARD", "--name", "x", status=2
+    )
+
+
+async def test_api_keys_listed_created_and_revoked_by_key_or_prefix(env: Backend, cli: Cli) -> None:
+    from sqlalchemy import select
+
+    from db.models import AuditEvent
+    from tests.factories import World
+
+    world = World(env.engine)
+    await world.organisation(slug="acme")
+    assert await cli("apikeys", "list", "--org", "acme") == (
+        "acme has no API keys (create one with `caseload apikeys create`)"
+    )
+    keys = []
+    for name in ("MIS feed", "HR feed", "LMS"):
+        key = await cli(
+            "apikeys",
+            "create",
+            "--org",
+            "acme",
+            "--role",
+            "admin",
+            "--role",
+            "MANAGER",
+            "--name",
+            name,
+        )
+        prefix = key.split("_")[1]
+        assert f"API key {prefix} created" in cli.err and "shown only now" in cli.err
+        keys.append((key, prefix))
+    header, *rows = (await cli("apikeys", "list", "--org", "acme")).splitlines()
+    assert header.split() == ["PREFIX", "NAME", "ROLES", "CREATED", "LAST", "USED", "REVOKED"]
+    assert [r.split()[0] for r in rows] == [p for _, p in keys]
+    assert all("ADMIN,MANAGER" in r and r.endswith("-") for r in rows)
+    assert all(k not in "\n".join(rows) for k, _ in keys)  # never the keys themselves
+
+    (whole, first), (_, second), (_, third) = keys
+    assert await cli("apikeys", "revoke", "--key", whole) == f"API key {first} revoked"
+    assert await cli("apikeys", "revoke", "--key", f"ck_{second}") == f"API key {second} revoked"
+    assert await cli("apikeys", "revoke", "--key", third) == f"API key {third} revoked"
+    assert "no active API key" in await cli("apikeys", "revoke", "--key", third, status=1)
+    rows = (await cli("apikeys", "list", "--org", "acme")).splitlines()[1:]
+    assert not any(r.endswith("-") for r in rows)  # every one revoked, with its time
+    async with env.engine.connect() as conn:
+        trail = (
+            await conn.execute(
+                select(AuditEvent.action, AuditEvent.client, AuditEvent.actor_id).order_by(
+                    AuditEvent.id
+                )
+            )
+        ).all()
+    assert [(a.value, c, who) for a, c, who in trail] == (
+        [("API_KEY_CREATED", "cli", None)] * 3 + [("API_KEY_REVOKED", "cli", None)] * 3
+    )
+
+
+@pytest.mark.parametrize("role", ["SUPER_ADMIN", "LEARNER"])
+async def test_a_key_never_holds_super_admin_or_learner(env: Backend, cli: Cli, role: str) -> None:
+    assert "other than SUPER_ADMIN and LEARNER" in await cli(
+        "apikeys", "create", "--org", "acme", "--role", role, "--name", "x", status=2
+    )
+    assert "no organisation with slug 'nope'" in await cli(
+        "apikeys", "list", "--org", "nope", status=1
     )
 
 

@@ -15,6 +15,7 @@ PROJECTIONS = {
     ("UserConnection", "totalCount"),
     ("CourseConnection", "totalCount"),
     ("LicenceConnection", "totalCount"),
+    ("AuditEventConnection", "totalCount"),
 }
 # Root fields any signed-in caller may use; what they return is scoped inside.
 PUBLIC = {("Query", "viewer"), ("Query", "node")}

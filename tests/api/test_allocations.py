@@ -219,7 +219,7 @@ async def test_expiry_needs_no_job(api: Api, world: World) -> None:
     probe = await api.as_(external)(
         "query($id: ID!) { learner(id: $id) { id } node(id: $id) { id } }", id=lapsed_id
     )
-    assert probe.body == {"data": {"learner": None, "node": None}}
+    assert probe.data == {"learner": None, "node": None}
     # An expired allocation can be renewed.
     future = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     payload = assert_granted(

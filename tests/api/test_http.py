@@ -89,7 +89,7 @@ async def test_nesting_up_to_the_limit_reaches_graphql(api: Api, world: World) -
         "/graphql", content=_nested(64), headers={**headers, "Content-Type": "application/json"}
     )
     assert response.status_code == 200
-    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}, "extensions": {"cost": 1}}
 
 
 async def test_body_over_the_limit_is_413_by_content_length(
@@ -105,7 +105,7 @@ async def test_body_over_the_limit_is_413_by_content_length(
     assert line["principal"] is None and line["sql_statements"] == 0
     # Just under the limit is fine.
     response = await api.client.post("/graphql", json={"query": query[:900]}, headers=headers)
-    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}, "extensions": {"cost": 1}}
 
 
 async def test_default_limit_is_one_mebibyte_and_chunked_bodies_are_cut_while_read(
@@ -141,7 +141,7 @@ async def test_queries_over_get_and_never_mutations(
 ) -> None:
     headers = await _admin_headers(api, world)
     response = await api.client.get("/graphql", params={"query": VIEWER}, headers=headers)
-    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}, "extensions": {"cost": 1}}
 
     before = await row_counts(backend.engine)
     mutation = 'mutation { createLearner(input: {name: "Via Get"}) { __typename } }'
@@ -279,7 +279,7 @@ async def test_cors_answers_allowed_origins_only(api_with: AppFactory, world: Wo
     response = await api.client.post(
         "/graphql", json={"query": VIEWER}, headers={**headers, "Origin": "https://app.example"}
     )
-    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}}
+    assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}, "extensions": {"cost": 1}}
     assert response.headers["access-control-allow-origin"] == "https://app.example"
     assert response.headers["access-control-expose-headers"].lower() == "x-request-id"
 

@@ -38,6 +38,7 @@ async def test_depth_limit(api: Api, world: World) -> None:
     result = await api.as_(admin, org)(f"{{ learners {{ edges {{ node {{ {nested} }} }} }} }}")
     assert result.data is None
     assert "exceeds maximum operation depth" in result.errors[0]["message"]
+    assert result.codes == ["MAX_DEPTH_EXCEEDED"]
 
 
 async def test_alias_limit(api: Api, world: World) -> None:
@@ -47,6 +48,7 @@ async def test_alias_limit(api: Api, world: World) -> None:
     result = await api.as_(admin, org)(f"{{ {aliases} }}")
     assert result.data is None
     assert "aliases" in result.errors[0]["message"]
+    assert result.codes == ["MAX_ALIASES_EXCEEDED"]
 
 
 async def test_token_limit(api: Api, world: World) -> None:
@@ -54,7 +56,7 @@ async def test_token_limit(api: Api, world: World) -> None:
     admin = await world.staff(org, "ADMIN")
     fields = " ".join("__typename" for _ in range(5000))
     result = await api.as_(admin, org)(f"{{ {fields} }}")
-    assert result.data is None and result.errors
+    assert result.data is None and result.codes == ["MAX_TOKENS_EXCEEDED"]
 
 
 async def test_no_field_suggestions(api: Api, world: World) -> None:

@@ -648,7 +648,7 @@ async def read_invisible(
     padding = [gid(lookup.type_name, MISSING_PK + k) for k in range(size)]
     reference = await post_raw(caller, query, {f"i{k}": v for k, v in enumerate(padding)})
     status, body = reference
-    if status != 200 or json.loads(body) != {"data": {f"a{k}": None for k in range(size)}}:
+    if status != 200 or json.loads(body).get("data") != {f"a{k}": None for k in range(size)}:
         problems.add(who, lookup.name, f"nonexistent ids answer {status} {body[:300]!r}")
     for batch in batches:
         ids = batch + padding[len(batch) :]
@@ -669,11 +669,11 @@ async def read_invisible(
 async def read_one_invisible(
     caller: Caller, who: Who, problems: Problems, lookup: Lookup, invisible_id: str
 ) -> None:
-    """The single-field form: {"data": {"learner": null}} for both, byte for byte."""
+    """The single-field form: {"data": {"learner": null}, ...} for both, byte for byte."""
     query = f"query One($id: ID!) {{ {lookup.field}(id: $id) {lookup.selection} }}"
     hidden = await post_raw(caller, query, {"id": invisible_id})
     absent = await post_raw(caller, query, {"id": gid(lookup.type_name, MISSING_PK)})
-    if absent[0] != 200 or json.loads(absent[1]) != {"data": {lookup.field: None}}:
+    if absent[0] != 200 or json.loads(absent[1]).get("data") != {lookup.field: None}:
         problems.add(who, f"one {lookup.name}", f"a nonexistent id answers {absent}")
     if hidden != absent:
         problems.add(

@@ -72,7 +72,10 @@ def test_a_demo_user_runs_a_query_with_no_network(
         f"(() => {{ const r = {RESULT_EDITOR}; const v = r && r.CodeMirror.getValue();"
         " return v && v.includes('viewer') ? v : null; })()"
     )
-    assert json.loads(answer) == {"data": {"viewer": {"user": {"name": "Alex Stone"}}}}
+    assert json.loads(answer) == {
+        "data": {"viewer": {"user": {"name": "Alex Stone"}}},
+        "extensions": {"cost": 2},
+    }
 
     screenshot = tmp_path / "graphiql.png"
     browser.screenshot(screenshot)

@@ -115,6 +115,17 @@ TRUTH: list[tuple[Role, Resource, Action, set[Scope]]] = [
             *[(r, set()) for r in Role if r not in (Role.SUPER_ADMIN, Role.ADMIN, Role.LEARNER)],
         )
     ],
+    (Role.SUPER_ADMIN, Resource.AUDIT_EVENT, Action.READ, {Scope.ORGANISATION}),
+    (Role.SUPPORT, Resource.AUDIT_EVENT, Action.READ, {Scope.BY_SUPPORT}),
+    (Role.MANAGER, Resource.AUDIT_EVENT, Action.READ, set()),
+    (Role.SUPER_ADMIN, Resource.API_KEY, Action.READ, {Scope.ORGANISATION}),
+    (Role.SUPER_ADMIN, Resource.API_KEY, Action.CREATE, {Scope.ORGANISATION}),
+    (Role.SUPER_ADMIN, Resource.API_KEY, Action.REVOKE, {Scope.ORGANISATION}),
+    (Role.ADMIN, Resource.API_KEY, Action.READ, set()),
+    (Role.ADMIN, Resource.API_KEY, Action.CREATE, set()),
+    (Role.ADMIN, Resource.API_KEY, Action.REVOKE, set()),
+    (Role.SUPPORT, Resource.API_KEY, Action.READ, set()),
+    (Role.SUPPORT, Resource.API_KEY, Action.CREATE, set()),
 ]
 
 

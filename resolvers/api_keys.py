@@ -1,0 +1,189 @@
+"""API keys: partner systems' credentials, created, listed and revoked by super admins.
+
+A key belongs to its organisation and outlives whoever created it. It acts as its own service
+identity (a user of kind SERVICE named after the key) with the roles it was given; those never
+include SUPER_ADMIN (a key cannot make keys) or LEARNER (a key is not a person). The key itself
+is shown once, when created; only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from db.models import ApiKey, AuditAction, User, UserKind
+from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
+from resolvers.audit import audit
+from resolvers.common import clean_name, mutation_target
+from resolvers.context import Context, LoaderGroup
+from resolvers.errors import Forbidden
+from resolvers.loaders import scoped
+from resolvers.outcomes import Invalid, NotFound
+from resolvers.relations import Ref
+
+SCHEME = "ck"
+# Roles a key may hold: organisation roles, but never SUPER_ADMIN or LEARNER.
+KEY_ROLES = MEMBERSHIP_ROLES - {Role.SUPER_ADMIN, Role.LEARNER}
+ROLE_ORDER = list(Role)
+
+
+CREATED_BY = Ref(User, "created_by_id")
+KEY_OF_ACCESS = Ref(ApiKey, "api_key_id")  # the key behind an access grant or audit event
+
+
+class ApiKeyLoaders(LoaderGroup):
+    api_key = scoped(ApiKey, Resource.API_KEY)
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """(key shown once, prefix for look-up, SHA-256 hash to store)."""
+    prefix = secrets.token_hex(6)
+    key = f"{SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_key_prefix(key: str) -> str | None:
+    """The prefix of a whole key (`ck_<prefix>_<secret>`); None when it is not one."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != SCHEME or not parts[1]:
+        return None
+    return parts[1]
+
+
+def prefix_named(text: str) -> str:
+    """The prefix a person means by a key, `ck_<prefix>` or the bare prefix."""
+    value = text.strip()
+    whole = api_key_prefix(value)
+    if whole is not None:
+        return whole
+    scheme, _, rest = value.partition("_")
+    return rest if scheme == SCHEME and rest else value
+
+
+def roles_of(key: ApiKey) -> list[Role]:
+    return roles_from(key.roles)
+
+
+def roles_from(text: str) -> list[Role]:
+    """A key's roles as stored (comma-separated), in the vocabulary's order."""
+    return sorted((Role(r) for r in text.split(",") if r), key=ROLE_ORDER.index)
+
+
+def key_roles(roles: Sequence[Role]) -> list[Role] | Invalid:
+    """The roles a new key may hold, in order; Invalid for none or a forbidden one."""
+    wanted = set(roles)
+    if not wanted:
+        return Invalid("Give at least one role.", field="roles")
+    if not wanted <= KEY_ROLES:
+        refused = ", ".join(sorted(r.value for r in wanted - KEY_ROLES))
+        return Invalid(
+            f"An API key cannot hold {refused}: it holds organisation roles other than "
+            "SUPER_ADMIN and LEARNER.",
+            field="roles",
+        )
+    return sorted(wanted, key=ROLE_ORDER.index)
+
+
+def new_key_rows(
+    *,
+    organisation_id: int,
+    name: str,
+    roles: Sequence[Role],
+    created_by_id: int | None,
+    now: datetime,
+) -> tuple[str, User, ApiKey]:
+    """A new key (shown once), its service identity, and its row (to add after the identity)."""
+    key, prefix, digest = new_api_key()
+    identity = User(
+        email=f"apikey-{prefix}@keys.invalid", name=name, kind=UserKind.SERVICE, created_at=now
+    )
+    row = ApiKey(
+        organisation_id=organisation_id,
+        name=name,
+        prefix=prefix,
+        key_hash=digest,
+        roles=",".join(r.value for r in roles),
+        created_at=now,
+        created_by_id=created_by_id,
+    )
+    return key, identity, row
+
+
+@dataclass(frozen=True)
+class ApiKeyCreated:
+    api_key: ApiKey
+    key: str
+
+
+@dataclass(frozen=True)
+class ApiKeyRevoked:
+    api_key: ApiKey
+
+
+async def api_keys(ctx: Context) -> list[ApiKey]:
+    """The keys the caller may list (super admins: their organisation's), oldest first."""
+    stmt = select(ApiKey).where(ctx.rules.where(Resource.API_KEY)).order_by(ApiKey.id)
+    return list(await ctx.db.scalars(stmt))
+
+
+async def create_api_key(
+    ctx: Context, *, name: str, roles: Sequence[Role]
+) -> ApiKeyCreated | Invalid:
+    organisation_id = ctx.me.organisation_id
+    if organisation_id is None or not ctx.rules.may_act_in(
+        Resource.API_KEY, Action.CREATE, organisation_id
+    ):
+        raise Forbidden(refusal(Resource.API_KEY, Action.CREATE))
+    clean = clean_name(name)
+    if isinstance(clean, Invalid):
+        return clean
+    held = key_roles(roles)
+    if isinstance(held, Invalid):
+        return held
+    key, identity, row = new_key_rows(
+        organisation_id=organisation_id,
+        name=clean,
+        roles=held,
+        created_by_id=ctx.me.user_id,
+        now=ctx.now,
+    )
+    await ctx.db.add(identity)
+    row.user_id = identity.id
+    await ctx.db.add(row)
+    await audit(
+        ctx,
+        AuditAction.API_KEY_CREATED,
+        row,
+        organisation_id=organisation_id,
+        details={"name": clean, "roles": [r.value for r in held]},
+    )
+    return ApiKeyCreated(api_key=row, key=key)
+
+
+async def revoke_api_key(ctx: Context, *, api_key_id: str) -> ApiKeyRevoked | Invalid | NotFound:
+    """Revoke a key from now on; revoking a revoked key changes nothing."""
+    row = await mutation_target(ctx, api_key_id, ApiKey, "apiKeyId", Action.REVOKE)
+    if isinstance(row, Invalid | NotFound):
+        return row
+    revoked = (
+        await ctx.db.execute(
+            update(ApiKey)
+            .where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=ctx.now)
+            .returning(ApiKey)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if revoked is None:
+        return ApiKeyRevoked(api_key=row)
+    await audit(ctx, AuditAction.API_KEY_REVOKED, revoked, organisation_id=revoked.organisation_id)
+    return ApiKeyRevoked(api_key=revoked)

@@ -1,0 +1,101 @@
+"""API keys: partner systems' credentials, managed by the organisation's super admins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from db import models
+from policies.vocabulary import Action, Resource
+from resolvers import api_keys
+from resolvers.api_keys import ApiKeyLoaders
+from schema.context import Info
+from schema.enums import Role
+from schema.nodes import Node, computed, node
+from schema.people import User
+from schema.permissions import changes, requires
+from schema.relations import relation
+from schema.results import answers, mutation
+
+
+@node(
+    models.ApiKey,
+    lambda ctx: ctx.loaders(ApiKeyLoaders).api_key,
+    roles=computed(api_keys.roles_from, "roles"),
+)
+@strawberry.type(description="A partner system's credential; the key itself is shown once.")
+class ApiKey(Node):
+    name: str = strawberry.field(description="What the key is for, e.g. MIS feed.")
+    prefix: str = strawberry.field(
+        description="The key's public part, `ck_<prefix>_…`: how logs, the audit trail's "
+        "`client` and the command line name it."
+    )
+    roles: list[Role] = strawberry.field(description="The roles the key acts with.")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    last_used_at: datetime | None = strawberry.field(
+        description="When it last authenticated a request (updated at most once a minute)."
+    )
+    revoked_at: datetime | None = strawberry.field(
+        description="When it was revoked; it is refused from then on."
+    )
+    row: strawberry.Private[models.ApiKey]
+    created_by: User | None = relation(
+        api_keys.CREATED_BY,
+        description="Who created it (the key outlives them).",
+        extensions=requires(Resource.API_KEY),
+    )
+
+
+@strawberry.input(description="A new API key for a partner system, in the caller's organisation.")
+class CreateApiKeyInput:
+    name: str = strawberry.field(description="What the key is for, e.g. MIS feed.")
+    roles: list[Role] = strawberry.field(
+        description="The roles it acts with: organisation roles other than SUPER_ADMIN and LEARNER."
+    )
+
+
+@strawberry.input(description="The API key to revoke.")
+class RevokeApiKeyInput:
+    api_key_id: strawberry.ID = strawberry.field(description="The key's id.")
+
+
+@answers(api_keys.ApiKeyCreated)
+@strawberry.type(description="The API key was created. Keep `key` now: it is never shown again.")
+class ApiKeyCreated:
+    api_key: ApiKey = strawberry.field(description="The new key's record.")
+    key: str = strawberry.field(
+        description="The key, for `Authorization: ApiKey <key>`; only its hash is stored."
+    )
+
+
+@answers(api_keys.ApiKeyRevoked)
+@strawberry.type(description="The API key is revoked: its next request is refused.")
+class ApiKeyRevoked:
+    api_key: ApiKey = strawberry.field(description="The revoked key.")
+
+
+@strawberry.type
+class ApiKeyQuery:
+    @strawberry.field(
+        description="The organisation's API keys, revoked ones included (super admins).",
+        extensions=requires(Resource.API_KEY),
+    )
+    async def api_keys(self, info: Info) -> list[ApiKey]:
+        return [ApiKey.from_row(row) for row in await api_keys.api_keys(info.context)]
+
+
+@strawberry.type
+class ApiKeyMutation:
+    create_api_key = mutation(
+        api_keys.create_api_key,
+        input=CreateApiKeyInput,
+        description="Create an API key for a partner system; the answer shows the key once.",
+        extensions=changes(Resource.API_KEY, Action.CREATE),
+    )
+    revoke_api_key = mutation(
+        api_keys.revoke_api_key,
+        input=RevokeApiKeyInput,
+        description="Revoke an API key from now on; revoking it again changes nothing.",
+        extensions=changes(Resource.API_KEY, Action.REVOKE),
+    )

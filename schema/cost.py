@@ -1,0 +1,174 @@
+"""The node estimate of a request: how many objects it may fetch, known before it runs.
+
+Every field that returns objects counts the product of the list sizes on its path: a
+connection's `edges` count its `first` (the page size when not given), every other list its
+declared bound (`bounded(n)` in the field's metadata), `DEFAULT_LIST_BOUND` when it declares
+none. Fields that return scalars or enums, and introspection, cost nothing. Variables are part
+of the estimate, so it runs with each request, after the cached validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    NamedTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    is_composite_type,
+    value_from_ast_untyped,
+)
+
+DEFAULT_LIST_BOUND = 10
+LIST_BOUND = "caseload_list_bound"
+
+
+def bounded(size: int) -> dict[str, int]:
+    """Field metadata declaring how many items a (non-connection) list field holds at most."""
+    return {LIST_BOUND: size}
+
+
+def estimate(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    *,
+    page_size: int,
+    list_bound: int = DEFAULT_LIST_BOUND,
+) -> int:
+    """The node estimate of the operation the request runs (0 when there is none to run)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return 0
+    operation = operations[0]
+    root = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }[operation.operation]
+    if root is None:
+        return 0
+    walk = _Walk(schema, document, operation, variables or {}, page_size, list_bound)
+    return walk.selections(operation.selection_set, root, 1, None)
+
+
+def _named(type_: Any) -> tuple[Any, bool]:
+    """The named type under lists and non-nulls, and whether a list wraps it."""
+    is_list = False
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        is_list = is_list or isinstance(type_, GraphQLList)
+        type_ = type_.of_type
+    return type_, is_list
+
+
+def _declared_bound(field: GraphQLField) -> int | None:
+    definition = field.extensions.get("strawberry-definition")
+    metadata = getattr(definition, "metadata", None) or {}
+    bound = metadata.get(LIST_BOUND)
+    return bound if isinstance(bound, int) else None
+
+
+class _Walk:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: Mapping[str, Any],
+        page_size: int,
+        list_bound: int,
+    ) -> None:
+        self.schema = schema
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        defaults = {
+            v.variable.name.value: value_from_ast_untyped(v.default_value)
+            for v in operation.variable_definitions or ()
+            if v.default_value is not None
+        }
+        self.variables = {**defaults, **variables}
+        self.page_size = page_size
+        self.list_bound = list_bound
+
+    def selections(
+        self, selection_set: SelectionSetNode | None, parent: Any, multiplier: int, page: int | None
+    ) -> int:
+        """The estimate of a selection set on `parent`, reached `multiplier` times; `page` is
+        the `first` of the connection `parent` is, if it is one."""
+        if selection_set is None:
+            return 0
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self.field(selection, parent, multiplier, page)
+            elif isinstance(selection, InlineFragmentNode):
+                on = self.condition(selection.type_condition, parent)
+                total += self.selections(selection.selection_set, on, multiplier, page)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:
+                    on = self.condition(fragment.type_condition, parent)
+                    total += self.selections(fragment.selection_set, on, multiplier, page)
+        return total
+
+    def condition(self, type_condition: NamedTypeNode | None, parent: Any) -> Any:
+        """The type a fragment's fields are read on."""
+        if type_condition is None:
+            return parent
+        return self.schema.get_type(type_condition.name.value) or parent
+
+    def field(self, node: FieldNode, parent: Any, multiplier: int, page: int | None) -> int:
+        name = node.name.value
+        if name.startswith("__") or not isinstance(
+            parent, GraphQLObjectType | GraphQLInterfaceType
+        ):
+            return 0  # introspection costs nothing; a union selects fields only in fragments
+        field = parent.fields.get(name)
+        if field is None:
+            return 0
+        named, is_list = _named(field.type)
+        if not is_composite_type(named):
+            return 0
+        if is_list:
+            if name == "edges" and page is not None:
+                bound = page
+            else:
+                declared = _declared_bound(field)
+                bound = self.list_bound if declared is None else declared
+            multiplier *= max(bound, 0)
+        first = self.first(node) if named.name.endswith("Connection") else None
+        return multiplier + self.selections(node.selection_set, named, multiplier, first)
+
+    def first(self, node: FieldNode) -> int:
+        """The connection's page size: `first`, from the document or its variables."""
+        for argument in node.arguments or ():
+            if argument.name.value != "first":
+                continue
+            value = argument.value
+            if isinstance(value, VariableNode):
+                given = self.variables.get(value.name.value)
+            elif isinstance(value, IntValueNode):
+                given = int(value.value)
+            else:
+                given = None
+            return given if isinstance(given, int) else self.page_size
+        return self.page_size

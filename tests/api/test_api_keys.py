@@ -1,0 +1,256 @@
+"""API keys from the API: created, listed and revoked by the organisation's super admins."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from db.base import utcnow
+from db.models import ApiKey, AuditEvent, Membership, MembershipRole
+from server.services import Services
+from tests.api.test_statement_budget import counting
+from tests.conftest import Backend
+from tests.factories import World
+from tests.helpers import (
+    Api,
+    Caller,
+    assert_denied,
+    assert_error,
+    assert_granted,
+    gid,
+    row_counts,
+)
+
+CREATE = """mutation($input: CreateApiKeyInput!) {
+  createApiKey(input: $input) {
+    __typename
+    ... on ApiKeyCreated { key apiKey { id name prefix roles createdAt createdBy { id }
+                                        lastUsedAt revokedAt } }
+    ... on Error { code message }
+    ... on ValidationError { field }
+  }
+}"""
+REVOKE = """mutation($id: ID!) {
+  revokeApiKey(input: {apiKeyId: $id}) {
+    __typename
+    ... on ApiKeyRevoked { apiKey { id revokedAt } }
+    ... on Error { code message }
+    ... on NotFoundError { id }
+  }
+}"""
+KEYS = "{ apiKeys { id name prefix roles createdBy { id } lastUsedAt revokedAt } }"
+EVENTS = """{ auditEvents { edges { node { action subjectType subjectId details client
+  actor { id } apiKey { id prefix } } } } }"""
+
+
+async def test_super_admin_creates_uses_lists_and_revokes_a_key(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org = await world.organisation()
+    boss = await world.staff(org, "SUPER_ADMIN")
+    call = api.as_(boss, org)
+
+    created = assert_granted(
+        await call(CREATE, input={"name": " MIS  feed ", "roles": ["ADMIN", "MANAGER"]}),
+        "ApiKeyCreated",
+    )
+    key, record = created["key"], created["apiKey"]
+    assert key.startswith(f"ck_{record['prefix']}_")
+    assert record["name"] == "MIS feed" and record["roles"] == ["ADMIN", "MANAGER"]
+    assert record["createdBy"] == {"id": gid("User", boss.id)}
+    assert record["lastUsedAt"] is None and record["revokedAt"] is None
+    async with backend.engine.connect() as conn:  # only the hash is kept
+        stored = (await conn.execute(select(ApiKey.key_hash))).scalar_one()
+    assert key not in stored
+
+    partner = api.with_key(key)
+    assert (await partner("{ viewer { roles } }")).ok()["viewer"]["roles"] == ["ADMIN", "MANAGER"]
+    listed = (await call(KEYS)).ok()["apiKeys"]
+    assert [(k["id"], k["roles"]) for k in listed] == [(record["id"], ["ADMIN", "MANAGER"])]
+    assert listed[0]["lastUsedAt"] is not None
+
+    revoked = assert_granted(await call(REVOKE, id=record["id"]), "ApiKeyRevoked")
+    assert revoked["apiKey"]["revokedAt"] is not None
+    assert (await partner("{ viewer { roles } }")).codes == ["UNAUTHENTICATED"]
+    again = assert_granted(await call(REVOKE, id=record["id"]), "ApiKeyRevoked")
+    assert again["apiKey"]["revokedAt"] == revoked["apiKey"]["revokedAt"]
+
+    events = [e["node"] for e in (await call(EVENTS)).ok()["auditEvents"]["edges"]]
+    assert [(e["action"], e["subjectId"]) for e in events] == [
+        ("API_KEY_REVOKED", record["id"]),  # once: revoking again changed nothing
+        ("API_KEY_CREATED", record["id"]),
+    ]
+    assert events[1]["details"] == {"name": "MIS feed", "roles": ["ADMIN", "MANAGER"]}
+    assert events[1]["actor"] == {"id": gid("User", boss.id)} and events[1]["apiKey"] is None
+    assert key not in str(events)
+
+
+@pytest.mark.parametrize(
+    ("roles", "name"),
+    [(["SUPER_ADMIN"], "x"), (["ADMIN", "LEARNER"], "x"), ([], "x"), (["ADMIN"], "  ")],
+)
+async def test_a_key_never_holds_super_admin_or_learner(
+    api: Api, world: World, backend: Backend, roles: list[str], name: str
+) -> None:
+    org = await world.organisation()
+    boss = await world.staff(org, "SUPER_ADMIN")
+    before = await row_counts(backend.engine)
+    payload = assert_error(
+        await api.as_(boss, org)(CREATE, input={"name": name, "roles": roles}),
+        "ValidationError",
+        "INVALID",
+    )
+    assert payload["field"] == ("name" if name.strip() == "" else "roles")
+    assert await row_counts(backend.engine) == before
+
+
+@pytest.mark.parametrize(
+    "role",
+    ["ADMIN", "SENIOR_ASSESSOR", "MANAGER", "ASSESSOR", "TRAINING_COORDINATOR", "LEARNER"],
+)
+async def test_other_roles_may_not_manage_keys(
+    api: Api, world: World, backend: Backend, role: str
+) -> None:
+    org = await world.organisation()
+    person = await world.staff(org, role)
+    existing = await world.api_key(org, "ADMIN")
+    await _denied_everything(api.as_(person, org), backend, gid("ApiKey", existing.id))
+
+
+async def test_support_external_assessors_and_keys_may_not_manage_keys(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org = await world.organisation()
+    existing = await world.api_key(org, "ADMIN")
+    _, key = await world.usable_api_key(org, "ADMIN", "SENIOR_ASSESSOR", "MANAGER")
+    for caller in (
+        api.as_(await world.support()),
+        api.as_(await world.external_assessor()),
+        api.with_key(key),
+    ):
+        await _denied_everything(caller, backend, gid("ApiKey", existing.id))
+
+
+async def _denied_everything(caller: Caller, backend: Backend, existing: str) -> None:
+    before = await row_counts(backend.engine)
+    assert_denied(await caller(CREATE, input={"name": "x", "roles": ["ADMIN"]}))
+    assert_denied(await caller(REVOKE, id=existing))
+    assert (await caller(KEYS)).ok() == {"apiKeys": []}
+    assert (await caller("query($id: ID!) { node(id: $id) { id } }", id=existing)).ok() == {
+        "node": None
+    }
+    assert await row_counts(backend.engine) == before
+
+
+async def test_another_organisations_keys_do_not_exist_for_a_super_admin(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org, other = await world.organisation(), await world.organisation()
+    boss = await world.staff(org, "SUPER_ADMIN")
+    theirs = await world.api_key(other, "ADMIN")
+    call = api.as_(boss, org)
+    assert (await call(KEYS)).ok() == {"apiKeys": []}
+    made_up = gid("ApiKey", 10**9)
+    payload = assert_error(
+        await call(REVOKE, id=gid("ApiKey", theirs.id)), "NotFoundError", "NOT_FOUND"
+    )
+    unknown = assert_error(await call(REVOKE, id=made_up), "NotFoundError", "NOT_FOUND")
+    assert {k: v for k, v in payload.items() if k != "id"} == {
+        k: v for k, v in unknown.items() if k != "id"
+    }
+    async with backend.engine.connect() as conn:
+        assert (await conn.execute(select(ApiKey.revoked_at))).scalar_one() is None
+
+
+async def test_keys_belong_to_the_organisation_and_outlive_their_creator(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org = await world.organisation()
+    first, second = await world.staff(org, "SUPER_ADMIN"), await world.staff(org, "SUPER_ADMIN")
+    created = assert_granted(
+        await api.as_(first, org)(CREATE, input={"name": "HR feed", "roles": ["ADMIN"]}),
+        "ApiKeyCreated",
+    )
+    # the creator is no longer a super admin (nor anything) here
+    async with backend.engine.begin() as conn:
+        membership = (
+            await conn.execute(select(Membership.id).where(Membership.user_id == first.id))
+        ).scalar_one()
+        await conn.execute(delete(MembershipRole).where(MembershipRole.membership_id == membership))
+    partner = api.with_key(created["key"])
+    assert (await partner("{ viewer { roles } }")).ok()["viewer"]["roles"] == ["ADMIN"]
+    listed = (await api.as_(second, org)(KEYS)).ok()["apiKeys"]
+    assert listed[0]["createdBy"] == {"id": gid("User", first.id)}
+    assert_granted(await api.as_(second, org)(REVOKE, id=created["apiKey"]["id"]), "ApiKeyRevoked")
+
+
+async def test_last_use_is_written_at_most_once_a_minute(
+    api: Api, world: World, backend: Backend, services: Services
+) -> None:
+    org = await world.organisation()
+    _, key = await world.usable_api_key(org, "ADMIN")
+    partner = api.with_key(key)
+
+    async def last_used() -> object:
+        async with backend.engine.connect() as conn:
+            return (await conn.execute(select(ApiKey.last_used_at))).scalar_one()
+
+    (await partner("{ viewer { roles } }")).ok()
+    first = await last_used()
+    assert first is not None
+    with counting(services.engine) as statements:
+        (await partner("{ viewer { roles } }")).ok()
+    assert await last_used() == first
+    assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE")]  # a read
+    async with backend.engine.begin() as conn:
+        await conn.execute(update(ApiKey).values(last_used_at=utcnow() - timedelta(minutes=2)))
+    (await partner("{ viewer { roles } }")).ok()
+    assert await last_used() > first  # type: ignore[operator]
+
+
+async def test_what_a_key_does_is_audited_as_the_key(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org = await world.organisation()
+    boss = await world.staff(org, "SUPER_ADMIN")
+    row, key = await world.usable_api_key(org, "ADMIN")
+    created = (
+        await api.with_key(key)('mutation { createLearner(input: {name: "Ada"}) { __typename } }')
+    ).ok()
+    assert created == {"createLearner": {"__typename": "LearnerCreated"}}
+    (event,) = [e["node"] for e in (await api.as_(boss, org)(EVENTS)).ok()["auditEvents"]["edges"]]
+    assert event["action"] == "LEARNER_CREATED"
+    assert event["actor"] is None  # a key is not a person
+    assert event["apiKey"] == {"id": gid("ApiKey", row.id), "prefix": row.prefix}
+    assert event["client"] == f"api-key:{row.prefix}"
+    async with backend.engine.connect() as conn:
+        stored = (await conn.execute(select(AuditEvent.api_key_id))).scalar_one()
+    assert stored == row.id
+
+
+async def test_learner_access_names_the_api_keys_that_can_see_the_learner(
+    api: Api, world: World
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org)
+    key = await world.api_key(org, "ADMIN", name="MIS feed")
+    await world.api_key(org, "ADMIN", name="Old feed", revoked=True)
+    access = (
+        await api.as_(admin, org)(
+            """query($id: ID!) { learner(id: $id) { access { user { id name } role
+                apiKey { id name prefix } } } }""",
+            id=gid("Learner", learner.id),
+        )
+    ).ok()["learner"]["access"]
+    by_key = [a for a in access if a["apiKey"] is not None]
+    assert by_key == [
+        {
+            "user": {"id": gid("User", key.user_id), "name": "MIS feed"},
+            "role": "ADMIN",
+            "apiKey": {"id": gid("ApiKey", key.id), "name": "MIS feed", "prefix": key.prefix},
+        }
+    ]
+    assert {a["user"]["id"] for a in access if a["apiKey"] is None} == {gid("User", admin.id)}
