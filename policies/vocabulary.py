@@ -49,6 +49,12 @@ class Action(enum.StrEnum):
     """See who can see a learner, and why."""
     ASSIGN = "assign"
     """Assign users to records, or end their assignments."""
+    UPDATE = "update"
+    """Change a learner's or a staff member's details (name, email, roles, units)."""
+    DEACTIVATE = "deactivate"
+    """Deactivate a staff member: their sign-in stops working here and their assignments end."""
+    ARCHIVE = "archive"
+    """Archive an apprentice record (it becomes read-only), or restore it."""
 
 
 class Scope(enum.StrEnum):
@@ -90,6 +96,9 @@ VERBS: dict[Action, str] = {
     Action.DECIDE: "signing off or referring",
     Action.VIEW_ACCESS: "seeing who can see",
     Action.ASSIGN: "assigning",
+    Action.UPDATE: "changing",
+    Action.DEACTIVATE: "deactivating",
+    Action.ARCHIVE: "archiving or restoring",
 }
 
 

@@ -29,14 +29,28 @@ ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
     ],
 )
 
+ALL_ALLOCATIONS_OF_LEARNER = Children(
+    Allocation,
+    Allocation.learner_id,
+    Resource.ALLOCATION,
+    (Allocation.allocated_at.desc(), Allocation.id.desc()),
+)
+
 
 class AllocationLoaders(LoaderGroup):
     allocation = scoped(Allocation, Resource.ALLOCATION)
     of_learner = children_of(ACTIVE_ALLOCATIONS_OF_LEARNER)
+    history_of_learner = children_of(ALL_ALLOCATIONS_OF_LEARNER)
 
 
-async def allocations_of(ctx: Context, learner_id: int) -> list[Allocation]:
-    return await ctx.loaders(AllocationLoaders).of_learner.load(learner_id)
+async def allocations_of(
+    ctx: Context, learner_id: int, *, include_ended: bool = False
+) -> list[Allocation]:
+    """The learner's current allocations; with `include_ended`, every one (ended and expired
+    too), newest first."""
+    group = ctx.loaders(AllocationLoaders)
+    loader = group.history_of_learner if include_ended else group.of_learner
+    return await loader.load(learner_id)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from db.models import (
     Membership,
     MembershipRole,
     RecordAssignment,
+    RecordStatus,
     User,
 )
 from db.queries import insert_skipping_conflicts
@@ -32,9 +33,10 @@ from resolvers.outcomes import (
     Invalid,
     ItemProblem,
     NotFound,
+    RecordArchived,
 )
 from resolvers.people import PeopleLoaders, visible_user
-from resolvers.records import RecordLoaders
+from resolvers.records import RecordLoaders, archived_among
 
 ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
     RecordAssignment,
@@ -43,17 +45,29 @@ ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
     (RecordAssignment.id,),
     only=lambda ctx: [RecordAssignment.ended_at.is_(None)],
 )
+ALL_ASSIGNMENTS_OF_RECORD = Children(
+    RecordAssignment,
+    RecordAssignment.record_id,
+    Resource.ASSIGNMENT,
+    (RecordAssignment.assigned_at.desc(), RecordAssignment.id.desc()),
+)
 
 
 class AssignmentLoaders(LoaderGroup):
     assignment = scoped(RecordAssignment, Resource.ASSIGNMENT)
     of_record = children_of(ACTIVE_ASSIGNMENTS_OF_RECORD)
+    history_of_record = children_of(ALL_ASSIGNMENTS_OF_RECORD)
 
     @loader
     @staticmethod
     def caseload(ctx: Context) -> DataLoader[int, int]:
-        """Each user's active assignments that the caller can see."""
+        """Each user's active assignments on live records that the caller can see."""
         visible = ctx.rules.where(Resource.ASSIGNMENT)
+        live = (
+            select(ApprenticeRecord.id)
+            .where(ApprenticeRecord.status == RecordStatus.LIVE, ctx.rules.where(Resource.RECORD))
+            .correlate(None)
+        )
 
         async def load(user_ids: Sequence[int]) -> list[int]:
             stmt = (
@@ -61,6 +75,7 @@ class AssignmentLoaders(LoaderGroup):
                 .where(
                     RecordAssignment.user_id.in_(user_ids),
                     RecordAssignment.ended_at.is_(None),
+                    RecordAssignment.record_id.in_(live),
                     visible,
                 )
                 .group_by(RecordAssignment.user_id)
@@ -72,8 +87,13 @@ class AssignmentLoaders(LoaderGroup):
         return DataLoader(load_fn=load)
 
 
-async def assignments_of(ctx: Context, record_id: int) -> list[RecordAssignment]:
-    return await ctx.loaders(AssignmentLoaders).of_record.load(record_id)
+async def assignments_of(
+    ctx: Context, record_id: int, *, include_ended: bool = False
+) -> list[RecordAssignment]:
+    """The record's active assignments; with `include_ended`, its whole history, newest first."""
+    group = ctx.loaders(AssignmentLoaders)
+    loader = group.history_of_record if include_ended else group.of_record
+    return await loader.load(record_id)
 
 
 async def caseload_count(ctx: Context, user_id: int) -> int:
@@ -119,7 +139,9 @@ class TrainingCoordinatorAssigned:
 async def _records(
     ctx: Context, record_ids: Sequence[str]
 ) -> list[ApprenticeRecord] | Invalid | BulkRejected:
-    """Every id a record the caller may assign, or the reason for each one that is not."""
+    """Every id a live record the caller may assign, or the reason for each one that is not.
+
+    The records stay locked until the operation ends (see `archived_among`)."""
     if not record_ids:
         return Invalid("Give at least one record id.", field="recordIds")
     if len(record_ids) > ctx.limits.max_bulk_items:
@@ -147,11 +169,16 @@ async def _records(
         )
     ).all()
     found = {row[0].id: row for row in rows}
+    archived = await archived_among(ctx, list(found), exclusive=True) if found else set()
     for pk, value in wanted.items():
         if pk not in found:
             problems.append(ItemProblem(value, "NOT_FOUND", "No such apprentice record."))
         elif not found[pk][1]:
             problems.append(ItemProblem(value, "FORBIDDEN", "You may not assign this record."))
+        elif pk in archived:
+            problems.append(
+                ItemProblem(value, RecordArchived.code, "This apprentice record is archived.")
+            )
     if problems:
         return BulkRejected(items=problems)
     return [found[pk][0] for pk in wanted]
@@ -168,7 +195,7 @@ async def _assignee(
     if user is None:
         return NotFound(id=value)
     holding = (
-        select(Membership.organisation_id)
+        select(Membership.organisation_id, Membership.deactivated_at)
         .join(MembershipRole, MembershipRole.membership_id == Membership.id)
         .where(
             Membership.user_id == user.id,
@@ -177,7 +204,12 @@ async def _assignee(
         )
         .distinct()
     )
-    if set(await ctx.db.scalars(holding)) != organisations:
+    held: Sequence[Any] = (await ctx.db.execute(holding)).all()
+    if any(deactivated_at is not None for _, deactivated_at in held):
+        return IneligibleAssignee(
+            id=value, message="This person has been deactivated and cannot take assignments."
+        )
+    if {organisation_id for organisation_id, _ in held} != organisations:
         fits = " or ".join(sorted(r.value for r in FITS[role]))
         return IneligibleAssignee(
             id=value,
@@ -230,8 +262,7 @@ async def assign_records(
     replaced: list[RecordAssignment] = []
     if role is AssignmentRole.TRAINING_COORDINATOR:
         # A record has one coordinator: the new one replaces whoever holds it now.
-        ids = [r.id for r in records]
-        await _lock_records(ctx, ids)
+        ids = [r.id for r in records]  # locked by _records
         replaced = await _end(
             ctx,
             RecordAssignment.record_id.in_(ids),
@@ -259,16 +290,6 @@ async def assign_records(
         )
     return RecordsAssigned(
         assignments=created, unchanged=len(records) - len(created), replaced=replaced
-    )
-
-
-async def _lock_records(ctx: Context, ids: Sequence[int]) -> None:
-    """Serialise changes to these records' assignments (SQLite already holds the write lock)."""
-    await ctx.db.execute(
-        select(ApprenticeRecord.id)
-        .where(ApprenticeRecord.id.in_(ids))
-        .order_by(ApprenticeRecord.id)
-        .with_for_update()
     )
 
 
@@ -329,15 +350,16 @@ async def unassign_records(
 
 async def assign_training_coordinator(
     ctx: Context, *, record_id: str, coordinator_id: str
-) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee:
+) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee | RecordArchived:
     record = await mutation_target(ctx, record_id, ApprenticeRecord, "recordId", Action.ASSIGN)
     if isinstance(record, Invalid | NotFound):
         return record
+    if await archived_among(ctx, [record.id], exclusive=True):
+        return RecordArchived(id=record_id)
     role = AssignmentRole.TRAINING_COORDINATOR
     user = await _assignee(ctx, coordinator_id, "coordinatorId", role, {record.organisation_id})
     if isinstance(user, Invalid | NotFound | IneligibleAssignee):
         return user
-    await _lock_records(ctx, [record.id])
     current = await ctx.db.scalars(
         select(RecordAssignment).where(
             RecordAssignment.record_id == record.id,

@@ -16,6 +16,7 @@ from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.loaders import ref, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound
+from resolvers.pagination import Page, paginate
 
 
 class OrganisationLoaders(LoaderGroup):
@@ -51,6 +52,21 @@ class LocationCreated:
 @dataclass(frozen=True)
 class DepartmentCreated:
     department: Department
+
+
+async def organisations(
+    ctx: Context, *, first: int | None, after: str | None
+) -> Page[Organisation]:
+    """Organisations the caller can see, by name: support all; others their own."""
+    return await paginate(
+        ctx,
+        select(Organisation).where(ctx.rules.where(Resource.ORGANISATION)),
+        order=[Organisation.name, Organisation.id],
+        key=lambda row: (row.name, row.id),
+        key_types=(str, int),
+        first=first,
+        after=after,
+    )
 
 
 async def create_organisation(

@@ -119,5 +119,16 @@ class EvidenceLocked(Problem):
     message: str = "This evidence has already been decided."
 
 
+@problem(
+    "RECORD_ARCHIVED",
+    "RecordArchivedError",
+    "The apprentice record is archived: it is read-only until it is restored.",
+)
+@dataclass(frozen=True)
+class RecordArchived(Problem):
+    id: GlobalId = field(metadata=doc("The archived record's id."))
+    message: str = "This apprentice record is archived; restore it to change it."
+
+
 def is_problem(value: Any) -> bool:
     return isinstance(value, Problem)

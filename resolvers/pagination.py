@@ -7,9 +7,10 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from resolvers.context import Context
@@ -28,22 +29,36 @@ class Page(Generic[T]):
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
+    refused = InvalidInput("The cursor is not one this API gave out.", field="after")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The cursor is not one this API gave out.", field="after") from exc
-    if (
-        not isinstance(values, list)
-        or len(values) != len(types)
-        or not all(type(v) is t and _in_range(v) for v, t in zip(values, types, strict=True))
-    ):
-        raise InvalidInput("The cursor is not one this API gave out.", field="after")
-    return values
+        raise refused from exc
+    if not isinstance(values, list) or len(values) != len(types):
+        raise refused
+    decoded = [_decode(v, t) for v, t in zip(values, types, strict=True)]
+    if any(v is None for v in decoded):
+        raise refused
+    return decoded
+
+
+def _decode(value: Any, kind: type) -> Any:
+    """A cursor value of the expected type and range, or None."""
+    if kind is datetime:
+        if not isinstance(value, str) or len(value) > 40:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return moment if moment.tzinfo is not None else None
+    return value if type(value) is kind and _in_range(value) else None
 
 
 def _in_range(value: Any) -> bool:
@@ -80,7 +95,11 @@ async def paginate(
     filtered = stmt
     if after is not None:
         values = decode_cursor(after, key_types)
-        filtered = stmt.where(tuple_(*order) > tuple_(*values))
+        # Each value bound with its column's type (UTC datetimes are stored per database).
+        bound = [
+            literal(v, type_=getattr(c, "type", None)) for v, c in zip(values, order, strict=True)
+        ]
+        filtered = stmt.where(tuple_(*order) > tuple_(*bound))
 
     async def count() -> int:
         total = select(func.count()).select_from(stmt.order_by(None).subquery())

@@ -16,18 +16,21 @@ from schema import audit as audit
 from schema.allocations import AllocationMutation
 from schema.assignments import AssignmentMutation
 from schema.errors import ERROR_TYPES
-from schema.evidence import EvidenceMutation
+from schema.evidence import EvidenceMutation, EvidenceQuery
 from schema.extensions import QueryLimits, extensions
 from schema.learners import LearnerMutation, LearnerQuery
 from schema.nodes import NODE_TYPES, NodeQuery
-from schema.organisations import OrganisationMutation
+from schema.organisations import OrganisationMutation, OrganisationQuery
 from schema.people import PeopleMutation, PeopleQuery
 from schema.records import RecordMutation, RecordQuery
 from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("caseload.graphql")
 
-Query = merge_types("Query", (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery))
+Query = merge_types(
+    "Query",
+    (NodeQuery, PeopleQuery, LearnerQuery, RecordQuery, EvidenceQuery, OrganisationQuery),
+)
 Mutation = merge_types(
     "Mutation",
     (

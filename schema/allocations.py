@@ -45,6 +45,14 @@ class Allocation(Node):
     async def allocated_by(self, info: Info) -> User | None:
         return await user_ref(info, self.row.allocated_by_id)
 
+    @strawberry.field(
+        description="Who ended it: deallocated the assessor, or allocated them again after it "
+        "expired.",
+        extensions=requires(Resource.ALLOCATION),
+    )
+    async def ended_by(self, info: Info) -> User | None:
+        return await user_ref(info, self.row.ended_by_id)
+
 
 @strawberry.input(description="Allocate an external assessor to a learner.")
 class AllocateAssessorInput:

@@ -51,6 +51,13 @@ class Assignment(Node):
     async def assigned_by(self, info: Info) -> User | None:
         return await user_ref(info, self.row.assigned_by_id)
 
+    @strawberry.field(
+        description="Who ended it: removed the assignee, replaced them, or deactivated them.",
+        extensions=requires(Resource.ASSIGNMENT),
+    )
+    async def ended_by(self, info: Info) -> User | None:
+        return await user_ref(info, self.row.ended_by_id)
+
 
 @strawberry.input(description="Assign one user to many records.")
 class AssignRecordsInput:
@@ -109,18 +116,21 @@ class AssignmentMutation:
     assign_records = mutation(
         cases.assign_records,
         input=AssignRecordsInput,
-        description="Assign a user to records, all or nothing; existing pairs count as unchanged.",
+        description="Assign a user to records, all or nothing (admins and senior assessors); "
+        "existing pairs count as unchanged; an archived record is rejected as RECORD_ARCHIVED.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
     unassign_records = mutation(
         cases.unassign_records,
         input=UnassignRecordsInput,
-        description="End assignments on records, all or nothing ('remove assessors').",
+        description="End assignments on records, all or nothing ('remove assessors'; admins and "
+        "senior assessors); an archived record is rejected as RECORD_ARCHIVED.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
     assign_training_coordinator = mutation(
         cases.assign_training_coordinator,
         input=AssignTrainingCoordinatorInput,
-        description="Make a user the record's training coordinator, replacing the current one.",
+        description="Make a user the record's training coordinator, replacing the current one "
+        "(admins and senior assessors).",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )

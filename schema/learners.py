@@ -15,7 +15,7 @@ from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import Role
-from schema.nodes import Node, maybe, node, project_all
+from schema.nodes import Node, maybe, node, project, project_all
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
 from schema.results import answers, mutation
@@ -23,7 +23,7 @@ from schema.results import answers, mutation
 if TYPE_CHECKING:
     from schema.allocations import Allocation
     from schema.evidence import Evidence
-    from schema.organisations import Department, Location
+    from schema.organisations import Department, Location, Organisation
     from schema.records import ApprenticeRecord
 
 strawberry.enum(
@@ -45,6 +45,16 @@ class Learner(Node):
     initials: str = strawberry.field(description="One or two letters for an avatar.")
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
+
+    @strawberry.field(
+        description="The learner's organisation (tells apart the learners of an external "
+        "assessor allocated in several).",
+        extensions=requires(Resource.LEARNER),
+    )
+    async def organisation(
+        self, info: Info
+    ) -> Annotated[Organisation, strawberry.lazy("schema.organisations")]:
+        return project("Organisation", await learners.organisation_of(info.context, self.row))
 
     @strawberry.field(description="The learner's location.", extensions=requires(Resource.LEARNER))
     async def location(
@@ -72,13 +82,16 @@ class Learner(Node):
         return project_all("ApprenticeRecord", await records.records_of(info.context, self.row.id))
 
     @strawberry.field(
-        description="Active external assessor allocations the caller can see.",
+        description="External assessor allocations the caller can see: the current ones, or "
+        "with includeEnded every one, ended and expired too (endedAt, endedBy), newest first.",
         extensions=requires(Resource.ALLOCATION),
     )
     async def allocations(
-        self, info: Info
+        self, info: Info, include_ended: bool | None = False
     ) -> list[Annotated[Allocation, strawberry.lazy("schema.allocations")]]:
-        rows = await allocations.allocations_of(info.context, self.row.id)
+        rows = await allocations.allocations_of(
+            info.context, self.row.id, include_ended=bool(include_ended)
+        )
         return project_all("Allocation", rows)
 
     @strawberry.field(
@@ -153,6 +166,36 @@ class LearnerCreated:
     learner: Learner = strawberry.field(description="The new learner.")
 
 
+@strawberry.input(
+    description="Change a learner; fields left out stay as they are. A learner who signs in has "
+    "their sign-in's name and email: those change only here when the person belongs to no "
+    "other organisation (otherwise only through support)."
+)
+class UpdateLearnerInput:
+    learner_id: strawberry.ID = strawberry.field(description="The learner.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Full name (null: unchanged)."
+    )
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Email address (null: unchanged). For a learner who signs in this is their "
+        "sign-in: tokens for the old address stop working. A learner without a sign-in gets "
+        "one, as at creation.",
+    )
+    location_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Their location; null: none."
+    )
+    department_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Their department; null: none."
+    )
+
+
+@answers(learners.LearnerUpdated)
+@strawberry.type(description="The learner was changed.")
+class LearnerUpdated:
+    learner: Learner = strawberry.field(description="The learner, as changed.")
+
+
 @strawberry.type
 class LearnerQuery:
     @strawberry.field(
@@ -182,6 +225,14 @@ class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
         input=CreateLearnerInput,
-        description="Add a learner to the caller's organisation.",
+        description="Add a learner to the caller's organisation (admins).",
         extensions=changes(Resource.LEARNER, Action.CREATE),
+    )
+    update_learner = mutation(
+        learners.update_learner,
+        input=UpdateLearnerInput,
+        description="Change a learner's name, email or units (admins). Managers' teams follow "
+        "the new units at once; auto-allocation rules do not fire (they reach people when they "
+        "are created).",
+        extensions=changes(Resource.LEARNER, Action.UPDATE),
     )

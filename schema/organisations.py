@@ -8,6 +8,7 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
+from schema.connections import Connection
 from schema.context import Info
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
@@ -82,6 +83,19 @@ class LocationCreated:
 @strawberry.type(description="The department was created.")
 class DepartmentCreated:
     department: Department = strawberry.field(description="The new department.")
+
+
+@strawberry.type
+class OrganisationQuery:
+    @strawberry.field(
+        description="Organisations the caller can see, by name: support all; others their own.",
+        extensions=requires(Resource.ORGANISATION),
+    )
+    async def organisations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Organisation]:
+        page = await organisations.organisations(info.context, first=first, after=after)
+        return Connection.from_page(page, Organisation.from_row)
 
 
 @strawberry.type

@@ -1,4 +1,4 @@
-"""Apprentice records: the records view and creation."""
+"""Apprentice records: the records view, creation, archiving and restoring."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
 class ApprenticeRecord(Node):
     programme: str = strawberry.field(description="The programme followed.")
-    status: str = strawberry.field(description="LIVE or ARCHIVED.")
+    status: str = strawberry.field(
+        description="LIVE, or ARCHIVED: read-only (no assignment changes, no evidence submitted "
+        "or decided) until restored."
+    )
     start_date: date | None = strawberry.field(description="When the programme started.")
     row: strawberry.Private[models.ApprenticeRecord]
 
@@ -41,12 +44,16 @@ class ApprenticeRecord(Node):
         return project("Learner", await learners.learner_of(info.context, self.row.learner_id))
 
     @strawberry.field(
-        description="Active assignments on this record.", extensions=requires(Resource.ASSIGNMENT)
+        description="Assignments on this record that the caller can see: the active ones, or "
+        "with includeEnded every one, ended too (endedAt, endedBy), newest first.",
+        extensions=requires(Resource.ASSIGNMENT),
     )
     async def assignments(
-        self, info: Info
+        self, info: Info, include_ended: bool | None = False
     ) -> list[Annotated[Assignment, strawberry.lazy("schema.assignments")]]:
-        rows = await assignments.assignments_of(info.context, self.row.id)
+        rows = await assignments.assignments_of(
+            info.context, self.row.id, include_ended=bool(include_ended)
+        )
         return project_all("Assignment", rows)
 
     @strawberry.field(
@@ -75,10 +82,29 @@ class ApprenticeRecordCreated:
     record: ApprenticeRecord = strawberry.field(description="The new record.")
 
 
+@strawberry.input(description="One apprentice record.")
+class ApprenticeRecordIdInput:
+    record_id: strawberry.ID = strawberry.field(description="The record.")
+
+
+@answers(records.ApprenticeRecordArchived)
+@strawberry.type(description="The record is archived: read-only, out of the live records view.")
+class ApprenticeRecordArchived:
+    record: ApprenticeRecord = strawberry.field(description="The archived record.")
+
+
+@answers(records.ApprenticeRecordRestored)
+@strawberry.type(description="The record is live again.")
+class ApprenticeRecordRestored:
+    record: ApprenticeRecord = strawberry.field(description="The restored record.")
+
+
 @strawberry.type
 class RecordQuery:
     @strawberry.field(
-        description="Apprentice records the caller can see.", extensions=requires(Resource.RECORD)
+        description="Apprentice records the caller can see: the live records view (LIVE ones "
+        "unless the filter asks for ARCHIVED).",
+        extensions=requires(Resource.RECORD),
     )
     async def apprentice_records(
         self,
@@ -99,6 +125,20 @@ class RecordMutation:
     create_apprentice_record = mutation(
         records.create_apprentice_record,
         input=CreateApprenticeRecordInput,
-        description="Start a learner on a programme.",
+        description="Start a learner on a programme (admins).",
         extensions=changes(Resource.RECORD, Action.CREATE),
+    )
+    archive_apprentice_record = mutation(
+        records.archive_apprentice_record,
+        input=ApprenticeRecordIdInput,
+        description="Archive a record (admins): it leaves the live records view and becomes "
+        "read-only (no assignment changes, no evidence submitted or decided); its assignees "
+        "keep read access.",
+        extensions=changes(Resource.RECORD, Action.ARCHIVE),
+    )
+    restore_apprentice_record = mutation(
+        records.restore_apprentice_record,
+        input=ApprenticeRecordIdInput,
+        description="Make an archived record live again (admins).",
+        extensions=changes(Resource.RECORD, Action.ARCHIVE),
     )

@@ -73,8 +73,14 @@ class Authenticator:
         )
         if slug is not None:
             stmt = stmt.where(Organisation.slug == slug)
-        memberships = (await session.execute(stmt)).all()
+        found = (await session.execute(stmt)).all()
+        # A deactivated membership no longer signs in: checked on every request, so a
+        # deactivation takes effect at the next one.
+        memberships = [row for row in found if row[0].deactivated_at is None]
         if len(memberships) != 1:
+            if not memberships and found:
+                where = " in this organisation" if slug is not None else ""
+                return AuthFailure(f"This user has been deactivated{where}.")
             return AuthFailure(
                 "The token names no organisation this user belongs to."
                 if slug is not None or not memberships

@@ -13,6 +13,8 @@ PROJECTIONS = {
     ("LearnerConnection", "totalCount"),
     ("ApprenticeRecordConnection", "totalCount"),
     ("UserConnection", "totalCount"),
+    ("EvidenceConnection", "totalCount"),
+    ("OrganisationConnection", "totalCount"),
 }
 # Root fields any signed-in caller may use; what they return is scoped inside.
 PUBLIC = {("Query", "viewer"), ("Query", "node")}
