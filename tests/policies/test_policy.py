@@ -45,6 +45,26 @@ TRUTH: list[tuple[Role, Resource, Action, set[Scope]]] = [
     (Role.MANAGER, Resource.STAFF, Action.READ, {Scope.ORGANISATION}),
     (Role.ADMIN, Resource.AUDIT_EVENT, Action.READ, {Scope.ORGANISATION}),
     (Role.ASSESSOR, Resource.AUDIT_EVENT, Action.READ, set()),
+    # Update or deactivate staff, update learners, archive or restore records: ADMIN (org);
+    # support changes the name of a person who also belongs elsewhere.
+    (Role.SUPER_ADMIN, Resource.LEARNER, Action.UPDATE, {Scope.ORGANISATION}),
+    (Role.ADMIN, Resource.LEARNER, Action.UPDATE, {Scope.ORGANISATION}),
+    (Role.MANAGER, Resource.LEARNER, Action.UPDATE, set()),
+    (Role.SUPPORT, Resource.LEARNER, Action.UPDATE, set()),
+    (Role.LEARNER, Resource.LEARNER, Action.UPDATE, set()),
+    (Role.ADMIN, Resource.STAFF, Action.UPDATE, {Scope.ORGANISATION}),
+    (Role.SUPPORT, Resource.STAFF, Action.UPDATE, {Scope.ALL}),
+    (Role.SENIOR_ASSESSOR, Resource.STAFF, Action.UPDATE, set()),
+    (Role.MANAGER, Resource.STAFF, Action.UPDATE, set()),
+    (Role.ASSESSOR, Resource.STAFF, Action.UPDATE, set()),
+    (Role.SUPER_ADMIN, Resource.STAFF, Action.DEACTIVATE, {Scope.ORGANISATION}),
+    (Role.ADMIN, Resource.STAFF, Action.DEACTIVATE, {Scope.ORGANISATION}),
+    (Role.SUPPORT, Resource.STAFF, Action.DEACTIVATE, set()),
+    (Role.MANAGER, Resource.STAFF, Action.DEACTIVATE, set()),
+    (Role.ADMIN, Resource.RECORD, Action.ARCHIVE, {Scope.ORGANISATION}),
+    (Role.SENIOR_ASSESSOR, Resource.RECORD, Action.ARCHIVE, set()),
+    (Role.ASSESSOR, Resource.RECORD, Action.ARCHIVE, set()),
+    (Role.EXTERNAL_ASSESSOR, Resource.RECORD, Action.ARCHIVE, set()),
 ]
 
 
