@@ -104,6 +104,8 @@ async def test_allocation_history_through_the_same_scopes(api: Api, world: World
 
 # The assessor's work queue ---------------------------------------------------------------
 
+ASSIGNED_ONLY = ("ASSESSOR", "TRAINING_COORDINATOR")
+
 QUEUE = """query($first: Int, $after: String, $filter: EvidenceFilter) {
   evidence(first: $first, after: $after, filter: $filter) {
     totalCount
@@ -181,10 +183,21 @@ async def test_the_work_queue_is_oldest_first_as_far_as_each_caller_sees(
         "OTHER_ADMIN": {elsewhere.id},
         "SUPPORT": set(),
     }
+    every = [gid("Evidence", pk) for _, pk, _, _ in rows]
     for who, records in expectations.items():
         caller = c.as_(api, who)
         # then each sees exactly their evidence on live records, oldest first, in any page size
         assert await _queue(caller) == expected(records), who
+        # and by id exactly the evidence of the records they see, archived ones included (the
+        # archived record is the cast learner's, unassigned)
+        sees_archived = c.record.id in records and who not in ASSIGNED_ONLY
+        seen = records | ({archived.id} if sees_archived else set())
+        by_id = [
+            pk
+            for pk in every
+            if (await caller("query($id: ID!) { node(id: $id) { id } }", id=pk)).ok()["node"]
+        ]
+        assert by_id == [gid("Evidence", pk) for _, pk, record_id, _ in rows if record_id in seen]
         assert await _queue(caller, first=2) == expected(records), who
         assert await _queue(caller, status="SUBMITTED") == expected(
             records, EvidenceStatus.SUBMITTED
@@ -311,7 +324,7 @@ async def test_coordinator_history_after_a_bulk_replacement(api: Api, world: Wor
     call = api.as_(admin, org)
     assert_granted(
         await call(
-            """mutation($input: AssignRecordsInput!) { assignRecords(input: $input) { __typename } }""",
+            "mutation($input: AssignRecordsInput!) { assignRecords(input: $input) { __typename } }",
             input={
                 "assigneeId": gid("User", new.id),
                 "recordIds": [gid("ApprenticeRecord", record.id)],
