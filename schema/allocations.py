@@ -92,6 +92,7 @@ class AllocationMutation:
     deallocate_assessor = mutation(
         allocations.deallocate_assessor,
         input=DeallocateAssessorInput,
-        description="End an external assessor's allocation to a learner.",
+        description="End an external assessor's allocation to a learner (admins; managers for "
+        "their team); it is kept as history.",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE),
     )

@@ -109,12 +109,12 @@ class OrganisationMutation:
     create_location = mutation(
         organisations.create_location,
         input=CreateUnitInput,
-        description="Add a location to an organisation.",
+        description="Add a location to an organisation (support in any; admins in their own).",
         extensions=changes(Resource.LOCATION, Action.CREATE),
     )
     create_department = mutation(
         organisations.create_department,
         input=CreateUnitInput,
-        description="Add a department to an organisation.",
+        description="Add a department to an organisation (support in any; admins in their own).",
         extensions=changes(Resource.DEPARTMENT, Action.CREATE),
     )

@@ -208,3 +208,16 @@ async def test_deactivated_people_stay_in_history(api: Api, world: World) -> Non
     async with world.maker() as session:
         ended = (await session.execute(select(RecordAssignment.ended_by_id))).scalars().all()
     assert ended == [admin.id]
+
+
+async def test_a_token_without_org_is_for_the_one_active_membership(api: Api, world: World) -> None:
+    first, second = await world.organisation(), await world.organisation()
+    person = await world.staff(first, "ADMIN")
+    await world.staff(second, "ASSESSOR", user=person)
+    assert_denied(await api.as_(person)(VIEWER), "UNAUTHENTICATED")  # two: say which
+    await world.deactivate(person, first)
+    assert (await api.as_(person)(VIEWER)).ok() == {"viewer": {"roles": ["ASSESSOR"]}}
+    await world.deactivate(person, second)
+    refused = await api.as_(person)(VIEWER)
+    assert_denied(refused, "UNAUTHENTICATED")
+    assert refused.errors[0]["message"] == "This user has been deactivated."
