@@ -259,6 +259,7 @@ async def test_queue_statements_do_not_grow_with_the_page(
             assert len((await call(query, first=size)).ok()["evidence"]["edges"]) == size
         counts[size] = len(statements)
     assert counts[3] == counts[30], counts
+    print(f"statements for a 30-item work queue page with records and learners: {counts[30]}")
 
 
 # Organisations, and a learner's organisation ---------------------------------------------
