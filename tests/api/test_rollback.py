@@ -28,17 +28,27 @@ async def names(world: World) -> set[str]:
         return set((await session.execute(select(Learner.name))).scalars())
 
 
+TYPED = """mutation($first: CreateLearnerInput!, $second: UpdateStaffMemberInput!,
+                    $third: CreateLearnerInput!) {
+  first: createLearner(input: $first) { __typename }
+  second: updateStaffMember(input: $second) { __typename ... on Error { code } }
+  third: createLearner(input: $third) { __typename }
+}"""
+
+
 async def test_a_typed_error_rolls_back_its_own_mutation_only(api: Api, world: World) -> None:
     c = await cast(world)
-    other = await world.learner(c.org, name="Keeps Name")
-    result = await c.as_(api, "ADMIN")(
-        SEVERAL,
+    assessor = c.people["ASSESSOR"]
+    roles = "query($id: ID!) { node(id: $id) { ... on User { roles } } }"
+    admin = c.as_(api, "ADMIN")
+    result = await admin(
+        TYPED,
         first={"name": "First Person"},
-        # a valid name, then a unit that does not exist: the whole mutation is undone,
-        # the rename included
+        # updateStaffMember writes the new roles, then finds the department does not exist:
+        # its whole savepoint is undone, the roles it had written included
         second={
-            "learnerId": gid("Learner", other.id),
-            "name": "Renamed",
+            "userId": gid("User", assessor.id),
+            "roles": ["ASSESSOR", "MANAGER"],
             "departmentId": gid("Department", 10**9),
         },
         third={"name": "Third Person"},
@@ -48,8 +58,9 @@ async def test_a_typed_error_rolls_back_its_own_mutation_only(api: Api, world: W
         "second": {"__typename": "NotFoundError", "code": "NOT_FOUND"},
         "third": {"__typename": "LearnerCreated"},
     }
-    assert {"First Person", "Third Person", "Keeps Name"} <= await names(world)
-    assert "Renamed" not in await names(world)
+    assert {"First Person", "Third Person"} <= await names(world)
+    shown = (await admin(roles, id=gid("User", assessor.id))).ok()
+    assert shown == {"node": {"roles": ["ASSESSOR"]}}
 
 
 async def test_a_top_level_error_rolls_back_the_whole_operation(
