@@ -113,6 +113,7 @@ ONE_COORDINATOR = text("role = 'TRAINING_COORDINATOR' AND ended_at IS NULL")
 
 class Organisation(Base):
     __tablename__ = "organisations"
+    __table_args__ = (Index("ix_organisations_name", "name", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -165,6 +166,9 @@ class Membership(Base):
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Deactivated: kept for history; the person no longer signs in to this organisation.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deactivated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class MembershipRole(Base):
@@ -280,7 +284,11 @@ class Allocation(Base):
 
 class Evidence(Base):
     __tablename__ = "evidence"
-    __table_args__ = (Index("ix_evidence_record", "record_id", "id"),)
+    __table_args__ = (
+        Index("ix_evidence_record", "record_id", "id"),
+        # The work queue: an organisation's evidence by status, oldest first.
+        Index("ix_evidence_queue", "organisation_id", "status", "submitted_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))

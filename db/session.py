@@ -77,6 +77,20 @@ class Database:
             await savepoint.commit()
             return True
 
+    async def try_execute(self, stmt: Executable) -> bool:
+        """Run a write inside a savepoint; False (and nothing kept) on a unique clash."""
+        async with self._lock:
+            session = await self._ensure()
+            savepoint = await session.begin_nested()
+            self.statements += 3
+            try:
+                await session.execute(stmt)
+            except IntegrityError:
+                await savepoint.rollback()
+                return False
+            await savepoint.commit()
+            return True
+
     async def begin_savepoint(self) -> Any:
         async with self._lock:
             session = await self._ensure()

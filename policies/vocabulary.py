@@ -62,6 +62,12 @@ class Action(enum.StrEnum):
     """Delete a row (auto-allocation rules)."""
     REVOKE = "revoke"
     """Revoke a credential from now on."""
+    UPDATE = "update"
+    """Change a learner's or a staff member's details (name, email, roles, units)."""
+    DEACTIVATE = "deactivate"
+    """Deactivate a staff member: their sign-in stops working here and their assignments end."""
+    ARCHIVE = "archive"
+    """Archive an apprentice record (it becomes read-only), or restore it."""
 
 
 class Scope(enum.StrEnum):
@@ -114,6 +120,9 @@ VERBS: dict[Action, str] = {
     Action.LAUNCH: "launching",
     Action.DELETE: "deleting",
     Action.REVOKE: "revoking",
+    Action.UPDATE: "changing",
+    Action.DEACTIVATE: "deactivating",
+    Action.ARCHIVE: "archiving or restoring",
 }
 
 

@@ -119,13 +119,15 @@ async def _grants(ctx: Context, ids: Sequence[int]) -> list[list[AccessGrant] | 
 
 
 async def _members(ctx: Context, organisations: set[int], sign_ins: set[int]) -> list[Principal]:
-    """Staff of the organisations, and the learners' own sign-ins, with their roles there."""
+    """Active staff of the organisations, and the learners' own sign-ins, with their roles there
+    (a deactivated membership no longer signs in, so it grants nothing)."""
     rows: Sequence[Any] = (
         await ctx.db.execute(
             select(Membership, MembershipRole.role)
             .join(MembershipRole, MembershipRole.membership_id == Membership.id)
             .where(
                 Membership.organisation_id.in_(organisations),
+                Membership.deactivated_at.is_(None),
                 or_(
                     MembershipRole.role != Role.LEARNER.value,
                     Membership.user_id.in_(sign_ins),

@@ -17,7 +17,7 @@ from resolvers.ids import encode_id, gid_of
 from resolvers.loaders import Children, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotExternalAssessor, NotFound
 from resolvers.people import visible_user
-from resolvers.relations import Ref
+from resolvers.relations import ByArgument, Ref
 
 ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
     Allocation,
@@ -30,10 +30,24 @@ ACTIVE_ALLOCATIONS_OF_LEARNER = Children(
     ],
 )
 
+ALL_ALLOCATIONS_OF_LEARNER = Children(
+    Allocation,
+    Allocation.learner_id,
+    Resource.ALLOCATION,
+    (Allocation.allocated_at.desc(), Allocation.id.desc()),
+)
+# Current allocations; with `includeEnded`, every one (ended and expired too), newest first.
+ALLOCATIONS_OF_LEARNER = ByArgument(
+    lambda include_ended=False: (
+        ALL_ALLOCATIONS_OF_LEARNER if include_ended else ACTIVE_ALLOCATIONS_OF_LEARNER
+    )
+)
+
 
 LEARNER_OF_ALLOCATION = Ref(Learner, "learner_id", Resource.LEARNER)
 ASSESSOR_OF_ALLOCATION = Ref(User, "assessor_id")
 ALLOCATED_BY = Ref(User, "allocated_by_id")
+ALLOCATION_ENDED_BY = Ref(User, "ended_by_id")
 
 
 class AllocationLoaders(LoaderGroup):

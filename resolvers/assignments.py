@@ -16,6 +16,7 @@ from db.models import (
     Membership,
     MembershipRole,
     RecordAssignment,
+    RecordStatus,
     User,
 )
 from db.queries import insert_skipping_conflicts
@@ -32,10 +33,11 @@ from resolvers.outcomes import (
     Invalid,
     ItemProblem,
     NotFound,
+    RecordArchived,
 )
 from resolvers.people import visible_user
-from resolvers.records import RECORDS_OF_LEARNER
-from resolvers.relations import Distinct, Path, Ref
+from resolvers.records import RECORDS_OF_LEARNER, archived_among
+from resolvers.relations import ByArgument, Distinct, Path, Ref
 
 ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
     RecordAssignment,
@@ -44,11 +46,24 @@ ACTIVE_ASSIGNMENTS_OF_RECORD = Children(
     (RecordAssignment.id,),
     only=lambda ctx: [RecordAssignment.ended_at.is_(None)],
 )
+ALL_ASSIGNMENTS_OF_RECORD = Children(
+    RecordAssignment,
+    RecordAssignment.record_id,
+    Resource.ASSIGNMENT,
+    (RecordAssignment.assigned_at.desc(), RecordAssignment.id.desc()),
+)
+# Active assignments; with `includeEnded`, the record's whole history, newest first.
+ASSIGNMENTS_OF_RECORD = ByArgument(
+    lambda include_ended=False: (
+        ALL_ASSIGNMENTS_OF_RECORD if include_ended else ACTIVE_ASSIGNMENTS_OF_RECORD
+    )
+)
 
 
 RECORD_OF_ASSIGNMENT = Ref(ApprenticeRecord, "record_id", Resource.RECORD)
 ASSIGNEE = Ref(User, "user_id")
 ASSIGNED_BY = Ref(User, "assigned_by_id")
+ASSIGNMENT_ENDED_BY = Ref(User, "ended_by_id")
 # Everyone assigned to the learner's records, then everyone allocated to the learner: each once.
 ASSESSORS_OF_LEARNER = Distinct(
     Path(RECORDS_OF_LEARNER, ACTIVE_ASSIGNMENTS_OF_RECORD, ASSIGNEE),
@@ -62,8 +77,13 @@ class AssignmentLoaders(LoaderGroup):
     @loader
     @staticmethod
     def caseload(ctx: Context) -> DataLoader[int, int]:
-        """Each user's active assignments that the caller can see."""
+        """Each user's active assignments on live records that the caller can see."""
         visible = ctx.rules.where(Resource.ASSIGNMENT)
+        live = (
+            select(ApprenticeRecord.id)
+            .where(ApprenticeRecord.status == RecordStatus.LIVE, ctx.rules.where(Resource.RECORD))
+            .correlate(None)
+        )
 
         async def load(user_ids: Sequence[int]) -> list[int]:
             stmt = (
@@ -71,6 +91,7 @@ class AssignmentLoaders(LoaderGroup):
                 .where(
                     RecordAssignment.user_id.in_(user_ids),
                     RecordAssignment.ended_at.is_(None),
+                    RecordAssignment.record_id.in_(live),
                     visible,
                 )
                 .group_by(RecordAssignment.user_id)
@@ -114,7 +135,9 @@ class TrainingCoordinatorAssigned:
 async def _records(
     ctx: Context, record_ids: Sequence[str]
 ) -> list[ApprenticeRecord] | Invalid | BulkRejected:
-    """Every id a record the caller may assign, or the reason for each one that is not."""
+    """Every id a live record the caller may assign, or the reason for each one that is not.
+
+    The records stay locked until the operation ends (see `archived_among`)."""
     if not record_ids:
         return Invalid("Give at least one record id.", field="recordIds")
     if len(record_ids) > ctx.limits.max_bulk_items:
@@ -142,11 +165,16 @@ async def _records(
         )
     ).all()
     found = {row[0].id: row for row in rows}
+    archived = await archived_among(ctx, list(found), exclusive=True) if found else set()
     for pk, value in wanted.items():
         if pk not in found:
             problems.append(ItemProblem(value, "NOT_FOUND", "No such apprentice record."))
         elif not found[pk][1]:
             problems.append(ItemProblem(value, "FORBIDDEN", "You may not assign this record."))
+        elif pk in archived:
+            problems.append(
+                ItemProblem(value, RecordArchived.code, "This apprentice record is archived.")
+            )
     if problems:
         return BulkRejected(items=problems)
     return [found[pk][0] for pk in wanted]
@@ -163,7 +191,7 @@ async def _assignee(
     if user is None:
         return NotFound(id=value)
     holding = (
-        select(Membership.organisation_id)
+        select(Membership.organisation_id, Membership.deactivated_at)
         .join(MembershipRole, MembershipRole.membership_id == Membership.id)
         .where(
             Membership.user_id == user.id,
@@ -172,7 +200,12 @@ async def _assignee(
         )
         .distinct()
     )
-    if set(await ctx.db.scalars(holding)) != organisations:
+    held: Sequence[Any] = (await ctx.db.execute(holding)).all()
+    if any(deactivated_at is not None for _, deactivated_at in held):
+        return IneligibleAssignee(
+            id=value, message="This person has been deactivated and cannot take assignments."
+        )
+    if {organisation_id for organisation_id, _ in held} != organisations:
         fits = " or ".join(sorted(r.value for r in FITS[role]))
         return IneligibleAssignee(
             id=value,
@@ -225,8 +258,7 @@ async def assign_records(
     replaced: list[RecordAssignment] = []
     if role is AssignmentRole.TRAINING_COORDINATOR:
         # A record has one coordinator: the new one replaces whoever holds it now.
-        ids = [r.id for r in records]
-        await _lock_records(ctx, ids)
+        ids = [r.id for r in records]  # locked by _records
         replaced = await _end(
             ctx,
             RecordAssignment.record_id.in_(ids),
@@ -254,16 +286,6 @@ async def assign_records(
         )
     return RecordsAssigned(
         assignments=created, unchanged=len(records) - len(created), replaced=replaced
-    )
-
-
-async def _lock_records(ctx: Context, ids: Sequence[int]) -> None:
-    """Serialise changes to these records' assignments (SQLite already holds the write lock)."""
-    await ctx.db.execute(
-        select(ApprenticeRecord.id)
-        .where(ApprenticeRecord.id.in_(ids))
-        .order_by(ApprenticeRecord.id)
-        .with_for_update()
     )
 
 
@@ -324,15 +346,16 @@ async def unassign_records(
 
 async def assign_training_coordinator(
     ctx: Context, *, record_id: str, coordinator_id: str
-) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee:
+) -> TrainingCoordinatorAssigned | Invalid | NotFound | IneligibleAssignee | RecordArchived:
     record = await mutation_target(ctx, record_id, ApprenticeRecord, "recordId", Action.ASSIGN)
     if isinstance(record, Invalid | NotFound):
         return record
+    if await archived_among(ctx, [record.id], exclusive=True):
+        return RecordArchived(id=record_id)
     role = AssignmentRole.TRAINING_COORDINATOR
     user = await _assignee(ctx, coordinator_id, "coordinatorId", role, {record.organisation_id})
     if isinstance(user, Invalid | NotFound | IneligibleAssignee):
         return user
-    await _lock_records(ctx, [record.id])
     current = await ctx.db.scalars(
         select(RecordAssignment).where(
             RecordAssignment.record_id == record.id,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import re
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import ColumnElement, Select, case, exists, select
 
@@ -17,6 +18,7 @@ from db.models import (
     Learner,
     Licence,
     RecordAssignment,
+    User,
 )
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.context import Context
@@ -27,6 +29,15 @@ from resolvers.outcomes import Invalid, NotFound
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_NAME = 200
+
+
+class Unchanged(enum.Enum):
+    """An optional input field left out: keep what is there."""
+
+    UNCHANGED = "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
 
 
 def parse_id(value: str, type_name: str, field: str) -> int | Invalid | NotFound:
@@ -119,6 +130,7 @@ TARGETS: dict[type, Resource] = {
     Licence: Resource.LICENCE,
     AutoAllocationRule: Resource.AUTO_ALLOCATION_RULE,
     ApiKey: Resource.API_KEY,
+    User: Resource.STAFF,
 }
 
 M = TypeVar("M")

@@ -44,7 +44,7 @@ from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
 from resolvers.pagination import ListSource, encode_cursor
-from resolvers.relations import Distinct, Path, Ref, Relation
+from resolvers.relations import ByArgument, Distinct, Path, Ref, Relation
 
 
 class NotCompilable(Exception):
@@ -248,6 +248,9 @@ class Builder:
 
     def related(self, item: Related, parent: Any) -> Any:
         relation = item.relation
+        if isinstance(relation, ByArgument):  # the document's arguments choose the relation
+            relation = relation.choose(**dict(item.arguments))
+            item = dataclasses.replace(item, relation=relation, arguments=())
         if isinstance(relation, Ref):
             return self.ref(relation, item.node, parent)
         if isinstance(relation, Children):
@@ -469,9 +472,12 @@ class TransformWriter:
                 position += len(item.columns)
             else:
                 nested = self.object(item.node)
-                if isinstance(item.relation, Ref):
+                relation = item.relation
+                if isinstance(relation, ByArgument):
+                    relation = relation.choose(**dict(item.arguments))
+                if isinstance(relation, Ref):
                     value = f"(None if a[{position}] is None else {nested}(a[{position}]))"
-                elif isinstance(item.relation, Distinct):
+                elif isinstance(relation, Distinct):
                     value = f"distinct(a[{position}], {nested})"
                 else:
                     value = f"[{nested}(x) for x in a[{position}]]"

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.models import ApprenticeRecord, AuditAction, Evidence, EvidenceStatus, User
+from db.models import ApprenticeRecord, AuditAction, Evidence, EvidenceStatus, RecordStatus, User
 from policies.vocabulary import Action, Resource
 from resolvers.audit import audit
-from resolvers.common import clean_name, mutation_target
+from resolvers.common import clean_name, filter_id, mutation_target
 from resolvers.context import Context, LoaderGroup
-from resolvers.ids import encode_id, gid_of
+from resolvers.ids import GlobalId, encode_id, gid_of
 from resolvers.loaders import Children, scoped
-from resolvers.outcomes import EvidenceLocked, Invalid, NotFound
-from resolvers.records import RECORDS_OF_LEARNER
+from resolvers.outcomes import EvidenceLocked, Invalid, NotFound, RecordArchived, doc
+from resolvers.pagination import Page, paginate
+from resolvers.records import RECORDS_OF_LEARNER, archived_among
 from resolvers.relations import Path, Ref
 
 MAX_COMMENT = 5000
@@ -31,6 +33,47 @@ EVIDENCE_OF_LEARNER = Path(RECORDS_OF_LEARNER, EVIDENCE_OF_RECORD)
 
 class EvidenceLoaders(LoaderGroup):
     evidence = scoped(Evidence, Resource.EVIDENCE)
+
+
+@dataclass(frozen=True)
+class EvidenceFilter:
+    """Narrow the evidence queue."""
+
+    status: EvidenceStatus | None = field(
+        default=None, metadata=doc("Only evidence in this state (the queue: SUBMITTED).")
+    )
+    learner_id: GlobalId | None = field(default=None, metadata=doc("On this learner's records."))
+    record_id: GlobalId | None = field(default=None, metadata=doc("On this record."))
+
+
+async def work_queue(
+    ctx: Context, *, first: int | None, after: str | None, filter: EvidenceFilter | None
+) -> Page[Evidence]:
+    """Evidence on live records that the caller can see, oldest first."""
+    f = filter or EvidenceFilter()
+    records = select(ApprenticeRecord.id).where(
+        ctx.rules.where(Resource.RECORD), ApprenticeRecord.status == RecordStatus.LIVE
+    )
+    learner = filter_id(f.learner_id, "Learner", "learnerId")
+    if learner is not None:
+        records = records.where(ApprenticeRecord.learner_id == learner)
+    stmt = select(Evidence).where(
+        ctx.rules.where(Resource.EVIDENCE), Evidence.record_id.in_(records.correlate(None))
+    )
+    if f.status is not None:
+        stmt = stmt.where(Evidence.status == f.status)
+    record = filter_id(f.record_id, "ApprenticeRecord", "recordId")
+    if record is not None:
+        stmt = stmt.where(Evidence.record_id == record)
+    return await paginate(
+        ctx,
+        stmt,
+        order=[Evidence.submitted_at, Evidence.id],
+        key=lambda row: (row.submitted_at, row.id),
+        key_types=(datetime, int),
+        first=first,
+        after=after,
+    )
 
 
 class Decision(enum.StrEnum):
@@ -50,12 +93,14 @@ class EvidenceDecided:
 
 async def submit_evidence(
     ctx: Context, *, record_id: str, title: str
-) -> EvidenceSubmitted | Invalid | NotFound:
+) -> EvidenceSubmitted | Invalid | NotFound | RecordArchived:
     record = await mutation_target(
         ctx, record_id, ApprenticeRecord, "recordId", Action.SUBMIT_EVIDENCE
     )
     if isinstance(record, Invalid | NotFound):
         return record
+    if await archived_among(ctx, [record.id]):
+        return RecordArchived(id=record_id)
     clean = clean_name(title, "title", limit=300)
     if isinstance(clean, Invalid):
         return clean
@@ -80,10 +125,12 @@ async def submit_evidence(
 
 async def sign_off_evidence(
     ctx: Context, *, evidence_id: str, decision: Decision, comment: str | None
-) -> EvidenceDecided | Invalid | NotFound | EvidenceLocked:
+) -> EvidenceDecided | Invalid | NotFound | EvidenceLocked | RecordArchived:
     evidence = await mutation_target(ctx, evidence_id, Evidence, "evidenceId", Action.DECIDE)
     if isinstance(evidence, Invalid | NotFound):
         return evidence
+    if await archived_among(ctx, [evidence.record_id]):
+        return RecordArchived(id=encode_id("ApprenticeRecord", evidence.record_id))
     text = (comment or "").strip() or None
     if decision is Decision.REFER and text is None:
         return Invalid("Say why the evidence is referred back.", field="comment")

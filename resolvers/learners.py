@@ -1,4 +1,4 @@
-"""Learners: lists, single learners, creation (with a sign-in when an email is given)."""
+"""Learners: lists, single learners, creation (with a sign-in when an email is given), changes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, insert, literal, or_, select, union
+from sqlalchemy import ColumnElement, insert, literal, or_, select, union, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from db.models import (
     ApprenticeRecord,
@@ -18,6 +19,7 @@ from db.models import (
     Location,
     Membership,
     MembershipRole,
+    Organisation,
     RecordStatus,
     User,
     UserKind,
@@ -26,15 +28,18 @@ from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role, refusal
 from resolvers.audit import Entry, audit, audit_all
 from resolvers.common import (
+    UNCHANGED,
+    Unchanged,
     clean_email,
     clean_name,
     filter_id,
     learner_has_record,
+    mutation_target,
     record_has_assignment,
 )
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
-from resolvers.ids import GlobalId, MalformedId, decode_id, gid_of, pk_of
+from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of, pk_of
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import (
@@ -46,10 +51,20 @@ from resolvers.outcomes import (
     doc,
 )
 from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
-from resolvers.people import EMAIL_IN_USE, grant_roles, membership_of, person_for, seen_user
+from resolvers.people import (
+    ELSEWHERE,
+    EMAIL_IN_USE,
+    belongs_elsewhere,
+    grant_roles,
+    membership_of,
+    person_for,
+    rename_person,
+    seen_user,
+)
 from resolvers.relations import Ref
 from resolvers.rules import Withheld, fire_rules
 
+ORGANISATION_OF_LEARNER = Ref(Organisation, "organisation_id")  # shown on a visible learner
 LOCATION_OF_LEARNER = Ref(Location, "location_id")
 DEPARTMENT_OF_LEARNER = Ref(Department, "department_id")
 
@@ -66,7 +81,7 @@ class LearnerFilter:
     location_id: GlobalId | None = field(default=None, metadata=doc("At this location."))
     department_id: GlobalId | None = field(default=None, metadata=doc("In this department."))
     assigned_to: GlobalId | None = field(
-        default=None, metadata=doc("With a record actively assigned to this user.")
+        default=None, metadata=doc("With a live record actively assigned to this user.")
     )
     unassigned: bool | None = field(
         default=None,
@@ -79,6 +94,11 @@ class LearnerCreated:
     learner: Learner
     licences: list[Licence] = field(default_factory=list)
     withheld: list[Withheld] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LearnerUpdated:
+    learner: Learner
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,8 @@ def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
         found.append(Learner.department_id == v["department"])
     if "assignee" in v:
         assigned = record_has_assignment(ctx, user=seen_user(ctx, v["assignee"]))
-        found.append(learner_has_record(ctx, assigned))
+        live = ApprenticeRecord.status == RecordStatus.LIVE
+        found.append(learner_has_record(ctx, live, assigned))
     if "unassigned" in v:
         assessed = learner_has_record(
             ctx,
@@ -435,3 +456,88 @@ async def _sign_ins(ctx: Context, org: int, rows: list[_Row]) -> dict[str, int] 
         [{"membership_id": m[0], "role": Role.LEARNER.value} for m in memberships],
     )
     return users
+
+
+async def update_learner(
+    ctx: Context,
+    *,
+    learner_id: str,
+    name: str | Unchanged | None = UNCHANGED,
+    email: str | Unchanged | None = UNCHANGED,
+    location_id: str | Unchanged | None = UNCHANGED,
+    department_id: str | Unchanged | None = UNCHANGED,
+) -> LearnerUpdated | Invalid | NotFound | AlreadyExists:
+    """Change a learner. The name and email of a learner who signs in are their sign-in's too;
+    an email given to a learner without a sign-in gives them one, as at creation. Changing
+    units does not fire auto-allocation rules (they reach people when they are created)."""
+    learner = await mutation_target(ctx, learner_id, Learner, "learnerId", Action.UPDATE)
+    if isinstance(learner, Invalid | NotFound):
+        return learner
+    new_name = None if name is UNCHANGED or name is None else clean_name(name)
+    if isinstance(new_name, Invalid):
+        return new_name
+    new_email = None if email is UNCHANGED or email is None else clean_email(email)
+    if isinstance(new_email, Invalid):
+        return new_email
+    units_given = location_id is not UNCHANGED or department_id is not UNCHANGED
+    if new_name is None and new_email is None and not units_given:
+        return Invalid("Give something to change: name, email, locationId or departmentId.")
+    org = learner.organisation_id
+    values: dict[str, Any] = {}
+    changed: dict[str, str | None] = {}
+    for kind, given, column, field_name in (
+        (Location, location_id, "location_id", "locationId"),
+        (Department, department_id, "department_id", "departmentId"),
+    ):
+        if given is UNCHANGED:
+            continue
+        unit = await unit_in(ctx, kind, given, org, field_name)
+        if isinstance(unit, Invalid | NotFound):
+            return unit
+        if unit != getattr(learner, column):
+            values[column] = unit
+            changed[field_name] = None if unit is None else encode_id(kind.__name__, unit)
+    rename = new_name is not None and new_name != learner.name
+    re_email = new_email is not None and new_email != learner.email
+    user = None
+    if learner.user_id is not None and (rename or re_email):
+        user = await ctx.db.scalar(select(User).where(User.id == learner.user_id))
+        assert user is not None
+        if await belongs_elsewhere(ctx, user, org):
+            raise Forbidden(ELSEWHERE.format(what="name or email"))
+    if re_email:
+        assert new_email is not None
+        if user is None:
+            linked = await _sign_in_for(
+                ctx, name=new_name or learner.name, email=new_email, organisation_id=org
+            )
+            if isinstance(linked, AlreadyExists):
+                return linked
+            values["user_id"] = linked
+        elif not await ctx.db.try_execute(
+            update(User).where(User.id == user.id).values(email=new_email)
+        ):
+            return AlreadyExists(EMAIL_IN_USE, field="email")
+        values["email"] = new_email
+        changed["email"] = None
+    if rename:
+        assert new_name is not None
+        values["name"] = new_name
+        changed["name"] = None
+        if user is not None:
+            await rename_person(ctx, user, new_name)
+    if values:
+        await ctx.db.execute(update(Learner).where(Learner.id == learner.id).values(**values))
+        for column, value in values.items():
+            set_committed_value(learner, column, value)
+    await audit(
+        ctx,
+        AuditAction.LEARNER_UPDATED,
+        learner,
+        organisation_id=org,
+        details={
+            "fields": sorted(changed),
+            **{k: v for k, v in changed.items() if k not in ("name", "email")},
+        },
+    )
+    return LearnerUpdated(learner)

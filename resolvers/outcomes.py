@@ -131,5 +131,16 @@ class PoolExhausted(Problem):
     message: str = "The licence pool has too few seats left; no licence was issued."
 
 
+@problem(
+    "RECORD_ARCHIVED",
+    "RecordArchivedError",
+    "The apprentice record is archived: it is read-only until it is restored.",
+)
+@dataclass(frozen=True)
+class RecordArchived(Problem):
+    id: GlobalId = field(metadata=doc("The archived record's id."))
+    message: str = "This apprentice record is archived; restore it to change it."
+
+
 def is_problem(value: Any) -> bool:
     return isinstance(value, Problem)

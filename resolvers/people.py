@@ -1,13 +1,15 @@
-"""People: the viewer, staff, and the external assessor directory."""
+"""People: the viewer, staff, the external assessor directory; changing and deactivating staff."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from strawberry.dataloader import DataLoader
 
 from db.models import (
@@ -18,15 +20,24 @@ from db.models import (
     Membership,
     MembershipRole,
     Organisation,
+    RecordAssignment,
     User,
     UserKind,
 )
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.audit import audit
-from resolvers.common import clean_email, clean_name
+from resolvers.common import (
+    UNCHANGED,
+    Unchanged,
+    clean_email,
+    clean_name,
+    filter_id,
+    mutation_target,
+)
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
+from resolvers.ids import encode_id
 from resolvers.loaders import by_id, loader, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
@@ -41,28 +52,49 @@ class PeopleLoaders(LoaderGroup):
 
     @loader
     @staticmethod
-    def roles(ctx: Context) -> DataLoader[int, list[Role]]:
-        """Each user's roles in the organisation the caller acts in."""
-        organisation_id = ctx.me.organisation_id
+    def membership(ctx: Context) -> DataLoader[tuple[int, int], MembershipView | None]:
+        """Each (user, organisation) membership, where the caller may read that organisation
+        (support: any; others: their own)."""
 
-        async def load(user_ids: Sequence[int]) -> list[list[Role]]:
-            if organisation_id is None:
-                return [[] for _ in user_ids]
+        async def load(keys: Sequence[tuple[int, int]]) -> list[MembershipView | None]:
             stmt = (
-                select(Membership.user_id, MembershipRole.role)
-                .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+                select(
+                    Membership.user_id,
+                    Membership.organisation_id,
+                    Membership.deactivated_at,
+                    MembershipRole.role,
+                )
+                .join(Organisation, Organisation.id == Membership.organisation_id)
+                .outerjoin(MembershipRole, MembershipRole.membership_id == Membership.id)
                 .where(
-                    Membership.user_id.in_(user_ids),
-                    Membership.organisation_id == organisation_id,
+                    Membership.user_id.in_({u for u, _ in keys}),
+                    Membership.organisation_id.in_({o for _, o in keys}),
+                    ctx.rules.where(Resource.ORGANISATION),
                 )
             )
-            roles: defaultdict[int, list[Role]] = defaultdict(list)
+            roles: defaultdict[tuple[int, int], list[Role]] = defaultdict(list)
+            deactivated: dict[tuple[int, int], datetime | None] = {}
             rows: Sequence[Any] = (await ctx.db.execute(stmt)).all()
-            for user_id, role in rows:
-                roles[user_id].append(Role(role))
-            return [sorted(roles.get(u, []), key=ROLE_ORDER.index) for u in user_ids]
+            for user_id, organisation_id, deactivated_at, role in rows:
+                deactivated[(user_id, organisation_id)] = deactivated_at
+                if role is not None:
+                    roles[(user_id, organisation_id)].append(Role(role))
+            return [
+                MembershipView(sorted(roles[k], key=ROLE_ORDER.index), deactivated[k])
+                if k in deactivated
+                else None
+                for k in keys
+            ]
 
         return DataLoader(load_fn=load)
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    """A person's place in one organisation, as the caller may see it."""
+
+    roles: list[Role]
+    deactivated_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -72,6 +104,10 @@ class StaffFilter:
     search: str | None = field(default=None, metadata=doc("Part of a name or email."))
     roles: list[Role] | None = field(
         default=None, metadata=doc("Only people holding any of these roles.")
+    )
+    deactivated: bool | None = field(
+        default=None,
+        metadata=doc("True: only people deactivated here; left out or false: active staff."),
     )
 
 
@@ -90,6 +126,17 @@ class StaffMemberCreated:
 @dataclass(frozen=True)
 class ExternalAssessorCreated:
     assessor: User
+
+
+@dataclass(frozen=True)
+class StaffMemberUpdated:
+    user: User
+
+
+@dataclass(frozen=True)
+class StaffMemberDeactivated:
+    user: User
+    ended_assignments: int
 
 
 async def viewer(ctx: Context) -> Viewer:
@@ -115,8 +162,13 @@ def _people_search(search: str | None) -> list[ColumnElement[bool]]:
 async def staff(
     ctx: Context, *, first: int | None, after: str | None, filter: StaffFilter | None
 ) -> Page[User]:
-    search, roles = (filter.search, filter.roles) if filter else (None, None)
-    stmt = select(User).where(ctx.rules.where(Resource.STAFF), *_people_search(search))
+    f = filter or StaffFilter()
+    search, roles = f.search, f.roles
+    stmt = select(User).where(
+        ctx.rules.where(Resource.STAFF),
+        staff_membership_here(ctx, deactivated=bool(f.deactivated)),
+        *_people_search(search),
+    )
     if roles:
         membership = select(Membership.user_id).join(
             MembershipRole, MembershipRole.membership_id == Membership.id
@@ -134,6 +186,22 @@ async def staff(
         first=first,
         after=after,
     )
+
+
+def staff_membership_here(ctx: Context, *, deactivated: bool) -> ColumnElement[bool]:
+    """The user (correlated) has a staff membership, active or deactivated as asked, in the
+    caller's organisation (support: in any)."""
+    clauses = [
+        Membership.user_id == User.id,
+        MembershipRole.membership_id == Membership.id,
+        MembershipRole.role != Role.LEARNER.value,
+        Membership.deactivated_at.is_not(None)
+        if deactivated
+        else Membership.deactivated_at.is_(None),
+    ]
+    if ctx.me.organisation_id is not None:
+        clauses.append(Membership.organisation_id == ctx.me.organisation_id)
+    return exists(select(Membership.id).where(*clauses).correlate(User))
 
 
 async def external_assessors(
@@ -298,12 +366,33 @@ async def grant_roles(ctx: Context, membership_id: int, roles: set[Role]) -> Non
     )
 
 
-async def user_roles(ctx: Context, user: User) -> list[Role]:
+async def membership_in(
+    ctx: Context, user: User, organisation_id: str | None
+) -> MembershipView | None:
+    """The person's membership of the named organisation (default: the caller's), as far as the
+    caller may read that organisation."""
+    organisation = filter_id(organisation_id, "Organisation", "organisationId")
+    if organisation is None:
+        organisation = ctx.me.organisation_id
+    if organisation is None or user.kind != UserKind.STAFF:
+        return None
+    return await ctx.loaders(PeopleLoaders).membership.load((user.id, organisation))
+
+
+async def user_roles(ctx: Context, user: User, organisation_id: str | None = None) -> list[Role]:
     if user.kind == UserKind.EXTERNAL_ASSESSOR:
         return [Role.EXTERNAL_ASSESSOR]
     if user.kind == UserKind.SUPPORT:
         return [Role.SUPPORT]
-    return await ctx.loaders(PeopleLoaders).roles.load(user.id)
+    found = await membership_in(ctx, user, organisation_id)
+    return [] if found is None else found.roles
+
+
+async def deactivated_at(
+    ctx: Context, user: User, organisation_id: str | None = None
+) -> datetime | None:
+    found = await membership_in(ctx, user, organisation_id)
+    return None if found is None else found.deactivated_at
 
 
 def seen_user(ctx: Context, pk: int) -> Select[int]:
@@ -315,3 +404,237 @@ def seen_user(ctx: Context, pk: int) -> Select[int]:
 def visible_user(ctx: Context) -> ColumnElement[bool]:
     """Users the caller may look up by id: through the staff or the directory scope."""
     return or_(ctx.rules.where(Resource.STAFF), ctx.rules.where(Resource.EXTERNAL_ASSESSOR))
+
+
+# Changing and deactivating staff ---------------------------------------------------------
+
+ELSEWHERE = "This person also belongs elsewhere: only support can change their {what}."
+SUPER_ADMIN_ONLY = "Only a super admin can give or take away the super admin role."
+
+
+async def belongs_elsewhere(ctx: Context, user: User, organisation_id: int | None) -> bool:
+    """Whether the person is more than this organisation's: a membership or learner record in
+    another organisation, or an account that belongs to no organisation (external assessor,
+    support). Their name and email change only through support."""
+    if user.kind != UserKind.STAFF:
+        return True
+    elsewhere = or_(
+        exists().where(
+            Membership.user_id == user.id, Membership.organisation_id != organisation_id
+        ),
+        exists().where(Learner.user_id == user.id, Learner.organisation_id != organisation_id),
+    )
+    return bool(await ctx.db.scalar(select(elsewhere)))
+
+
+async def rename_person(ctx: Context, user: User, name: str) -> None:
+    await ctx.db.execute(update(User).where(User.id == user.id).values(name=name))
+    set_committed_value(user, "name", name)
+
+
+async def _membership_here(ctx: Context, user: User) -> tuple[Membership, set[Role]]:
+    """The person's membership of the caller's organisation (the target is staff there)."""
+    organisation_id = ctx.me.organisation_id
+    membership = await ctx.db.scalar(
+        select(Membership).where(
+            Membership.user_id == user.id, Membership.organisation_id == organisation_id
+        )
+    )
+    assert membership is not None, "a staff member visible here has a membership here"
+    roles = await ctx.db.scalars(
+        select(MembershipRole.role).where(MembershipRole.membership_id == membership.id)
+    )
+    return membership, {Role(r) for r in roles}
+
+
+async def _other_active_super_admins(ctx: Context, membership: Membership) -> int:
+    """Active super admins of the membership's organisation besides this one. The organisation
+    row stays locked until the operation ends, so two super admins demoting or deactivating
+    each other at once cannot leave none (SQLite already holds the write lock)."""
+    await ctx.db.execute(
+        select(Organisation.id)
+        .where(Organisation.id == membership.organisation_id)
+        .with_for_update()
+    )
+    count = await ctx.db.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+        .where(
+            Membership.organisation_id == membership.organisation_id,
+            Membership.id != membership.id,
+            Membership.deactivated_at.is_(None),
+            MembershipRole.role == Role.SUPER_ADMIN.value,
+        )
+    )
+    return int(count or 0)
+
+
+async def update_staff_member(
+    ctx: Context,
+    *,
+    user_id: str,
+    name: str | Unchanged | None = UNCHANGED,
+    roles: Sequence[Role] | Unchanged | None = UNCHANGED,
+    location_id: str | Unchanged | None = UNCHANGED,
+    department_id: str | Unchanged | None = UNCHANGED,
+) -> StaffMemberUpdated | Invalid | NotFound:
+    """Change a staff member: admins here (name, roles, units); support the name of anyone."""
+    user = await mutation_target(ctx, user_id, User, "userId", Action.UPDATE)
+    if isinstance(user, Invalid | NotFound):
+        return user
+    new_name = None if name is UNCHANGED or name is None else clean_name(name)
+    if isinstance(new_name, Invalid):
+        return new_name
+    wanted = None if roles is UNCHANGED or roles is None else set(roles)
+    units_given = location_id is not UNCHANGED or department_id is not UNCHANGED
+    if new_name is None and wanted is None and not units_given:
+        return Invalid("Give something to change: name, roles, locationId or departmentId.")
+    changed: dict[str, Any] = {}
+    organisation_id = ctx.me.organisation_id
+    rename = new_name is not None and new_name != user.name
+    if organisation_id is None:  # support: a person's name, not their place in an organisation
+        if wanted is not None or units_given:
+            raise Forbidden("Roles and units are changed by the organisation's own admins.")
+    elif rename and await belongs_elsewhere(ctx, user, organisation_id):
+        raise Forbidden(ELSEWHERE.format(what="name"))
+    if organisation_id is not None:
+        membership, held = await _membership_here(ctx, user)
+        if membership.deactivated_at is not None:
+            return Invalid("This person has been deactivated here.", field="userId")
+        if wanted is not None:
+            roles_changed = await _change_roles(ctx, membership, held, wanted)
+            if isinstance(roles_changed, Invalid):
+                return roles_changed
+            if roles_changed:
+                changed["roles"] = sorted(r.value for r in roles_changed)
+        units = await _change_units(ctx, membership, location_id, department_id)
+        if isinstance(units, Invalid | NotFound):
+            return units
+        changed.update(units)
+    if rename:
+        assert new_name is not None
+        await rename_person(ctx, user, new_name)
+        changed["name"] = True
+    await audit(
+        ctx,
+        AuditAction.STAFF_MEMBER_UPDATED,
+        user,
+        organisation_id=organisation_id,
+        details={"fields": sorted(changed), **{k: v for k, v in changed.items() if k != "name"}},
+    )
+    return StaffMemberUpdated(user)
+
+
+async def _change_roles(
+    ctx: Context, membership: Membership, held: set[Role], wanted: set[Role]
+) -> set[Role] | Invalid:
+    """Give the membership exactly `wanted` as its staff roles (LEARNER, which comes with a
+    learner record, stays as it is). Returns the new roles when they changed."""
+    if not wanted:
+        return Invalid("Give at least one role.", field="roles")
+    if not wanted <= MEMBERSHIP_ROLES - {Role.LEARNER}:
+        return Invalid(
+            "Staff roles only: LEARNER comes with a learner record, and external assessor and "
+            "support are kinds of user.",
+            field="roles",
+        )
+    new = wanted | (held & {Role.LEARNER})
+    if new == held:
+        return set()
+    if Role.SUPER_ADMIN in held ^ new:
+        if Role.SUPER_ADMIN not in ctx.me.roles:
+            raise Forbidden(SUPER_ADMIN_ONLY)
+        if Role.SUPER_ADMIN in held and not await _other_active_super_admins(ctx, membership):
+            return Invalid(
+                "This is the organisation's last active super admin: make another super admin "
+                "first.",
+                field="roles",
+            )
+    await ctx.db.execute(
+        delete(MembershipRole).where(
+            MembershipRole.membership_id == membership.id,
+            MembershipRole.role.in_([r.value for r in held - new]),
+        )
+    )
+    if new - held:
+        await grant_roles(ctx, membership.id, new - held)
+    return new
+
+
+async def _change_units(
+    ctx: Context,
+    membership: Membership,
+    location_id: str | Unchanged | None,
+    department_id: str | Unchanged | None,
+) -> dict[str, str | None] | Invalid | NotFound:
+    """Move the membership to other units (null: none). A manager's team follows at once: the
+    team scope reads the membership on every request."""
+    values: dict[str, int | None] = {}
+    changed: dict[str, str | None] = {}
+    for kind, given, column, field_name in (
+        (Location, location_id, "location_id", "locationId"),
+        (Department, department_id, "department_id", "departmentId"),
+    ):
+        if given is UNCHANGED:
+            continue
+        unit = await unit_in(ctx, kind, given, membership.organisation_id, field_name)
+        if isinstance(unit, Invalid | NotFound):
+            return unit
+        if unit != getattr(membership, column):
+            values[column] = unit
+            changed[field_name] = None if unit is None else encode_id(kind.__name__, unit)
+    if values:
+        await ctx.db.execute(
+            update(Membership).where(Membership.id == membership.id).values(**values)
+        )
+    return changed
+
+
+async def deactivate_staff_member(
+    ctx: Context, *, user_id: str
+) -> StaffMemberDeactivated | Invalid | NotFound:
+    """Their sign-in stops working here at their next request; their assignments here end
+    (archived records included, history kept); they stay in history."""
+    user = await mutation_target(ctx, user_id, User, "userId", Action.DEACTIVATE)
+    if isinstance(user, Invalid | NotFound):
+        return user
+    membership, held = await _membership_here(ctx, user)
+    if Role.SUPER_ADMIN in held:
+        if Role.SUPER_ADMIN not in ctx.me.roles:
+            raise Forbidden("Only a super admin can deactivate a super admin.")
+        if membership.deactivated_at is None and not await _other_active_super_admins(
+            ctx, membership
+        ):
+            return Invalid(
+                "This is the organisation's last active super admin: make another super admin "
+                "first.",
+                field="userId",
+            )
+    deactivated = await ctx.db.execute(
+        update(Membership)
+        .where(Membership.id == membership.id, Membership.deactivated_at.is_(None))
+        .values(deactivated_at=ctx.now, deactivated_by_id=ctx.me.user_id)
+    )
+    if deactivated.rowcount != 1:  # type: ignore[attr-defined]
+        return Invalid("This person is already deactivated here.", field="userId")
+    ending = (
+        update(RecordAssignment)
+        .where(
+            RecordAssignment.user_id == user.id,
+            RecordAssignment.organisation_id == membership.organisation_id,
+            RecordAssignment.ended_at.is_(None),
+        )
+        .values(ended_at=ctx.now, ended_by_id=ctx.me.user_id)
+        .returning(RecordAssignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    ended = list((await ctx.db.execute(ending)).scalars().all())
+    await audit(
+        ctx,
+        AuditAction.STAFF_MEMBER_DEACTIVATED,
+        user,
+        organisation_id=membership.organisation_id,
+        details={"endedAssignmentIds": [encode_id("Assignment", pk) for pk in sorted(ended)]},
+    )
+    return StaffMemberDeactivated(user, ended_assignments=len(ended))

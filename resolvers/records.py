@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from db.models import ApprenticeRecord, AssignmentRole, AuditAction, Learner, RecordStatus
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.audit import audit
-from resolvers.common import clean_name, filter_id, parse_id, record_has_assignment
+from resolvers.common import (
+    clean_name,
+    filter_id,
+    mutation_target,
+    parse_id,
+    record_has_assignment,
+)
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
-from resolvers.ids import GlobalId, gid_of
+from resolvers.ids import GlobalId, encode_id, gid_of
 from resolvers.learners import LearnerLoaders
 from resolvers.loaders import Children, scoped
-from resolvers.outcomes import Invalid, NotFound, doc
+from resolvers.outcomes import Invalid, NotFound, RecordArchived, doc
 from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
 from resolvers.people import seen_user
 from resolvers.relations import Ref
@@ -56,11 +64,39 @@ class ApprenticeRecordCreated:
     record: ApprenticeRecord
 
 
+@dataclass(frozen=True)
+class ApprenticeRecordArchived:
+    record: ApprenticeRecord
+
+
+@dataclass(frozen=True)
+class ApprenticeRecordRestored:
+    record: ApprenticeRecord
+
+
+async def archived_among(
+    ctx: Context, record_ids: Sequence[int], *, exclusive: bool = False
+) -> set[int]:
+    """Which of these records are archived, with their rows locked until the operation ends, so
+    that archiving waits for a change in flight and a change waits for archiving (SQLite
+    already holds the write lock). `exclusive` for changes that may race with each other."""
+    rows: Sequence[Any] = (
+        await ctx.db.execute(
+            select(ApprenticeRecord.id, ApprenticeRecord.status)
+            .where(ApprenticeRecord.id.in_(record_ids))
+            .order_by(ApprenticeRecord.id)
+            .with_for_update(read=not exclusive)
+        )
+    ).all()
+    return {pk for pk, status in rows if status == RecordStatus.ARCHIVED}
+
+
 def _prepare(f: RecordFilter | None) -> dict[str, Any]:
-    """The filter's checked values; a malformed id or an unknown status is INVALID."""
+    """The filter's checked values; a malformed id or an unknown status is INVALID. The live
+    records view is the default: LIVE unless a status is asked for."""
+    values: dict[str, Any] = {"status": RecordStatus.LIVE.value}
     if f is None:
-        return {}
-    values: dict[str, Any] = {}
+        return values
     if f.search and f.search.strip():
         values["search"] = like_pattern(f.search)
     if f.status is not None:
@@ -155,3 +191,56 @@ async def create_apprentice_record(
         details={"learnerId": gid_of(learner), "programme": clean},
     )
     return ApprenticeRecordCreated(record)
+
+
+async def archive_apprentice_record(
+    ctx: Context, *, record_id: str
+) -> ApprenticeRecordArchived | Invalid | NotFound | RecordArchived:
+    """Make a record read-only; its assignments stay, so its assignees keep read access."""
+    record = await mutation_target(ctx, record_id, ApprenticeRecord, "recordId", Action.ARCHIVE)
+    if isinstance(record, Invalid | NotFound):
+        return record
+    if not await _set_status(ctx, record, RecordStatus.LIVE, RecordStatus.ARCHIVED):
+        return RecordArchived(id=record_id, message="This apprentice record is already archived.")
+    await audit(
+        ctx,
+        AuditAction.APPRENTICE_RECORD_ARCHIVED,
+        record,
+        organisation_id=record.organisation_id,
+        details={"learnerId": encode_id("Learner", record.learner_id)},
+    )
+    return ApprenticeRecordArchived(record)
+
+
+async def restore_apprentice_record(
+    ctx: Context, *, record_id: str
+) -> ApprenticeRecordRestored | Invalid | NotFound:
+    record = await mutation_target(ctx, record_id, ApprenticeRecord, "recordId", Action.ARCHIVE)
+    if isinstance(record, Invalid | NotFound):
+        return record
+    if not await _set_status(ctx, record, RecordStatus.ARCHIVED, RecordStatus.LIVE):
+        return Invalid("This apprentice record is not archived.", field="recordId")
+    await audit(
+        ctx,
+        AuditAction.APPRENTICE_RECORD_RESTORED,
+        record,
+        organisation_id=record.organisation_id,
+        details={"learnerId": encode_id("Learner", record.learner_id)},
+    )
+    return ApprenticeRecordRestored(record)
+
+
+async def _set_status(
+    ctx: Context, record: ApprenticeRecord, old: RecordStatus, new: RecordStatus
+) -> bool:
+    """Move the record from `old` to `new`; False when it is not in `old` (decided in the
+    database, so that two admins at once cannot both move it)."""
+    moved = await ctx.db.execute(
+        update(ApprenticeRecord)
+        .where(ApprenticeRecord.id == record.id, ApprenticeRecord.status == old)
+        .values(status=new)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(record, "status", new)
+    return True

@@ -9,7 +9,7 @@ correlated SQL. Both apply the same scopes and conditions, so they cannot drift 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -55,7 +55,15 @@ class Distinct:
         object.__setattr__(self, "paths", paths)
 
 
-Relation = Ref[Any] | Children[Any] | Path | Distinct
+@dataclass(frozen=True, eq=False)
+class ByArgument:
+    """A field whose relation its arguments choose: `choose(**arguments)` names it (e.g. the
+    active assignments, or with `includeEnded` the whole history)."""
+
+    choose: Callable[..., Ref[Any] | Children[Any] | Path | Distinct]
+
+
+Relation = Ref[Any] | Children[Any] | Path | Distinct | ByArgument
 
 
 class RelationLoaders(LoaderGroup):
@@ -95,7 +103,9 @@ async def _step(ctx: Context, step: Step, rows: Sequence[Any]) -> list[Any]:
 async def related(ctx: Context, relation: Relation, parent: Any, **arguments: Any) -> Any:
     """What `relation` reaches from `parent`: a row (or None) for a Ref, else a list of rows.
 
-    `arguments` are the field's, narrowing Children that declare them."""
+    `arguments` are the field's: they choose the relation (ByArgument) or narrow Children."""
+    if isinstance(relation, ByArgument):
+        return await related(ctx, relation.choose(**arguments), parent)
     if isinstance(relation, Ref):
         key = getattr(parent, relation.column)
         if key is None:

@@ -17,12 +17,12 @@ from schema.api_keys import ApiKeyMutation, ApiKeyQuery
 from schema.assignments import AssignmentMutation
 from schema.audit import AuditQuery
 from schema.errors import ERROR_TYPES
-from schema.evidence import EvidenceMutation
+from schema.evidence import EvidenceMutation, EvidenceQuery
 from schema.extensions import QueryLimits, extensions
 from schema.learners import LearnerMutation, LearnerQuery
 from schema.licences import LicenceMutation, LicenceQuery
 from schema.nodes import NODE_TYPES, NodeQuery
-from schema.organisations import OrganisationMutation
+from schema.organisations import OrganisationMutation, OrganisationQuery
 from schema.people import PeopleMutation, PeopleQuery
 from schema.records import RecordMutation, RecordQuery
 from schema.rules import RuleMutation, RuleQuery
@@ -41,6 +41,8 @@ Query = merge_types(
         RuleQuery,
         AuditQuery,
         ApiKeyQuery,
+        EvidenceQuery,
+        OrganisationQuery,
     ),
 )
 Mutation = merge_types(

@@ -44,6 +44,12 @@ class Allocation(Node):
         description="Who allocated them.",
         extensions=requires(Resource.ALLOCATION),
     )
+    ended_by: User | None = relation(
+        allocations.ALLOCATION_ENDED_BY,
+        description="Who ended it: deallocated the assessor, or allocated them again after it "
+        "expired.",
+        extensions=requires(Resource.ALLOCATION),
+    )
 
 
 @strawberry.input(description="Allocate an external assessor to a learner.")
@@ -84,6 +90,7 @@ class AllocationMutation:
     deallocate_assessor = mutation(
         allocations.deallocate_assessor,
         input=DeallocateAssessorInput,
-        description="End an external assessor's allocation to a learner.",
+        description="End an external assessor's allocation to a learner (admins; managers for "
+        "their team); it is kept as history.",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE),
     )

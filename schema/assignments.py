@@ -43,6 +43,11 @@ class Assignment(Node):
         description="Who made the assignment.",
         extensions=requires(Resource.ASSIGNMENT),
     )
+    ended_by: User | None = relation(
+        cases.ASSIGNMENT_ENDED_BY,
+        description="Who ended it: removed the assignee, replaced them, or deactivated them.",
+        extensions=requires(Resource.ASSIGNMENT),
+    )
 
 
 @strawberry.input(description="Assign one user to many records.")
@@ -102,18 +107,21 @@ class AssignmentMutation:
     assign_records = mutation(
         cases.assign_records,
         input=AssignRecordsInput,
-        description="Assign a user to records, all or nothing; existing pairs count as unchanged.",
+        description="Assign a user to records, all or nothing (admins and senior assessors); "
+        "existing pairs count as unchanged; an archived record is rejected as RECORD_ARCHIVED.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
     unassign_records = mutation(
         cases.unassign_records,
         input=UnassignRecordsInput,
-        description="End assignments on records, all or nothing ('remove assessors').",
+        description="End assignments on records, all or nothing ('remove assessors'; admins and "
+        "senior assessors); an archived record is rejected as RECORD_ARCHIVED.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )
     assign_training_coordinator = mutation(
         cases.assign_training_coordinator,
         input=AssignTrainingCoordinatorInput,
-        description="Make a user the record's training coordinator, replacing the current one.",
+        description="Make a user the record's training coordinator, replacing the current one "
+        "(admins and senior assessors).",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
     )

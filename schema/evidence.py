@@ -1,4 +1,4 @@
-"""Evidence: coursework on a record, its submission and sign-off."""
+"""Evidence: coursework on a record, its submission and sign-off, the assessor's work queue."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import evidence as cases
 from resolvers.evidence import EvidenceLoaders
+from schema.connections import Connection
+from schema.context import Info
+from schema.derive import input_of, plain
 from schema.enums import EvidenceStatus
 from schema.nodes import Node, node
 from schema.people import User
@@ -46,6 +49,9 @@ class Evidence(Node):
     )
 
 
+EvidenceFilter = input_of(cases.EvidenceFilter)
+
+
 @strawberry.input(description="Submit evidence on a record.")
 class SubmitEvidenceInput:
     record_id: strawberry.ID = strawberry.field(description="The apprentice record.")
@@ -74,16 +80,38 @@ class EvidenceDecided:
 
 
 @strawberry.type
+class EvidenceQuery:
+    @strawberry.field(
+        description="The work queue: evidence on live records that the caller can see, oldest "
+        "first (every status unless filtered; the queue asks for SUBMITTED).",
+        extensions=requires(Resource.EVIDENCE),
+    )
+    async def evidence(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: EvidenceFilter | None = None,  # type: ignore[valid-type]
+    ) -> Connection[Evidence]:
+        wanted = plain(filter, cases.EvidenceFilter)
+        page = await cases.work_queue(info.context, first=first, after=after, filter=wanted)
+        return Connection.from_page(page, Evidence.from_row)
+
+
+@strawberry.type
 class EvidenceMutation:
     submit_evidence = mutation(
         cases.submit_evidence,
         input=SubmitEvidenceInput,
-        description="Submit evidence on a record (the learner themself, or an admin).",
+        description="Submit evidence on a live record (the learner themself, or an admin on "
+        "their behalf).",
         extensions=changes(Resource.RECORD, Action.SUBMIT_EVIDENCE),
     )
     sign_off_evidence = mutation(
         cases.sign_off_evidence,
         input=SignOffEvidenceInput,
-        description="Sign evidence off or refer it back (its assessors, senior assessors, admins).",
+        description="Sign evidence off or refer it back: the assessors and training "
+        "coordinators assigned to its record, external assessors allocated to its learner, "
+        "and the organisation's senior assessors and admins. Not on an archived record.",
         extensions=changes(Resource.EVIDENCE, Action.DECIDE),
     )

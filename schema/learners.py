@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from schema.allocations import Allocation
     from schema.evidence import Evidence
     from schema.licences import Licence, WithheldLicence
-    from schema.organisations import Department, Location
+    from schema.organisations import Department, Location, Organisation
     from schema.records import ApprenticeRecord
 
 strawberry.enum(
@@ -59,6 +59,12 @@ class Learner(Node):
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
 
+    organisation: Annotated[Organisation, strawberry.lazy("schema.organisations")] = relation(
+        learners.ORGANISATION_OF_LEARNER,
+        description="The learner's organisation (tells apart the learners of an external "
+        "assessor allocated in several).",
+        extensions=requires(Resource.LEARNER),
+    )
     location: Annotated[Location, strawberry.lazy("schema.organisations")] | None = relation(
         learners.LOCATION_OF_LEARNER,
         description="The learner's location.",
@@ -74,16 +80,24 @@ class Learner(Node):
         description="The learner's apprentice records that the caller can see.",
         extensions=requires(Resource.RECORD),
     )
-    allocations: list[Annotated[Allocation, strawberry.lazy("schema.allocations")]] = relation(
-        allocations.ACTIVE_ALLOCATIONS_OF_LEARNER,
-        description="Active external assessor allocations the caller can see.",
-        extensions=requires(Resource.ALLOCATION),
-    )
     assessors: list[User] = relation(
         assignments.ASSESSORS_OF_LEARNER,
         description="Everyone assigned to or allocated to this learner, as visible to the caller.",
         extensions=requires(Resource.ASSIGNMENT),
     )
+
+    @strawberry.field(
+        description="External assessor allocations the caller can see: the current ones, or "
+        "with includeEnded every one, ended and expired too (endedAt, endedBy), newest first.",
+        extensions=requires(Resource.ALLOCATION),
+        metadata={"relation": allocations.ALLOCATIONS_OF_LEARNER},
+    )
+    async def allocations(
+        self, info: Info, include_ended: bool | None = False
+    ) -> list[Annotated[Allocation, strawberry.lazy("schema.allocations")]]:
+        relation = allocations.ALLOCATIONS_OF_LEARNER
+        rows = await related(info.context, relation, self.row, include_ended=bool(include_ended))
+        return project_all("Allocation", rows)
 
     @strawberry.field(
         description="The learner's course licences, in any status unless one is asked for.",
@@ -200,6 +214,36 @@ class LearnersImported:
     )
 
 
+@strawberry.input(
+    description="Change a learner; fields left out stay as they are. A learner who signs in has "
+    "their sign-in's name and email: those change only here when the person belongs to no "
+    "other organisation (otherwise only through support)."
+)
+class UpdateLearnerInput:
+    learner_id: strawberry.ID = strawberry.field(description="The learner.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Full name (null: unchanged)."
+    )
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Email address (null: unchanged). For a learner who signs in this is their "
+        "sign-in: tokens for the old address stop working. A learner without a sign-in gets "
+        "one, as at creation.",
+    )
+    location_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Their location; null: none."
+    )
+    department_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Their department; null: none."
+    )
+
+
+@answers(learners.LearnerUpdated)
+@strawberry.type(description="The learner was changed.")
+class LearnerUpdated:
+    learner: Learner = strawberry.field(description="The learner, as changed.")
+
+
 @strawberry.type
 class LearnerQuery:
     @strawberry.field(
@@ -231,12 +275,22 @@ class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
         input=CreateLearnerInput,
-        description="Add a learner to the caller's organisation; auto-allocation rules fire.",
+        description="Add a learner to the caller's organisation (admins); auto-allocation "
+        "rules fire.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
     )
     import_learners = mutation(
         learners.import_learners,
         input=ImportLearnersInput,
-        description="Add up to 1,000 learners, all or none; auto-allocation rules fire for each.",
+        description="Add up to 1,000 learners, all or none (admins); auto-allocation rules "
+        "fire for each.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
+    )
+    update_learner = mutation(
+        learners.update_learner,
+        input=UpdateLearnerInput,
+        description="Change a learner's name, email or units (admins). Managers' teams follow "
+        "the new units at once; auto-allocation rules do not fire (they reach people when they "
+        "are created).",
+        extensions=changes(Resource.LEARNER, Action.UPDATE),
     )

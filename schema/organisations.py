@@ -8,6 +8,8 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
+from schema.connections import Connection
+from schema.context import Info
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -81,6 +83,19 @@ class DepartmentCreated:
 
 
 @strawberry.type
+class OrganisationQuery:
+    @strawberry.field(
+        description="Organisations the caller can see, by name: support all; others their own.",
+        extensions=requires(Resource.ORGANISATION),
+    )
+    async def organisations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Organisation]:
+        page = await organisations.organisations(info.context, first=first, after=after)
+        return Connection.from_page(page, Organisation.from_row)
+
+
+@strawberry.type
 class OrganisationMutation:
     create_organisation = mutation(
         organisations.create_organisation,
@@ -91,12 +106,12 @@ class OrganisationMutation:
     create_location = mutation(
         organisations.create_location,
         input=CreateUnitInput,
-        description="Add a location to an organisation.",
+        description="Add a location to an organisation (support in any; admins in their own).",
         extensions=changes(Resource.LOCATION, Action.CREATE),
     )
     create_department = mutation(
         organisations.create_department,
         input=CreateUnitInput,
-        description="Add a department to an organisation.",
+        description="Add a department to an organisation (support in any; admins in their own).",
         extensions=changes(Resource.DEPARTMENT, Action.CREATE),
     )

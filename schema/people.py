@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -56,11 +57,22 @@ class User(Node):
         return await assignments.caseload_count(info.context, self.row.id)
 
     @strawberry.field(
-        description="The person's roles in the caller's organisation.",
+        description="The person's roles in the caller's organisation, or in the one named "
+        "(support may name any; others see only their own).",
         extensions=requires(Resource.STAFF),
     )
-    async def roles(self, info: Info) -> list[Role]:
-        return await people.user_roles(info.context, self.row)
+    async def roles(self, info: Info, organisation_id: strawberry.ID | None = None) -> list[Role]:
+        return await people.user_roles(info.context, self.row, organisation_id)
+
+    @strawberry.field(
+        description="When the person was deactivated in the caller's organisation, or in the "
+        "one named (support may name any); null while they are active.",
+        extensions=requires(Resource.STAFF),
+    )
+    async def deactivated_at(
+        self, info: Info, organisation_id: strawberry.ID | None = None
+    ) -> datetime | None:
+        return await people.deactivated_at(info.context, self.row, organisation_id)
 
 
 @strawberry.type(description="Who is asking, and as what.")
@@ -114,6 +126,50 @@ class ExternalAssessorCreated:
     assessor: User = strawberry.field(description="The new external assessor.")
 
 
+@strawberry.input(
+    description="Change a staff member; fields left out stay as they are. Admins change the "
+    "name, roles and units of their organisation's staff, except the name of someone who also "
+    "belongs elsewhere, which only support changes; support changes names only."
+)
+class UpdateStaffMemberInput:
+    user_id: strawberry.ID = strawberry.field(description="The staff member.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Full name (null: unchanged)."
+    )
+    roles: list[Role] | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Their staff roles here, replacing the current ones (null: unchanged). "
+        "Only a super admin gives or takes away SUPER_ADMIN; the last active super admin keeps "
+        "it.",
+    )
+    location_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Their location; null: none."
+    )
+    department_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Their department; null: none."
+    )
+
+
+@strawberry.input(description="The staff member to deactivate.")
+class DeactivateStaffMemberInput:
+    user_id: strawberry.ID = strawberry.field(description="The staff member.")
+
+
+@answers(people.StaffMemberUpdated)
+@strawberry.type(description="The staff member was changed.")
+class StaffMemberUpdated:
+    user: User = strawberry.field(description="The staff member, as changed.")
+
+
+@answers(people.StaffMemberDeactivated)
+@strawberry.type(description="The staff member was deactivated here.")
+class StaffMemberDeactivated:
+    user: User = strawberry.field(description="The deactivated staff member.")
+    ended_assignments: int = strawberry.field(
+        description="How many of their active assignments ended (archived records included)."
+    )
+
+
 @strawberry.type
 class PeopleQuery:
     @strawberry.field(description="Who is asking.", extensions=signed_in())
@@ -126,7 +182,8 @@ class PeopleQuery:
         )
 
     @strawberry.field(
-        description="Staff the caller can see: the assignee drop-down.",
+        description="Staff the caller can see: the assignee drop-down. Active staff unless the "
+        "filter asks for deactivated ones.",
         extensions=requires(Resource.STAFF),
     )
     async def staff(
@@ -173,4 +230,20 @@ class PeopleMutation:
         input=CreateExternalAssessorInput,
         description="Create an external assessor profile. Support only.",
         extensions=changes(Resource.EXTERNAL_ASSESSOR, Action.CREATE),
+    )
+    update_staff_member = mutation(
+        people.update_staff_member,
+        input=UpdateStaffMemberInput,
+        description="Change a staff member (admins of their organisation; support: the name). "
+        "A manager's team follows new units at once.",
+        extensions=changes(Resource.STAFF, Action.UPDATE),
+    )
+    deactivate_staff_member = mutation(
+        people.deactivate_staff_member,
+        input=DeactivateStaffMemberInput,
+        description="Deactivate a staff member here (admins; a super admin only by a super "
+        "admin, never the last active one): their sign-in for this organisation stops working "
+        "at their next request, all their assignments here end (archived records included; "
+        "history kept), and they stay visible in history.",
+        extensions=changes(Resource.STAFF, Action.DEACTIVATE),
     )

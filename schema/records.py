@@ -1,4 +1,4 @@
-"""Apprentice records: the records view and creation."""
+"""Apprentice records: the records view, creation, archiving and restoring."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import assignments, evidence, records
 from resolvers.records import RecordLoaders
+from resolvers.relations import related
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.nodes import Node, computed, node
+from schema.nodes import Node, computed, node, project_all
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
 class ApprenticeRecord(Node):
     programme: str = strawberry.field(description="The programme followed.")
-    status: str = strawberry.field(description="LIVE or ARCHIVED.")
+    status: str = strawberry.field(
+        description="LIVE, or ARCHIVED: read-only (no assignment changes, no evidence submitted "
+        "or decided) until restored."
+    )
     start_date: date | None = strawberry.field(description="When the programme started.")
     row: strawberry.Private[models.ApprenticeRecord]
 
@@ -42,16 +46,24 @@ class ApprenticeRecord(Node):
         description="Whose record this is.",
         extensions=requires(Resource.LEARNER),
     )
-    assignments: list[Annotated[Assignment, strawberry.lazy("schema.assignments")]] = relation(
-        assignments.ACTIVE_ASSIGNMENTS_OF_RECORD,
-        description="Active assignments on this record.",
-        extensions=requires(Resource.ASSIGNMENT),
-    )
     evidence: list[Annotated[Evidence, strawberry.lazy("schema.evidence")]] = relation(
         evidence.EVIDENCE_OF_RECORD,
         description="Evidence on this record.",
         extensions=requires(Resource.EVIDENCE),
     )
+
+    @strawberry.field(
+        description="Assignments on this record that the caller can see: the active ones, or "
+        "with includeEnded every one, ended too (endedAt, endedBy), newest first.",
+        extensions=requires(Resource.ASSIGNMENT),
+        metadata={"relation": assignments.ASSIGNMENTS_OF_RECORD},
+    )
+    async def assignments(
+        self, info: Info, include_ended: bool | None = False
+    ) -> list[Annotated[Assignment, strawberry.lazy("schema.assignments")]]:
+        relation = assignments.ASSIGNMENTS_OF_RECORD
+        rows = await related(info.context, relation, self.row, include_ended=bool(include_ended))
+        return project_all("Assignment", rows)
 
 
 RecordFilter = input_of(records.RecordFilter)
@@ -70,10 +82,28 @@ class ApprenticeRecordCreated:
     record: ApprenticeRecord = strawberry.field(description="The new record.")
 
 
+@strawberry.input(description="One apprentice record.")
+class ApprenticeRecordIdInput:
+    record_id: strawberry.ID = strawberry.field(description="The record.")
+
+
+@answers(records.ApprenticeRecordArchived)
+@strawberry.type(description="The record is archived: read-only, out of the live records view.")
+class ApprenticeRecordArchived:
+    record: ApprenticeRecord = strawberry.field(description="The archived record.")
+
+
+@answers(records.ApprenticeRecordRestored)
+@strawberry.type(description="The record is live again.")
+class ApprenticeRecordRestored:
+    record: ApprenticeRecord = strawberry.field(description="The restored record.")
+
+
 @strawberry.type
 class RecordQuery:
     @strawberry.field(
-        description="Apprentice records the caller can see.",
+        description="Apprentice records the caller can see: the live records view (LIVE ones "
+        "unless the filter asks for ARCHIVED).",
         extensions=requires(Resource.RECORD),
         metadata={"list": records.RECORDS, "filter": records.RecordFilter},
     )
@@ -96,6 +126,20 @@ class RecordMutation:
     create_apprentice_record = mutation(
         records.create_apprentice_record,
         input=CreateApprenticeRecordInput,
-        description="Start a learner on a programme.",
+        description="Start a learner on a programme (admins).",
         extensions=changes(Resource.RECORD, Action.CREATE),
+    )
+    archive_apprentice_record = mutation(
+        records.archive_apprentice_record,
+        input=ApprenticeRecordIdInput,
+        description="Archive a record (admins): it leaves the live records view and becomes "
+        "read-only (no assignment changes, no evidence submitted or decided); its assignees "
+        "keep read access.",
+        extensions=changes(Resource.RECORD, Action.ARCHIVE),
+    )
+    restore_apprentice_record = mutation(
+        records.restore_apprentice_record,
+        input=ApprenticeRecordIdInput,
+        description="Make an archived record live again (admins).",
+        extensions=changes(Resource.RECORD, Action.ARCHIVE),
     )

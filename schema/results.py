@@ -16,6 +16,7 @@ import strawberry
 from strawberry.extensions import FieldExtension
 
 from resolvers import outcomes
+from resolvers.common import UNCHANGED
 from schema.context import Info
 from schema.derive import to_graphql
 from schema.errors import ERROR_TYPES
@@ -91,7 +92,9 @@ def mutation(
     ]
 
     async def resolve(self: Any, info: Info, input: Any) -> object:
-        outcome = await use_case(info.context, **fixed, **vars(input))
+        # A field left out of the input (UNSET) reaches the use case as UNCHANGED.
+        given = {k: UNCHANGED if v is strawberry.UNSET else v for k, v in vars(input).items()}
+        outcome = await use_case(info.context, **fixed, **given)
         return answer(outcome, allowed)
 
     resolve.__annotations__ = {"info": Info, "input": input, "return": union}

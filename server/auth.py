@@ -71,6 +71,7 @@ def person_statement() -> Executable:
             Membership.department_id,
             Organisation.slug,
             MembershipRole.role,
+            Membership.deactivated_at,
         )
         .outerjoin(Membership, Membership.user_id == User.id)
         .outerjoin(Organisation, Organisation.id == Membership.organisation_id)
@@ -213,12 +214,21 @@ def _person_principal(person: Person, rows: Sequence[Sequence[Any]]) -> Principa
         return Principal(user_id, kind, frozenset({Role.EXTERNAL_ASSESSOR}), client="jwt")
     memberships: dict[int, tuple[Any, Any, str]] = {}
     roles: defaultdict[int, set[Role]] = defaultdict(set)
-    for _, _, organisation_id, location_id, department_id, slug, role in rows:
+    deactivated = False
+    for _, _, organisation_id, location_id, department_id, slug, role, ended in rows:
         if organisation_id is None or (person.slug is not None and slug != person.slug):
+            continue
+        if ended is not None:
+            # A deactivated membership no longer signs in: checked on every request, so a
+            # deactivation takes effect at the next one.
+            deactivated = True
             continue
         memberships[organisation_id] = (location_id, department_id, slug)
         if role is not None:
             roles[organisation_id].add(Role(role))
+    if not memberships and deactivated:
+        where = " in this organisation" if person.slug is not None else ""
+        return AuthFailure(f"This user has been deactivated{where}.")
     if len(memberships) != 1:
         return AuthFailure(
             "The token names no organisation this user belongs to."

@@ -328,19 +328,20 @@ async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> st
                     "organisation. Leave out --org"
                 )
             return None
-        slugs = list(
-            (
-                await conn.execute(
-                    select(Organisation.slug)
-                    .join(Membership, Membership.organisation_id == Organisation.id)
-                    .where(Membership.user_id == user.id)
-                    .order_by(Organisation.slug)
-                )
-            ).scalars()
-        )
+        memberships = (
+            await conn.execute(
+                select(Organisation.slug, Membership.deactivated_at)
+                .join(Membership, Membership.organisation_id == Organisation.id)
+                .where(Membership.user_id == user.id)
+                .order_by(Organisation.slug)
+            )
+        ).all()
+        slugs = [slug for slug, deactivated_at in memberships if deactivated_at is None]
         if org is not None:
             if org in slugs:
                 return org
+            if any(slug == org for slug, _ in memberships):
+                raise CommandError(f"{email} has been deactivated in {org!r}")
             exists = (
                 await conn.execute(select(Organisation.id).where(Organisation.slug == org))
             ).scalar()
@@ -356,6 +357,8 @@ async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> st
                 f"{email} belongs to several organisations ({', '.join(slugs)}). "
                 "Pass --org with one of them"
             )
+        if not slugs and memberships:
+            raise CommandError(f"{email} has been deactivated in every organisation")
         if not slugs:
             raise CommandError(f"{email} belongs to no organisation. Add them to one first")
         return None

@@ -6,6 +6,7 @@ import itertools
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.base import utcnow
@@ -107,6 +108,15 @@ class World:
         await self._save(membership)
         await self._save(*(MembershipRole(membership_id=membership.id, role=r) for r in roles))
         return user
+
+    async def deactivate(self, user: User, org: Organisation) -> None:
+        """The person's membership of `org` deactivated (their assignments are left as they are)."""
+        async with self.maker() as session, session.begin():
+            await session.execute(
+                update(Membership)
+                .where(Membership.user_id == user.id, Membership.organisation_id == org.id)
+                .values(deactivated_at=utcnow())
+            )
 
     async def learner(
         self,

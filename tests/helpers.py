@@ -123,6 +123,17 @@ async def row_counts(engine: AsyncEngine) -> dict[str, int]:
     return counts
 
 
+async def database_state(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table: compare before and after to prove nothing was written or
+    changed (row counts miss an UPDATE)."""
+    state = {}
+    async with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            rows = (await conn.execute(select(table))).all()
+            state[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return state
+
+
 async def audit_actions(engine: AsyncEngine) -> list[tuple[str, str, int | None]]:
     async with engine.connect() as conn:
         rows = await conn.execute(

@@ -363,3 +363,23 @@ async def test_a_key_never_holds_super_admin_or_learner(env: Backend, cli: Cli, 
 
 async def test_schema_export(cli: Cli) -> None:
     assert await cli("schema", "export") == schema.as_str().strip()
+
+
+async def test_mint_refuses_a_deactivated_membership(env: Backend, cli: Cli) -> None:
+    from tests.factories import World
+
+    world = World(env.engine)
+    first, second = await world.organisation(slug="first"), await world.organisation(slug="second")
+    person = await world.staff(first, "ADMIN")
+    await world.staff(second, "ASSESSOR", user=person)
+    await world.deactivate(person, first)
+    assert "has been deactivated in 'first'" in await cli(
+        "tokens", "mint", "--email", person.email, "--org", "first", status=1
+    )
+    # the one active membership is the one a token without --org is for
+    token = await cli("tokens", "mint", "--email", person.email)
+    assert "org" not in _claims(token)
+    await world.deactivate(person, second)
+    assert "deactivated in every organisation" in await cli(
+        "tokens", "mint", "--email", person.email, status=1
+    )

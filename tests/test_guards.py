@@ -16,6 +16,8 @@ PROJECTIONS = {
     ("CourseConnection", "totalCount"),
     ("LicenceConnection", "totalCount"),
     ("AuditEventConnection", "totalCount"),
+    ("EvidenceConnection", "totalCount"),
+    ("OrganisationConnection", "totalCount"),
 }
 # Root fields any signed-in caller may use; what they return is scoped inside.
 PUBLIC = {("Query", "viewer"), ("Query", "node")}

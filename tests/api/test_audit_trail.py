@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.base import utcnow
-from db.models import AuditAction, AuditEvent, Learner, Organisation, User
+from db.models import AuditAction, AuditEvent, Learner, Organisation, RecordStatus, User
 from resolvers.ids import MalformedId, decode_id
 from schema import schema
 from schema.results import USE_CASES
@@ -328,6 +328,30 @@ async def _import(world: World, org: Organisation) -> tuple[User, dict[str, Any]
     return await _admin(world, org), {"learners": [{"name": "A"}, {"name": "B"}]}
 
 
+async def _update_learner(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    learner = await world.learner(org)
+    return await _admin(world, org), {"learnerId": _gid(learner), "name": "Renamed"}
+
+
+async def _update_staff(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    assessor = await world.staff(org, "ASSESSOR")
+    return await _admin(world, org), {"userId": _gid(assessor), "name": "Renamed"}
+
+
+async def _deactivate(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    assessor = await world.staff(org, "ASSESSOR")
+    return await _admin(world, org), {"userId": _gid(assessor)}
+
+
+async def _archive(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    return await _admin(world, org), {"recordId": _gid(await _record(world, org))}
+
+
+async def _restore(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    record = await world.record(await world.learner(org), status=RecordStatus.ARCHIVED)
+    return await _admin(world, org), {"recordId": _gid(record)}
+
+
 CASES: dict[str, Case] = {
     "createCourse": Case("COURSE_CREATED", _course),
     "setLicencePool": Case("LICENCE_POOL_SET", _pool),
@@ -354,6 +378,11 @@ CASES: dict[str, Case] = {
     "signOffEvidence": Case("EVIDENCE_DECIDED", _decide),
     "createApiKey": Case("API_KEY_CREATED", _create_key),
     "revokeApiKey": Case("API_KEY_REVOKED", _revoke_key),
+    "updateLearner": Case("LEARNER_UPDATED", _update_learner),
+    "updateStaffMember": Case("STAFF_MEMBER_UPDATED", _update_staff),
+    "deactivateStaffMember": Case("STAFF_MEMBER_DEACTIVATED", _deactivate),
+    "archiveApprenticeRecord": Case("APPRENTICE_RECORD_ARCHIVED", _archive),
+    "restoreApprenticeRecord": Case("APPRENTICE_RECORD_RESTORED", _restore),
 }
 
 

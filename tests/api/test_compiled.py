@@ -40,7 +40,7 @@ DOCUMENTS_PER_PRINCIPAL = 36
 MIN_COMPILED_PAIRS = 500
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
-FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "pool"}
+FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt", "pool"}
 SEARCHES = ["a", "Le", "zz", "%", "_", "\\", " ", "o'n", "Z", "ë"]
 
 
@@ -160,6 +160,8 @@ class Documents:
             arguments = ""
             if name == "licences" and self.rng.random() < 0.7:
                 arguments = f"(status: {self.rng.choice(['ACTIVE', 'RECALLED'])})"
+            if name in ("allocations", "assignments") and self.rng.random() < 0.5:
+                arguments = f"(includeEnded: {self.rng.choice(['true', 'false'])})"
             if isinstance(inner, GraphQLScalarType) or not isinstance(inner, GraphQLObjectType):
                 if name == "details":
                     continue

@@ -15,7 +15,13 @@ every external assessor and the support user, signed in without an organisation)
 - `learner(id:)` for every learner id of the world, with the nested `records` of each
   learner the principal can see;
 - `node(id:)` for every learner id and every apprentice record id;
-- that an id the principal may not see answers byte for byte like an id that does not exist.
+- that an id the principal may not see answers byte for byte like an id that does not exist;
+- the `evidence` work queue and the `organisations` connection.
+
+Part of the world is then retired through the API, as admins do: some records archived (they
+leave `apprenticeRecords` but still show by id and on their learner), and some staff
+deactivated (their token for that organisation is refused, they leave `staff`, and their
+assignments there end).
 """
 
 from __future__ import annotations
@@ -101,6 +107,12 @@ class AllocationFact:
 
 
 @dataclass(frozen=True)
+class EvidenceFact:
+    id: int
+    record_id: int
+
+
+@dataclass(frozen=True)
 class MembershipFact:
     user_id: int
     organisation_id: int
@@ -137,6 +149,10 @@ class Facts:
     supports: list[User] = field(default_factory=list)
     users: dict[int, User] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # global id → description
+    evidence: list[EvidenceFact] = field(default_factory=list)
+    archived: set[int] = field(default_factory=set)  # record ids
+    deactivated: set[tuple[int, int]] = field(default_factory=set)  # (user id, organisation id)
+    record_rows: dict[int, ApprenticeRecord] = field(default_factory=dict)
 
     def principals(self) -> list[Who]:
         orgs = {o.id: o for o in self.organisations}
@@ -229,7 +245,12 @@ class Reference:
         Staff are people with a membership holding a role other than LEARNER: a learner's
         sign-in is not staff (DESIGN.md's Reads table).
         """
-        staff = [m for m in self.facts.memberships if m.roles - {"LEARNER"}]
+        staff = [
+            m
+            for m in self.facts.memberships
+            if m.roles - {"LEARNER"}
+            and (m.user_id, m.organisation_id) not in self.facts.deactivated
+        ]
         if who.kind == SUPPORT:
             return {m.user_id for m in staff}
         if who.kind == EXTERNAL_ASSESSOR:
@@ -241,6 +262,25 @@ class Reference:
         if mine.roles & ONLY_THEMSELVES_AS_STAFF:
             seen.add(who.user.id)
         return seen
+
+    def live(self, records: set[int]) -> set[int]:
+        """The live records view: lists show LIVE records only."""
+        return records - self.facts.archived
+
+    def evidence(self, records: set[int]) -> set[int]:
+        """The work queue: evidence on the visible records that are live."""
+        live = self.live(records)
+        return {e.id for e in self.facts.evidence if e.record_id in live}
+
+    def organisations(self, who: Who) -> set[int]:
+        if who.kind == SUPPORT:
+            return {o.id for o in self.facts.organisations}
+        return set() if who.organisation is None else {who.organisation.id}
+
+    def signs_in(self, who: Who) -> bool:
+        if who.organisation is None:
+            return True
+        return (who.user.id, who.organisation.id) not in self.facts.deactivated
 
 
 # --- Building the world -------------------------------------------------------------------
@@ -332,6 +372,7 @@ class Builder:
         row = await self.world.record(self.learner_rows[learner.id])
         fact = RecordFact(row.id, learner.id, learner.organisation_id)
         self.record_rows[row.id] = row
+        self.facts.record_rows[row.id] = row
         self.facts.records.append(fact)
         self.facts.labels[gid("ApprenticeRecord", row.id)] = (
             f"record {row.id} of learner {learner.id}"
@@ -489,6 +530,82 @@ async def build_world(world: World, rng: random.Random) -> Facts:
     return b.facts
 
 
+async def retire_part_of_the_world(
+    api: Api, world: World, facts: Facts, rng: random.Random
+) -> None:
+    """Evidence on some records; then, through the API as each organisation's admins do,
+    archive some records and deactivate some staff (their assignments there end)."""
+    for record in facts.records:
+        if rng.random() < 0.4:
+            row = await world.evidence(facts.record_rows[record.id])
+            facts.evidence.append(EvidenceFact(row.id, record.id))
+    orgs = {o.id: o for o in facts.organisations}
+
+    def admin_of(org_id: int, role: str) -> User:
+        (found,) = [
+            m for m in facts.memberships if m.organisation_id == org_id and m.roles == {role}
+        ]
+        return facts.users[found.user_id]
+
+    for org_id, org in orgs.items():
+        admin = api.as_(admin_of(org_id, "ADMIN"), org)
+        records = [r for r in facts.records if r.organisation_id == org_id]
+        for record in rng.sample(records, max(2, len(records) // 6)):
+            result = await admin(
+                "mutation($id: ID!) { archiveApprenticeRecord(input: {recordId: $id}) "
+                "{ __typename } }",
+                id=gid("ApprenticeRecord", record.id),
+            )
+            assert result.ok()["archiveApprenticeRecord"]["__typename"] == (
+                "ApprenticeRecordArchived"
+            )
+            facts.archived.add(record.id)
+
+    # A person in two organisations, deactivated in one; an assessor with live assignments;
+    # a manager whose team is a location.
+    memberships_of: defaultdict[int, list[MembershipFact]] = defaultdict(list)
+    for m in facts.memberships:
+        memberships_of[m.user_id].append(m)
+    two_orgs = next(
+        m
+        for m in facts.memberships
+        if m.roles == {"ASSESSOR"} and len(memberships_of[m.user_id]) > 1
+    )
+    busy = max(
+        (m for m in facts.memberships if m.roles == {"ASSESSOR"} and m is not two_orgs),
+        key=lambda m: sum(1 for a in facts.assignments if a.user_id == m.user_id and not a.ended),
+    )
+    manager = next(
+        m
+        for m in facts.memberships
+        if m.roles == {"MANAGER"}
+        and m.location_id is not None
+        and m.organisation_id != busy.organisation_id
+    )
+    for m in (two_orgs, busy, manager):
+        super_admin = api.as_(admin_of(m.organisation_id, "SUPER_ADMIN"), orgs[m.organisation_id])
+        result = await super_admin(
+            "mutation($id: ID!) { deactivateStaffMember(input: {userId: $id}) "
+            "{ __typename ... on StaffMemberDeactivated { endedAssignments } } }",
+            id=gid("User", m.user_id),
+        )
+        answer = result.ok()["deactivateStaffMember"]
+        ending = [
+            a
+            for a in facts.assignments
+            if a.user_id == m.user_id and a.organisation_id == m.organisation_id and not a.ended
+        ]
+        assert answer == {"__typename": "StaffMemberDeactivated", "endedAssignments": len(ending)}
+        facts.assignments = [
+            AssignmentFact(a.record_id, a.user_id, a.organisation_id, True) if a in ending else a
+            for a in facts.assignments
+        ]
+        facts.deactivated.add((m.user_id, m.organisation_id))
+    assert any(a.record_id in facts.archived and not a.ended for a in facts.assignments), (
+        "an archived record keeps an active assignment"
+    )
+
+
 # --- Talking to the API -------------------------------------------------------------------
 
 
@@ -505,6 +622,7 @@ class Lookup:
 LEARNER_WITH_RECORDS = Lookup("learner(id:)", "Learner", "learner", "{ id records { id } }")
 LEARNER_NODE = Lookup("node(id:) of learners", "Learner", "node", "{ ... on Node { id } }")
 RECORD_NODE = Lookup("node(id:) of records", "ApprenticeRecord", "node", "{ ... on Node { id } }")
+EVIDENCE_NODE = Lookup("node(id:) of evidence", "Evidence", "node", "{ ... on Node { id } }")
 
 CONNECTION = """
 query Page($first: Int!, $after: String) {
@@ -690,17 +808,25 @@ async def read_one_invisible(
 async def test_every_principal_sees_exactly_what_the_reference_model_says(
     api: Api, world: World, seed: int
 ) -> None:
-    # given a generated world and the reference model's answers for it
+    # given a generated world, part of it retired, and the reference model's answers for it
     facts = await build_world(world, random.Random(seed))
+    assert_world_covers_the_brief(facts, Reference(facts), facts.principals())
+    await retire_part_of_the_world(api, world, facts, random.Random(seed + 1))
     model = Reference(facts)
     all_learners = [gid("Learner", lf.id) for lf in facts.learners]
     all_records = [gid("ApprenticeRecord", r.id) for r in facts.records]
+    all_evidence = [gid("Evidence", e.id) for e in facts.evidence]
     problems = Problems(facts)
     principals = facts.principals()
-    assert_world_covers_the_brief(facts, model, principals)
 
     for who in principals:
         caller = api.as_(who.user, who.organisation)
+        if not model.signs_in(who):
+            # then a deactivated member's token for that organisation is refused
+            refused = await caller("{ viewer { roles } }")
+            if "UNAUTHENTICATED" not in refused.codes or refused.data is not None:
+                problems.add(who, "deactivated sign-in", f"answered {refused.body}")
+            continue
         learner_pks, record_pks = model.learners_and_records(who)
         learners = {gid("Learner", pk) for pk in learner_pks}
         records = {gid("ApprenticeRecord", pk) for pk in record_pks}
@@ -712,23 +838,28 @@ async def test_every_principal_sees_exactly_what_the_reference_model_says(
             for pk in learner_pks
         }
 
-        # when they list learners, records and staff, then they get exactly the model's sets
+        # when they list learners, live records, staff, the evidence queue and organisations,
+        # then they get exactly the model's sets
         for field_name, expected in (
             ("learners", learners),
-            ("apprenticeRecords", records),
+            ("apprenticeRecords", {gid("ApprenticeRecord", pk) for pk in model.live(record_pks)}),
             ("staff", staff),
+            ("evidence", {gid("Evidence", pk) for pk in model.evidence(record_pks)}),
+            ("organisations", {gid("Organisation", pk) for pk in model.organisations(who)}),
         ):
             await read_connection(caller, who, problems, field_name, expected, PAGE_SIZE)
             if pages_in_small_steps(who):
                 await read_connection(caller, who, problems, field_name, expected, SMALL_PAGE_SIZE)
 
-        # when they ask for every learner and every record by id, then exactly the visible
-        # ones come back (learners with exactly their visible records), and every other id
-        # answers as if it did not exist
+        # when they ask for every learner, record and piece of evidence by id, then exactly
+        # the visible ones come back (learners with exactly their visible records, archived
+        # ones too), and every other id answers as if it did not exist
+        evidence = {gid("Evidence", e.id) for e in facts.evidence if e.record_id in record_pks}
         for lookup, everything, visible in (
             (LEARNER_WITH_RECORDS, all_learners, learners),
             (LEARNER_NODE, all_learners, learners),
             (RECORD_NODE, all_records, records),
+            (EVIDENCE_NODE, all_evidence, evidence),
         ):
             nested = records_of if lookup is LEARNER_WITH_RECORDS else None
             shown = [i for i in everything if i in visible]

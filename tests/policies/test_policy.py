@@ -126,6 +126,26 @@ TRUTH: list[tuple[Role, Resource, Action, set[Scope]]] = [
     (Role.ADMIN, Resource.API_KEY, Action.REVOKE, set()),
     (Role.SUPPORT, Resource.API_KEY, Action.READ, set()),
     (Role.SUPPORT, Resource.API_KEY, Action.CREATE, set()),
+    # Update or deactivate staff, update learners, archive or restore records: ADMIN (org);
+    # support changes the name of a person who also belongs elsewhere.
+    (Role.SUPER_ADMIN, Resource.LEARNER, Action.UPDATE, {Scope.ORGANISATION}),
+    (Role.ADMIN, Resource.LEARNER, Action.UPDATE, {Scope.ORGANISATION}),
+    (Role.MANAGER, Resource.LEARNER, Action.UPDATE, set()),
+    (Role.SUPPORT, Resource.LEARNER, Action.UPDATE, set()),
+    (Role.LEARNER, Resource.LEARNER, Action.UPDATE, set()),
+    (Role.ADMIN, Resource.STAFF, Action.UPDATE, {Scope.ORGANISATION}),
+    (Role.SUPPORT, Resource.STAFF, Action.UPDATE, {Scope.ALL}),
+    (Role.SENIOR_ASSESSOR, Resource.STAFF, Action.UPDATE, set()),
+    (Role.MANAGER, Resource.STAFF, Action.UPDATE, set()),
+    (Role.ASSESSOR, Resource.STAFF, Action.UPDATE, set()),
+    (Role.SUPER_ADMIN, Resource.STAFF, Action.DEACTIVATE, {Scope.ORGANISATION}),
+    (Role.ADMIN, Resource.STAFF, Action.DEACTIVATE, {Scope.ORGANISATION}),
+    (Role.SUPPORT, Resource.STAFF, Action.DEACTIVATE, set()),
+    (Role.MANAGER, Resource.STAFF, Action.DEACTIVATE, set()),
+    (Role.ADMIN, Resource.RECORD, Action.ARCHIVE, {Scope.ORGANISATION}),
+    (Role.SENIOR_ASSESSOR, Resource.RECORD, Action.ARCHIVE, set()),
+    (Role.ASSESSOR, Resource.RECORD, Action.ARCHIVE, set()),
+    (Role.EXTERNAL_ASSESSOR, Resource.RECORD, Action.ARCHIVE, set()),
 ]
 
 
