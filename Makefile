@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint types pytest browser bench schema clean
+.PHONY: serve test lint types pytest browser bench mutants explore schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ browser:
 
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+
+# Every policy mutant (CI runs a rotating dozen), and a check that the listed equivalents survive.
+mutants: $(STAMP)
+	CASELOAD_MUTANTS=all $(BIN)/pytest tests/api/test_policy_mutants.py -p no:cacheprovider
+
+# Other generated worlds and operations than CI's: SEED=N (default: random), PAIRS=N.
+explore: $(STAMP)
+	CASELOAD_HYPOTHESIS_SEED=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	CASELOAD_PAIRS=$${PAIRS:-600} \
+	$(BIN)/pytest tests/api/test_visibility.py tests/api/test_fuzz.py -p no:cacheprovider
 
 schema: $(STAMP)
 	$(BIN)/caseload schema export > schema/schema.graphql

@@ -197,7 +197,11 @@ async def licences(
     stmt = select(Licence).where(ctx.rules.where(Resource.LICENCE))
     course = filter_id(f.course_id, "Course", "courseId")
     if course is not None:
-        stmt = stmt.where(Licence.course_id == course)
+        # a course the caller cannot see matches nothing, exactly like a made-up id
+        visible_course = (
+            select(Course.id).where(Course.id == course, ctx.rules.where(Resource.COURSE))
+        ).correlate(None)
+        stmt = stmt.where(Licence.course_id.in_(visible_course))
     learner = filter_id(f.learner_id, "Learner", "learnerId")
     if learner is not None:
         # a licence is visible exactly when its learner is: no learner is revealed

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import WRITE_INTENT
 from db.models import ApiKey, Membership, MembershipRole, Organisation, User, UserKind
+from db.session import Database
 from policies.principal import Principal
 from policies.vocabulary import Role
 from server.settings import Settings
@@ -164,31 +165,41 @@ class Authenticator:
         return _person_principal(credentials, rows)
 
     async def used(
-        self, principal: Principal, rows: Sequence[Sequence[Any]], now: datetime
+        self,
+        principal: Principal,
+        rows: Sequence[Sequence[Any]],
+        now: datetime,
+        operation: Database | None = None,
     ) -> None:
         """Record that an API key was used: at most once a minute (concurrent requests, and
-        other processes, write once), in a transaction of its own; never fails the request."""
+        other processes, write once); never fails the request.
+
+        A write operation (`operation`, a mutation's transaction) records it itself: on
+        SQLite it already holds the write lock, so a transaction of its own would wait for
+        it. A read records it in a transaction of its own, so that the read stays a read.
+        """
         if principal.api_key_id is None:
             return
         last = _as_datetime(rows[0][7])
         if last is not None and last > now - LAST_USED_EVERY:
             return
+        stmt = (
+            update(ApiKey)
+            .where(
+                ApiKey.id == principal.api_key_id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_EVERY),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if operation is not None and operation.write_intent:
+            await operation.execute(stmt)
+            return
         try:
             async with self.maker() as session:
                 # A write transaction from the start: SQLite would refuse to upgrade a read.
                 await session.connection(execution_options={WRITE_INTENT: True})
-                await session.execute(
-                    update(ApiKey)
-                    .where(
-                        ApiKey.id == principal.api_key_id,
-                        or_(
-                            ApiKey.last_used_at.is_(None),
-                            ApiKey.last_used_at <= now - LAST_USED_EVERY,
-                        ),
-                    )
-                    .values(last_used_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+                await session.execute(stmt)
                 await session.commit()
         except SQLAlchemyError as exc:
             log.warning("could not record when an API key was last used", exc_info=exc)

@@ -249,7 +249,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                 ctx.auth_error = found.message
                 return
             signed_in(ctx, found, services)
-            await services.authenticator.used(found, rows, ctx.now)
+            await services.authenticator.used(found, rows, ctx.now, ctx.db)
 
         return RequestContext(
             db=Database(services.maker),

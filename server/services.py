@@ -28,7 +28,8 @@ class Services:
     query_limits: QueryLimits
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, policies: PolicyStore | None = None) -> Services:
+        """`policies` replaces the policy loaded from policies/policy.csv (tests build mutants)."""
         secret = jwt_secret(settings)  # refuse to start without one (outside debug)
         engine = create_engine(
             settings.database_url,
@@ -50,7 +51,7 @@ class Services:
             settings=settings,
             engine=engine,
             maker=maker,
-            policies=PolicyStore(),
+            policies=policies or PolicyStore(),
             schema=build_schema(query_limits),
             authenticator=Authenticator(settings, secret, maker),
             query_limits=query_limits,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -23,6 +24,7 @@ from db.migrate import upgrade
 from server.app import create_app
 from server.services import Services
 from server.settings import Settings
+from tests.authz import NOTES, TALLY
 from tests.factories import World
 from tests.helpers import Api
 
@@ -30,6 +32,40 @@ PG_ADMIN_URL = os.environ.get(
     "CASELOAD_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 TEST_SECRET = "test-secret-" + "x" * 40
+
+# Hypothesis: deterministic and database-less by default (CI); CASELOAD_HYPOTHESIS_SEED (or
+# the `explore` profile) draws other examples, keeps failures in .hypothesis/ and shrinks them.
+_SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: an example costs a whole world
+    suppress_health_check=_SLOW,
+    print_blob=True,
+)
+settings.register_profile(
+    "explore",
+    derandomize=False,
+    deadline=None,
+    suppress_health_check=_SLOW,
+    print_blob=True,
+)
+HYPOTHESIS_SEED = os.environ.get("CASELOAD_HYPOTHESIS_SEED")
+settings.load_profile(
+    os.environ.get("CASELOAD_HYPOTHESIS_PROFILE", "explore" if HYPOTHESIS_SEED else "ci")
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the authorisation proof covered in this run (worlds, principals, cases)."""
+    if TALLY or NOTES:
+        terminalreporter.write_sep("-", "authorisation proof")
+        for name, count in sorted(TALLY.items()):
+            terminalreporter.write_line(f"{name}: {count}")
+        for line in NOTES:
+            terminalreporter.write_line(line)
 
 
 async def _pg_reachable() -> str | None:

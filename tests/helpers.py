@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -97,10 +98,21 @@ def assert_granted(result: Result, typename: str) -> dict[str, Any]:
 
 
 def assert_denied(result: Result, code: str = "FORBIDDEN") -> None:
-    """The operation was refused as a whole with a top-level error of `code`."""
+    """The operation was refused as a whole with top-level errors, every one of `code`."""
     assert result.status == 200, result.body
-    assert code in result.codes, result.body
+    assert result.codes and set(result.codes) == {code}, result.body
     assert not any(v for v in (result.data or {}).values()), result.body
+
+
+async def assert_denied_unchanged(
+    engine: AsyncEngine, request: Awaitable[Result], code: str = "FORBIDDEN"
+) -> Result:
+    """`request` (not yet awaited) is refused with `code`, and no table changed."""
+    before = await row_counts(engine)
+    result = await request
+    assert_denied(result, code)
+    assert await row_counts(engine) == before, "a refused operation changed the database"
+    return result
 
 
 def assert_error(result: Result, typename: str, code: str) -> dict[str, Any]:

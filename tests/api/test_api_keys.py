@@ -210,6 +210,21 @@ async def test_last_use_is_written_at_most_once_a_minute(
     assert await last_used() > first  # type: ignore[operator]
 
 
+async def test_a_mutation_by_a_key_records_its_use_in_its_own_transaction(
+    api: Api, world: World, backend: Backend
+) -> None:
+    """On SQLite a mutation holds the write lock from its start: the key's last use is
+    written in the mutation's transaction, not in one of its own that would wait for it."""
+    org = await world.organisation()
+    _, key = await world.usable_api_key(org, "ADMIN")
+    answer = await api.with_key(key)(
+        'mutation { createLearner(input: {name: "Fed"}) { __typename } }'
+    )
+    assert answer.ok() == {"createLearner": {"__typename": "LearnerCreated"}}
+    async with backend.engine.connect() as conn:
+        assert (await conn.execute(select(ApiKey.last_used_at))).scalar_one() is not None
+
+
 async def test_what_a_key_does_is_audited_as_the_key(
     api: Api, world: World, backend: Backend
 ) -> None:

@@ -1,0 +1,173 @@
+"""DESIGN.md's tables as data, against the compiled policy, in both directions (no database).
+
+tests/policies/design_table.csv is written from DESIGN.md ("Reads" and "Actions"). Each of
+its `current` rows must equal what `PolicyStore().grants` holds for that (role, resource,
+action), and the policy may grant nothing the table does not list. `pending` rows name
+resources and actions the vocabulary does not have yet; each is skipped, with the missing
+word as the reason, until the vocabulary grows it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from policies.enforcer import PolicyStore
+from policies.vocabulary import Action, Resource, Role, Scope
+
+TABLE_PATH = Path(__file__).with_name("design_table.csv")
+SECTIONS = ("current", "pending")
+
+
+@dataclass(frozen=True)
+class Cell:
+    line: int
+    section: str
+    role: str
+    resource: str
+    action: str
+    scopes: frozenset[str]
+    design: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.role, self.resource, self.action)
+
+    def __str__(self) -> str:
+        return f"{self.role}, {self.resource}, {self.action}"
+
+
+def read_table(path: Path = TABLE_PATH) -> list[Cell]:
+    lines = [
+        (number, text)
+        for number, text in enumerate(path.read_text().splitlines(), start=1)
+        if text.strip() and not text.startswith("#")
+    ]
+    header, *rows = csv.reader(text for _, text in lines)
+    assert header == ["section", "role", "resource", "action", "scopes", "design"], header
+    cells = []
+    for (number, _), row in zip(lines[1:], rows, strict=True):
+        section, role, resource, action, scopes, design = row
+        words = frozenset(scopes.split())
+        assert words and (words == {"none"} or "none" not in words), (number, row)
+        cells.append(Cell(number, section, role, resource, action, words - {"none"}, design))
+    return cells
+
+
+CELLS = read_table()
+STORE = PolicyStore()
+VOCABULARY = {
+    "role": {r.value for r in Role},
+    "resource": {r.value for r in Resource},
+    "action": {a.value for a in Action},
+    "scope": {s.value for s in Scope},
+}
+
+
+def missing_words(cell: Cell) -> list[str]:
+    """Words of the cell the vocabulary does not have, as `kind word`."""
+    found = [
+        f"{kind} {word}"
+        for kind, word in (
+            ("role", cell.role),
+            ("resource", cell.resource),
+            ("action", cell.action),
+        )
+        if word not in VOCABULARY[kind]
+    ]
+    return found + [f"scope {s}" for s in sorted(cell.scopes) if s not in VOCABULARY["scope"]]
+
+
+def granted(cell: Cell) -> set[str]:
+    key = (Role(cell.role), Resource(cell.resource), Action(cell.action))
+    return {s.value for s in STORE.grants.get(key, frozenset())}
+
+
+def check(cell: Cell) -> None:
+    lacking = [w for w in missing_words(cell) if w.startswith("scope ")]
+    assert not lacking, (
+        f"line {cell.line}: DESIGN.md ({cell.design}) grants {cell} {sorted(cell.scopes)}, "
+        f"but the vocabulary has no {', '.join(lacking)}: the policy cannot say it"
+    )
+    assert granted(cell) == set(cell.scopes), (
+        f"line {cell.line}: DESIGN.md ({cell.design}) says {cell} → "
+        f"{sorted(cell.scopes) or 'none'}; policy.csv grants {sorted(granted(cell)) or 'none'}"
+    )
+
+
+@pytest.mark.parametrize("cell", [c for c in CELLS if c.section == "current"], ids=str)
+def test_policy_grants_what_design_says(cell: Cell) -> None:
+    check(cell)
+
+
+PENDING: dict[tuple[str, str], list[Cell]] = {}
+for _cell in CELLS:
+    if _cell.section == "pending":
+        PENDING.setdefault((_cell.resource, _cell.action), []).append(_cell)
+
+
+@pytest.mark.parametrize("group", list(PENDING), ids=" ".join)
+def test_pending_cells_once_the_vocabulary_has_their_words(group: tuple[str, str]) -> None:
+    cells = PENDING[group]
+    absent = sorted({w for c in cells for w in missing_words(c) if not w.startswith("scope ")})
+    if absent:
+        pytest.skip(f"the vocabulary has no {', '.join(absent)} yet")
+    for cell in cells:
+        check(cell)
+
+
+def test_policy_grants_nothing_the_table_does_not_list() -> None:
+    listed = {c.key for c in CELLS}
+    extra = [
+        f"{role.value}, {resource.value}, {action.value} → {sorted(s.value for s in scopes)}"
+        for (role, resource, action), scopes in STORE.grants.items()
+        if scopes and (role.value, resource.value, action.value) not in listed
+    ]
+    assert not extra, "policy.csv grants cells DESIGN.md's tables do not have:\n" + "\n".join(extra)
+
+
+def test_the_table_is_complete_and_well_formed() -> None:
+    keys = [c.key for c in CELLS]
+    assert len(keys) == len(set(keys)), "a cell is written twice"
+    assert {c.section for c in CELLS} <= set(SECTIONS)
+    for cell in CELLS:
+        assert cell.role in VOCABULARY["role"], cell
+        if cell.section == "current":
+            assert not [w for w in missing_words(cell) if not w.startswith("scope ")], (
+                f"line {cell.line}: a current cell must use the vocabulary's words: {cell}"
+            )
+    # Every (resource, action) the table names is written for every role.
+    pairs = {(c.resource, c.action) for c in CELLS}
+    for resource, action in pairs:
+        roles = {c.role for c in CELLS if (c.resource, c.action) == (resource, action)}
+        assert roles == VOCABULARY["role"], (resource, action, VOCABULARY["role"] - roles)
+    # Every resource of the vocabulary is read by somebody's row, and every action appears.
+    assert {r for r, a in pairs if a == "read"} >= VOCABULARY["resource"]
+    assert {a for _, a in pairs} >= VOCABULARY["action"]
+
+
+def test_super_admin_holds_everything_admin_holds() -> None:
+    by_key = {c.key: c for c in CELLS}
+    for cell in CELLS:
+        if cell.role == Role.ADMIN.value:
+            mine = by_key[(Role.SUPER_ADMIN.value, cell.resource, cell.action)]
+            assert mine.scopes >= cell.scopes, cell
+
+
+def test_a_widened_row_fails_the_comparison(tmp_path: Path) -> None:
+    """The comparison can fail: one widened row of policy.csv is caught."""
+    from policies.enforcer import POLICY_PATH, load_enforcer
+
+    widened = tmp_path / "policy.csv"
+    widened.write_text(
+        POLICY_PATH.read_text().replace(
+            "p, ASSESSOR, assignment, read, assigned", "p, ASSESSOR, assignment, read, organisation"
+        )
+    )
+    store = PolicyStore(load_enforcer(policy=widened))
+    (cell,) = [c for c in CELLS if c.key == ("ASSESSOR", "assignment", "read")]
+    held = {s.value for s in store.grants[(Role.ASSESSOR, Resource.ASSIGNMENT, Action.READ)]}
+    assert held != set(cell.scopes)
