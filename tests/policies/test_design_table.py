@@ -1,10 +1,8 @@
 """DESIGN.md's tables as data, against the compiled policy, in both directions (no database).
 
 tests/policies/design_table.csv is written from DESIGN.md ("Reads" and "Actions"). Each of
-its `current` rows must equal what `PolicyStore().grants` holds for that (role, resource,
-action), and the policy may grant nothing the table does not list. `pending` rows name
-resources and actions the vocabulary does not have yet; each is skipped, with the missing
-word as the reason, until the vocabulary grows it.
+its rows must equal what `PolicyStore().grants` holds for that (role, resource, action), and
+the policy may grant nothing the table does not list.
 """
 
 from __future__ import annotations
@@ -19,13 +17,11 @@ from policies.enforcer import PolicyStore
 from policies.vocabulary import Action, Resource, Role, Scope
 
 TABLE_PATH = Path(__file__).with_name("design_table.csv")
-SECTIONS = ("current", "pending")
 
 
 @dataclass(frozen=True)
 class Cell:
     line: int
-    section: str
     role: str
     resource: str
     action: str
@@ -47,13 +43,13 @@ def read_table(path: Path = TABLE_PATH) -> list[Cell]:
         if text.strip() and not text.startswith("#")
     ]
     header, *rows = csv.reader(text for _, text in lines)
-    assert header == ["section", "role", "resource", "action", "scopes", "design"], header
+    assert header == ["role", "resource", "action", "scopes", "design"], header
     cells = []
     for (number, _), row in zip(lines[1:], rows, strict=True):
-        section, role, resource, action, scopes, design = row
+        role, resource, action, scopes, design = row
         words = frozenset(scopes.split())
         assert words and (words == {"none"} or "none" not in words), (number, row)
-        cells.append(Cell(number, section, role, resource, action, words - {"none"}, design))
+        cells.append(Cell(number, role, resource, action, words - {"none"}, design))
     return cells
 
 
@@ -98,25 +94,9 @@ def check(cell: Cell) -> None:
     )
 
 
-@pytest.mark.parametrize("cell", [c for c in CELLS if c.section == "current"], ids=str)
+@pytest.mark.parametrize("cell", CELLS, ids=str)
 def test_policy_grants_what_design_says(cell: Cell) -> None:
     check(cell)
-
-
-PENDING: dict[tuple[str, str], list[Cell]] = {}
-for _cell in CELLS:
-    if _cell.section == "pending":
-        PENDING.setdefault((_cell.resource, _cell.action), []).append(_cell)
-
-
-@pytest.mark.parametrize("group", list(PENDING), ids=" ".join)
-def test_pending_cells_once_the_vocabulary_has_their_words(group: tuple[str, str]) -> None:
-    cells = PENDING[group]
-    absent = sorted({w for c in cells for w in missing_words(c) if not w.startswith("scope ")})
-    if absent:
-        pytest.skip(f"the vocabulary has no {', '.join(absent)} yet")
-    for cell in cells:
-        check(cell)
 
 
 def test_policy_grants_nothing_the_table_does_not_list() -> None:
@@ -132,13 +112,10 @@ def test_policy_grants_nothing_the_table_does_not_list() -> None:
 def test_the_table_is_complete_and_well_formed() -> None:
     keys = [c.key for c in CELLS]
     assert len(keys) == len(set(keys)), "a cell is written twice"
-    assert {c.section for c in CELLS} <= set(SECTIONS)
     for cell in CELLS:
-        assert cell.role in VOCABULARY["role"], cell
-        if cell.section == "current":
-            assert not [w for w in missing_words(cell) if not w.startswith("scope ")], (
-                f"line {cell.line}: a current cell must use the vocabulary's words: {cell}"
-            )
+        assert not [w for w in missing_words(cell) if not w.startswith("scope ")], (
+            f"line {cell.line}: a cell must use the vocabulary's words: {cell}"
+        )
     # Every (resource, action) the table names is written for every role.
     pairs = {(c.resource, c.action) for c in CELLS}
     for resource, action in pairs:
