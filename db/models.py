@@ -205,6 +205,9 @@ class ApprenticeRecord(Base):
     __table_args__ = (
         Index("ix_records_org", "organisation_id", "id"),
         Index("ix_records_learner", "learner_id", "id"),
+        # Covers "which of the organisation's live records have an assessor" (the unassigned
+        # filter and count) as an index-only scan.
+        Index("ix_records_org_status_learner", "organisation_id", "status", "learner_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -241,6 +244,14 @@ class RecordAssignment(Base):
         ),
         Index("ix_record_assignments_user_active", "user_id", "ended_at", "record_id"),
         Index("ix_record_assignments_record", "record_id", "ended_at"),
+        Index(
+            "ix_record_assignments_org_role_active",
+            "organisation_id",
+            "role",
+            "record_id",
+            sqlite_where=ACTIVE,
+            postgresql_where=ACTIVE,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
