@@ -495,9 +495,20 @@ class TransformWriter:
             "    rows = c[1]",
             "    has_next = len(rows) > size",
             "    rows = rows[:size]",
-            "    cursors = [encode_cursor(r[1:]) for r in rows]",
-            "    out = {}",
         ]
+        # Cursors cost a JSON and base64 encoding each: only those the document selects.
+        edge_cursors = any(kind == "cursor" for _, items in plan.edges for _, kind in items)
+        end_cursors = any(
+            kind in ("startCursor", "endCursor") for _, items in plan.page_info for _, kind in items
+        )
+        if edge_cursors:
+            body.append("    cursors = [encode_cursor(r[1:]) for r in rows]")
+        elif end_cursors:
+            body.append(
+                "    cursors = [encode_cursor(rows[0][1:]), encode_cursor(rows[-1][1:])]"
+                " if rows else []"
+            )
+        body.append("    out = {}")
         for key, kind in plan.items:
             if kind == "totalCount":
                 body.append(f"    out[{key!r}] = c[0]")
@@ -513,9 +524,8 @@ class TransformWriter:
                         parts.append(f"{edge_key!r}: {node}(r[0])")
                     else:
                         parts.append(f"{edge_key!r}: {edge_kind.split(':', 1)[1]!r}")
-                body.append(
-                    f"    out[{key!r}] = [{{{', '.join(parts)}}} for r, cur in zip(rows, cursors)]"
-                )
+                pairs = "r, cur in zip(rows, cursors)" if edge_cursors else "r in rows"
+                body.append(f"    out[{key!r}] = [{{{', '.join(parts)}}} for {pairs}]")
             elif kind == "pageInfo":
                 parts = []
                 for info_key, info_kind in dict(plan.page_info)[key]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import orjson
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -95,7 +96,7 @@ class Page(Generic[T]):
 
 def encode_cursor(values: Sequence[Any]) -> str:
     plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(orjson.dumps(plain)).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
