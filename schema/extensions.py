@@ -180,7 +180,16 @@ class Operation(SchemaExtension):
             yield
             return
         if ctx.sign_in is not None and ctx.principal is None:
-            await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
+            try:
+                await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
+            except Exception as exc:
+                # The database could not be asked (out of reach, or found dead twice): answered
+                # with a code, like any error, never in the driver's words.
+                refuse(ec, exc)
+                yield
+                await quietly(ctx.db.rollback())
+                await quietly(ctx.db.close())
+                return
         if ctx.principal is None:
             key = anonymous_introspection(ctx, ec, self.introspection)
             try:
@@ -372,14 +381,15 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if isinstance(original, OperationError):
         message = original.message if error.original_error is original else error.message
         return _coded(error, original.code, message, **original.extensions)
-    if isinstance(original, ConnectionLost) or (
+    if isinstance(original, ConnectionLost | ConnectionError) or (
         isinstance(original, DBAPIError)
         and (
             isinstance(original, OperationalError | InterfaceError)
             or original.connection_invalidated
         )
     ):
-        # A lost connection, or a database too busy: nothing was changed, the client may retry.
+        # A lost or refused connection, or a database too busy: nothing was changed, the
+        # client may retry.
         unavailable = Unavailable("The database could not complete the request. Try again.")
         return _coded(error, unavailable.code, unavailable.message)
     if debug:

@@ -96,7 +96,7 @@ class CompiledReads:
             # The plan passes a table twice on one path: the standard executor answers it.
             self.operations[(body.query, body.operation_name)] = None
             return None
-        except DBAPIError as exc:
+        except (DBAPIError, ConnectionError) as exc:
             log.warning("compiled read failed; the standard executor answers", exc_info=exc)
             return None
         if data is None:
