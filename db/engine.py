@@ -28,15 +28,17 @@ def normalise_url(url: str) -> str:
 def create_engine(
     url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 0
 ) -> AsyncEngine:
-    """SQLite gets one file per URL; PostgreSQL a pool of `pool_size` (+ `max_overflow`)."""
+    """SQLite gets one file per URL; PostgreSQL a pool of `pool_size` (+ `max_overflow`).
+
+    No ping on checkout (a round trip per operation): a connection found dead is replaced
+    where it is found, and its statement run again where that is safe (db/session.py).
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
-    )
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

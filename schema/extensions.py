@@ -38,6 +38,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from db.session import ConnectionLost
 from resolvers.errors import (
     CommitFailed,
     InvalidInput,
@@ -56,6 +57,7 @@ log = logging.getLogger("caseload.graphql")
 MAX_DEPTH_EXCEEDED = "MAX_DEPTH_EXCEEDED"
 MAX_ALIASES_EXCEEDED = "MAX_ALIASES_EXCEEDED"
 MAX_TOKENS_EXCEEDED = "MAX_TOKENS_EXCEEDED"
+LOST = "The database connection was lost; nothing was changed. Try again."
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,16 @@ class Operation(SchemaExtension):
             yield
             return
         if ctx.sign_in is not None and ctx.principal is None:
-            await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
+            try:
+                await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
+            except Exception as exc:
+                # The database could not be asked (out of reach, or found dead twice): answered
+                # with a code, like any error, never in the driver's words.
+                refuse(ec, exc)
+                yield
+                await quietly(ctx.db.rollback())
+                await quietly(ctx.db.close())
+                return
         if ctx.principal is None:
             key = anonymous_introspection(ctx, ec, self.introspection)
             try:
@@ -203,7 +214,13 @@ class Operation(SchemaExtension):
                 perform = await claim(ctx, ec, retries)
             yield
             result = ec.result
-            if (
+            if ctx.db.lost is not None and isinstance(result, GraphQLExecutionResult):
+                # The transaction is gone, whatever the fields answered: one error for the whole.
+                lost = Unavailable(LOST)
+                result.data = None
+                result.errors = [GraphQLError(lost.message, original_error=lost)]
+                await quietly(ctx.db.rollback())
+            elif (
                 perform
                 and mutation
                 and isinstance(result, GraphQLExecutionResult)
@@ -364,10 +381,15 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if isinstance(original, OperationError):
         message = original.message if error.original_error is original else error.message
         return _coded(error, original.code, message, **original.extensions)
-    if isinstance(original, DBAPIError) and (
-        isinstance(original, OperationalError | InterfaceError) or original.connection_invalidated
+    if isinstance(original, ConnectionLost | ConnectionError) or (
+        isinstance(original, DBAPIError)
+        and (
+            isinstance(original, OperationalError | InterfaceError)
+            or original.connection_invalidated
+        )
     ):
-        # A lost connection, or a database too busy: nothing was changed, the client may retry.
+        # A lost or refused connection, or a database too busy: nothing was changed, the
+        # client may retry.
         unavailable = Unavailable("The database could not complete the request. Try again.")
         return _coded(error, unavailable.code, unavailable.message)
     if debug:

@@ -49,6 +49,7 @@ class CompiledReads:
         self.limits_of_cost = services.query_limits
         self.max_tokens = settings.max_tokens
         self.answered = 0  # requests answered here (tests and benchmarks read it)
+        self.replaced = 0  # connections found dead and replaced (tests read it)
         authenticator = services.authenticator
         self.auth = {
             kind: _raw(stmt, self.dialect)
@@ -96,7 +97,7 @@ class CompiledReads:
             # The plan passes a table twice on one path: the standard executor answers it.
             self.operations[(body.query, body.operation_name)] = None
             return None
-        except DBAPIError as exc:
+        except (DBAPIError, ConnectionError, Disconnected) as exc:
             log.warning("compiled read failed; the standard executor answers", exc_info=exc)
             return None
         if data is None:
@@ -129,26 +130,56 @@ class CompiledReads:
         credentials: Credentials,
         now: Any,
     ) -> dict[str, Any] | None:
+        """Read on a pooled connection; one found dead is replaced and the read run once more
+        (it only reads, so running it again changes nothing)."""
+        try:
+            return await self._read(operation, arguments, credentials, now)
+        except Disconnected:
+            log.warning("connection found dead; the compiled read runs on a new one")
+            self.replaced += 1
+        return await self._read(operation, arguments, credentials, now)
+
+    async def _read(
+        self,
+        operation: CompiledOperation,
+        arguments: list[sql.Arguments],
+        credentials: Credentials,
+        now: Any,
+    ) -> dict[str, Any] | None:
         authenticator = self.services.authenticator
         async with self.services.engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
             postgresql = self.dialect.name == "postgresql"
             auth_stmt, params = authenticator.statement(credentials)
             auth = self.auth["person" if auth_stmt is authenticator.person else "key"]
-            await _begin(driver, postgresql)
             try:
-                rows = await _fetch(driver, postgresql, auth.sql, auth.arguments(params))
-                principal = authenticator.principal(credentials, rows, now)
-                if isinstance(principal, AuthFailure):
-                    return None
-                await authenticator.used(principal, rows, now)
-                statement = operation.statement(
-                    self.services.policies, principal, self.dialect, arguments
-                )
-                values = sql.request_values(operation.plan, principal, now, arguments)
-                found = await _fetch(driver, postgresql, statement.sql, statement.arguments(values))
-            finally:
-                await _end(driver, postgresql)
+                await _begin(driver, postgresql)
+                try:
+                    rows = await _fetch(driver, postgresql, auth.sql, auth.arguments(params))
+                    principal = authenticator.principal(credentials, rows, now)
+                    if isinstance(principal, AuthFailure):
+                        return None
+                    await authenticator.used(principal, rows, now)
+                    statement = operation.statement(
+                        self.services.policies, principal, self.dialect, arguments
+                    )
+                    values = sql.request_values(operation.plan, principal, now, arguments)
+                    found = await _fetch(
+                        driver, postgresql, statement.sql, statement.arguments(values)
+                    )
+                finally:
+                    await _end(driver, postgresql)
+            except Exception as exc:
+                # The driver's own error, which SQLAlchemy never sees. On a disconnect, do as
+                # SQLAlchemy does for its own statements: drop this connection, and replace
+                # every other one made before now at its next checkout. (asyncpg's dialect
+                # tells a disconnect by the connection, whatever the error's class.)
+                if not self.dialect.is_disconnect(exc, raw.dbapi_connection, None):  # type: ignore[arg-type]
+                    raise
+                self.services.engine.pool._invalidate(raw, exc, _checkin=False)
+                await connection.invalidate(exc)
+                raise Disconnected from exc
         record = current_record()
         if record is not None:
             record.principal = describe(principal)
@@ -156,6 +187,10 @@ class CompiledReads:
         raw = found[0][0]
         gathered = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
         return operation.transform(gathered, arguments)
+
+
+class Disconnected(Exception):
+    """The connection was found dead (the driver's error is the cause)."""
 
 
 def _raw(stmt: Any, dialect: Any) -> sql.Statement:
