@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint types pytest browser bench mutants explore schema clean
+.PHONY: serve test lint types pytest browser bench peers mutants explore schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ browser:
 
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+
+# Side by side with PostGraphile, plain Strawberry and hand-written SQL on 100,000 learners
+# (PEERS=<the peers harness>, default ../shared/peers; needs root, PostgreSQL 15, Node.js, wrk).
+peers:
+	tests/benchmarks/peers.sh
 
 # Every policy mutant (CI runs a rotating dozen), and a check that the listed equivalents survive.
 mutants: $(STAMP)
