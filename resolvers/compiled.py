@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     func,
     literal,
     literal_column,
@@ -218,6 +219,12 @@ class Json:
         return select(func.json_group_array(func.json(rows.c.x))).scalar_subquery()
 
 
+def outer_join(table: Any, joins: Sequence[tuple[Any, Any]]) -> Any:
+    for alias, on in joins:
+        table = table.outerjoin(alias, on)
+    return table
+
+
 @dataclass
 class Builder:
     """Builds the statement of one plan for one shape."""
@@ -225,6 +232,11 @@ class Builder:
     ctx: Context
     json: Json
     chain: set[Any] = field(default_factory=set)  # tables of the enclosing levels
+    # Left joins the level being built needs: a row's unscoped references (a learner's
+    # location), joined once per statement level instead of one lookup per row, which
+    # PostgreSQL runs as a scan of the whole (small) table for every row.
+    joins: list[tuple[Any, Any]] = field(default_factory=list)
+    aliases: int = 0
 
     def object_items(self, plan: ObjectPlan, row: Any) -> list[Any]:
         """The SQL values of one object, in the order the transform reads them."""
@@ -252,6 +264,8 @@ class Builder:
             relation = relation.choose(**dict(item.arguments))
             item = dataclasses.replace(item, relation=relation, arguments=())
         if isinstance(relation, Ref):
+            if relation.resource is None:
+                return self.joined(relation, item.node, parent)
             return self.ref(relation, item.node, parent)
         if isinstance(relation, Children):
             narrowing = relation.narrowing(dict(item.arguments))
@@ -265,6 +279,26 @@ class Builder:
             ]
         )
 
+    def joined(self, ref: Ref[Any], plan: ObjectPlan, parent: Any) -> Any:
+        """An unscoped reference as a left join of the level being built (see `joins`)."""
+        table: Any = getattr(ref.model, "__table__")  # noqa: B009 - a mapped class
+        saved = set(self.chain)
+        self.enter(table)
+        self.aliases += 1
+        alias = table.alias(f"ref_{self.aliases}")
+        self.joins.append((alias, alias.c.id == parent.c[ref.column]))
+        value = self.json.array(self.object_items(plan, alias))
+        self.chain = saved
+        return case((alias.c.id.is_(None), None), else_=value)
+
+    def level(self, plan: ObjectPlan, row: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
+        """The values of one object and the left joins they need, for a statement level."""
+        outer, self.joins = self.joins, []
+        try:
+            return self.object_items(plan, row), self.joins
+        finally:
+            self.joins = outer
+
     def ref(self, ref: Ref[Any], plan: ObjectPlan, parent: Any) -> Any:
         table: Any = getattr(ref.model, "__table__")  # noqa: B009 - a mapped class
         saved = set(self.chain)
@@ -272,7 +306,9 @@ class Builder:
         conditions = [table.c.id == parent.c[ref.column]]
         if ref.resource is not None:
             conditions.append(self.ctx.rules.where(ref.resource))
-        stmt = select(self.json.array(self.object_items(plan, table))).where(*conditions)
+        values, joins = self.level(plan, table)
+        stmt = select(self.json.array(values)).select_from(outer_join(table, joins))
+        stmt = stmt.where(*conditions)
         self.chain = saved
         return stmt.correlate(parent).scalar_subquery()
 
@@ -309,7 +345,10 @@ class Builder:
             previous = table
         assert stmt is not None
         stmt = stmt.where(*more)
-        element = self.json.array(self.object_items(plan, previous))
+        values, joins = self.level(plan, previous)
+        for alias, on in joins:
+            stmt = stmt.outerjoin(alias, on)
+        element = self.json.array(values)
         if with_id:
             element = self.json.array([previous.c.id, element])
         aggregated = self.json.aggregate(stmt.correlate(parent), element, order)
@@ -338,9 +377,10 @@ class Builder:
                 .subquery("page")
             )
             keys = [page.c[c.key] for c in source.order]
-            node = [] if plan.node is None else self.object_items(plan.node, page)
+            node, joins = ([], []) if plan.node is None else self.level(plan.node, page)
             element = self.json.array([self.json.array(node), *keys])
-            edges = self.json.aggregate(select(literal(1)).select_from(page), element, keys)
+            rows = select(literal(1)).select_from(outer_join(page, joins))
+            edges = self.json.aggregate(rows, element, keys)
         elif self.json.postgresql:
             edges = literal_column("'[]'::json")
         return self.json.array([count, self.json.nested(edges)])
