@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from db.migrate import current_revision, head_revision, upgrade
 from db.seed import DEMO_USERS
+from server.collector import set_for_serving
 from server.graphql import CaseloadGraphQL
 from server.http import HTTP_CODES, ClientGone, Refused, error_response, read_capped
 from server.logs import REQUEST_ID_HEADER, AccessLog, current_record
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.migrate_on_start:
             await upgrade(services.engine)
         try:
-            yield
+            with set_for_serving():
+                yield
         finally:
             await services.aclose()
 
