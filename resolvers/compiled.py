@@ -31,8 +31,10 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     select,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
@@ -405,15 +407,31 @@ class Statement:
 
 
 def compile_statement(
-    plan: RootPlan, ctx: Context, dialect: Dialect, arguments: Sequence[Arguments]
+    plan: RootPlan,
+    ctx: Context,
+    dialect: Dialect,
+    arguments: Sequence[Arguments],
+    signin: Select[Any] | None = None,
 ) -> Statement:
+    """The plan's one statement. With `signin` (the sign-in statement whose caller `ctx` is
+    expected to be), also that statement's rows, each with a NULL answer column, beside the
+    answer's row (its sign-in columns NULL): one round trip, one snapshot."""
     json = Json(dialect.name)
     builder = Builder(ctx, json)
     parts = [
         builder.connection(connection, index, args)
         for index, (connection, args) in enumerate(zip(plan.connections, arguments, strict=True))
     ]
-    stmt = select(json.array([json.nested(p) for p in parts]))
+    answer = json.array([json.nested(p) for p in parts])
+    stmt: Any = select(answer)
+    if signin is not None:
+        width = len(signin.selected_columns)
+        # The answer's branch first: SQLite's parser then holds no more than for the answer
+        # alone (its stack is bounded, and deep documents come near the bound).
+        stmt = union_all(
+            select(*(null() for _ in range(width)), answer.label("answer")),
+            signin.add_columns(null()),
+        )
     compiled: Compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     names = tuple(compiled.positiontup or ())  # type: ignore[attr-defined]
     processors = compiled._bind_processors  # type: ignore[attr-defined]

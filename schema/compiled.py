@@ -32,6 +32,7 @@ from graphql import (
     VariableNode,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
+from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
@@ -347,13 +348,22 @@ class CompiledOperation:
         return found
 
     def statement(
-        self, store: PolicyStore, principal: Principal, dialect: Dialect, args: list[sql.Arguments]
+        self,
+        store: PolicyStore,
+        principal: Principal,
+        dialect: Dialect,
+        args: list[sql.Arguments],
+        signin: Select[Any] | None = None,
     ) -> sql.Statement:
-        key = (sql.shape_of(principal), tuple(a.shape() for a in args))
+        """The statement for this caller's scope shape and these arguments' shape; with
+        `signin`, the sign-in statement run in the same statement (sql.compile_statement)."""
+        key = (sql.shape_of(principal), tuple(a.shape() for a in args), signin)
         found = self.statements.get(key)
         if found is None:
             ctx = sql.symbolic_context(store, principal)
-            found = self.statements[key] = sql.compile_statement(self.plan, ctx, dialect, args)
+            found = self.statements[key] = sql.compile_statement(
+                self.plan, ctx, dialect, args, signin
+            )
         return found
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import Executable, bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -61,7 +61,7 @@ class Key:
 Credentials = Person | Key
 
 
-def person_statement() -> Executable:
+def person_statement() -> Select[*tuple[Any, ...]]:
     """The user named by `:email`, one row per (membership, role)."""
     return (
         select(
@@ -81,7 +81,7 @@ def person_statement() -> Executable:
     )
 
 
-def key_statement() -> Executable:
+def key_statement() -> Select[*tuple[Any, ...]]:
     """The API key with prefix `:prefix`."""
     return select(
         ApiKey.id,
@@ -150,7 +150,7 @@ class Authenticator:
             self._tokens.popitem(last=False)
         return person
 
-    def statement(self, credentials: Credentials) -> tuple[Executable, dict[str, Any]]:
+    def statement(self, credentials: Credentials) -> tuple[Select[Any], dict[str, Any]]:
         """The one statement that finds the principal, with its parameters."""
         if isinstance(credentials, Person):
             return self.person, {"email": credentials.email}

@@ -1,8 +1,11 @@
-"""The compiled read path at the HTTP layer: one connection, one transaction, two statements.
+"""The compiled read path at the HTTP layer: one connection, one statement.
 
 A POST whose document compiles (schema/compiled.py) is answered here without Strawberry:
-the principal from one statement, the data from one statement that builds the response's
-nested arrays in the database, and a generated transform. Anything else — a document that
+the sign-in and the data in one statement that builds the response's nested arrays in the
+database, and a generated transform. The statement is built for the caller the credentials
+named last time and its answer is used only if its own sign-in rows name that caller again;
+the first time, or when they name another, the sign-in and the data are two statements in
+one read-only transaction. Anything else — a document that
 does not compile, an argument or a credential the API refuses — returns None, and the
 standard executor answers it exactly as it always does.
 """
@@ -10,14 +13,17 @@ standard executor answers it exactly as it always does.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import OrderedDict
 from typing import Any
 
+import asyncpg
 import orjson
 from graphql import GraphQLError, parse, specified_rules, validate
 from sqlalchemy.exc import DBAPIError
 
 from db.base import utcnow
+from policies.principal import Principal
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from schema.compiled import CompiledOperation, compile_operation
@@ -31,6 +37,9 @@ from server.services import Services
 log = logging.getLogger("caseload.compiled")
 
 CACHE_SIZE = 512
+# The caller each recently seen credential named, so that its next read signs in and reads in
+# one statement (the guess is checked against the sign-in's own rows before the answer is used).
+CALLERS_KEPT = 10_000
 
 
 class CompiledReads:
@@ -50,6 +59,8 @@ class CompiledReads:
         self.max_tokens = settings.max_tokens
         self.answered = 0  # requests answered here (tests and benchmarks read it)
         self.replaced = 0  # connections found dead and replaced (tests read it)
+        self.failed = 0  # reads the database refused, answered by the standard executor
+        self.callers: OrderedDict[Credentials, Principal] = OrderedDict()
         authenticator = services.authenticator
         self.auth = {
             kind: _raw(stmt, self.dialect)
@@ -97,7 +108,10 @@ class CompiledReads:
             # The plan passes a table twice on one path: the standard executor answers it.
             self.operations[(body.query, body.operation_name)] = None
             return None
-        except (DBAPIError, ConnectionError, Disconnected) as exc:
+        except DRIVER_ERRORS as exc:
+            # Whatever the database refused (a connection lost twice, a statement cancelled,
+            # a statement past what SQLite's parser holds), the standard executor answers.
+            self.failed += 1
             log.warning("compiled read failed; the standard executor answers", exc_info=exc)
             return None
         if data is None:
@@ -147,29 +161,43 @@ class CompiledReads:
         now: Any,
     ) -> dict[str, Any] | None:
         authenticator = self.services.authenticator
+        signin, params = authenticator.statement(credentials)
+        expected = self.callers.get(credentials)
         async with self.services.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             driver = raw.driver_connection
             postgresql = self.dialect.name == "postgresql"
-            auth_stmt, params = authenticator.statement(credentials)
-            auth = self.auth["person" if auth_stmt is authenticator.person else "key"]
             try:
-                await _begin(driver, postgresql)
-                try:
-                    rows = await _fetch(driver, postgresql, auth.sql, auth.arguments(params))
-                    principal = authenticator.principal(credentials, rows, now)
-                    if isinstance(principal, AuthFailure):
-                        return None
-                    await authenticator.used(principal, rows, now)
+                found: Any = None
+                if expected is not None:
+                    # One statement, in one snapshot: the sign-in's rows, and the answer for the
+                    # caller these credentials named last time, kept only if the rows name that
+                    # same caller now (any change of role, unit or status names another).
                     statement = operation.statement(
-                        self.services.policies, principal, self.dialect, arguments
+                        self.services.policies, expected, self.dialect, arguments, signin
                     )
-                    values = sql.request_values(operation.plan, principal, now, arguments)
-                    found = await _fetch(
+                    values = sql.request_values(operation.plan, expected, now, arguments)
+                    values.update(params)
+                    rows = await _fetch(
                         driver, postgresql, statement.sql, statement.arguments(values)
                     )
-                finally:
-                    await _end(driver, postgresql)
+                    signed = [row[:-1] for row in rows if row[-1] is None]
+                    named = authenticator.principal(credentials, signed, now)
+                    if isinstance(named, AuthFailure):
+                        self.callers.pop(credentials, None)
+                        return None
+                    if named == expected:
+                        found = next(row[-1] for row in rows if row[-1] is not None)
+                        principal, statements = named, 1
+                        await authenticator.used(principal, signed, now)
+                if found is None:
+                    signed_in = await self._signed_in_first(
+                        driver, postgresql, operation, arguments, credentials, now
+                    )
+                    if signed_in is None:
+                        return None
+                    found, principal = signed_in
+                    statements = 2
             except Exception as exc:
                 # The driver's own error, which SQLAlchemy never sees. On a disconnect, do as
                 # SQLAlchemy does for its own statements: drop this connection, and replace
@@ -180,17 +208,62 @@ class CompiledReads:
                 self.services.engine.pool._invalidate(raw, exc, _checkin=False)
                 await connection.invalidate(exc)
                 raise Disconnected from exc
+        self.callers[credentials] = principal
+        self.callers.move_to_end(credentials)
+        if len(self.callers) > CALLERS_KEPT:
+            self.callers.popitem(last=False)
         record = current_record()
         if record is not None:
             record.principal = describe(principal)
-            record.statements += 2
-        raw = found[0][0]
-        gathered = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+            record.statements += statements
+        gathered = orjson.loads(found) if isinstance(found, str | bytes) else found
         return operation.transform(gathered, arguments)
+
+    async def _signed_in_first(
+        self,
+        driver: Any,
+        postgresql: bool,
+        operation: CompiledOperation,
+        arguments: list[sql.Arguments],
+        credentials: Credentials,
+        now: Any,
+    ) -> tuple[Any, Principal] | None:
+        """Sign in, then read for the caller found, in one read-only transaction: the answer
+        and the caller (None when the credentials name nobody)."""
+        authenticator = self.services.authenticator
+        signin, params = authenticator.statement(credentials)
+        auth = self.auth["person" if signin is authenticator.person else "key"]
+        await _begin(driver, postgresql)
+        try:
+            rows = await _fetch(driver, postgresql, auth.sql, auth.arguments(params))
+            principal = authenticator.principal(credentials, rows, now)
+            if isinstance(principal, AuthFailure):
+                self.callers.pop(credentials, None)
+                return None
+            await authenticator.used(principal, rows, now)
+            statement = operation.statement(
+                self.services.policies, principal, self.dialect, arguments
+            )
+            values = sql.request_values(operation.plan, principal, now, arguments)
+            found = await _fetch(driver, postgresql, statement.sql, statement.arguments(values))
+        finally:
+            await _end(driver, postgresql)
+        return found[0][0], principal
 
 
 class Disconnected(Exception):
     """The connection was found dead (the driver's error is the cause)."""
+
+
+# The drivers' own errors (the compiled path runs its statements on the drivers themselves).
+DRIVER_ERRORS = (
+    DBAPIError,
+    ConnectionError,
+    Disconnected,
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 def _raw(stmt: Any, dialect: Any) -> sql.Statement:

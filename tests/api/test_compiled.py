@@ -306,3 +306,4 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
     assert not differences, f"{len(differences)} differences:\n" + "\n".join(differences[:3])
     print(f"seed {SEED}: {pairs} (document, principal) pairs answered by the compiled path")
     assert pairs >= MIN_COMPILED_PAIRS, pairs
+    assert reads.failed == 0  # no statement the database refused, answered by the other path
