@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -32,13 +33,24 @@ def create_engine(
 
     No ping on checkout (a round trip per operation): a connection found dead is replaced
     where it is found, and its statement run again where that is safe (db/session.py).
+    JSON from the database (asyncpg's json codec: the compiled path's answers; JSON columns)
+    is read with orjson, about twice as fast as json on a page; the numbers in it are ids and
+    counts, which orjson reads exactly (it reads integers past 64 bits as floats).
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, json_deserializer=orjson.loads
+        )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        json_deserializer=orjson.loads,
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
