@@ -3,8 +3,9 @@
 # learners: the peers harness (PEERS, default ../shared/peers next to this checkout) copied to
 # a temporary directory, tests/benchmarks/peers.patch applied (licences copied into Caseload's
 # tables, Caseload's q1/q2 documents, a two-worker Caseload, CPU and RSS summed over worker
-# processes, Caseload's CPU profile by package), Caseload installed from a clone of this checkout's HEAD, every peer's answers
-# checked against the harness's oracle, then the load run. Arguments go to the harness's
+# processes, Caseload's CPU profile by package), Caseload installed from a clone of this
+# checkout's HEAD, every peer's answers checked against the harness's oracle, then the load
+# run. Arguments go to the harness's
 # bench.py; the default is the side-by-side run of the README. Needs what the harness's
 # README says: root, PostgreSQL 15 cluster 15/main, Node.js >= 20, wrk (installed when missing).
 set -euo pipefail
