@@ -27,9 +27,19 @@ def normalise_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 0
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 0,
+    random_page_cost: float | None = None,
 ) -> AsyncEngine:
     """SQLite gets one file per URL; PostgreSQL a pool of `pool_size` (+ `max_overflow`).
+
+    `random_page_cost` is set on every PostgreSQL session: the scope predicates read a
+    caller's few rows through indexes, and with the server's default (4, for uncached disks)
+    the planner hashes a whole table instead when it is small (at 10,000 learners, q1's
+    statement went from 3.45 to 2.55 ms with 1.1).
 
     No ping on checkout (a round trip per operation): a connection found dead is replaced
     where it is found, and its statement run again where that is safe (db/session.py).
@@ -44,12 +54,16 @@ def create_engine(
         )
         _configure_sqlite(engine)
         return engine
+    server_settings = {}
+    if random_page_cost is not None:
+        server_settings["random_page_cost"] = str(random_page_cost)
     return create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
         json_deserializer=orjson.loads,
+        connect_args={"server_settings": server_settings},
     )
 
 

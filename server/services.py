@@ -35,6 +35,7 @@ class Services:
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            random_page_cost=settings.db_random_page_cost,
         )
         count_statements(engine)
         maker = session_maker(engine)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: SQLite in data_dir
     db_pool_size: int = 10
     db_max_overflow: int = 0
+    # PostgreSQL's planner cost of a random page read for Caseload's sessions (None: the
+    # server's own, 4 by default, which assumes disks without a cache).
+    db_random_page_cost: float | None = 1.1
     jwt_secret: SecretStr | None = None
     jwt_issuer: str = "caseload"
     jwt_audience: str = "caseload-api"
@@ -67,6 +70,11 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return default_data_dir()
         return Path(str(value)).expanduser().resolve()
+
+    @field_validator("db_random_page_cost", mode="before")
+    @classmethod
+    def _random_page_cost(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")
     @classmethod
