@@ -344,3 +344,20 @@ async def test_a_database_out_of_reach_answers_unavailable() -> None:
                 assert_unavailable(result.body)
     finally:
         await unreachable.aclose()
+
+
+@on_postgresql
+@noticed_or_not
+async def test_readiness_on_a_dead_pool_is_ready_at_once(
+    app: App, backend: Backend, noticed: bool
+) -> None:
+    client = app.api.client
+    assert (await client.get("/readyz")).status_code == 200  # a connection left in the pool
+
+    async with dead_pool(app, backend, noticed=noticed):
+        response = await client.get("/readyz")
+
+    # the database restarted and is up: ready, not one 503 for the connection it dropped
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ready"
+    assert len(app.disconnects) == 1
