@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -41,6 +42,17 @@ def _current(connection: Connection) -> str | None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's revision. Pooled connections are not pinged: one the database had
+    dropped (after a restart, say) is replaced and the revision asked once more."""
+    try:
+        return await _read_revision(engine)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return await _read_revision(engine)
+
+
+async def _read_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         return await conn.run_sync(_current)
 

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -79,7 +77,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         head = head_revision()
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                current = await _current_revision(services.engine)
+                current = await current_revision(services.engine)
         except Exception as exc:
             log.warning("not ready: database unreachable", exc_info=exc)
             return JSONResponse(
@@ -142,18 +140,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if record is not None:
         record.codes = [code]
     return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
-
-
-async def _current_revision(engine: AsyncEngine) -> str | None:
-    """The database's revision; asked once more on a new connection when the pooled one had
-    been dropped (connections are not pinged: after a database restart, the first use of
-    each finds it dead, and the database itself is ready)."""
-    try:
-        return await current_revision(engine)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        return await current_revision(engine)
 
 
 def _graphiql_page(settings: Settings) -> Callable[[Request], Response]:

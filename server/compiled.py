@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 from graphql import GraphQLError, parse, specified_rules, validate
+from sqlalchemy import Select
 from sqlalchemy.exc import DBAPIError
 
 from db.base import utcnow
@@ -192,7 +193,7 @@ class CompiledReads:
                         await authenticator.used(principal, signed, now)
                 if found is None:
                     signed_in = await self._signed_in_first(
-                        driver, postgresql, operation, arguments, credentials, now
+                        driver, postgresql, operation, arguments, credentials, signin, params, now
                     )
                     if signed_in is None:
                         return None
@@ -226,12 +227,13 @@ class CompiledReads:
         operation: CompiledOperation,
         arguments: list[sql.Arguments],
         credentials: Credentials,
+        signin: Select[Any],
+        params: dict[str, Any],
         now: Any,
     ) -> tuple[Any, Principal] | None:
         """Sign in, then read for the caller found, in one read-only transaction: the answer
         and the caller (None when the credentials name nobody)."""
         authenticator = self.services.authenticator
-        signin, params = authenticator.statement(credentials)
         auth = self.auth["person" if signin is authenticator.person else "key"]
         await _begin(driver, postgresql)
         try:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import server.compiled
+from db.models import Organisation, User
 from server.app import create_app
 from server.compiled import CompiledReads
 from server.services import Services
@@ -66,12 +67,18 @@ def names(answer: Any) -> list[str]:
     return [e["node"]["name"] for e in answer["learners"]["edges"]]
 
 
+async def given(world: World, role: str = "ADMIN") -> tuple[Organisation, User]:
+    """An organisation with one learner, Ada Lovelace, and a staff member holding `role`."""
+    org = await world.organisation()
+    person = await world.staff(org, role)
+    await world.learner(org, name="Ada Lovelace")
+    return org, person
+
+
 async def test_a_caller_seen_before_signs_in_and_reads_in_one_statement(
     app: App, world: World
 ) -> None:
-    org = await world.organisation()
-    admin = await world.staff(org, "ADMIN")
-    await world.learner(org, name="Ada Lovelace")
+    org, admin = await given(world)
     call = app.api.as_(admin, org)
 
     first = (await call(LEARNERS)).ok()
@@ -87,10 +94,8 @@ async def test_a_caller_seen_before_signs_in_and_reads_in_one_statement(
 async def test_a_caller_given_other_roles_is_answered_for_the_roles_they_have_now(
     app: App, world: World
 ) -> None:
-    org = await world.organisation()
-    admin = await world.staff(org, "ADMIN")
+    org, admin = await given(world)
     colleague = await world.staff(org, "ADMIN")
-    await world.learner(org, name="Ada Lovelace")
     as_colleague = app.api.as_(colleague, org)
     for _ in range(2):
         assert names((await as_colleague(LEARNERS)).ok()) == ["Ada Lovelace"]
@@ -138,9 +143,7 @@ async def test_a_manager_moved_to_another_location_sees_the_team_there(
 
 
 async def test_a_deactivated_caller_is_refused_at_their_next_read(app: App, world: World) -> None:
-    org = await world.organisation()
-    admin = await world.staff(org, "ADMIN")
-    await world.learner(org, name="Ada Lovelace")
+    org, admin = await given(world)
     call = app.api.as_(admin, org)
     for _ in range(2):
         (await call(LEARNERS)).ok()
@@ -154,9 +157,7 @@ async def test_a_deactivated_caller_is_refused_at_their_next_read(app: App, worl
 
 
 async def test_a_revoked_key_is_refused_at_its_next_read(app: App, world: World) -> None:
-    org = await world.organisation()
-    admin = await world.staff(org, "SUPER_ADMIN")
-    await world.learner(org, name="Ada Lovelace")
+    org, admin = await given(world, "SUPER_ADMIN")
     key_row, key = await world.usable_api_key(org, "ADMIN")
     partner = app.api.with_key(key)
     for _ in range(2):
@@ -174,10 +175,8 @@ async def test_a_revoked_key_is_refused_at_its_next_read(app: App, world: World)
 async def test_a_caller_is_never_answered_with_what_another_was_guessed(
     app: App, world: World
 ) -> None:
-    org = await world.organisation()
-    admin = await world.staff(org, "ADMIN")
+    org, admin = await given(world)
     assessor = await world.staff(org, "ASSESSOR")
-    await world.learner(org, name="Ada Lovelace")
     (await app.api.as_(admin, org)(LEARNERS)).ok()
 
     # the same person's other token for another organisation is another credential
@@ -192,9 +191,7 @@ async def test_a_caller_is_never_answered_with_what_another_was_guessed(
 async def test_a_statement_the_database_refuses_is_answered_by_the_standard_executor(
     app: App, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org = await world.organisation()
-    admin = await world.staff(org, "ADMIN")
-    await world.learner(org, name="Ada Lovelace")
+    org, admin = await given(world)
     call = app.api.as_(admin, org)
     expected = (await call(LEARNERS)).ok()
     fetch = server.compiled._fetch
