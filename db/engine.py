@@ -32,9 +32,11 @@ def create_engine(
     echo: bool = False,
     pool_size: int = 10,
     max_overflow: int = 0,
+    pool_timeout: float = 30.0,
     random_page_cost: float | None = None,
 ) -> AsyncEngine:
-    """SQLite gets one file per URL; PostgreSQL a pool of `pool_size` (+ `max_overflow`).
+    """A pool of `pool_size` (+ `max_overflow`) connections, each waited for at most
+    `pool_timeout` seconds; SQLite one file per URL.
 
     `random_page_cost` is set on every PostgreSQL session: the scope predicates read a
     caller's few rows through indexes, and with the server's default (4, for uncached disks)
@@ -50,7 +52,19 @@ def create_engine(
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": 30}, json_deserializer=orjson.loads
+            url,
+            echo=echo,
+            connect_args={"timeout": 30},
+            json_deserializer=orjson.loads,
+            **(
+                {}
+                if ":memory:" in url
+                else {
+                    "pool_size": pool_size,
+                    "max_overflow": max_overflow,
+                    "pool_timeout": pool_timeout,
+                }
+            ),
         )
         _configure_sqlite(engine)
         return engine
@@ -62,6 +76,7 @@ def create_engine(
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         json_deserializer=orjson.loads,
         connect_args={"server_settings": server_settings},
     )

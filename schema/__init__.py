@@ -16,9 +16,10 @@ from schema.allocations import AllocationMutation
 from schema.api_keys import ApiKeyMutation, ApiKeyQuery
 from schema.assignments import AssignmentMutation
 from schema.audit import AuditQuery
+from schema.documents import Documents
 from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation, EvidenceQuery
-from schema.extensions import QueryLimits, extensions
+from schema.extensions import QueryLimits, documents, extensions
 from schema.learners import LearnerMutation, LearnerQuery
 from schema.licences import LicenceMutation, LicenceQuery
 from schema.nodes import NODE_TYPES, NodeQuery
@@ -63,6 +64,8 @@ Mutation = merge_types(
 
 
 class CaseloadSchema(strawberry.Schema):
+    documents: Documents  # parsed once per request, kept for callers who signed in
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -74,13 +77,16 @@ class CaseloadSchema(strawberry.Schema):
 
 
 def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
-    return CaseloadSchema(
+    limits = limits or QueryLimits()
+    built = CaseloadSchema(
         query=Query,
         mutation=Mutation,
         types=[*NODE_TYPES.values(), *ERROR_TYPES.values()],
-        extensions=extensions(limits or QueryLimits()),  # type: ignore[arg-type]
+        extensions=extensions(limits),  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=True, scalar_map=SCALAR_MAP),
     )
+    built.documents = documents(built._schema, limits)
+    return built
 
 
 schema: Any = build_schema()

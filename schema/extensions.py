@@ -1,15 +1,16 @@
 """Operation-wide behaviour: authentication gate, transaction, limits, error shaping.
 
 Limits, each a setting, each refused with its own code before any resolver runs: depth
-(MAX_DEPTH_EXCEEDED) and aliases (MAX_ALIASES_EXCEEDED) as validation rules built once per
-schema; tokens (MAX_TOKENS_EXCEEDED) while parsing; the node estimate (MAX_COST_EXCEEDED, see
-schema/cost.py) at execution, because variables count. Every answer carries the estimate as
-`extensions.cost`.
+(MAX_DEPTH_EXCEEDED) and aliases (MAX_ALIASES_EXCEEDED) as validation rules; tokens
+(MAX_TOKENS_EXCEEDED) while parsing (both schema/documents.py, once per request); the node
+estimate (MAX_COST_EXCEEDED, see schema/cost.py) at execution, because variables count. Every
+answer carries the estimate as `extensions.cost`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,21 +19,18 @@ from graphql import (
     ASTValidationRule,
     FieldNode,
     GraphQLError,
+    GraphQLSchema,
     GraphQLSyntaxError,
     Node,
     OperationDefinitionNode,
     StringValueNode,
     ValidationContext,
+    specified_rules,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.types import ExecutionContext
@@ -49,6 +47,7 @@ from resolvers.errors import (
 )
 from schema.context import RequestContext, Retries
 from schema.cost import DEFAULT_LIST_BOUND, estimate
+from schema.documents import Documents, Prepared
 from schema.introspection import CacheKey, IntrospectionCache, refusal
 
 log = logging.getLogger("caseload.graphql")
@@ -68,7 +67,8 @@ class QueryLimits:
     max_cost: int = 50_000
     page_size: int = 50  # what a connection without `first` costs
     list_bound: int = DEFAULT_LIST_BOUND  # what a list without a declared bound costs
-    cache_size: int = 256
+    document_cache_bytes: int = 64 * 1024 * 1024  # parsed documents kept (schema/documents.py)
+    introspection_cache_bytes: int = 16 * 1024 * 1024  # anonymous introspection answers
     anonymous_introspection: bool = False
 
 
@@ -126,6 +126,7 @@ class Operation(SchemaExtension):
         self.limits = limits or QueryLimits()
         self.introspection = introspection  # None: anonymous introspection is refused
         self.cost = 0
+        self.prepared: Prepared | None = None
 
     def _ctx(self) -> RequestContext:
         ctx = self.execution_context.context
@@ -142,6 +143,21 @@ class Operation(SchemaExtension):
         result = self.execution_context.result
         if result is not None and result.errors:
             result.errors = [shape_error(e, debug=self._ctx().debug) for e in result.errors]
+
+    def on_parse(self) -> Iterator[None]:
+        """The request's document as the HTTP layer prepared it (parsed once per request)."""
+        ec = self.execution_context
+        documents: Documents = ec.schema.documents  # type: ignore[attr-defined]
+        self.prepared = documents.prepare(ec.query or "")
+        if self.prepared.document is None:
+            raise self.prepared.errors[0]  # the syntax error, shaped in on_operation
+        ec.graphql_document = self.prepared.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        assert self.prepared is not None
+        self.execution_context.pre_execution_errors = list(self.prepared.errors)
+        yield
 
     def get_results(self) -> dict[str, Any]:
         """Only values fixed by the document and variables: a retry answers the same."""
@@ -190,6 +206,9 @@ class Operation(SchemaExtension):
                 await quietly(ctx.db.rollback())
                 await quietly(ctx.db.close())
                 return
+        if ctx.principal is not None and self.prepared is not None:
+            # Signed in: the document may be kept for this caller's next requests.
+            ec.schema.documents.keep(self.prepared)  # type: ignore[attr-defined]
         if ctx.principal is None:
             key = anonymous_introspection(ctx, ec, self.introspection)
             try:
@@ -201,8 +220,9 @@ class Operation(SchemaExtension):
                 await quietly(ctx.db.rollback())
                 await quietly(ctx.db.close())
             return
-        if has_nul(ec):
-            refuse(ec, InvalidInput("Text may not contain the NUL character (U+0000)."))
+        refused = unstorable(ec)
+        if refused is not None:
+            refuse(ec, refused)
             yield
             await quietly(ctx.db.rollback())
             await quietly(ctx.db.close())
@@ -281,9 +301,23 @@ async def quietly(step: Awaitable[None]) -> None:
         log.warning("ending the transaction failed", exc_info=exc)
 
 
-def has_nul(ec: ExecutionContext) -> bool:
-    """Whether any text of the request holds U+0000 (PostgreSQL cannot store it)."""
-    return document_has_nul(ec.query, ec.graphql_document) or _nul_in(ec.variables)
+def unstorable(ec: ExecutionContext) -> InvalidInput | None:
+    """Text of the request no database can store (U+0000 in PostgreSQL; a lone surrogate, which
+    is not Unicode text, in either): refused as INVALID, with the variable's path as `field`."""
+    if document_has_nul(ec.query, ec.graphql_document):
+        return InvalidInput(f"Text may not contain {NUL}.")
+    found = unstorable_variable(ec.variables)
+    if found is None:
+        return None
+    path, what = found
+    # A key may hold the character itself: named escaped, so that the answer can be sent.
+    path = path.encode("utf-8", "backslashreplace").decode()
+    return InvalidInput(f"Text may not contain {what}: {path} does.", field=path)
+
+
+NUL = "the NUL character (U+0000)"
+LONE_SURROGATE = "a lone surrogate (U+D800 to U+DFFF; send UTF-8 text)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def document_has_nul(query: str | None, document: Node | None) -> bool:
@@ -294,18 +328,26 @@ def document_has_nul(query: str | None, document: Node | None) -> bool:
     return any("\x00" in value for value in _string_literals(document))
 
 
-def variables_have_nul(variables: object) -> bool:
-    return _nul_in(variables)
-
-
-def _nul_in(value: object) -> bool:
+def unstorable_variable(value: object, path: str = "") -> tuple[str, str] | None:
+    """The path of the first variable (or object key) holding unstorable text, and what."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return path, NUL
+        if _SURROGATE.search(value):
+            return path, LONE_SURROGATE
+        return None
     if isinstance(value, dict):
-        return any(_nul_in(k) or _nul_in(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_nul_in(v) for v in value)
-    return False
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            found = unstorable_variable(key, inner) or unstorable_variable(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_variable(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def _string_literals(node: object) -> Iterator[str]:
@@ -381,15 +423,15 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if isinstance(original, OperationError):
         message = original.message if error.original_error is original else error.message
         return _coded(error, original.code, message, **original.extensions)
-    if isinstance(original, ConnectionLost | ConnectionError) or (
+    if isinstance(original, ConnectionLost | ConnectionError | PoolTimeout) or (
         isinstance(original, DBAPIError)
         and (
             isinstance(original, OperationalError | InterfaceError)
             or original.connection_invalidated
         )
     ):
-        # A lost or refused connection, or a database too busy: nothing was changed, the
-        # client may retry.
+        # A lost or refused connection, no pooled connection free in time, or a database too
+        # busy: nothing was changed, the client may retry.
         unavailable = Unavailable("The database could not complete the request. Try again.")
         return _coded(error, unavailable.code, unavailable.message)
     if debug:
@@ -412,15 +454,20 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
 
 
 def extensions(limits: QueryLimits) -> list[object]:
-    rules = limit_rules(limits)
-    cache = IntrospectionCache() if limits.anonymous_introspection else None
-    return [
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: ParserCache(maxsize=limits.cache_size),
-        lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=limits.cache_size),
-        lambda: Operation(limits, cache),
-    ]
+    """Parsing, validation (with the limit rules) and their caches are schema/documents.py's,
+    read by `Operation`; the schema holds its `Documents` (schema/__init__.py)."""
+    cache = (
+        IntrospectionCache(limits.introspection_cache_bytes)
+        if limits.anonymous_introspection
+        else None
+    )
+    return [lambda: Operation(limits, cache)]
+
+
+def documents(schema: GraphQLSchema, limits: QueryLimits) -> Documents:
+    """The schema's documents, validated by GraphQL's rules and the limit rules."""
+    rules = [*specified_rules, *limit_rules(limits)]
+    return Documents(schema, rules, limits.max_tokens, limits.document_cache_bytes)
 
 
 __all__ = [

@@ -9,9 +9,9 @@ per schema, keyed by the document, so GraphiQL's repeated introspection is not r
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -21,6 +21,8 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
+
+from schema.caches import BoundedCache
 
 ROOT_INTROSPECTION = ("__schema", "__type")
 CacheKey = tuple[str, str | None, str]
@@ -50,14 +52,27 @@ def refusal(document: DocumentNode) -> str | None:
     return None
 
 
-class IntrospectionCache:
-    """Answers to anonymous introspection documents for one schema, least recently used out."""
+# What a kept answer holds alive per byte of its JSON (Python's dicts, lists and strings).
+BYTES_PER_JSON_BYTE = 6
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self.hits = 0
-        self.misses = 0
-        self._answers: OrderedDict[CacheKey, ExecutionResult] = OrderedDict()
+
+class IntrospectionCache:
+    """Answers to anonymous introspection documents for one schema, least recently used out,
+    bounded in bytes (the document, its variables and its answer)."""
+
+    def __init__(self, budget: int = 16 * 1024 * 1024) -> None:
+        self._answers: BoundedCache[CacheKey, ExecutionResult] = BoundedCache(budget)
+
+    @property
+    def hits(self) -> int:
+        return self._answers.hits
+
+    @property
+    def misses(self) -> int:
+        return self._answers.misses
+
+    def __len__(self) -> int:
+        return len(self._answers)
 
     @staticmethod
     def key(
@@ -66,18 +81,10 @@ class IntrospectionCache:
         return query or "", operation_name, json.dumps(variables or {}, sort_keys=True)
 
     def get(self, key: CacheKey) -> ExecutionResult | None:
-        found = self._answers.get(key)
-        if found is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-            self._answers.move_to_end(key)
-        return found
+        return self._answers.get(key)
 
     def put(self, key: CacheKey, result: ExecutionResult) -> None:
         if result.errors:
             return
-        self._answers[key] = ExecutionResult(data=result.data)
-        self._answers.move_to_end(key)
-        while len(self._answers) > self.size:
-            self._answers.popitem(last=False)
+        size = len(key[0]) + len(key[2]) + BYTES_PER_JSON_BYTE * len(orjson.dumps(result.data))
+        self._answers.put(key, ExecutionResult(data=result.data), size)

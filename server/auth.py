@@ -8,16 +8,18 @@ path on its connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy import Select, Update, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,15 +28,21 @@ from db.models import ApiKey, Membership, MembershipRole, Organisation, User, Us
 from db.session import Database
 from policies.principal import Principal
 from policies.vocabulary import Role
+from schema.caches import BoundedCache
 from server.settings import Settings
 from server.tokens import api_key_prefix, decode_token, hash_api_key
 
 log = logging.getLogger("caseload.auth")
 
-# Decoded tokens kept per process, so a busy caller's signature is checked once.
-TOKEN_CACHE_SIZE = 10_000
+# Decoded tokens kept per process, so a busy caller's signature is checked once: at most this
+# many bytes of tokens (each entry counted as its token's length and a fixed overhead).
+TOKEN_CACHE_BYTES = 4 * 1024 * 1024
+TOKEN_ENTRY_OVERHEAD = 400
+MAX_CACHED_TOKEN = 8 * 1024
 # An API key's last use is written at most this often, so that reads stay reads.
 LAST_USED_EVERY = timedelta(minutes=1)
+# Keys whose use waits to be written (a key is noted once until then).
+MAX_PENDING_KEYS = 10_000
 
 
 @dataclass(frozen=True)
@@ -106,9 +114,12 @@ class Authenticator:
         self.settings = settings
         self.secret = secret
         self.maker = maker
-        self._tokens: OrderedDict[str, tuple[Person, datetime]] = OrderedDict()
+        self._tokens: BoundedCache[str, tuple[Person, datetime]] = BoundedCache(
+            TOKEN_CACHE_BYTES, MAX_CACHED_TOKEN + TOKEN_ENTRY_OVERHEAD
+        )
         self.person = person_statement()
         self.key = key_statement()
+        self.usage = KeyUsage(maker)
 
     def read(self, header: str | None, now: datetime) -> Credentials | AuthFailure | None:
         """What the header claims, checked without I/O; None without credentials."""
@@ -132,9 +143,8 @@ class Authenticator:
         if cached is not None:
             person, expires = cached
             if now < expires:
-                self._tokens.move_to_end(token)
                 return person
-            del self._tokens[token]
+            self._tokens.pop(token)
         try:
             claims = decode_token(self.settings, self.secret, token)
         except jwt.ExpiredSignatureError:
@@ -145,9 +155,8 @@ class Authenticator:
         if not isinstance(email, str) or (slug is not None and not isinstance(slug, str)):
             return AuthFailure("The token is not valid.")
         person = Person(email.lower(), slug)
-        self._tokens[token] = (person, datetime.fromtimestamp(claims["exp"], UTC))
-        if len(self._tokens) > TOKEN_CACHE_SIZE:
-            self._tokens.popitem(last=False)
+        expires = datetime.fromtimestamp(claims["exp"], UTC)
+        self._tokens.put(token, (person, expires), len(token) + TOKEN_ENTRY_OVERHEAD)
         return person
 
     def statement(self, credentials: Credentials) -> tuple[Select[Any], dict[str, Any]]:
@@ -171,38 +180,86 @@ class Authenticator:
         now: datetime,
         operation: Database | None = None,
     ) -> None:
-        """Record that an API key was used: at most once a minute (concurrent requests, and
-        other processes, write once); never fails the request.
+        """Record that an API key was used: at most once a minute; never fails the request, and
+        never waits for a connection the request does not already hold.
 
-        A write operation (`operation`, a mutation's transaction) records it itself: on
-        SQLite it already holds the write lock, so a transaction of its own would wait for
-        it. A read records it in a transaction of its own, so that the read stays a read.
+        A write operation (`operation`, a mutation's transaction) records it itself: on SQLite
+        it already holds the write lock. Anything else notes it in memory, and one background
+        task writes what was noted (KeyUsage): a read stays a read, on one connection.
         """
         if principal.api_key_id is None:
             return
         last = _as_datetime(rows[0][7])
         if last is not None and last > now - LAST_USED_EVERY:
             return
-        stmt = (
+        if operation is not None and operation.write_intent:
+            await operation.execute(self.usage.statement(principal.api_key_id, now))
+            return
+        self.usage.note(principal.api_key_id, now)
+
+
+class KeyUsage:
+    """When API keys were last used, noted in memory by requests and written by one task.
+
+    A request that wrote the time itself would need a second pooled connection while holding
+    its first: ten such requests at once would empty a pool of ten and wait for each other.
+    Instead the first note starts a task that waits `delay` seconds and then writes every key
+    noted meanwhile, in one transaction on one connection; the database keeps the
+    once-a-minute rule (a row used within the minute is left alone).
+    """
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession], delay: float = 5.0) -> None:
+        self.maker = maker
+        self.delay = delay
+        self.pending: dict[int, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def statement(key_id: int, now: datetime) -> Update:
+        return (
             update(ApiKey)
             .where(
-                ApiKey.id == principal.api_key_id,
+                ApiKey.id == key_id,
                 or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_EVERY),
             )
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
-        if operation is not None and operation.write_intent:
-            await operation.execute(stmt)
+
+    def note(self, key_id: int, now: datetime) -> None:
+        if key_id in self.pending or len(self.pending) >= MAX_PENDING_KEYS:
+            return
+        self.pending[key_id] = now
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write_later())
+
+    async def _write_later(self) -> None:
+        await asyncio.sleep(self.delay)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every use noted so far (tests call it rather than wait)."""
+        pending, self.pending = self.pending, {}
+        if not pending:
             return
         try:
             async with self.maker() as session:
                 # A write transaction from the start: SQLite would refuse to upgrade a read.
                 await session.connection(execution_options={WRITE_INTENT: True})
-                await session.execute(stmt)
+                for key_id, at in sorted(pending.items()):
+                    await session.execute(self.statement(key_id, at))
                 await session.commit()
         except SQLAlchemyError as exc:
-            log.warning("could not record when an API key was last used", exc_info=exc)
+            log.warning("could not record when API keys were last used", exc_info=exc)
+
+    async def aclose(self) -> None:
+        """Stop the task and write what it was waiting to write."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
 
 
 def _as_datetime(value: Any) -> datetime | None:

@@ -15,21 +15,23 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
-from graphql import GraphQLError, parse, specified_rules, validate
 from sqlalchemy import Select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from db.base import utcnow
 from policies.principal import Principal
 from resolvers import compiled as sql
 from resolvers.context import Limits
+from resolvers.errors import Unavailable
 from schema.compiled import CompiledOperation, compile_operation
 from schema.cost import estimate
-from schema.extensions import document_has_nul, limit_rules, variables_have_nul
+from schema.documents import Documents, Prepared
+from schema.extensions import document_has_nul, unstorable_variable
 from server.auth import AuthFailure, Credentials
 from server.http import GraphQLBody
 from server.logs import current_record, describe
@@ -37,7 +39,6 @@ from server.services import Services
 
 log = logging.getLogger("caseload.compiled")
 
-CACHE_SIZE = 512
 # The caller each recently seen credential named, so that its next read signs in and reads in
 # one statement (the guess is checked against the sign-in's own rows before the answer is used).
 CALLERS_KEPT = 10_000
@@ -50,14 +51,9 @@ class CompiledReads:
         self.services = services
         self.limits = limits
         self.schema = services.schema
+        self.documents: Documents = services.schema.documents
         self.dialect = services.engine.dialect
-        self.operations: OrderedDict[tuple[str, str | None], CompiledOperation | None] = (
-            OrderedDict()
-        )
-        settings = services.settings
-        self.rules = [*specified_rules, *limit_rules(services.query_limits)]
         self.limits_of_cost = services.query_limits
-        self.max_tokens = settings.max_tokens
         self.answered = 0  # requests answered here (tests and benchmarks read it)
         self.replaced = 0  # connections found dead and replaced (tests read it)
         self.failed = 0  # reads the database refused, answered by the standard executor
@@ -68,29 +64,34 @@ class CompiledReads:
             for kind, stmt in (("person", authenticator.person), ("key", authenticator.key))
         }
 
-    def operation(self, query: str, operation_name: str | None) -> CompiledOperation | None:
-        key = (query, operation_name)
-        if key in self.operations:
-            self.operations.move_to_end(key)
-            return self.operations[key]
+    def operation(self, prepared: Prepared, operation_name: str | None) -> CompiledOperation | None:
+        """The document's plan, made once per document and kept on it (None: the standard
+        executor answers it)."""
+        if operation_name in prepared.plans:
+            return prepared.plans[operation_name]  # type: ignore[no-any-return]
         found: CompiledOperation | None = None
-        try:
-            document = parse(query, max_tokens=self.max_tokens)
-            if document_has_nul(query, document):
-                found = None  # refused as INVALID by the standard executor
-            elif not validate(self.schema._schema, document, self.rules):
-                found = compile_operation(self.schema, document, operation_name, self.limits)
-        except (GraphQLError, sql.NotCompilable):
-            found = None
-        self.operations[key] = found
-        if len(self.operations) > CACHE_SIZE:
-            self.operations.popitem(last=False)
+        if prepared.valid and not document_has_nul(prepared.query, prepared.document):
+            assert prepared.document is not None
+            try:
+                found = compile_operation(
+                    self.schema, prepared.document, operation_name, self.limits
+                )
+            except sql.NotCompilable:
+                found = None
+        if operation_name in prepared.names():
+            prepared.plans[operation_name] = found  # a name the document lacks is not kept
         return found
 
-    async def answer(self, body: GraphQLBody, authorization: str | None) -> bytes | None:
+    async def answer(
+        self,
+        body: GraphQLBody,
+        prepared: Prepared,
+        credentials: Credentials,
+        now: datetime,
+    ) -> bytes | None:
         """The response body, or None: let the standard executor answer."""
-        operation = self.operation(body.query, body.operation_name)
-        if operation is None or variables_have_nul(body.variables):
+        operation = self.operation(prepared, body.operation_name)
+        if operation is None or unstorable_variable(body.variables) is not None:
             return None
         cost = self.cost(operation, body)
         if cost > self.limits_of_cost.max_cost:
@@ -99,16 +100,17 @@ class CompiledReads:
             arguments = operation.arguments(self.schema, self.limits, body.variables)
         except sql.NotCompilable:
             return None
-        now = utcnow()
-        credentials = self.services.authenticator.read(authorization, now)
-        if credentials is None or isinstance(credentials, AuthFailure):
-            return None
         try:
-            data = await self._run(operation, arguments, credentials, now)
+            data = await self._run(operation, arguments, credentials, prepared, now)
         except sql.NotCompilable:
             # The plan passes a table twice on one path: the standard executor answers it.
-            self.operations[(body.query, body.operation_name)] = None
+            if body.operation_name in prepared.names():
+                prepared.plans[body.operation_name] = None
             return None
+        except PoolTimeout:
+            # No connection came free in time: the standard executor would wait as long again.
+            log.warning("no pooled connection for a compiled read")
+            return unavailable(cost)
         except DRIVER_ERRORS as exc:
             # Whatever the database refused (a connection lost twice, a statement cancelled,
             # a statement past what SQLite's parser holds), the standard executor answers.
@@ -143,22 +145,24 @@ class CompiledReads:
         operation: CompiledOperation,
         arguments: list[sql.Arguments],
         credentials: Credentials,
+        prepared: Prepared,
         now: Any,
     ) -> dict[str, Any] | None:
         """Read on a pooled connection; one found dead is replaced and the read run once more
         (it only reads, so running it again changes nothing)."""
         try:
-            return await self._read(operation, arguments, credentials, now)
+            return await self._read(operation, arguments, credentials, prepared, now)
         except Disconnected:
             log.warning("connection found dead; the compiled read runs on a new one")
             self.replaced += 1
-        return await self._read(operation, arguments, credentials, now)
+        return await self._read(operation, arguments, credentials, prepared, now)
 
     async def _read(
         self,
         operation: CompiledOperation,
         arguments: list[sql.Arguments],
         credentials: Credentials,
+        prepared: Prepared,
         now: Any,
     ) -> dict[str, Any] | None:
         authenticator = self.services.authenticator
@@ -209,6 +213,8 @@ class CompiledReads:
                 self.services.engine.pool._invalidate(raw, exc, _checkin=False)
                 await connection.invalidate(exc)
                 raise Disconnected from exc
+        # Signed in: the document may be kept for this caller's next requests.
+        self.documents.keep(prepared)
         self.callers[credentials] = principal
         self.callers.move_to_end(credentials)
         if len(self.callers) > CALLERS_KEPT:
@@ -251,6 +257,18 @@ class CompiledReads:
         finally:
             await _end(driver, postgresql)
         return found[0][0], principal
+
+
+def unavailable(cost: int) -> bytes:
+    """UNAVAILABLE for the whole operation, as the standard executor answers it."""
+    error = Unavailable("The database could not complete the request. Try again.")
+    return orjson.dumps(
+        {
+            "data": None,
+            "errors": [{"message": error.message, "extensions": {"code": error.code}}],
+            "extensions": {"cost": cost},
+        }
+    )
 
 
 class Disconnected(Exception):

@@ -32,8 +32,9 @@ from db.base import utcnow
 from db.session import Database
 from policies.principal import Principal
 from resolvers.context import Limits
-from resolvers.errors import IdempotencyKeyReused
+from resolvers.errors import IdempotencyKeyReused, Unauthenticated
 from schema.context import RequestContext
+from schema.documents import Documents
 from server.auth import AuthFailure
 from server.compiled import CompiledReads
 from server.http import (
@@ -153,6 +154,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             max_page_size=settings.max_page_size,
             max_bulk_items=settings.max_bulk_items,
         )
+        self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None
 
     def encode_json(self, data: object) -> bytes:
@@ -162,6 +164,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         response: Response
+        prepared = None
         try:
             retry = None
             if request.method == "POST":
@@ -170,10 +173,27 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                 body = await read_graphql_body(request, settings.max_body_bytes)
                 _record_operation(body.operation_name, body.query)
                 retry = retry_of(request, body, timedelta(seconds=settings.idempotency_ttl_seconds))
-                if self.compiled is not None and retry is None:
-                    answered = await self.compiled.answer(
-                        body, request.headers.get("authorization")
-                    )
+                now = utcnow()
+                credentials = self.services.authenticator.read(
+                    request.headers.get("authorization"), now
+                )
+                anonymous = credentials is None or isinstance(credentials, AuthFailure)
+                if anonymous and not self.services.query_limits.anonymous_introspection:
+                    # Nothing an anonymous caller sends is parsed here: it could only be refused.
+                    assert credentials is None or isinstance(credentials, AuthFailure)
+                    _record_codes([Unauthenticated.code])
+                    response = unauthenticated(credentials, body.query)
+                    await response(scope, receive, send)
+                    return
+                # Parsed and validated once, for whichever executor answers.
+                prepared = self.documents.prepare(body.query)
+                if (
+                    self.compiled is not None
+                    and retry is None
+                    and credentials is not None
+                    and not isinstance(credentials, AuthFailure)
+                ):
+                    answered = await self.compiled.answer(body, prepared, credentials, now)
                     if answered is not None:
                         response = Response(answered, media_type="application/json")
                         await response(scope, receive, send)
@@ -181,9 +201,11 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             else:
                 body = None
             token, retry_token = _body.set(body), _retry.set(retry)
+            prepared_token = self.documents.use(prepared)
             try:
                 response = await self.run(request)
             finally:
+                self.documents.done(prepared_token)
                 _body.reset(token)
                 _retry.reset(retry_token)
             if retry is not None and retry.answer is not None:
@@ -265,6 +287,23 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             sign_in=sign_in,
             retries=_retry.get(),
         )
+
+
+def unauthenticated(credentials: AuthFailure | None, query: str) -> Response:
+    """A request without usable credentials, refused before its document is read, in the
+    shape the executor gives UNAUTHENTICATED (nothing was estimated or run: cost 0)."""
+    if credentials is not None:
+        message = credentials.message
+    elif "__schema" in query or "__type" in query:
+        message = "Sign in first: introspection needs credentials here."
+    else:
+        message = "Sign in first: send an Authorization header."
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": Unauthenticated.code}}],
+        "extensions": {"cost": 0},
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def signed_in(ctx: RequestContext, principal: Principal, services: Services) -> None:

@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive
 
+from schema.extensions import unstorable_variable
+
 MAX_JSON_DEPTH = 64
 HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
@@ -113,6 +115,13 @@ def parse_graphql_body(raw: bytes) -> GraphQLBody:
         raise Refused(400, "BAD_REQUEST", "`operationName` must be a string or null.")
     if extensions is not None and not isinstance(extensions, dict):
         raise Refused(400, "BAD_REQUEST", "`extensions` must be an object or null.")
+    for name, value in (("operationName", operation_name), ("extensions", extensions)):
+        if value is not None and unstorable_variable(value) is not None:
+            raise Refused(
+                400,
+                "BAD_REQUEST",
+                f"`{name}` holds text that is not Unicode (a lone surrogate or U+0000).",
+            )
     return GraphQLBody(query, variables, operation_name, extensions)
 
 

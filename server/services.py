@@ -35,6 +35,7 @@ class Services:
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
             random_page_cost=settings.db_random_page_cost,
         )
         count_statements(engine)
@@ -46,6 +47,8 @@ class Services:
             max_cost=settings.max_cost,
             page_size=settings.default_page_size,
             list_bound=settings.list_bound,
+            document_cache_bytes=settings.document_cache_bytes,
+            introspection_cache_bytes=settings.document_cache_bytes // 4,
             anonymous_introspection=settings.anonymous_introspection_enabled,
         )
         return cls(
@@ -59,4 +62,5 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        await self.authenticator.usage.aclose()
         await self.engine.dispose()

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: SQLite in data_dir
     db_pool_size: int = 10
     db_max_overflow: int = 0
+    # How long a request waits for a pooled connection before answering UNAVAILABLE.
+    db_pool_timeout: float = 30.0
     # PostgreSQL's planner cost of a random page read for Caseload's sessions (None: the
     # server's own, 4 by default, which assumes disks without a cache).
     db_random_page_cost: float | None = 1.1
@@ -62,6 +64,8 @@ class Settings(BaseSettings):
     compiled_reads: bool = True
     max_cost: int = 50_000  # node estimate of one request
     list_bound: int = 10  # what the estimate counts for a list that declares no bound
+    # Parsed documents kept for callers who signed in, and anonymous introspection answers.
+    document_cache_bytes: int = 64 * 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
 
     @field_validator("data_dir", mode="before")

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from strawberry.extensions.parser_cache import _get_parse_cache
-from strawberry.extensions.validation_cache import _get_validate_cache
-
-from schema.extensions import QueryLimits
+from server.services import Services
 from tests.factories import World
 from tests.helpers import Api
 
 QUERY = "{ viewer { user { name } } learners(first: 5) { totalCount } }"
+COMPILED = "{ learners(first: 5) { totalCount } }"  # answered by the compiled path
 
 
-async def test_parser_and_validation_caches_hit_with_limits_on(api: Api, world: World) -> None:
+async def test_a_document_is_parsed_once_and_then_kept(
+    api: Api, world: World, services: Services
+) -> None:
     org = await world.organisation()
     admin = await world.staff(org, "ADMIN")
-    size = QueryLimits().cache_size
-    parse: Any = _get_parse_cache(size)
-    validate: Any = _get_validate_cache(size)
+    documents = services.schema.documents
     call = api.as_(admin, org)
-    await call(QUERY)  # warm
-    parse_before, validate_before = parse.cache_info(), validate.cache_info()
-    for _ in range(20):
-        (await call(QUERY)).ok()
-    parse_after, validate_after = parse.cache_info(), validate.cache_info()
-    assert validate_after.hits - validate_before.hits == 20
-    assert validate_after.misses == validate_before.misses
-    assert parse_after.hits - parse_before.hits == 20
+    for query in (QUERY, COMPILED):
+        parsed = documents.parsed
+        (await call(query)).ok()  # parsed once, for whichever path answers
+        assert documents.parsed == parsed + 1
+        for _ in range(20):
+            (await call(query)).ok()
+        assert documents.parsed == parsed + 1  # then kept
+        assert query in documents.kept
 
 
 async def test_depth_limit(api: Api, world: World) -> None:

@@ -1,0 +1,114 @@
+"""Documents parsed and validated once per request, and kept only for callers who signed in.
+
+A POST's document is parsed and validated once (`Documents.prepare`) before either executor
+runs: the compiled read path plans from it, and the standard executor is handed the same
+(`schema/extensions.py`, `Operation.on_parse`). A document is kept for later requests only
+when its own request signed in (`Documents.keep`): a request that fails authentication or
+validation leaves no entry behind, so anonymous 1 MB bodies cannot fill the process. What is
+kept is bounded in bytes (schema/caches.py); the compiled path's plans for a document are kept
+on it, so they leave with it.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+)
+from strawberry.schema.schema import validate_document
+
+from schema.caches import BoundedCache
+
+# What a kept document holds alive per character of its text: measured at 80-110 bytes for
+# the parsed screens of the web client; the plans of the compiled path come on top.
+BYTES_PER_CHARACTER = 200
+# Larger documents are parsed for their own request and not kept.
+MAX_KEPT_CHARACTERS = 16 * 1024
+
+
+@dataclass(eq=False)
+class Prepared:
+    """One document as a request sent it: parsed (or the syntax error) and validated."""
+
+    query: str
+    document: DocumentNode | None
+    errors: list[GraphQLError]
+    # The compiled path's plan per operation name (None: the standard executor answers).
+    plans: dict[str | None, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.document is not None and not self.errors
+
+    def names(self) -> set[str | None]:
+        """The operation names a request may pick (None: the only one)."""
+        if self.document is None:
+            return set()
+        operations = [
+            d for d in self.document.definitions if isinstance(d, OperationDefinitionNode)
+        ]
+        names: set[str | None] = {o.name.value for o in operations if o.name is not None}
+        if len(operations) == 1:
+            names.add(None)
+        return names
+
+
+# The request's document, prepared by the HTTP layer, for the executor that answers it.
+_current: ContextVar[Prepared | None] = ContextVar("caseload_prepared", default=None)
+
+
+class Documents:
+    """The process's parsed documents, one entry per document text."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        rules: list[type[ASTValidationRule]],
+        max_tokens: int,
+        budget: int,
+    ) -> None:
+        self.schema = schema
+        self.rules = tuple(rules)
+        self.max_tokens = max_tokens
+        self.kept: BoundedCache[str, Prepared] = BoundedCache(
+            budget, MAX_KEPT_CHARACTERS * BYTES_PER_CHARACTER
+        )
+        self.parsed = 0  # documents parsed (tests read it)
+
+    def prepare(self, query: str) -> Prepared:
+        """The document of `query`: the request's own if prepared already, a kept one, or parsed
+        and validated now (not kept: see `keep`)."""
+        current = _current.get()
+        if current is not None and current.query == query:
+            return current
+        kept = self.kept.get(query)
+        if kept is not None:
+            return kept
+        self.parsed += 1
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError as error:
+            return Prepared(query, None, [error])
+        return Prepared(query, document, validate_document(self.schema, document, self.rules))
+
+    def keep(self, prepared: Prepared) -> None:
+        """Keep a valid document for later requests: its request has signed in."""
+        if prepared.valid and prepared.query not in self.kept:
+            self.kept.put(prepared.query, prepared, len(prepared.query) * BYTES_PER_CHARACTER)
+
+    @staticmethod
+    def use(prepared: Prepared | None) -> Any:
+        """Hand `prepared` to the executor answering this request (returns a reset token)."""
+        return _current.set(prepared)
+
+    @staticmethod
+    def done(token: Any) -> None:
+        _current.reset(token)
