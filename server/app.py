@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -51,6 +52,21 @@ PAGE_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 READY_TIMEOUT_SECONDS = 5.0
+CORS_ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    REQUEST_ID_HEADER,
+    "X-Caseload-Client",  # what the client says it is, kept with its audit events
+    "X-Caseload-Organisation",  # which membership a sign-in acts in
+]
+CORS_EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+]
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
@@ -112,16 +128,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         middleware=[
             Middleware(AccessLog),
             Middleware(
-                CORSMiddleware,
+                CORS,
                 allow_origins=settings.origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=[
-                    "Authorization",
-                    "Content-Type",
-                    "Idempotency-Key",
-                    REQUEST_ID_HEADER,
-                ],
-                expose_headers=[REQUEST_ID_HEADER],
+                allow_headers=CORS_ALLOWED_HEADERS,
+                expose_headers=CORS_EXPOSED_HEADERS,
                 max_age=600,
             ),
         ],
@@ -140,6 +151,37 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if record is not None:
         record.codes = [code]
     return error_response(exc.status_code, code, exc.detail, dict(exc.headers or {}))
+
+
+# What Starlette names in a refused preflight ("Disallowed CORS origin, headers"), in words.
+_CORS_REFUSALS = {
+    "origin": "this origin is not allowed",
+    "method": "this method is not allowed (see Access-Control-Allow-Methods)",
+    "headers": "a requested header is not allowed (see Access-Control-Allow-Headers)",
+    "private-network": "private network access is not allowed",
+}
+
+
+class CORS(CORSMiddleware):
+    """Starlette's CORS, with refused preflights answered in the GraphQL error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        record = current_record()
+        if record is not None:
+            record.codes = ["CORS_REFUSED"]
+        failures = bytes(response.body).decode().removeprefix("Disallowed CORS ").split(", ")
+        reasons = "; ".join(_CORS_REFUSALS.get(failure, failure) for failure in failures)
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        return error_response(
+            400, "CORS_REFUSED", f"Cross-origin request refused: {reasons}.", headers
+        )
 
 
 def _graphiql_page(settings: Settings) -> Callable[[Request], Response]:

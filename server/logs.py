@@ -181,18 +181,56 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# A text record is one line, whatever a client puts into a path, a header or a message:
+# control characters (C0, DEL, C1, U+2028/U+2029) are written as backslash escapes, and a
+# backslash as two, so that every value reads back exactly.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Values with these are quoted, so that `key=value` pairs split one way only.
+_NEEDS_QUOTES = re.compile(r"""[\s="']""")
+# Stack lines are indented, so that none of them can pass for a record of its own.
+_STACK_INDENT = "    "
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match[0]
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) <= 0xFF else f"\\u{ord(char):04x}"
+
+
+def _escape(text: str) -> str:
+    """`text` with its backslashes and control characters written as backslash escapes."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _text_value(value: object) -> str:
+    """One value of a `key=value` pair: escaped, and quoted where it could be misread."""
+    text = _escape(",".join(map(str, value)) if isinstance(value, list) else str(value))
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    return '"' + text.replace('"', '\\"') + '"'
+
+
 class TextFormatter(logging.Formatter):
+    """`key=value` lines for people; each record is one line, a stack below it indented."""
+
     def format(self, record: logging.LogRecord) -> str:
+        head = f"{_time(record)} {record.levelname} {_escape(record.name)}"
         access = getattr(record, "access", None)
         if isinstance(access, dict):
-            fields = " ".join(f"{k}={v}" for k, v in access.items() if v not in (None, []))
-            text = f"{_time(record)} {record.levelname} {record.name} {fields}"
+            fields = " ".join(
+                f"{k}={_text_value(v)}" for k, v in access.items() if v not in (None, [])
+            )
+            text = f"{head} {fields}"
         else:
             request_id = getattr(record, "request_id", None)
-            rid = f" request_id={request_id}" if request_id is not None else ""
-            text = f"{_time(record)} {record.levelname} {record.name} {record.getMessage()}{rid}"
+            rid = f" request_id={_text_value(request_id)}" if request_id is not None else ""
+            text = f"{head} {_escape(record.getMessage())}{rid}"
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            stack = self.formatException(record.exc_info)
+            text += "".join(f"\n{_STACK_INDENT}{_escape(line)}" for line in stack.split("\n"))
         return text
 
 

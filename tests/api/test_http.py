@@ -244,11 +244,15 @@ PREFLIGHT = {
 }
 
 
+def _header_list(response: httpx.Response, name: str) -> set[str]:
+    return {h.strip().lower() for h in response.headers[name].split(",")}
+
+
 async def test_cors_allows_nothing_by_default(api: Api) -> None:
     response = await api.client.options(
         "/graphql", headers={"Origin": "https://app.example", **PREFLIGHT}
     )
-    assert response.status_code == 400
+    _refused(response, 400, "CORS_REFUSED")
     assert "access-control-allow-origin" not in response.headers
     response = await api.client.post(
         "/graphql", json={"query": VIEWER}, headers={"Origin": "https://app.example"}
@@ -263,16 +267,14 @@ async def test_cors_answers_allowed_origins_only(api_with: AppFactory, world: Wo
     )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "https://admin.example"
-    allowed = {
-        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
-    }
-    assert {"authorization", "content-type", "idempotency-key", "x-request-id"} <= set(allowed)
+    allowed = _header_list(response, "access-control-allow-headers")
+    assert {"authorization", "content-type", "idempotency-key", "x-request-id"} <= allowed
     assert "POST" in response.headers["access-control-allow-methods"]
 
     refused = await api.client.options(
         "/graphql", headers={"Origin": "https://evil.example", **PREFLIGHT}
     )
-    assert refused.status_code == 400
+    _refused(refused, 400, "CORS_REFUSED")
     assert "access-control-allow-origin" not in refused.headers
 
     headers = await _admin_headers(api, world)
@@ -281,7 +283,72 @@ async def test_cors_answers_allowed_origins_only(api_with: AppFactory, world: Wo
     )
     assert response.json() == {"data": {"viewer": {"roles": ["ADMIN"]}}, "extensions": {"cost": 1}}
     assert response.headers["access-control-allow-origin"] == "https://app.example"
-    assert response.headers["access-control-expose-headers"].lower() == "x-request-id"
+    assert _header_list(response, "access-control-expose-headers") == {
+        "x-request-id",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    }
+
+
+async def test_browsers_may_send_the_client_and_organisation_headers(
+    api_with: AppFactory,
+) -> None:
+    api = await api_with(allowed_origins="https://app.example")
+    response = await api.client.options(
+        "/graphql",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, X-Caseload-Client, "
+            "X-Caseload-Organisation",
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert {"x-caseload-client", "x-caseload-organisation", "authorization"} <= _header_list(
+        response, "access-control-allow-headers"
+    )
+
+
+@pytest.mark.parametrize(
+    ("origin", "method", "asked", "wanted"),
+    [
+        ("https://evil.example", "POST", "content-type", "origin"),
+        ("https://app.example", "POST", "content-type, x-forwarded-for", "header"),
+        ("https://app.example", "PUT", "content-type", "method"),
+        ("https://evil.example", "POST", "x-forwarded-for", "origin"),
+    ],
+)
+async def test_refused_preflights_have_the_graphql_error_shape(
+    api_with: AppFactory,
+    caplog: pytest.LogCaptureFixture,
+    origin: str,
+    method: str,
+    asked: str,
+    wanted: str,
+) -> None:
+    api = await api_with(allowed_origins="https://app.example")
+    caplog.set_level(logging.INFO, logger="caseload.access")
+    response = await api.client.options(
+        "/graphql",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": asked,
+        },
+    )
+    assert wanted in _refused(response, 400, "CORS_REFUSED")
+    if origin != "https://app.example":
+        assert "access-control-allow-origin" not in response.headers
+    (line,) = _access_lines(caplog)
+    assert (line["method"], line["status"], line["outcome"], line["codes"]) == (
+        "OPTIONS",
+        400,
+        "http_error",
+        ["CORS_REFUSED"],
+    )
 
 
 def test_origins_must_be_origins() -> None:
