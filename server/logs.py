@@ -182,9 +182,10 @@ class JsonFormatter(logging.Formatter):
 
 
 # A text record is one line, whatever a client puts into a path, a header or a message:
-# control characters (C0, DEL, C1, U+2028/U+2029) are written as backslash escapes, and a
-# backslash as two, so that every value reads back exactly.
-_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# control characters (C0, DEL, C1, U+2028/U+2029, and the bidirectional controls that reorder
+# what a terminal shows) are written as backslash escapes, and a backslash as two, so that
+# every value reads back exactly.
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Values with these are quoted, so that `key=value` pairs split one way only.
 _NEEDS_QUOTES = re.compile(r"""[\s="']""")
