@@ -12,7 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db.engine import UNBOUNDED
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -69,9 +71,19 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> Migration:
         return Migration(before, _current(connection))
 
     async with engine.begin() as conn:
+        await unbounded(conn)
         return await conn.run_sync(run)
+
+
+async def unbounded(conn: AsyncConnection) -> None:
+    """Lift the statement timeout for this connection's transaction: a migration may build an
+    index over every row."""
+    await conn.execution_options(**{UNBOUNDED: True})
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     async with engine.begin() as conn:
+        await unbounded(conn)
         await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))

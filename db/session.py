@@ -11,7 +11,7 @@ from sqlalchemy import Executable, Result, Select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from db.engine import WRITE_INTENT
+from db.engine import WRITE_INTENT, is_timeout
 
 T = TypeVar("T")
 
@@ -21,6 +21,11 @@ log = logging.getLogger("caseload.db")
 class ConnectionLost(Exception):
     """The transaction's connection died after its first statement: what the transaction had
     done is gone with it, so the operation can neither go on nor be kept."""
+
+
+class StatementTimedOut(Exception):
+    """A statement ran past the statement timeout: the database stopped it, and the
+    transaction cannot go on (PostgreSQL refuses every later statement of it)."""
 
 
 class Database:
@@ -43,6 +48,7 @@ class Database:
         self._lock = asyncio.Lock()
         self._begun = False  # the current transaction has sent a statement
         self.lost: DBAPIError | None = None
+        self.timed_out: DBAPIError | None = None
         self.write_intent = False
         self.statements = 0
         bind = maker.kw.get("bind")
@@ -60,10 +66,15 @@ class Database:
         """Run one step of the transaction (the caller holds the lock)."""
         if self.lost is not None:
             raise ConnectionLost("The transaction's connection was lost.") from self.lost
+        if self.timed_out is not None:
+            raise StatementTimedOut("A statement ran out of time.") from self.timed_out
         first, self._begun = not self._begun, True
         try:
             return await step(await self._ensure())
         except DBAPIError as exc:
+            if is_timeout(exc):
+                self.timed_out = exc
+                raise StatementTimedOut("A statement ran out of time.") from exc
             if not exc.connection_invalidated:
                 raise
             if not first:
@@ -74,6 +85,9 @@ class Database:
         try:
             return await step(await self._ensure())
         except DBAPIError as exc:
+            if is_timeout(exc):
+                self.timed_out = exc
+                raise StatementTimedOut("A statement ran out of time.") from exc
             if exc.connection_invalidated:
                 self.lost = exc
             raise
@@ -173,6 +187,8 @@ class Database:
         async with self._lock:
             if self.lost is not None:
                 raise ConnectionLost("The transaction's connection was lost.") from self.lost
+            if self.timed_out is not None:
+                raise StatementTimedOut("A statement ran out of time.") from self.timed_out
             if self._session is not None:
                 await self._session.commit()
             self._begun = False
@@ -181,14 +197,14 @@ class Database:
         async with self._lock:
             if self._session is not None:
                 await self._session.rollback()
-            self._begun, self.lost = False, None
+            self._begun, self.lost, self.timed_out = False, None, None
 
     async def close(self) -> None:
         async with self._lock:
             if self._session is not None:
                 await self._session.close()
                 self._session = None
-            self._begun, self.lost = False, None
+            self._begun, self.lost, self.timed_out = False, None, None
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

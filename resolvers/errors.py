@@ -40,6 +40,12 @@ class Unavailable(OperationError):
     code = "UNAVAILABLE"
 
 
+class Timeout(OperationError):
+    """A statement ran past the statement timeout; nothing was changed."""
+
+    code = "TIMEOUT"
+
+
 class LimitExceeded(OperationError):
     """The request is over one of the query limits; nothing ran."""
 

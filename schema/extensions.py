@@ -36,12 +36,13 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
-from db.session import ConnectionLost
+from db.session import ConnectionLost, StatementTimedOut
 from resolvers.errors import (
     CommitFailed,
     InvalidInput,
     MaxCostExceeded,
     OperationError,
+    Timeout,
     Unauthenticated,
     Unavailable,
 )
@@ -57,6 +58,10 @@ MAX_DEPTH_EXCEEDED = "MAX_DEPTH_EXCEEDED"
 MAX_ALIASES_EXCEEDED = "MAX_ALIASES_EXCEEDED"
 MAX_TOKENS_EXCEEDED = "MAX_TOKENS_EXCEEDED"
 LOST = "The database connection was lost; nothing was changed. Try again."
+TIMED_OUT = (
+    "The request took longer than the database allows; nothing was changed. Ask for less "
+    "(smaller pages, narrower filters, fewer counts)."
+)
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,7 @@ class Operation(SchemaExtension):
                 # The database could not be asked (out of reach, or found dead twice): answered
                 # with a code, like any error, never in the driver's words.
                 refuse(ec, exc)
+                timed_out(ctx, ec)
                 yield
                 await quietly(ctx.db.rollback())
                 await quietly(ctx.db.close())
@@ -234,7 +240,9 @@ class Operation(SchemaExtension):
                 perform = await claim(ctx, ec, retries)
             yield
             result = ec.result
-            if ctx.db.lost is not None and isinstance(result, GraphQLExecutionResult):
+            if timed_out(ctx, ec):
+                await quietly(ctx.db.rollback())
+            elif ctx.db.lost is not None and isinstance(result, GraphQLExecutionResult):
                 # The transaction is gone, whatever the fields answered: one error for the whole.
                 lost = Unavailable(LOST)
                 result.data = None
@@ -251,6 +259,22 @@ class Operation(SchemaExtension):
                 await quietly(ctx.db.rollback())
         finally:
             await quietly(ctx.db.close())
+
+
+def timed_out(ctx: RequestContext, ec: ExecutionContext) -> bool:
+    """A statement ran out of time: the transaction is gone, whatever the fields answered —
+    one TIMEOUT for the whole operation, and HTTP 504 (there is no data)."""
+    if ctx.db.timed_out is None:
+        return False
+    timeout = Timeout(TIMED_OUT)
+    errors = [GraphQLError(timeout.message, original_error=timeout)]
+    if isinstance(ec.result, GraphQLExecutionResult):  # the executor returns this very object
+        ec.result.data, ec.result.errors = None, errors
+    else:
+        ec.result = GraphQLExecutionResult(data=None, errors=errors)
+    if ctx.response is not None:
+        ctx.response.status_code = 504
+    return True
 
 
 def refuse(ec: ExecutionContext, error: Exception) -> None:
@@ -423,6 +447,8 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if isinstance(original, OperationError):
         message = original.message if error.original_error is original else error.message
         return _coded(error, original.code, message, **original.extensions)
+    if isinstance(original, StatementTimedOut):
+        return _coded(error, Timeout.code, TIMED_OUT)
     if isinstance(original, ConnectionLost | ConnectionError | PoolTimeout) or (
         isinstance(original, DBAPIError)
         and (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,14 +25,15 @@ from sqlalchemy import Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from db.engine import DEADLINE, Deadline, is_timeout
 from policies.principal import Principal
 from resolvers import compiled as sql
 from resolvers.context import Limits
-from resolvers.errors import Unavailable
+from resolvers.errors import OperationError, Timeout, Unavailable
 from schema.compiled import CompiledOperation, compile_operation
 from schema.cost import estimate
 from schema.documents import Documents, Prepared
-from schema.extensions import document_has_nul, unstorable_variable
+from schema.extensions import TIMED_OUT, document_has_nul, unstorable_variable
 from server.auth import AuthFailure, Credentials
 from server.http import GraphQLBody
 from server.logs import current_record, describe
@@ -39,9 +41,16 @@ from server.services import Services
 
 log = logging.getLogger("caseload.compiled")
 
+UNAVAILABLE = "The database could not complete the request. Try again."
 # The caller each recently seen credential named, so that its next read signs in and reads in
 # one statement (the guess is checked against the sign-in's own rows before the answer is used).
 CALLERS_KEPT = 10_000
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    status: int = 200
 
 
 class CompiledReads:
@@ -88,8 +97,8 @@ class CompiledReads:
         prepared: Prepared,
         credentials: Credentials,
         now: datetime,
-    ) -> bytes | None:
-        """The response body, or None: let the standard executor answer."""
+    ) -> Answer | None:
+        """The response, or None: let the standard executor answer."""
         operation = self.operation(prepared, body.operation_name)
         if operation is None or unstorable_variable(body.variables) is not None:
             return None
@@ -110,8 +119,12 @@ class CompiledReads:
         except PoolTimeout:
             # No connection came free in time: the standard executor would wait as long again.
             log.warning("no pooled connection for a compiled read")
-            return unavailable(cost)
+            return Answer(refusal(Unavailable(UNAVAILABLE), cost))
         except DRIVER_ERRORS as exc:
+            if is_timeout(exc):
+                # Past the statement timeout: running it again on the other path would take
+                # as long again.
+                return Answer(refusal(Timeout(TIMED_OUT), cost), status=504)
             # Whatever the database refused (a connection lost twice, a statement cancelled,
             # a statement past what SQLite's parser holds), the standard executor answers.
             self.failed += 1
@@ -120,7 +133,7 @@ class CompiledReads:
         if data is None:
             return None
         self.answered += 1
-        return orjson.dumps({"data": data, "extensions": {"cost": cost}})
+        return Answer(orjson.dumps({"data": data, "extensions": {"cost": cost}}))
 
     def cost(self, operation: CompiledOperation, body: GraphQLBody) -> int:
         """The request's node estimate, as the standard executor computes it (schema/cost.py)."""
@@ -168,24 +181,24 @@ class CompiledReads:
         authenticator = self.services.authenticator
         signin, params = authenticator.statement(credentials)
         expected = self.callers.get(credentials)
+        guessed: sql.Statement | None = None
+        if expected is not None:
+            # Built before a connection is taken: no connection waits for a plan.
+            guessed = operation.statement(
+                self.services.policies, expected, self.dialect, arguments, signin
+            )
         async with self.services.engine.connect() as connection:
             raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
-            postgresql = self.dialect.name == "postgresql"
+            driver = Driver(raw.driver_connection, self.dialect.name == "postgresql", raw.info)
             try:
                 found: Any = None
-                if expected is not None:
+                if expected is not None and guessed is not None:
                     # One statement, in one snapshot: the sign-in's rows, and the answer for the
                     # caller these credentials named last time, kept only if the rows name that
                     # same caller now (any change of role, unit or status names another).
-                    statement = operation.statement(
-                        self.services.policies, expected, self.dialect, arguments, signin
-                    )
                     values = sql.request_values(operation.plan, expected, now, arguments)
                     values.update(params)
-                    rows = await _fetch(
-                        driver, postgresql, statement.sql, statement.arguments(values)
-                    )
+                    rows = await driver.fetch(guessed.sql, guessed.arguments(values))
                     signed = [row[:-1] for row in rows if row[-1] is None]
                     named = authenticator.principal(credentials, signed, now)
                     if isinstance(named, AuthFailure):
@@ -197,7 +210,7 @@ class CompiledReads:
                         await authenticator.used(principal, signed, now)
                 if found is None:
                     signed_in = await self._signed_in_first(
-                        driver, postgresql, operation, arguments, credentials, signin, params, now
+                        driver, operation, arguments, credentials, signin, params, now
                     )
                     if signed_in is None:
                         return None
@@ -228,8 +241,7 @@ class CompiledReads:
 
     async def _signed_in_first(
         self,
-        driver: Any,
-        postgresql: bool,
+        driver: Driver,
         operation: CompiledOperation,
         arguments: list[sql.Arguments],
         credentials: Credentials,
@@ -241,9 +253,9 @@ class CompiledReads:
         and the caller (None when the credentials name nobody)."""
         authenticator = self.services.authenticator
         auth = self.auth["person" if signin is authenticator.person else "key"]
-        await _begin(driver, postgresql)
+        await driver.command("BEGIN READ ONLY" if driver.postgresql else "BEGIN")
         try:
-            rows = await _fetch(driver, postgresql, auth.sql, auth.arguments(params))
+            rows = await driver.fetch(auth.sql, auth.arguments(params))
             principal = authenticator.principal(credentials, rows, now)
             if isinstance(principal, AuthFailure):
                 self.callers.pop(credentials, None)
@@ -253,15 +265,45 @@ class CompiledReads:
                 self.services.policies, principal, self.dialect, arguments
             )
             values = sql.request_values(operation.plan, principal, now, arguments)
-            found = await _fetch(driver, postgresql, statement.sql, statement.arguments(values))
+            found = await driver.fetch(statement.sql, statement.arguments(values))
         finally:
-            await _end(driver, postgresql)
+            await driver.command("COMMIT")
         return found[0][0], principal
 
 
-def unavailable(cost: int) -> bytes:
-    """UNAVAILABLE for the whole operation, as the standard executor answers it."""
-    error = Unavailable("The database could not complete the request. Try again.")
+class Driver:
+    """A pooled connection's own driver (asyncpg or aiosqlite), as the compiled path runs its
+    statements on it; on SQLite each statement runs under the connection's Deadline."""
+
+    def __init__(self, connection: Any, postgresql: bool, info: dict[str, Any]) -> None:
+        self.connection = connection
+        self.postgresql = postgresql
+        self.deadline: Deadline | None = info.get(DEADLINE)
+
+    async def command(self, command: str) -> None:
+        if self.postgresql:
+            await self.connection.execute(command)
+        else:
+            await (await self.connection.execute(command)).close()
+
+    async def fetch(self, statement: str, args: list[Any]) -> list[Any]:
+        if self.postgresql:
+            return list(await self.connection.fetch(statement, *args))
+        if self.deadline is not None:
+            self.deadline.start()
+        try:
+            cursor = await self.connection.execute(statement, args)
+            try:
+                return list(await cursor.fetchall())
+            finally:
+                await cursor.close()
+        finally:
+            if self.deadline is not None:
+                self.deadline.stop()
+
+
+def refusal(error: OperationError, cost: int) -> bytes:
+    """One top-level error for the whole operation, as the standard executor answers it."""
     return orjson.dumps(
         {
             "data": None,
@@ -294,28 +336,3 @@ def _raw(stmt: Any, dialect: Any) -> sql.Statement:
         fixed=dict(compiled.params),
         processors=dict(compiled._bind_processors),
     )
-
-
-async def _begin(driver: Any, postgresql: bool) -> None:
-    await _command(driver, postgresql, "BEGIN READ ONLY" if postgresql else "BEGIN")
-
-
-async def _end(driver: Any, postgresql: bool) -> None:
-    await _command(driver, postgresql, "COMMIT")
-
-
-async def _command(driver: Any, postgresql: bool, command: str) -> None:
-    if postgresql:
-        await driver.execute(command)
-    else:
-        await (await driver.execute(command)).close()
-
-
-async def _fetch(driver: Any, postgresql: bool, statement: str, args: list[Any]) -> list[Any]:
-    if postgresql:
-        return list(await driver.fetch(statement, *args))
-    cursor = await driver.execute(statement, args)
-    try:
-        return list(await cursor.fetchall())
-    finally:
-        await cursor.close()

@@ -9,10 +9,12 @@ that answers a top-level error changed nothing and keeps nothing: its retry runs
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +36,7 @@ from policies.principal import Principal
 from resolvers.context import Limits
 from resolvers.errors import IdempotencyKeyReused, Unauthenticated
 from schema.context import RequestContext
-from schema.documents import Documents
+from schema.documents import Documents, Prepared
 from server.auth import AuthFailure
 from server.compiled import CompiledReads
 from server.http import (
@@ -47,6 +49,8 @@ from server.http import (
 )
 from server.logs import current_record, describe
 from server.services import Services
+
+log = logging.getLogger("caseload.graphql")
 
 # The body read and checked in __call__, handed to parse_http_body within the same request.
 _body: ContextVar[GraphQLBody | None] = ContextVar("caseload_graphql_body", default=None)
@@ -163,56 +167,19 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response: Response
-        prepared = None
+        response: Response | None
         try:
-            retry = None
             if request.method == "POST":
                 # Before authentication and before Strawberry: nothing runs on a refused body.
                 settings = self.services.settings
                 body = await read_graphql_body(request, settings.max_body_bytes)
                 _record_operation(body.operation_name, body.query)
-                retry = retry_of(request, body, timedelta(seconds=settings.idempotency_ttl_seconds))
-                now = utcnow()
-                credentials = self.services.authenticator.read(
-                    request.headers.get("authorization"), now
-                )
-                anonymous = credentials is None or isinstance(credentials, AuthFailure)
-                if anonymous and not self.services.query_limits.anonymous_introspection:
-                    # Nothing an anonymous caller sends is parsed here: it could only be refused.
-                    assert credentials is None or isinstance(credentials, AuthFailure)
-                    _record_codes([Unauthenticated.code])
-                    response = unauthenticated(credentials, body.query)
-                    await response(scope, receive, send)
+                # The body is read: a client that leaves now cancels what runs for it.
+                response = await until_gone(receive, self.post(request, body))
+                if response is None:
                     return
-                # Parsed and validated once, for whichever executor answers.
-                prepared = self.documents.prepare(body.query)
-                if (
-                    self.compiled is not None
-                    and retry is None
-                    and credentials is not None
-                    and not isinstance(credentials, AuthFailure)
-                ):
-                    answered = await self.compiled.answer(body, prepared, credentials, now)
-                    if answered is not None:
-                        response = Response(answered, media_type="application/json")
-                        await response(scope, receive, send)
-                        return
             else:
-                body = None
-            token, retry_token = _body.set(body), _retry.set(retry)
-            prepared_token = self.documents.use(prepared)
-            try:
-                response = await self.run(request)
-            finally:
-                self.documents.done(prepared_token)
-                _body.reset(token)
-                _retry.reset(retry_token)
-            if retry is not None and retry.answer is not None:
-                # The kept answer, byte for byte: the first request sends it too.
-                response = Response(retry.answer, status_code=200, media_type="application/json")
-                if retry.replayed:
-                    _record_outcome("replayed")
+                response = await self.answer(request, None, None, None)
         except ClientGone:
             return
         except Refused as refused:
@@ -224,6 +191,55 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             headers = {"Allow": "GET, POST"} if exc.status_code == 405 else None
             response = error_response(exc.status_code, code, exc.reason, headers)
         await response(scope, receive, send)
+
+    async def post(self, request: Request, body: GraphQLBody) -> Response:
+        settings = self.services.settings
+        retry = retry_of(request, body, timedelta(seconds=settings.idempotency_ttl_seconds))
+        now = utcnow()
+        credentials = self.services.authenticator.read(request.headers.get("authorization"), now)
+        anonymous = credentials is None or isinstance(credentials, AuthFailure)
+        if anonymous and not self.services.query_limits.anonymous_introspection:
+            # Nothing an anonymous caller sends is parsed here: it could only be refused.
+            assert credentials is None or isinstance(credentials, AuthFailure)
+            _record_codes([Unauthenticated.code])
+            return unauthenticated(credentials, body.query)
+        # Parsed and validated once, for whichever executor answers.
+        prepared = self.documents.prepare(body.query)
+        if (
+            self.compiled is not None
+            and retry is None
+            and credentials is not None
+            and not isinstance(credentials, AuthFailure)
+        ):
+            answered = await self.compiled.answer(body, prepared, credentials, now)
+            if answered is not None:
+                return Response(
+                    answered.body, status_code=answered.status, media_type="application/json"
+                )
+        return await self.answer(request, body, retry, prepared)
+
+    async def answer(
+        self,
+        request: Request,
+        body: GraphQLBody | None,
+        retry: Retry | None,
+        prepared: Prepared | None,
+    ) -> Response:
+        """The standard executor's answer (Strawberry), with what the request already did."""
+        token, retry_token = _body.set(body), _retry.set(retry)
+        prepared_token = self.documents.use(prepared)
+        try:
+            response = await self.run(request)
+        finally:
+            self.documents.done(prepared_token)
+            _body.reset(token)
+            _retry.reset(retry_token)
+        if retry is not None and retry.answer is not None:
+            # The kept answer, byte for byte: the first request sends it too.
+            response = Response(retry.answer, status_code=200, media_type="application/json")
+            if retry.replayed:
+                _record_outcome("replayed")
+        return response
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
@@ -287,6 +303,37 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             sign_in=sign_in,
             retries=_retry.get(),
         )
+
+
+async def until_gone(receive: Receive, work: Awaitable[Response]) -> Response | None:
+    """`work`'s response; None when the client disconnected first. Then the work is cancelled,
+    and with it a statement still running for it (asyncpg cancels it in PostgreSQL): nobody is
+    waiting for the answer."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        log.warning("work cancelled for a client that left ended with an error", exc_info=exc)
+    _record_outcome("client_disconnected")
+    return None
 
 
 def unauthenticated(credentials: AuthFailure | None, query: str) -> Response:

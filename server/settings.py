@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = 0
     # How long a request waits for a pooled connection before answering UNAVAILABLE.
     db_pool_timeout: float = 30.0
+    # Every statement is stopped past this (0: unbounded); the request answers TIMEOUT.
+    statement_timeout_ms: int = Field(default=5000, ge=0)
     # PostgreSQL's planner cost of a random page read for Caseload's sessions (None: the
     # server's own, 4 by default, which assumes disks without a cache).
     db_random_page_cost: float | None = 1.1
@@ -62,6 +64,8 @@ class Settings(BaseSettings):
     max_tokens: int = 4000
     # Queries whose every field has a declared source run as one SQL statement.
     compiled_reads: bool = True
+    # Planning a document for the compiled path stops past this; the executor answers it.
+    plan_budget_ms: int = Field(default=50, ge=0)
     max_cost: int = 50_000  # node estimate of one request
     list_bound: int = 10  # what the estimate counts for a list that declares no bound
     # Parsed documents kept for callers who signed in, and anonymous introspection answers.

@@ -15,10 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-import server.compiled
 from db.models import Organisation, User
 from server.app import create_app
-from server.compiled import CompiledReads
+from server.compiled import CompiledReads, Driver
 from server.services import Services
 from tests.conftest import Backend, make_settings
 from tests.factories import World
@@ -45,18 +44,18 @@ async def app(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     services = Services.build(make_settings(backend.url))
     asgi = create_app(services=services)
     round_trips: list[str] = []
-    fetch, command = server.compiled._fetch, server.compiled._command
+    fetch, command = Driver.fetch, Driver.command
 
-    async def fetched(driver: Any, postgresql: bool, statement: str, args: list[Any]) -> Any:
+    async def fetched(driver: Driver, statement: str, args: list[Any]) -> Any:
         round_trips.append("UNION ALL" if "UNION ALL" in statement else "SELECT")
-        return await fetch(driver, postgresql, statement, args)
+        return await fetch(driver, statement, args)
 
-    async def commanded(driver: Any, postgresql: bool, text: str) -> None:
+    async def commanded(driver: Driver, text: str) -> None:
         round_trips.append(text.split()[0])
-        await command(driver, postgresql, text)
+        await command(driver, text)
 
-    monkeypatch.setattr(server.compiled, "_fetch", fetched)
-    monkeypatch.setattr(server.compiled, "_command", commanded)
+    monkeypatch.setattr(Driver, "fetch", fetched)
+    monkeypatch.setattr(Driver, "command", commanded)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t")
     yield App(Api(client, services.settings), asgi.state.compiled_reads, round_trips)
     await client.aclose()
@@ -194,13 +193,13 @@ async def test_a_statement_the_database_refuses_is_answered_by_the_standard_exec
     org, admin = await given(world)
     call = app.api.as_(admin, org)
     expected = (await call(LEARNERS)).ok()
-    fetch = server.compiled._fetch
+    fetch = Driver.fetch
 
-    async def refused(driver: Any, postgresql: bool, statement: str, args: list[Any]) -> Any:
+    async def refused(driver: Driver, statement: str, args: list[Any]) -> Any:
         # what the driver says of a statement it cannot run (asyncpg's or sqlite3's own error)
-        return await fetch(driver, postgresql, statement + " ORDER BY no_such_column", args)
+        return await fetch(driver, statement + " ORDER BY no_such_column", args)
 
-    monkeypatch.setattr(server.compiled, "_fetch", refused)
+    monkeypatch.setattr(Driver, "fetch", refused)
     answer = await call(LEARNERS)
 
     assert answer.ok() == expected
