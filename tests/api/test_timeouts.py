@@ -154,7 +154,7 @@ async def test_a_client_that_leaves_cancels_its_statement(
         (b"authorization", f"Bearer {api.token(admin, org)}".encode()),
     ]
     leave = asyncio.Event()
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if not sent:
