@@ -16,6 +16,8 @@ a request only binds values and runs it.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +54,37 @@ from resolvers.relations import ByArgument, Distinct, Path, Ref, Relation
 
 class NotCompilable(Exception):
     """The document asks for something the compiled path does not gather; use the standard one."""
+
+
+class OverBudget(NotCompilable):
+    """Planning the document took longer than its budget (now, or `remembered` from before):
+    the standard executor answers it."""
+
+    def __init__(self, message: str, *, remembered: bool = False) -> None:
+        super().__init__(message)
+        self.remembered = remembered
+
+
+class Budget:
+    """How much CPU planning one request's document may take (None: no limit), counted in the
+    thread's own time, so that other processes on the machine do not spend it. Planning checks
+    it as it goes; a statement is compiled only when that is expected to fit (compiling takes
+    about twice as long as building it)."""
+
+    COMPILE_PER_BUILD = 2.0
+
+    def __init__(self, milliseconds: int | None) -> None:
+        self.started = time.thread_time()
+        self.ends = self.started + milliseconds / 1000 if milliseconds else math.inf
+
+    def check(self, ahead: float = 0.0) -> None:
+        """OverBudget when planning, with `ahead` seconds still to come, would overrun."""
+        if time.thread_time() + ahead > self.ends:
+            raise OverBudget("planning over its budget")
+
+    @property
+    def spent_ms(self) -> float:
+        return (time.thread_time() - self.started) * 1000
 
 
 # --- The plan -----------------------------------------------------------------------------
@@ -239,6 +272,7 @@ class Builder:
     # PostgreSQL runs as a scan of the whole (small) table for every row.
     joins: list[tuple[Any, Any]] = field(default_factory=list)
     aliases: int = 0
+    budget: Budget | None = None
 
     def object_items(self, plan: ObjectPlan, row: Any) -> list[Any]:
         """The SQL values of one object, in the order the transform reads them."""
@@ -261,6 +295,8 @@ class Builder:
         self.chain.add(table)
 
     def related(self, item: Related, parent: Any) -> Any:
+        if self.budget is not None:
+            self.budget.check()
         relation = item.relation
         if isinstance(relation, ByArgument):  # the document's arguments choose the relation
             relation = relation.choose(**dict(item.arguments))
@@ -412,12 +448,14 @@ def compile_statement(
     dialect: Dialect,
     arguments: Sequence[Arguments],
     signin: Select[Any] | None = None,
+    budget: Budget | None = None,
 ) -> Statement:
     """The plan's one statement. With `signin` (the sign-in statement whose caller `ctx` is
     expected to be), also that statement's rows, each with a NULL answer column, beside the
     answer's row (its sign-in columns NULL): one round trip, one snapshot."""
     json = Json(dialect.name)
-    builder = Builder(ctx, json)
+    building = time.thread_time()
+    builder = Builder(ctx, json, budget=budget)
     parts = [
         builder.connection(connection, index, args)
         for index, (connection, args) in enumerate(zip(plan.connections, arguments, strict=True))
@@ -432,6 +470,8 @@ def compile_statement(
             select(*(null() for _ in range(width)), answer.label("answer")),
             signin.add_columns(null()),
         )
+    if budget is not None:
+        budget.check(ahead=(time.thread_time() - building) * Budget.COMPILE_PER_BUILD)
     compiled: Compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     names = tuple(compiled.positiontup or ())  # type: ignore[attr-defined]
     processors = compiled._bind_processors  # type: ignore[attr-defined]

@@ -124,6 +124,7 @@ def _children(nodes: list[FieldNode]) -> list[SelectionNode]:
 class _Planner:
     schema: Any  # strawberry.Schema
     collector: _Collector
+    budget: sql.Budget | None = None
     connections: list[tuple[GraphQLField, FieldNode, StrawberryField]] = field(default_factory=list)
 
     def root(self, operation: OperationDefinitionNode) -> sql.RootPlan:
@@ -179,6 +180,8 @@ class _Planner:
         strawberry_field: StrawberryField,
         nodes: list[FieldNode],
     ) -> sql.ConnectionPlan:
+        if self.budget is not None:
+            self.budget.check()
         connection = _object_type(field_def.type)
         total: list[str] = []
         edges: list[tuple[str, tuple[Any, ...]]] = []
@@ -244,6 +247,8 @@ class _Planner:
     def object(
         self, type_: GraphQLObjectType, selections: Sequence[SelectionNode]
     ) -> sql.ObjectPlan:
+        if self.budget is not None:
+            self.budget.check()
         cls = NODE_TYPES.get(type_.name)
         if cls is None:
             raise sql.NotCompilable(f"{type_.name} is not a Node type")
@@ -317,6 +322,8 @@ class CompiledOperation:
     transform: sql.Transform
     document: DocumentNode | None = None
     statements: dict[tuple[Any, ...], sql.Statement] = field(default_factory=dict)
+    # Shapes whose statement ran past the planning budget: the standard executor answers them.
+    over_budget: set[tuple[Any, ...]] = field(default_factory=set)
     fixed_arguments: list[sql.Arguments] | None = None
     fixed_cost: int | None = None
 
@@ -354,16 +361,24 @@ class CompiledOperation:
         dialect: Dialect,
         args: list[sql.Arguments],
         signin: Select[Any] | None = None,
+        budget: sql.Budget | None = None,
     ) -> sql.Statement:
         """The statement for this caller's scope shape and these arguments' shape; with
         `signin`, the sign-in statement run in the same statement (sql.compile_statement)."""
-        key = (sql.shape_of(principal), tuple(a.shape() for a in args), signin)
+        shape = (sql.shape_of(principal), tuple(a.shape() for a in args))
+        key = (*shape, signin)
         found = self.statements.get(key)
         if found is None:
+            if shape in self.over_budget:
+                raise sql.OverBudget("planning this shape ran over its budget", remembered=True)
             ctx = sql.symbolic_context(store, principal)
-            found = self.statements[key] = sql.compile_statement(
-                self.plan, ctx, dialect, args, signin
-            )
+            try:
+                found = sql.compile_statement(self.plan, ctx, dialect, args, signin, budget)
+            except sql.OverBudget:
+                # Remembered for this shape only: other callers' statements are unaffected.
+                self.over_budget.add(shape)
+                raise
+            self.statements[key] = found
         return found
 
 
@@ -386,7 +401,11 @@ def _checked(
 
 
 def compile_operation(
-    schema: Any, document: DocumentNode, operation_name: str | None, limits: Limits
+    schema: Any,
+    document: DocumentNode,
+    operation_name: str | None,
+    limits: Limits,
+    budget: sql.Budget | None = None,
 ) -> CompiledOperation:
     """The compiled form of a valid query document; NotCompilable when it has none."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -400,7 +419,7 @@ def compile_operation(
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    planner = _Planner(schema, _Collector(fragments))
+    planner = _Planner(schema, _Collector(fragments), budget)
     plan = planner.root(operation)
     if not plan.connections:
         raise sql.NotCompilable("nothing to gather")

@@ -66,6 +66,7 @@ class CompiledReads:
         self.answered = 0  # requests answered here (tests and benchmarks read it)
         self.replaced = 0  # connections found dead and replaced (tests read it)
         self.failed = 0  # reads the database refused, answered by the standard executor
+        self.over_budget = 0  # documents whose planning ran past its budget
         self.callers: OrderedDict[Credentials, Principal] = OrderedDict()
         authenticator = services.authenticator
         self.auth = {
@@ -73,9 +74,11 @@ class CompiledReads:
             for kind, stmt in (("person", authenticator.person), ("key", authenticator.key))
         }
 
-    def operation(self, prepared: Prepared, operation_name: str | None) -> CompiledOperation | None:
+    def operation(
+        self, prepared: Prepared, operation_name: str | None, budget: sql.Budget | None = None
+    ) -> CompiledOperation | None:
         """The document's plan, made once per document and kept on it (None: the standard
-        executor answers it)."""
+        executor answers it, also when planning ran past its budget)."""
         if operation_name in prepared.plans:
             return prepared.plans[operation_name]  # type: ignore[no-any-return]
         found: CompiledOperation | None = None
@@ -83,8 +86,11 @@ class CompiledReads:
             assert prepared.document is not None
             try:
                 found = compile_operation(
-                    self.schema, prepared.document, operation_name, self.limits
+                    self.schema, prepared.document, operation_name, self.limits, budget
                 )
+            except sql.OverBudget:
+                self.over_budget += 1
+                found = None
             except sql.NotCompilable:
                 found = None
         if operation_name in prepared.names():
@@ -97,9 +103,11 @@ class CompiledReads:
         prepared: Prepared,
         credentials: Credentials,
         now: datetime,
+        budget: sql.Budget | None = None,
     ) -> Answer | None:
-        """The response, or None: let the standard executor answer."""
-        operation = self.operation(prepared, body.operation_name)
+        """The response, or None: let the standard executor answer. `budget` bounds planning
+        (CASELOAD_PLAN_BUDGET_MS); past it the document is left to the standard executor."""
+        operation = self.operation(prepared, body.operation_name, budget)
         if operation is None or unstorable_variable(body.variables) is not None:
             return None
         cost = self.cost(operation, body)
@@ -110,7 +118,12 @@ class CompiledReads:
         except sql.NotCompilable:
             return None
         try:
-            data = await self._run(operation, arguments, credentials, prepared, now)
+            data = await self._run(operation, arguments, credentials, prepared, now, budget)
+        except sql.OverBudget as exc:
+            # Planning this caller's statement ran past its budget (remembered for the shape).
+            if not exc.remembered:
+                self.over_budget += 1
+            return None
         except sql.NotCompilable:
             # The plan passes a table twice on one path: the standard executor answers it.
             if body.operation_name in prepared.names():
@@ -160,15 +173,16 @@ class CompiledReads:
         credentials: Credentials,
         prepared: Prepared,
         now: Any,
+        budget: sql.Budget | None,
     ) -> dict[str, Any] | None:
         """Read on a pooled connection; one found dead is replaced and the read run once more
         (it only reads, so running it again changes nothing)."""
         try:
-            return await self._read(operation, arguments, credentials, prepared, now)
+            return await self._read(operation, arguments, credentials, prepared, now, budget)
         except Disconnected:
             log.warning("connection found dead; the compiled read runs on a new one")
             self.replaced += 1
-        return await self._read(operation, arguments, credentials, prepared, now)
+        return await self._read(operation, arguments, credentials, prepared, now, budget)
 
     async def _read(
         self,
@@ -177,6 +191,7 @@ class CompiledReads:
         credentials: Credentials,
         prepared: Prepared,
         now: Any,
+        budget: sql.Budget | None,
     ) -> dict[str, Any] | None:
         authenticator = self.services.authenticator
         signin, params = authenticator.statement(credentials)
@@ -185,7 +200,7 @@ class CompiledReads:
         if expected is not None:
             # Built before a connection is taken: no connection waits for a plan.
             guessed = operation.statement(
-                self.services.policies, expected, self.dialect, arguments, signin
+                self.services.policies, expected, self.dialect, arguments, signin, budget
             )
         async with self.services.engine.connect() as connection:
             raw = await connection.get_raw_connection()
@@ -210,7 +225,7 @@ class CompiledReads:
                         await authenticator.used(principal, signed, now)
                 if found is None:
                     signed_in = await self._signed_in_first(
-                        driver, operation, arguments, credentials, signin, params, now
+                        driver, operation, arguments, credentials, signin, params, now, budget
                     )
                     if signed_in is None:
                         return None
@@ -228,16 +243,20 @@ class CompiledReads:
                 raise Disconnected from exc
         # Signed in: the document may be kept for this caller's next requests.
         self.documents.keep(prepared)
-        self.callers[credentials] = principal
-        self.callers.move_to_end(credentials)
-        if len(self.callers) > CALLERS_KEPT:
-            self.callers.popitem(last=False)
+        self.remember(credentials, principal)
         record = current_record()
         if record is not None:
             record.principal = describe(principal)
             record.statements += statements
         gathered = orjson.loads(found) if isinstance(found, str | bytes) else found
         return operation.transform(gathered, arguments)
+
+    def remember(self, credentials: Credentials, principal: Principal) -> None:
+        """The caller these credentials named, for their next read (see CALLERS_KEPT)."""
+        self.callers[credentials] = principal
+        self.callers.move_to_end(credentials)
+        if len(self.callers) > CALLERS_KEPT:
+            self.callers.popitem(last=False)
 
     async def _signed_in_first(
         self,
@@ -248,6 +267,7 @@ class CompiledReads:
         signin: Select[Any],
         params: dict[str, Any],
         now: Any,
+        budget: sql.Budget | None,
     ) -> tuple[Any, Principal] | None:
         """Sign in, then read for the caller found, in one read-only transaction: the answer
         and the caller (None when the credentials name nobody)."""
@@ -261,9 +281,15 @@ class CompiledReads:
                 self.callers.pop(credentials, None)
                 return None
             await authenticator.used(principal, rows, now)
-            statement = operation.statement(
-                self.services.policies, principal, self.dialect, arguments
-            )
+            try:
+                statement = operation.statement(
+                    self.services.policies, principal, self.dialect, arguments, budget=budget
+                )
+            except sql.OverBudget:
+                # Known now: the caller's next request finds its statement's fate before
+                # taking a connection.
+                self.remember(credentials, principal)
+                raise
             values = sql.request_values(operation.plan, principal, now, arguments)
             found = await driver.fetch(statement.sql, statement.arguments(values))
         finally:

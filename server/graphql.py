@@ -33,6 +33,7 @@ from db import idempotency
 from db.base import utcnow
 from db.session import Database
 from policies.principal import Principal
+from resolvers.compiled import Budget
 from resolvers.context import Limits
 from resolvers.errors import IdempotencyKeyReused, Unauthenticated
 from schema.context import RequestContext
@@ -211,7 +212,8 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             and credentials is not None
             and not isinstance(credentials, AuthFailure)
         ):
-            answered = await self.compiled.answer(body, prepared, credentials, now)
+            budget = Budget(self.services.settings.plan_budget_ms)
+            answered = await self.compiled.answer(body, prepared, credentials, now, budget)
             if answered is not None:
                 return Response(
                     answered.body, status_code=answered.status, media_type="application/json"

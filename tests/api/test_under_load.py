@@ -194,3 +194,41 @@ async def test_kept_documents_are_bounded_in_bytes(api_with: AppFactory, world: 
         (await api.as_(admin, org)(f"{{ learners(first: {i}) {{ totalCount }} }}")).ok()
         assert documents.kept.size <= 100_000
     assert 10 < len(documents.kept) < 40  # the least recently used left
+
+
+NESTED = (
+    "learners(first: 2) { totalCount edges { node { id name initials location { name } "
+    "records { id programme status assignments { role user { id name initials } } "
+    "evidence { title status } } allocations { assessor { name } } "
+    "licences { course { title } } } } }"
+)
+TWENTY_ALIASES = "{ " + " ".join(f"a{i}: {NESTED}" for i in range(20)) + " }"
+
+
+async def test_planning_past_its_budget_leaves_the_document_to_the_executor(
+    api_with: AppFactory, world: World
+) -> None:
+    """A never-seen 20-alias document takes far more than a few milliseconds to plan: past the
+    budget it is answered by the standard executor, and remembered so (planned once)."""
+    bounded = await api_with(plan_budget_ms=10)
+    unbounded = await api_with(plan_budget_ms=0)
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org, name="Ada")
+    await world.record(learner)
+
+    def compiled_of(api: Api) -> Any:
+        return api.client._transport.app.state.compiled_reads  # type: ignore[attr-defined]
+
+    paths = compiled_of(bounded)
+    first = await bounded.as_(admin, org)(TWENTY_ALIASES)
+    assert (paths.over_budget, paths.answered) == (1, 0)
+    again = await bounded.as_(admin, org)(TWENTY_ALIASES)
+    assert (paths.over_budget, paths.answered) == (1, 0)  # remembered: not planned again
+    planned = await unbounded.as_(admin, org)(TWENTY_ALIASES)
+    assert compiled_of(unbounded).answered == 1
+    assert first.ok() == again.ok() == planned.ok()
+    assert first.ok()["a19"]["edges"][0]["node"]["name"] == "Ada"
+    # An everyday page plans well within the budget.
+    (await bounded.as_(admin, org)(COMPILED)).ok()
+    assert paths.answered == 1
