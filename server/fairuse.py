@@ -44,6 +44,8 @@ REDIS_RETRY_SECONDS = 5.0
 # While Redis stays down, its failure is logged at most this often.
 REDIS_WARN_EVERY_SECONDS = 60.0
 RATE_LIMITED = "RATE_LIMITED"
+# Budgets of their own remembered per process (API keys that have one), oldest forgotten first.
+MAX_REMEMBERED_LIMITS = 10_000
 
 _REDIS_FAILURES: tuple[type[Exception], ...] = (
     RedisError,
@@ -113,6 +115,7 @@ class FairUse:
         self._shared_limiter: SlidingWindowCounterRateLimiter | None = None
         self._shared_down_until = 0.0
         self._warned_at = -math.inf
+        self._limits: dict[str, int] = {}
         url = settings.redis_url.get_secret_value() if settings.redis_url else None
         if url:
             self._pool = ConnectionPool.from_url(
@@ -134,12 +137,26 @@ class FairUse:
         """Whether budgets are kept in Redis (and Redis is believed to answer)."""
         return self._shared is not None and time.monotonic() >= self._shared_down_until
 
-    async def charge(self, credential: str, points: int, limit: int | None = None) -> Verdict:
-        """Spend `points` of `credential`'s budget (`limit`, else the setting) if they fit.
+    def remember(self, credential: str, limit: int | None) -> None:
+        """A credential's budget of its own (an API key's), learnt when it signed in.
 
+        A request is charged before the database says who is asking: its key's own budget
+        applies from the key's next request in this process on.
+        """
+        if limit is None:
+            self._limits.pop(credential, None)
+            return
+        if credential not in self._limits and len(self._limits) >= MAX_REMEMBERED_LIMITS:
+            del self._limits[next(iter(self._limits))]
+        self._limits[credential] = limit
+
+    async def charge(self, credential: str, points: int, limit: int | None = None) -> Verdict:
+        """Spend `points` of `credential`'s budget if they fit.
+
+        The budget is `limit`, else the one remembered for the credential, else the setting.
         A refused request spends nothing: a caller who waits `retry_after` seconds gets in.
         """
-        budget = limit if limit is not None else self.points_per_window
+        budget = limit or self._limits.get(credential) or self.points_per_window
         spend = max(1, points)
         item = RateLimitItemPerSecond(budget, self.window, namespace="points")
         if self._shared_limiter is not None and self._shared is not None and self.shared:

@@ -123,6 +123,20 @@ async def test_a_key_of_its_own_budget_overrides_the_setting(
     assert not (await generous.charge("person:x@y.example@-", 11)).allowed
 
 
+async def test_a_budget_of_its_own_is_remembered_from_sign_in(build: Build) -> None:
+    budget = build(rate_points_per_minute=1_000_000)
+    budget.remember("apikey:a1b2c3:0011", 50)
+    assert (await budget.charge("apikey:a1b2c3:0011", 30)).limit == 50
+    assert not (await budget.charge("apikey:a1b2c3:0011", 30)).allowed
+    assert (await budget.charge("apikey:a1b2c3:0011", 30, limit=100)).limit == 100  # given wins
+    budget.remember("apikey:a1b2c3:0011", None)
+    assert (await budget.charge("apikey:a1b2c3:0011", 30)).limit == 1_000_000
+    for n in range(fairuse.MAX_REMEMBERED_LIMITS + 1):
+        budget.remember(f"apikey:{n}:00", 7)
+    assert (await budget.charge("apikey:0:00", 1)).limit == 1_000_000  # the oldest forgotten
+    assert (await budget.charge(f"apikey:{fairuse.MAX_REMEMBERED_LIMITS}:00", 1)).limit == 7
+
+
 async def test_a_request_costing_more_than_the_whole_budget_never_fits(
     build: Build, storage: dict[str, object]
 ) -> None:
