@@ -211,9 +211,11 @@ async def test_an_unreachable_redis_counts_in_the_process_and_says_so_once(
 async def test_a_redis_that_never_answers_costs_a_request_half_a_second_then_none(
     build: Build,
 ) -> None:
+    done = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1 << 16)
-        await asyncio.sleep(30)
+        await done.wait()  # reads nothing, answers nothing
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -227,7 +229,9 @@ async def test_a_redis_that_never_answers_costs_a_request_half_a_second_then_non
         assert (await budget.charge("anon:192.0.2.6", 10)).allowed
         assert time.monotonic() - started < 0.1
     finally:
+        done.set()
         server.close()
+        await server.wait_closed()
 
 
 async def test_redis_answering_again_shares_budgets_again(
