@@ -337,6 +337,8 @@ class ApiKey(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # Written at most once a minute per key (see server/auth.py), so that reads stay reads.
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Its own fair use budget, cost points a minute; None: CASELOAD_RATE_POINTS_PER_MINUTE.
+    rate_points_per_minute: Mapped[int | None] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

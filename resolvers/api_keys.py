@@ -30,6 +30,8 @@ SCHEME = "ck"
 # Roles a key may hold: organisation roles, but never SUPER_ADMIN or LEARNER.
 KEY_ROLES = MEMBERSHIP_ROLES - {Role.SUPER_ADMIN, Role.LEARNER}
 ROLE_ORDER = list(Role)
+# The largest budget a key may be given: GraphQL's Int, and the column's.
+MAX_RATE_POINTS = 2**31 - 1
 
 
 CREATED_BY = Ref(User, "created_by_id")
@@ -93,6 +95,17 @@ def key_roles(roles: Sequence[Role]) -> list[Role] | Invalid:
     return sorted(wanted, key=ROLE_ORDER.index)
 
 
+def key_budget(points: int | None) -> int | Invalid | None:
+    """A key's own fair use budget (None: the setting's); Invalid unless 1 to 2,147,483,647."""
+    if points is not None and not 0 < points <= MAX_RATE_POINTS:
+        return Invalid(
+            f"A key's budget is a number of cost points a minute from 1 to {MAX_RATE_POINTS}; "
+            "leave it out for the server's own.",
+            field="ratePointsPerMinute",
+        )
+    return points
+
+
 def new_key_rows(
     *,
     organisation_id: int,
@@ -100,6 +113,7 @@ def new_key_rows(
     roles: Sequence[Role],
     created_by_id: int | None,
     now: datetime,
+    rate_points_per_minute: int | None = None,
 ) -> tuple[str, User, ApiKey]:
     """A new key (shown once), its service identity, and its row (to add after the identity)."""
     key, prefix, digest = new_api_key()
@@ -114,8 +128,17 @@ def new_key_rows(
         roles=",".join(r.value for r in roles),
         created_at=now,
         created_by_id=created_by_id,
+        rate_points_per_minute=rate_points_per_minute,
     )
     return key, identity, row
+
+
+def created_details(name: str, roles: Sequence[Role], budget: int | None) -> dict[str, object]:
+    """What the audit trail keeps of a new key: its name, roles and own budget, if any."""
+    details: dict[str, object] = {"name": name, "roles": [r.value for r in roles]}
+    if budget is not None:
+        details["ratePointsPerMinute"] = budget
+    return details
 
 
 @dataclass(frozen=True)
@@ -136,7 +159,7 @@ async def api_keys(ctx: Context) -> list[ApiKey]:
 
 
 async def create_api_key(
-    ctx: Context, *, name: str, roles: Sequence[Role]
+    ctx: Context, *, name: str, roles: Sequence[Role], rate_points_per_minute: int | None = None
 ) -> ApiKeyCreated | Invalid:
     organisation_id = ctx.me.organisation_id
     if organisation_id is None or not ctx.rules.may_act_in(
@@ -149,12 +172,16 @@ async def create_api_key(
     held = key_roles(roles)
     if isinstance(held, Invalid):
         return held
+    budget = key_budget(rate_points_per_minute)
+    if isinstance(budget, Invalid):
+        return budget
     key, identity, row = new_key_rows(
         organisation_id=organisation_id,
         name=clean,
         roles=held,
         created_by_id=ctx.me.user_id,
         now=ctx.now,
+        rate_points_per_minute=budget,
     )
     await ctx.db.add(identity)
     row.user_id = identity.id
@@ -164,7 +191,7 @@ async def create_api_key(
         AuditAction.API_KEY_CREATED,
         row,
         organisation_id=organisation_id,
-        details={"name": clean, "roles": [r.value for r in held]},
+        details=created_details(clean, held, budget),
     )
     return ApiKeyCreated(api_key=row, key=key)
 

@@ -39,6 +39,10 @@ class ApiKey(Node):
     revoked_at: datetime | None = strawberry.field(
         description="When it was revoked; it is refused from then on."
     )
+    rate_points_per_minute: int | None = strawberry.field(
+        description="Its own fair use budget, cost points a minute; null: the server's "
+        "(`CASELOAD_RATE_POINTS_PER_MINUTE`)."
+    )
     row: strawberry.Private[models.ApiKey]
     created_by: User | None = relation(
         api_keys.CREATED_BY,
@@ -52,6 +56,11 @@ class CreateApiKeyInput:
     name: str = strawberry.field(description="What the key is for, e.g. MIS feed.")
     roles: list[Role] = strawberry.field(
         description="The roles it acts with: organisation roles other than SUPER_ADMIN and LEARNER."
+    )
+    rate_points_per_minute: int | None = strawberry.field(
+        default=None,
+        description="Its own fair use budget, cost points a minute (at least 1); left out or "
+        "null: the server's.",
     )
 
 

@@ -37,8 +37,17 @@ from db.models import (
     UserKind,
 )
 from policies.vocabulary import Role
-from resolvers.api_keys import KEY_ROLES, new_key_rows, prefix_named, roles_of
+from resolvers.api_keys import (
+    KEY_ROLES,
+    MAX_RATE_POINTS,
+    created_details,
+    key_budget,
+    new_key_rows,
+    prefix_named,
+    roles_of,
+)
 from resolvers.ids import type_name_of
+from resolvers.outcomes import Invalid
 from server.settings import ConfigurationError, Settings, jwt_secret
 from server.tokens import mint_token, parse_ttl
 
@@ -101,7 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--org", required=True)
     create.add_argument("--role", required=True, action="append", help="repeat for several roles")
     create.add_argument("--name", required=True)
-    listing = keys.add_parser("list", help="an organisation's API keys (never the keys themselves)")
+    create.add_argument(
+        "--rate-points-per-minute",
+        type=int,
+        metavar="N",
+        help="the key's own fair use budget, cost points a minute "
+        "(default: CASELOAD_RATE_POINTS_PER_MINUTE)",
+    )
+    listing = keys.add_parser(
+        "list",
+        help="an organisation's API keys (never the keys themselves); POINTS/MIN - is "
+        "CASELOAD_RATE_POINTS_PER_MINUTE",
+    )
     listing.add_argument("--org", required=True)
     revoke = keys.add_parser("revoke", help="revoke an API key from now on")
     revoke.add_argument("--key", required=True, help="the key, ck_<prefix>, or the bare prefix")
@@ -213,7 +233,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "apikeys":
             _require_database(settings)
             key, prefix = _async(
-                settings, lambda e: _create_api_key(e, args.org, args.role, args.name)
+                settings,
+                lambda e: _create_api_key(
+                    e, args.org, args.role, args.name, args.rate_points_per_minute
+                ),
             )
             print(key)
             print(
@@ -365,7 +388,7 @@ async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> st
 
 
 async def _create_api_key(
-    engine: AsyncEngine, slug: str, roles: list[str], name: str
+    engine: AsyncEngine, slug: str, roles: list[str], name: str, budget: int | None = None
 ) -> tuple[str, str]:
     """(the key, its prefix)."""
     try:
@@ -379,6 +402,8 @@ async def _create_api_key(
         )
     if not name.strip():
         raise UsageError("--name must not be empty")
+    if isinstance(key_budget(budget), Invalid):
+        raise UsageError(f"--rate-points-per-minute must be from 1 to {MAX_RATE_POINTS}")
 
     from db.session import session_maker
 
@@ -395,18 +420,19 @@ async def _create_api_key(
             roles=wanted,
             created_by_id=None,
             now=now,
+            rate_points_per_minute=budget,
         )
         session.add(identity)
         await session.flush()
         row.user_id = identity.id
         session.add(row)
         await session.flush()
-        session.add(_cli_event(AuditAction.API_KEY_CREATED, row, now, [r.value for r in wanted]))
+        session.add(_cli_event(AuditAction.API_KEY_CREATED, row, now, wanted))
     return key, row.prefix
 
 
 def _cli_event(
-    action: AuditAction, key: ApiKey, now: datetime, roles: list[str] | None = None
+    action: AuditAction, key: ApiKey, now: datetime, roles: list[Role] | None = None
 ) -> AuditEvent:
     """The audit trail of a change made from the command line: no actor, client `cli`."""
     return AuditEvent(
@@ -416,7 +442,9 @@ def _cli_event(
         action=action,
         subject_type=type_name_of(ApiKey),
         subject_id=key.id,
-        details=None if roles is None else {"name": key.name, "roles": roles},
+        details=(
+            None if roles is None else created_details(key.name, roles, key.rate_points_per_minute)
+        ),
     )
 
 
@@ -440,12 +468,13 @@ async def _list_api_keys(engine: AsyncEngine, slug: str) -> str:
     def when(value: datetime | None) -> str:
         return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
 
-    rows = [("PREFIX", "NAME", "ROLES", "CREATED", "LAST USED", "REVOKED")]
+    rows = [("PREFIX", "NAME", "ROLES", "POINTS/MIN", "CREATED", "LAST USED", "REVOKED")]
     rows += [
         (
             key.prefix,
             key.name,
             ",".join(r.value for r in roles_of(key)),
+            "-" if key.rate_points_per_minute is None else str(key.rate_points_per_minute),
             when(key.created_at),
             when(key.last_used_at),
             when(key.revoked_at),

@@ -1,4 +1,4 @@
-"""What the app holds for its lifetime: engine, sessions, policy, schema, authenticator."""
+"""What the app holds for its lifetime: engine, sessions, policy, schema, sign-in, budgets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from policies.enforcer import PolicyStore
 from schema import build_schema
 from schema.extensions import QueryLimits
 from server.auth import Authenticator
+from server.fairuse import FairUse
 from server.logs import count_statements
 from server.settings import Settings, jwt_secret
 
@@ -26,6 +27,7 @@ class Services:
     schema: Any
     authenticator: Authenticator
     query_limits: QueryLimits
+    fair_use: FairUse
 
     @classmethod
     def build(cls, settings: Settings, policies: PolicyStore | None = None) -> Services:
@@ -60,8 +62,10 @@ class Services:
             schema=build_schema(query_limits),
             authenticator=Authenticator(settings, secret, maker),
             query_limits=query_limits,
+            fair_use=FairUse(settings),
         )
 
     async def aclose(self) -> None:
         await self.authenticator.usage.aclose()
+        await self.fair_use.aclose()
         await self.engine.dispose()

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     # Parsed documents kept for callers who signed in, and anonymous introspection answers.
     document_cache_bytes: int = 64 * 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
+    # Fair use: cost points each credential may spend a minute (an API key may have its own).
+    # 1,000 requests a second of cost 10,000 from one credential spend 600,000,000.
+    rate_points_per_minute: int = Field(default=1_000_000_000, gt=0)
+    # Budgets shared by every process through Redis (redis:// or rediss://); else per process.
+    # Secret: the URL may hold a password.
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = "caseload"
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -83,6 +90,15 @@ class Settings(BaseSettings):
     @classmethod
     def _random_page_cost(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str) and not value.strip().startswith(("redis://", "rediss://")):
+            raise ValueError("write redis://host[:port][/db] or rediss://… (TLS)")
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

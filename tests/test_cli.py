@@ -288,6 +288,49 @@ async def test_create_support_user(env: Backend, cli: Cli) -> None:
     assert body["data"] == {"viewer": {"roles": ["SUPPORT"], "user": {"name": "Desk"}}}
 
 
+async def test_api_key_with_a_budget_of_its_own(env: Backend, cli: Cli) -> None:
+    from sqlalchemy import select
+
+    from db.models import ApiKey, AuditEvent
+    from tests.factories import World
+
+    await World(env.engine).organisation(slug="acme")
+    for bad in ("0", "-5", str(2**31)):
+        assert "--rate-points-per-minute must be from 1 to 2147483647" in await cli(
+            "apikeys",
+            "create",
+            "--org",
+            "acme",
+            "--role",
+            "ADMIN",
+            "--name",
+            "x",
+            "--rate-points-per-minute",
+            bad,
+            status=2,
+        )
+    async with env.engine.connect() as conn:
+        assert (await conn.execute(select(ApiKey.id))).all() == []
+    key = await cli(
+        "apikeys",
+        "create",
+        "--org",
+        "acme",
+        "--role",
+        "ADMIN",
+        "--name",
+        "Feed",
+        "--rate-points-per-minute",
+        "5000",
+    )
+    _, row = (await cli("apikeys", "list", "--org", "acme")).splitlines()
+    assert row.split()[:4] == [key.split("_")[1], "Feed", "ADMIN", "5000"]
+    async with env.engine.connect() as conn:
+        assert (await conn.execute(select(ApiKey.rate_points_per_minute))).scalar_one() == 5000
+        details = (await conn.execute(select(AuditEvent.details))).scalar_one()
+    assert details == {"name": "Feed", "roles": ["ADMIN"], "ratePointsPerMinute": 5000}
+
+
 async def test_api_key_for_unknown_organisation_or_role(env: Backend, cli: Cli) -> None:
     assert "no organisation with slug 'nope'" in await cli(
         "apikeys", "create", "--org", "nope", "--role", "ADMIN", "--name", "x", status=1
@@ -326,9 +369,18 @@ async def test_api_keys_listed_created_and_revoked_by_key_or_prefix(env: Backend
         assert f"API key {prefix} created" in cli.err and "shown only now" in cli.err
         keys.append((key, prefix))
     header, *rows = (await cli("apikeys", "list", "--org", "acme")).splitlines()
-    assert header.split() == ["PREFIX", "NAME", "ROLES", "CREATED", "LAST", "USED", "REVOKED"]
+    assert header.split() == [
+        "PREFIX",
+        "NAME",
+        "ROLES",
+        "POINTS/MIN",
+        "CREATED",
+        "LAST",
+        "USED",
+        "REVOKED",
+    ]
     assert [r.split()[0] for r in rows] == [p for _, p in keys]
-    assert all("ADMIN,MANAGER" in r and r.endswith("-") for r in rows)
+    assert all("ADMIN,MANAGER  -  " in r and r.endswith("-") for r in rows)
     assert all(k not in "\n".join(rows) for k, _ in keys)  # never the keys themselves
 
     (whole, first), (_, second), (_, third) = keys

@@ -275,3 +275,75 @@ async def test_learner_access_names_the_api_keys_that_can_see_the_learner(
         }
     ]
     assert {a["user"]["id"] for a in access if a["apiKey"] is None} == {gid("User", admin.id)}
+
+
+BUDGET = """mutation($input: CreateApiKeyInput!) {
+  createApiKey(input: $input) {
+    __typename
+    ... on ApiKeyCreated { apiKey { id ratePointsPerMinute } }
+    ... on ValidationError { code field message }
+  }
+}"""
+
+
+async def test_a_key_may_carry_a_fair_use_budget_of_its_own(
+    api: Api, world: World, backend: Backend
+) -> None:
+    org = await world.organisation()
+    call = api.as_(await world.staff(org, "SUPER_ADMIN"))
+    own = assert_granted(
+        await call(
+            BUDGET,
+            input={"name": "Nightly sync", "roles": ["ADMIN"], "ratePointsPerMinute": 20_000},
+        ),
+        "ApiKeyCreated",
+    )
+    plain = assert_granted(
+        await call(BUDGET, input={"name": "MIS feed", "roles": ["ADMIN"]}), "ApiKeyCreated"
+    )
+    assert own["apiKey"]["ratePointsPerMinute"] == 20_000
+    assert plain["apiKey"]["ratePointsPerMinute"] is None  # the server's budget
+    listed = (await call("{ apiKeys { id ratePointsPerMinute } }")).ok()["apiKeys"]
+    assert listed == [own["apiKey"], plain["apiKey"]]
+    async with backend.engine.connect() as conn:
+        stored = await conn.execute(select(ApiKey.rate_points_per_minute).order_by(ApiKey.id))
+        assert stored.scalars().all() == [20_000, None]
+    events = [e["node"] for e in (await call(EVENTS)).ok()["auditEvents"]["edges"]]
+    assert [e["details"] for e in events] == [
+        {"name": "MIS feed", "roles": ["ADMIN"]},
+        {"name": "Nightly sync", "roles": ["ADMIN"], "ratePointsPerMinute": 20_000},
+    ]
+
+
+@pytest.mark.parametrize("budget", [0, -1, -(2**31)])
+async def test_a_key_budget_below_one_point_is_invalid_and_changes_nothing(
+    api: Api, world: World, backend: Backend, budget: int
+) -> None:
+    org = await world.organisation()
+    boss = await world.staff(org, "SUPER_ADMIN")
+    before = await row_counts(backend.engine)
+    payload = assert_error(
+        await api.as_(boss, org)(
+            BUDGET, input={"name": "Feed", "roles": ["ADMIN"], "ratePointsPerMinute": budget}
+        ),
+        "ValidationError",
+        "INVALID",
+    )
+    assert payload["field"] == "ratePointsPerMinute"
+    assert "from 1 to 2147483647" in payload["message"]
+    assert await row_counts(backend.engine) == before
+
+
+@pytest.mark.parametrize("role", ["ADMIN", "SENIOR_ASSESSOR", "MANAGER", "LEARNER"])
+async def test_only_super_admins_give_a_key_a_budget(
+    api: Api, world: World, backend: Backend, role: str
+) -> None:
+    org = await world.organisation()
+    person = await world.staff(org, role)
+    before = await row_counts(backend.engine)
+    assert_denied(
+        await api.as_(person, org)(
+            BUDGET, input={"name": "Feed", "roles": ["ADMIN"], "ratePointsPerMinute": 5}
+        )
+    )
+    assert await row_counts(backend.engine) == before
