@@ -172,18 +172,19 @@ class Watch:
         async with self.engine.connect() as conn:
             since = await conn.scalar(text("SELECT clock_timestamp()"))
             while True:
+                finished = task.done()  # then this sample sees its last statement ended
                 rows = await conn.execute(
                     text(
-                        "SELECT pid, query_start, state, "
+                        "SELECT pid, query_start, "
                         "EXTRACT(EPOCH FROM (CASE WHEN state = 'active' THEN clock_timestamp() "
                         "ELSE state_change END) - query_start) " + self._OTHERS
                     ),
                     {"me": APPLICATION_NAME},
                 )
-                for pid, started, _state, seconds in rows:
+                for pid, started, seconds in rows:
                     if started is not None and started >= since and seconds is not None:
                         statements.seen[(pid, started)] = float(seconds)
-                if task.done():
+                if finished:
                     break
                 await asyncio.sleep(self.SAMPLE_SECONDS)
         return await task, statements

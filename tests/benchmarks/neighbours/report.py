@@ -86,6 +86,7 @@ class Results:
     server_processes: int = 0
     phases: dict[str, PhaseCost] = field(default_factory=dict)
     cancelled_after_attack: int = 0
+    logged_after_attack: Counter[str] = field(default_factory=Counter)
 
     def rss_growth_mib(self) -> float:
         return max(self.rss_mib["peak"], self.rss_mib["after"]) - self.rss_mib["before"]
@@ -107,6 +108,7 @@ class Results:
                 "rss_growth_mib": round(self.rss_growth_mib(), 1),
                 "phases": {name: cost.summary() for name, cost in self.phases.items()},
                 "statements_cancelled_after_attack": self.cancelled_after_attack,
+                "logged_after_attack": dict(self.logged_after_attack.most_common()),
             },
             "checks": [vars(check) for check in checks(self)],
         }
@@ -232,8 +234,12 @@ def table(results: Results) -> str:
         )
     if results.cancelled_after_attack:
         lines.append(
-            f"  {results.cancelled_after_attack} statement(s) still running after the attack "
+            f"  after the attack: {results.cancelled_after_attack} statement(s) still running "
             "were cancelled"
+            + "".join(
+                f"\n    logged {n}x {problem}"
+                for problem, n in results.logged_after_attack.most_common()
+            )
         )
     lines.append("")
     for check in checks(results):

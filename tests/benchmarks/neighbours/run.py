@@ -157,7 +157,8 @@ async def run(config: Config) -> Results:
     engine = engine_for(config.database_url)
     try:
         with Server(env, work, log, config.port) as server:
-            await measure(server, Watch(engine), config, credentials, results)
+            after_attack = await measure(server, Watch(engine), config, credentials, results)
+        results.logged_after_attack = server.problems(after_attack, server.log_size())
         await Watch(engine).settle(0)  # what the stopped server's connections left running
     finally:
         await engine.dispose()
@@ -182,7 +183,8 @@ def phase(server: Server, name: str, results: Results) -> Iterator[None]:
 
 async def measure(
     server: Server, watch: Watch, config: Config, credentials: Credentials, results: Results
-) -> None:
+) -> int:
+    """The three phases, into `results`; returns where the server's log was when they ended."""
     url = server.url
     documents = admin_documents(await first_course(url, credentials.admin))
     numbers = itertools.count()
@@ -224,8 +226,10 @@ async def measure(
             )
             results.under_attack = await under_attack
             results.rss_mib["peak"] = await peak.stop()
+        after_attack = server.log_size()
         results.cancelled_after_attack = await watch.settle(GRACE_SECONDS)
         results.rss_mib["after"] = server.rss_mib()
+    return after_attack
 
 
 async def first_course(url: str, authorization: str) -> str:
