@@ -150,7 +150,7 @@ class Statements:
 class Watch:
     """The server's statements in pg_stat_activity: sampled, waited for, cancelled."""
 
-    SAMPLE_SECONDS = 0.02
+    SAMPLE_MS = 20.0
     _OTHERS = """
         FROM pg_stat_activity
         WHERE datname = current_database() AND backend_type = 'client backend'
@@ -164,8 +164,8 @@ class Watch:
         """Run `work`, sampling the statements that start meanwhile.
 
         A statement seen finished counts from its start to its end; one still running when
-        sampling stops counts up to the last sample. Statements shorter than a sample may be
-        missed unless they were a connection's last.
+        sampling stops counts up to the last sample. Statements shorter than a sample may go
+        unseen: the figures are for the long ones.
         """
         statements = Statements()
         task = asyncio.ensure_future(work)
@@ -186,7 +186,7 @@ class Watch:
                         statements.seen[(pid, started)] = float(seconds)
                 if finished:
                     break
-                await asyncio.sleep(self.SAMPLE_SECONDS)
+                await asyncio.sleep(self.SAMPLE_MS / 1000)
         return await task, statements
 
     async def running(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import httpx
 CASELOAD = str(Path(sys.executable).parent / "caseload")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERIOUS = ("WARNING", "ERROR", "CRITICAL")
+EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*: ")  # "module.Error: message" in a stack
 
 
 def free_port() -> int:
@@ -152,7 +154,11 @@ class Server:
                     continue  # a stack's lines, or what uvicorn wrote before logging was set up
                 if isinstance(record, dict) and record.get("level") in SERIOUS:
                     message = str(record.get("message", "")).splitlines()[0][:120]
-                    stack = str(record.get("stack", "")).strip().splitlines()
-                    cause = f" ({stack[-1][:160]})" if stack else ""
+                    raised = [
+                        line
+                        for line in str(record.get("stack", "")).splitlines()
+                        if EXCEPTION_LINE.match(line)
+                    ]
+                    cause = f" ({raised[-1][:160]})" if raised else ""
                     seen[f"{record['level']} {record.get('logger')}: {message}{cause}"] += 1
         return seen

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.benchmarks.neighbours.database import Cast, Statements
+from tests.benchmarks.neighbours.database import Cast, Statements, Watch
 from tests.benchmarks.neighbours.load import Answer, Tally
 
 ALONE_LIMIT_MS = 1000.0
@@ -125,6 +125,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
 
+def _sampled_ms(value: float) -> str:
+    """Statements shorter than a sample of pg_stat_activity may go unseen."""
+    return _ms(value) if value >= Watch.SAMPLE_MS else f"<{Watch.SAMPLE_MS:g} ms"
+
+
 def checks(results: Results) -> list[Check]:
     quiet = results.quiet.summary()["p99_ms"]
     attacked = results.under_attack.summary()["p99_ms"]
@@ -214,7 +219,7 @@ def table(results: Results) -> str:
         status = "-" if a.answer.status is None else str(a.answer.status)
         lines.append(
             f"{a.document:<34}{a.caller:<12}{status:>7}{_ms(a.answer.latency_ms):>11}"
-            f"{_ms(a.statements.total_ms):>11}{_ms(a.statements.longest_ms):>11}  "
+            f"{_sampled_ms(a.statements.total_ms):>11}{_sampled_ms(a.statements.longest_ms):>11}  "
             + (" ".join(a.answer.codes) or "-")
             + (f" (cancelled {a.cancelled})" if a.cancelled else "")
         )
