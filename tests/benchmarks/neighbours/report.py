@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.settings import Settings
 from tests.benchmarks.neighbours.database import Cast, Statements, Watch
 from tests.benchmarks.neighbours.load import Answer, Tally
 
@@ -13,6 +14,7 @@ ALONE_LIMIT_MS = 1000.0
 VICTIM_LIMIT_MS = 1000.0
 VICTIM_RATIO = 3.0
 RSS_GROWTH_LIMIT_MIB = 300.0
+POOL = Settings.model_fields["db_pool_size"].default  # the server runs with default settings
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Results:
     neighbours: dict[str, Tally] = field(default_factory=dict)
     alone: list[Alone] = field(default_factory=list)
     rss_mib: dict[str, float] = field(default_factory=dict)  # before, after, peak
+    statements_running: dict[str, float] = field(default_factory=dict)  # under attack: mean, most
     server_processes: int = 0
     phases: dict[str, PhaseCost] = field(default_factory=dict)
     cancelled_after_attack: int = 0
@@ -106,6 +109,7 @@ class Results:
                 "processes": self.server_processes,
                 "rss_mib": {k: round(v, 1) for k, v in self.rss_mib.items()},
                 "rss_growth_mib": round(self.rss_growth_mib(), 1),
+                "statements_running_under_attack": self.statements_running,
                 "phases": {name: cost.summary() for name, cost in self.phases.items()},
                 "statements_cancelled_after_attack": self.cancelled_after_attack,
                 "logged_after_attack": dict(self.logged_after_attack.most_common()),
@@ -230,6 +234,11 @@ def table(results: Results) -> str:
         f"server: {results.server_processes} process(es); RSS {rss['before']:,.0f} MiB before, "
         f"{rss['peak']:,.0f} at most, {rss['after']:,.0f} after",
     ]
+    if results.statements_running:
+        lines.append(
+            f"  its statements running at once under attack: {results.statements_running['mean']}"
+            f" on average, {results.statements_running['most']:g} at most (a pool holds {POOL})"
+        )
     for name, cost in results.phases.items():
         lines.append(
             f"  {name:<7}{cost.wall_seconds:6.1f} s wall, {cost.cpu_seconds:5.1f} s CPU "

@@ -217,7 +217,7 @@ async def measure(
                 )
 
         with phase(server, "attack", results):
-            peak = Peak(server)
+            sampler = Sampler(server, watch)
             under_attack = loop.run_in_executor(
                 pool, victim, url, credentials.victim, config.attack_seconds
             )
@@ -225,7 +225,7 @@ async def measure(
                 url, credentials, list(documents.values()), numbers, config.attack_seconds
             )
             results.under_attack = await under_attack
-            results.rss_mib["peak"] = await peak.stop()
+            await sampler.stop(results)
         after_attack = server.log_size()
         results.cancelled_after_attack = await watch.settle(GRACE_SECONDS)
         results.rss_mib["after"] = server.rss_mib()
@@ -260,23 +260,30 @@ async def alone(
     return Alone(document, caller, answer, statements, cancelled)
 
 
-class Peak:
-    """The server's largest RSS, sampled twice a second until stopped."""
+class Sampler:
+    """Twice a second until stopped: the server's RSS, and its statements running at once."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.most = server.rss_mib()
+    def __init__(self, server: Server, watch: Watch) -> None:
+        self.server, self.watch = server, watch
+        self.rss_mib = [server.rss_mib()]
+        self.running: list[int] = []
         self.task = asyncio.create_task(self._sample())
 
     async def _sample(self) -> None:
         while True:
-            self.most = max(self.most, self.server.rss_mib())
+            self.rss_mib.append(self.server.rss_mib())
+            self.running.append(await self.watch.running())
             await asyncio.sleep(0.5)
 
-    async def stop(self) -> float:
+    async def stop(self, results: Results) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-        return max(self.most, self.server.rss_mib())
+        results.rss_mib["peak"] = max([*self.rss_mib, self.server.rss_mib()])
+        if self.running:
+            results.statements_running = {
+                "mean": round(sum(self.running) / len(self.running), 1),
+                "most": max(self.running),
+            }
 
 
 async def attack(
