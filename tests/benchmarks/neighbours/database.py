@@ -190,12 +190,21 @@ class Watch:
         return await task, statements
 
     async def running(self) -> int:
+        return (await self.connections())[1]
+
+    async def connections(self) -> tuple[int, int]:
+        """The server's connections in use (in a transaction), and those running a statement."""
         async with self.engine.connect() as conn:
-            count = await conn.scalar(
-                text("SELECT count(*) " + self._OTHERS + " AND state = 'active'"),
-                {"me": APPLICATION_NAME},
-            )
-        return int(count or 0)
+            in_use, running = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE state <> 'idle'), "
+                        "count(*) FILTER (WHERE state = 'active') " + self._OTHERS
+                    ),
+                    {"me": APPLICATION_NAME},
+                )
+            ).one()
+        return int(in_use), int(running)
 
     async def settle(self, wait_seconds: float) -> int:
         """Wait for the server's statements to end; cancel those still running after that.

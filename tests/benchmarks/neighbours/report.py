@@ -85,7 +85,8 @@ class Results:
     neighbours: dict[str, Tally] = field(default_factory=dict)
     alone: list[Alone] = field(default_factory=list)
     rss_mib: dict[str, float] = field(default_factory=dict)  # before, after, peak
-    statements_running: dict[str, float] = field(default_factory=dict)  # under attack: mean, most
+    # Under attack, the server's connections in use and running a statement: mean, most.
+    connections: dict[str, dict[str, float]] = field(default_factory=dict)
     server_processes: int = 0
     phases: dict[str, PhaseCost] = field(default_factory=dict)
     cancelled_after_attack: int = 0
@@ -109,7 +110,7 @@ class Results:
                 "processes": self.server_processes,
                 "rss_mib": {k: round(v, 1) for k, v in self.rss_mib.items()},
                 "rss_growth_mib": round(self.rss_growth_mib(), 1),
-                "statements_running_under_attack": self.statements_running,
+                "connections_under_attack": self.connections,
                 "phases": {name: cost.summary() for name, cost in self.phases.items()},
                 "statements_cancelled_after_attack": self.cancelled_after_attack,
                 "logged_after_attack": dict(self.logged_after_attack.most_common()),
@@ -234,10 +235,12 @@ def table(results: Results) -> str:
         f"server: {results.server_processes} process(es); RSS {rss['before']:,.0f} MiB before, "
         f"{rss['peak']:,.0f} at most, {rss['after']:,.0f} after",
     ]
-    if results.statements_running:
+    if results.connections:
+        in_use, running = results.connections["in_use"], results.connections["running"]
         lines.append(
-            f"  its statements running at once under attack: {results.statements_running['mean']}"
-            f" on average, {results.statements_running['most']:g} at most (a pool holds {POOL})"
+            f"  under attack, its connections in use {in_use['mean']:g} on average, "
+            f"{in_use['most']:g} at most (a pool holds {POOL}); running a statement "
+            f"{running['mean']:g} on average, {running['most']:g} at most"
         )
     for name, cost in results.phases.items():
         lines.append(

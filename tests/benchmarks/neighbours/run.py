@@ -261,29 +261,32 @@ async def alone(
 
 
 class Sampler:
-    """Twice a second until stopped: the server's RSS, and its statements running at once."""
+    """Twice a second until stopped: the server's RSS, and its database connections at work."""
 
     def __init__(self, server: Server, watch: Watch) -> None:
         self.server, self.watch = server, watch
         self.rss_mib = [server.rss_mib()]
-        self.running: list[int] = []
+        self.connections: list[tuple[int, int]] = []
         self.task = asyncio.create_task(self._sample())
 
     async def _sample(self) -> None:
         while True:
             self.rss_mib.append(self.server.rss_mib())
-            self.running.append(await self.watch.running())
+            self.connections.append(await self.watch.connections())
             await asyncio.sleep(0.5)
 
     async def stop(self, results: Results) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         results.rss_mib["peak"] = max([*self.rss_mib, self.server.rss_mib()])
-        if self.running:
-            results.statements_running = {
-                "mean": round(sum(self.running) / len(self.running), 1),
-                "most": max(self.running),
-            }
+        if self.connections:
+            in_use = [n for n, _ in self.connections]
+            running = [n for _, n in self.connections]
+            results.connections = {"in_use": _spread(in_use), "running": _spread(running)}
+
+
+def _spread(counts: list[int]) -> dict[str, float]:
+    return {"mean": round(sum(counts) / len(counts), 1), "most": max(counts)}
 
 
 async def attack(
