@@ -139,6 +139,17 @@ class Server:
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / CLOCK_TICKS
 
+    def cpu_wait_seconds(self) -> float:
+        """Time the server's threads were ready to run but waited for a core so far."""
+        waited = 0
+        for pid in self.processes():
+            for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+                try:
+                    waited += int(schedstat.read_text().split()[1])  # nanoseconds
+                except (OSError, IndexError, ValueError):
+                    continue  # a thread that has just ended
+        return waited / 1e9
+
     def log_size(self) -> int:
         return self.log.stat().st_size
 

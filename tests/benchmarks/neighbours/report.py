@@ -48,11 +48,13 @@ class Alone:
 
 @dataclass
 class PhaseCost:
-    """One phase: its length, the server's CPU time and what it logged, and for context the
-    benchmark's own CPU time (without the victim's process) and how busy the machine was."""
+    """One phase: its length, the server's CPU time (and its wait for a core) and what it
+    logged, and for context the benchmark's own CPU time (without the victim's process) and
+    how busy the machine was."""
 
     wall_seconds: float
     cpu_seconds: float
+    cpu_wait_seconds: float
     load_cpu_seconds: float
     machine_busy: float  # share of all cores' time
     problems: Counter[str]
@@ -66,6 +68,7 @@ class PhaseCost:
             "wall_seconds": round(self.wall_seconds, 1),
             "cpu_seconds": round(self.cpu_seconds, 2),
             "cores": round(self.cores, 2),
+            "cpu_wait_seconds": round(self.cpu_wait_seconds, 2),
             "load_cpu_seconds": round(self.load_cpu_seconds, 2),
             "machine_busy": round(self.machine_busy, 2),
             "logged": dict(self.problems.most_common()),
@@ -245,7 +248,8 @@ def table(results: Results) -> str:
     for name, cost in results.phases.items():
         lines.append(
             f"  {name:<7}{cost.wall_seconds:6.1f} s wall, {cost.cpu_seconds:5.1f} s CPU "
-            f"({cost.cores:.2f} cores); the load process {cost.load_cpu_seconds:.1f} s CPU; "
+            f"({cost.cores:.2f} cores), {cost.cpu_wait_seconds:.1f} s waiting for a core; "
+            f"the load process {cost.load_cpu_seconds:.1f} s CPU; "
             f"the machine {cost.machine_busy:.0%} busy"
             + "".join(f"\n    logged {n}x {problem}" for problem, n in cost.problems.most_common())
         )
