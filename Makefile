@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint types pytest browser bench peers mutants explore schema clean
+.PHONY: serve test lint types pytest browser bench bench-neighbours peers mutants explore schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ browser:
 
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+
+# One server, one well-behaved assessor, four noisy neighbours, on PostgreSQL with 100,000
+# learners (seeded once); PASS/FAIL per target. Settings: tests/benchmarks/neighbours/__init__.py.
+bench-neighbours: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.neighbours
 
 # Side by side with PostGraphile, plain Strawberry and hand-written SQL on 100,000 learners
 # (PEERS=<the peers harness>, default ../shared/peers; needs root, PostgreSQL 15, Node.js, wrk).
