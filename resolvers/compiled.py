@@ -15,10 +15,11 @@ a request only binds values and runs it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -66,25 +67,46 @@ class OverBudget(NotCompilable):
 
 
 class Budget:
-    """How much CPU planning one request's document may take (None: no limit), counted in the
-    thread's own time, so that other processes on the machine do not spend it. Planning checks
-    it as it goes; a statement is compiled only when that is expected to fit (compiling takes
-    about twice as long as building it)."""
+    """How much CPU planning one request's document may take (None or 0: no limit).
+
+    Counted in the thread's own time, and only while planning runs (`running`): the other
+    requests the event loop serves while this one waits for the database, and other processes
+    on the machine, do not spend it. Planning checks it as it goes; a statement is compiled
+    only when that is expected to fit (compiling takes about twice as long as building it).
+    """
 
     COMPILE_PER_BUILD = 2.0
 
     def __init__(self, milliseconds: int | None) -> None:
-        self.started = time.thread_time()
-        self.ends = self.started + milliseconds / 1000 if milliseconds else math.inf
+        self.limit = milliseconds / 1000 if milliseconds else math.inf
+        self.spent = 0.0  # seconds, of finished planning steps
+        self._since: float | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """A planning step (synchronous: nothing else runs on the thread meanwhile)."""
+        if self._since is not None:  # nested: the outer step counts
+            yield
+            return
+        self._since = time.thread_time()
+        try:
+            yield
+        finally:
+            self.spent += time.thread_time() - self._since
+            self._since = None
+
+    def used(self) -> float:
+        running = time.thread_time() - self._since if self._since is not None else 0.0
+        return self.spent + running
 
     def check(self, ahead: float = 0.0) -> None:
         """OverBudget when planning, with `ahead` seconds still to come, would overrun."""
-        if time.thread_time() + ahead > self.ends:
+        if self.used() + ahead > self.limit:
             raise OverBudget("planning over its budget")
 
     @property
     def spent_ms(self) -> float:
-        return (time.thread_time() - self.started) * 1000
+        return self.used() * 1000
 
 
 # --- The plan -----------------------------------------------------------------------------
@@ -453,6 +475,18 @@ def compile_statement(
     """The plan's one statement. With `signin` (the sign-in statement whose caller `ctx` is
     expected to be), also that statement's rows, each with a NULL answer column, beside the
     answer's row (its sign-in columns NULL): one round trip, one snapshot."""
+    with budget.running() if budget is not None else contextlib.nullcontext():
+        return _compile_statement(plan, ctx, dialect, arguments, signin, budget)
+
+
+def _compile_statement(
+    plan: RootPlan,
+    ctx: Context,
+    dialect: Dialect,
+    arguments: Sequence[Arguments],
+    signin: Select[Any] | None,
+    budget: Budget | None,
+) -> Statement:
     json = Json(dialect.name)
     building = time.thread_time()
     builder = Builder(ctx, json, budget=budget)

@@ -11,6 +11,7 @@ on it, so they leave with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ class Prepared:
     errors: list[GraphQLError]
     # The compiled path's plan per operation name (None: the standard executor answers).
     plans: dict[str | None, Any] = field(default_factory=dict)
+    # The cost estimate per operation name, for operations without variables.
+    costs: dict[str | None, int] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -61,8 +64,10 @@ class Prepared:
         return names
 
 
-# The request's document, prepared by the HTTP layer, for the executor that answers it.
+# The request's document, prepared by the HTTP layer, for the executor that answers it, and
+# the request's cost estimate (None: not made yet).
 _current: ContextVar[Prepared | None] = ContextVar("caseload_prepared", default=None)
+_cost: ContextVar[int | None] = ContextVar("caseload_cost", default=None)
 
 
 class Documents:
@@ -74,10 +79,12 @@ class Documents:
         rules: list[type[ASTValidationRule]],
         max_tokens: int,
         budget: int,
+        estimate: Callable[[DocumentNode, str | None, dict[str, Any] | None], int],
     ) -> None:
         self.schema = schema
         self.rules = tuple(rules)
         self.max_tokens = max_tokens
+        self.estimate = estimate
         self.kept: BoundedCache[str, Prepared] = BoundedCache(
             budget, MAX_KEPT_CHARACTERS * BYTES_PER_CHARACTER
         )
@@ -104,11 +111,39 @@ class Documents:
         if prepared.valid and prepared.query not in self.kept:
             self.kept.put(prepared.query, prepared, len(prepared.query) * BYTES_PER_CHARACTER)
 
+    def cost(
+        self, prepared: Prepared, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> int:
+        """The request's node estimate (schema/cost.py): the HTTP layer's, once per request,
+        kept on the document for operations whose cost no variable changes."""
+        known = _cost.get()
+        if known is not None and _current.get() is prepared:
+            return known
+        if prepared.document is None or prepared.errors:
+            return 0
+        kept = prepared.costs.get(operation_name)
+        if kept is not None:
+            return kept
+        found = self.estimate(prepared.document, operation_name, variables)
+        operations = [
+            d for d in prepared.document.definitions if isinstance(d, OperationDefinitionNode)
+        ]
+        if operation_name in prepared.names() and not any(
+            o.variable_definitions
+            for o in operations
+            if operation_name is None or (o.name is not None and o.name.value == operation_name)
+        ):
+            prepared.costs[operation_name] = found
+        return found
+
     @staticmethod
-    def use(prepared: Prepared | None) -> Any:
-        """Hand `prepared` to the executor answering this request (returns a reset token)."""
-        return _current.set(prepared)
+    def use(prepared: Prepared | None, cost: int | None = None) -> Any:
+        """Hand `prepared` and its request's cost to the executor answering this request
+        (returns a reset token)."""
+        return _current.set(prepared), _cost.set(cost)
 
     @staticmethod
     def done(token: Any) -> None:
-        _current.reset(token)
+        current, cost = token
+        _cost.reset(cost)
+        _current.reset(current)

@@ -17,6 +17,7 @@ from typing import Any
 
 from graphql import (
     ASTValidationRule,
+    DocumentNode,
     FieldNode,
     GraphQLError,
     GraphQLSchema,
@@ -169,16 +170,10 @@ class Operation(SchemaExtension):
         return {"cost": self.cost}
 
     def _estimate(self, ec: ExecutionContext) -> int:
-        if ec.graphql_document is None:
+        if self.prepared is None:
             return 0
-        return estimate(
-            ec.schema._schema,
-            ec.graphql_document,
-            ec.operation_name,
-            ec.variables,
-            page_size=self.limits.page_size,
-            list_bound=self.limits.list_bound,
-        )
+        documents: Documents = ec.schema.documents  # type: ignore[attr-defined]
+        return documents.cost(self.prepared, ec.operation_name, ec.variables)
 
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self._ctx()
@@ -491,9 +486,21 @@ def extensions(limits: QueryLimits) -> list[object]:
 
 
 def documents(schema: GraphQLSchema, limits: QueryLimits) -> Documents:
-    """The schema's documents, validated by GraphQL's rules and the limit rules."""
+    """The schema's documents, validated by GraphQL's rules and the limit rules, and their
+    cost estimate."""
     rules = [*specified_rules, *limit_rules(limits)]
-    return Documents(schema, rules, limits.max_tokens, limits.document_cache_bytes)
+
+    def cost(document: DocumentNode, name: str | None, variables: dict[str, Any] | None) -> int:
+        return estimate(
+            schema,
+            document,
+            name,
+            variables,
+            page_size=limits.page_size,
+            list_bound=limits.list_bound,
+        )
+
+    return Documents(schema, rules, limits.max_tokens, limits.document_cache_bytes, cost)
 
 
 __all__ = [

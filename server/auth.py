@@ -13,7 +13,7 @@ import contextlib
 import hmac
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,6 +100,7 @@ def key_statement() -> Select[*tuple[Any, ...]]:
         ApiKey.revoked_at,
         ApiKey.prefix,
         ApiKey.last_used_at,
+        ApiKey.rate_points_per_minute,
     ).where(ApiKey.prefix == _param("prefix"))
 
 
@@ -120,6 +121,8 @@ class Authenticator:
         self.person = person_statement()
         self.key = key_statement()
         self.usage = KeyUsage(maker)
+        # Told of each API key that signs in, with its own fair-use budget (server/services.py).
+        self.on_key: Callable[[Key, int | None], None] | None = None
 
     def read(self, header: str | None, now: datetime) -> Credentials | AuthFailure | None:
         """What the header claims, checked without I/O; None without credentials."""
@@ -189,6 +192,9 @@ class Authenticator:
         """
         if principal.api_key_id is None:
             return
+        if self.on_key is not None:
+            # The key's own fair-use budget, for its next requests (charged before sign-in).
+            self.on_key(Key(rows[0][6], rows[0][4]), rows[0][8])
         last = _as_datetime(rows[0][7])
         if last is not None and last > now - LAST_USED_EVERY:
             return
@@ -320,7 +326,7 @@ def _api_key_principal(
 ) -> Principal | AuthFailure:
     if not rows or not hmac.compare_digest(rows[0][4], key.digest):
         return AuthFailure("The API key is not valid.")
-    key_id, user_id, organisation_id, roles, _digest, revoked_at, prefix, _used = rows[0]
+    key_id, user_id, organisation_id, roles, _digest, revoked_at, prefix, _used, _budget = rows[0]
     revoked = _as_datetime(revoked_at)
     if revoked is not None and revoked <= now:
         return AuthFailure("The API key has been revoked.")

@@ -12,6 +12,7 @@ standard executor answers it exactly as it always does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections import OrderedDict
@@ -31,7 +32,6 @@ from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import OperationError, Timeout, Unavailable
 from schema.compiled import CompiledOperation, compile_operation
-from schema.cost import estimate
 from schema.documents import Documents, Prepared
 from schema.extensions import TIMED_OUT, document_has_nul, unstorable_variable
 from server.auth import AuthFailure, Credentials
@@ -51,6 +51,14 @@ CALLERS_KEPT = 10_000
 class Answer:
     body: bytes
     status: int = 200
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A request the compiled path can answer: its operation and its lists' arguments."""
+
+    operation: CompiledOperation
+    arguments: list[sql.Arguments]
 
 
 class CompiledReads:
@@ -85,9 +93,10 @@ class CompiledReads:
         if prepared.valid and not document_has_nul(prepared.query, prepared.document):
             assert prepared.document is not None
             try:
-                found = compile_operation(
-                    self.schema, prepared.document, operation_name, self.limits, budget
-                )
+                with budget.running() if budget is not None else contextlib.nullcontext():
+                    found = compile_operation(
+                        self.schema, prepared.document, operation_name, self.limits, budget
+                    )
             except sql.OverBudget:
                 self.over_budget += 1
                 found = None
@@ -97,26 +106,34 @@ class CompiledReads:
             prepared.plans[operation_name] = found  # a name the document lacks is not kept
         return found
 
-    async def answer(
-        self,
-        body: GraphQLBody,
-        prepared: Prepared,
-        credentials: Credentials,
-        now: datetime,
-        budget: sql.Budget | None = None,
-    ) -> Answer | None:
-        """The response, or None: let the standard executor answer. `budget` bounds planning
-        (CASELOAD_PLAN_BUDGET_MS); past it the document is left to the standard executor."""
+    def plan(
+        self, body: GraphQLBody, prepared: Prepared, budget: sql.Budget | None = None
+    ) -> Planned | None:
+        """The request's plan and arguments, or None: let the standard executor answer.
+        `budget` bounds planning (CASELOAD_PLAN_BUDGET_MS)."""
         operation = self.operation(prepared, body.operation_name, budget)
         if operation is None or unstorable_variable(body.variables) is not None:
             return None
-        cost = self.cost(operation, body)
-        if cost > self.limits_of_cost.max_cost:
-            return None  # refused, with its code, by the standard executor
         try:
             arguments = operation.arguments(self.schema, self.limits, body.variables)
         except sql.NotCompilable:
             return None
+        return Planned(operation, arguments)
+
+    async def answer(
+        self,
+        body: GraphQLBody,
+        prepared: Prepared,
+        planned: Planned,
+        credentials: Credentials,
+        now: datetime,
+        cost: int,
+        budget: sql.Budget | None = None,
+    ) -> Answer | None:
+        """The response, or None: let the standard executor answer."""
+        if cost > self.limits_of_cost.max_cost:
+            return None  # refused, with its code, by the standard executor
+        operation, arguments = planned.operation, planned.arguments
         try:
             data = await self._run(operation, arguments, credentials, prepared, now, budget)
         except sql.OverBudget as exc:
@@ -147,24 +164,6 @@ class CompiledReads:
             return None
         self.answered += 1
         return Answer(orjson.dumps({"data": data, "extensions": {"cost": cost}}))
-
-    def cost(self, operation: CompiledOperation, body: GraphQLBody) -> int:
-        """The request's node estimate, as the standard executor computes it (schema/cost.py)."""
-        if operation.fixed_cost is not None:
-            return operation.fixed_cost
-        assert operation.document is not None
-        limits = self.limits_of_cost
-        found = estimate(
-            self.schema._schema,
-            operation.document,
-            body.operation_name,
-            body.variables,
-            page_size=limits.page_size,
-            list_bound=limits.list_bound,
-        )
-        if not operation.operation.variable_definitions:
-            operation.fixed_cost = found
-        return found
 
     async def _run(
         self,

@@ -15,6 +15,7 @@ nothing that the process alone would not.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import logging
 import math
@@ -235,6 +236,75 @@ def seconds_until(window: tuple[int, float, int, float], expiry: float, at_most:
     if previous == 0 or previous * previous_ttl / expiry + current <= at_most:
         return 0.0
     return max(0.0, previous_ttl - (at_most - current) * expiry / previous)
+
+
+class Lanes:
+    """At most `width` requests of one credential run at once in a process, and at most `queue`
+    more wait their turn, first come first served; beyond that a request is refused at once.
+
+    A burst of forty requests from one partner then takes `width` database connections and
+    as many turns of the event loop, not forty: the other callers' requests keep theirs.
+    """
+
+    def __init__(self, width: int, queue: int) -> None:
+        self.width = width
+        self.queue = queue
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    def busy(self, credential: str) -> int:
+        """Requests of `credential` running or waiting (tests read it)."""
+        return self._running.get(credential, 0) + len(self._waiting.get(credential, ()))
+
+    async def enter(self, credential: str) -> bool:
+        """Take a lane (waiting for one if need be); False when too many already wait."""
+        running = self._running.get(credential, 0)
+        if running < self.width:
+            self._running[credential] = running + 1
+            return True
+        waiting = self._waiting.setdefault(credential, collections.deque())
+        if len(waiting) >= self.queue:
+            return False
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting.append(turn)
+        try:
+            await turn  # the lane is handed over by `leave`, already counted
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave(credential)  # handed over just as it was cancelled
+            else:
+                waiting.remove(turn)
+                if not waiting:
+                    del self._waiting[credential]
+            raise
+        return True
+
+    def leave(self, credential: str) -> None:
+        waiting = self._waiting.get(credential)
+        while waiting:
+            turn = waiting.popleft()
+            if not waiting:
+                del self._waiting[credential]
+            if not turn.done():
+                turn.set_result(None)  # the lane passes on; `running` stays
+                return
+        running = self._running[credential] - 1
+        if running:
+            self._running[credential] = running
+        else:
+            del self._running[credential]
+
+
+def crowded(lanes: Lanes) -> JSONResponse:
+    """HTTP 429 RATE_LIMITED: the credential already has as many requests running and waiting
+    as it may."""
+    return error_response(
+        429,
+        RATE_LIMITED,
+        f"Too many requests of this credential at once ({lanes.width} running and "
+        f"{lanes.queue} waiting): wait for answers before sending more.",
+        {"Retry-After": "1"},
+    )
 
 
 def headers(verdict: Verdict) -> dict[str, str]:

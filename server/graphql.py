@@ -14,10 +14,11 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -38,14 +39,19 @@ from resolvers.context import Limits
 from resolvers.errors import IdempotencyKeyReused, Unauthenticated
 from schema.context import RequestContext
 from schema.documents import Documents, Prepared
-from server.auth import AuthFailure
+from server.auth import AuthFailure, Credentials
 from server.compiled import CompiledReads
+from server.fairuse import RATE_LIMITED, FairUse, Verdict, budget_key, crowded
+from server.fairuse import headers as fair_use_headers
+from server.fairuse import points as fair_use_points
+from server.fairuse import refusal as fair_use_refusal
 from server.http import (
     HTTP_CODES,
     ClientGone,
     GraphQLBody,
     Refused,
     error_response,
+    query_string_body,
     read_graphql_body,
 )
 from server.logs import current_record, describe
@@ -169,56 +175,125 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         response: Response | None
-        try:
-            if request.method == "POST":
-                # Before authentication and before Strawberry: nothing runs on a refused body.
-                settings = self.services.settings
-                body = await read_graphql_body(request, settings.max_body_bytes)
-                _record_operation(body.operation_name, body.query)
-                # The body is read: a client that leaves now cancels what runs for it.
-                response = await until_gone(receive, self.post(request, body))
-                if response is None:
-                    return
-            else:
-                response = await self.answer(request, None, None, None)
-        except ClientGone:
+        # Whose budget the request spends, from what its credentials say (no I/O).
+        now = utcnow()
+        credentials = self.services.authenticator.read(request.headers.get("authorization"), now)
+        spending = Spending(
+            self.services.fair_use,
+            budget_key(credentials, request.client.host if request.client else None),
+        )
+        lanes = self.services.lanes
+        if not await lanes.enter(spending.key):
+            # The credential already has its fill of requests running and waiting.
+            _record_codes([RATE_LIMITED])
+            await crowded(lanes)(scope, receive, send)
             return
+        try:
+            response = await self.respond(request, receive, credentials, utcnow(), spending)
+        finally:
+            lanes.leave(spending.key)
+        if response is None:
+            return  # the client left
+        if spending.verdict is None:
+            await spending.charge(1)  # a refused body is an answer too
+        assert spending.verdict is not None
+        response.headers.update(fair_use_headers(spending.verdict))
+        await response(scope, receive, send)
+
+    async def respond(
+        self,
+        request: Request,
+        receive: Receive,
+        credentials: Credentials | AuthFailure | None,
+        now: datetime,
+        spending: Spending,
+    ) -> Response | None:
+        """The response to send; None when the client has left."""
+        try:
+            body = await self.body_of(request)
+            if body is None:
+                return await self.answer(request, None, None, None)  # GraphiQL, or refused
+            _record_operation(body.operation_name, body.query)
+            # The body is read: a client that leaves now cancels what runs for it.
+            return await until_gone(receive, self.admit(request, body, credentials, now, spending))
+        except ClientGone:
+            return None
         except Refused as refused:
             _record_codes([refused.code])
-            response = refused.response()
+            return refused.response()
         except HTTPException as exc:
             code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
             _record_codes([code])
             headers = {"Allow": "GET, POST"} if exc.status_code == 405 else None
-            response = error_response(exc.status_code, code, exc.reason, headers)
-        await response(scope, receive, send)
+            return error_response(exc.status_code, code, exc.reason, headers)
 
-    async def post(self, request: Request, body: GraphQLBody) -> Response:
+    async def body_of(self, request: Request) -> GraphQLBody | None:
+        """The request's GraphQL body: a POST's, checked before anything else runs, or a GET's
+        query string (None without a `query`: GraphiQL, or Strawberry's refusal)."""
+        if request.method == "POST":
+            return await read_graphql_body(request, self.services.settings.max_body_bytes)
+        if request.method != "GET" or "query" not in request.query_params:
+            return None
+        return query_string_body(request)
+
+    async def admit(
+        self,
+        request: Request,
+        body: GraphQLBody,
+        credentials: Credentials | AuthFailure | None,
+        now: datetime,
+        spending: Spending,
+    ) -> Response:
+        """Everything a request does before and while it runs: parse once, plan within the
+        budget, estimate, charge the caller's budget, then answer by one of the two paths."""
+        started = time.thread_time()
         settings = self.services.settings
-        retry = retry_of(request, body, timedelta(seconds=settings.idempotency_ttl_seconds))
-        now = utcnow()
-        credentials = self.services.authenticator.read(request.headers.get("authorization"), now)
+        retry = (
+            retry_of(request, body, timedelta(seconds=settings.idempotency_ttl_seconds))
+            if request.method == "POST"
+            else None
+        )
         anonymous = credentials is None or isinstance(credentials, AuthFailure)
         if anonymous and not self.services.query_limits.anonymous_introspection:
             # Nothing an anonymous caller sends is parsed here: it could only be refused.
             assert credentials is None or isinstance(credentials, AuthFailure)
+            if not await spending.charge(1):
+                return spending.refusal()
             _record_codes([Unauthenticated.code])
             return unauthenticated(credentials, body.query)
         # Parsed and validated once, for whichever executor answers.
         prepared = self.documents.prepare(body.query)
+        budget = Budget(settings.plan_budget_ms)
+        planned = None
         if (
             self.compiled is not None
             and retry is None
             and credentials is not None
             and not isinstance(credentials, AuthFailure)
         ):
-            budget = Budget(self.services.settings.plan_budget_ms)
-            answered = await self.compiled.answer(body, prepared, credentials, now, budget)
-            if answered is not None:
-                return Response(
-                    answered.body, status_code=answered.status, media_type="application/json"
+            planned = self.compiled.plan(body, prepared, budget)
+        cost = self.documents.cost(prepared, body.operation_name, body.variables)
+        planning_ms = (time.thread_time() - started) * 1000
+        # Charged before it runs: its cost, and the CPU it took to get here.
+        if not await spending.charge(fair_use_points(cost, planning_ms)):
+            return spending.refusal()
+        planned_ms = budget.spent_ms
+        try:
+            if planned is not None:
+                assert credentials is not None and not isinstance(credentials, AuthFailure)
+                answered = await self.compiled.answer(  # type: ignore[union-attr]
+                    body, prepared, planned, credentials, now, cost, budget
                 )
-        return await self.answer(request, body, retry, prepared)
+                if answered is not None:
+                    return Response(
+                        answered.body, status_code=answered.status, media_type="application/json"
+                    )
+            return await self.answer(request, body, retry, prepared, cost)
+        finally:
+            # Planning this caller's statement, done while answering, counts too.
+            later = budget.spent_ms - planned_ms
+            if planned is not None and later >= 1:
+                await spending.fee(fair_use_points(0, later))
 
     async def answer(
         self,
@@ -226,10 +301,11 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         body: GraphQLBody | None,
         retry: Retry | None,
         prepared: Prepared | None,
+        cost: int | None = None,
     ) -> Response:
         """The standard executor's answer (Strawberry), with what the request already did."""
         token, retry_token = _body.set(body), _retry.set(retry)
-        prepared_token = self.documents.use(prepared)
+        prepared_token = self.documents.use(prepared, cost)
         try:
             response = await self.run(request)
         finally:
@@ -305,6 +381,31 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             sign_in=sign_in,
             retries=_retry.get(),
         )
+
+
+@dataclass
+class Spending:
+    """One request's charges to its caller's fair-use budget (server/fairuse.py)."""
+
+    fair_use: FairUse
+    key: str
+    verdict: Verdict | None = None
+
+    async def charge(self, points: int) -> bool:
+        """Spend `points` before running; False when they do not fit (nothing spent)."""
+        self.verdict = await self.fair_use.charge(self.key, points)
+        return self.verdict.allowed
+
+    async def fee(self, points: int) -> None:
+        """Spend what was found to be used while running (never refused: it is done)."""
+        verdict = await self.fair_use.charge(self.key, points)
+        if verdict.allowed:
+            self.verdict = verdict
+
+    def refusal(self) -> Response:
+        assert self.verdict is not None
+        _record_codes([RATE_LIMITED])
+        return fair_use_refusal(self.verdict)
 
 
 async def until_gone(receive: Receive, work: Awaitable[Response]) -> Response | None:

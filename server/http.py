@@ -103,6 +103,33 @@ def parse_graphql_body(raw: bytes) -> GraphQLBody:
         )
     if nesting_exceeds(data, MAX_JSON_DEPTH):
         raise too_deep()
+    return checked_body(data)
+
+
+def query_string_body(request: Request) -> GraphQLBody:
+    """A GET's query string as a body: `query`, and `variables` and `extensions` as JSON."""
+    params = request.query_params
+    data: dict[str, Any] = {"query": params.get("query")}
+    if "operationName" in params:
+        data["operationName"] = params["operationName"]
+    for name in ("variables", "extensions"):
+        text = params.get(name)
+        if text:
+            try:
+                data[name] = json.loads(text, parse_constant=_no_constants)
+            except RecursionError:
+                raise too_deep() from None
+            except ValueError:
+                raise Refused(400, "BAD_REQUEST", f"`{name}` is not valid JSON.") from None
+            if isinstance(data[name], dict | list) and nesting_exceeds(
+                data[name], MAX_JSON_DEPTH - 1
+            ):
+                raise too_deep()
+    return checked_body(data)
+
+
+def checked_body(data: dict[str, Any]) -> GraphQLBody:
+    """The body's members, each of the type the GraphQL-over-HTTP convention gives it."""
     query = data.get("query")
     variables = data.get("variables")
     operation_name = data.get("operationName")

@@ -13,7 +13,7 @@ from policies.enforcer import PolicyStore
 from schema import build_schema
 from schema.extensions import QueryLimits
 from server.auth import Authenticator
-from server.fairuse import FairUse
+from server.fairuse import FairUse, Lanes, budget_key
 from server.logs import count_statements
 from server.settings import Settings, jwt_secret
 
@@ -28,6 +28,7 @@ class Services:
     authenticator: Authenticator
     query_limits: QueryLimits
     fair_use: FairUse
+    lanes: Lanes
 
     @classmethod
     def build(cls, settings: Settings, policies: PolicyStore | None = None) -> Services:
@@ -54,15 +55,19 @@ class Services:
             introspection_cache_bytes=settings.document_cache_bytes // 4,
             anonymous_introspection=settings.anonymous_introspection_enabled,
         )
+        authenticator = Authenticator(settings, secret, maker)
+        fair_use = FairUse(settings)
+        authenticator.on_key = lambda key, limit: fair_use.remember(budget_key(key, None), limit)
         return cls(
             settings=settings,
             engine=engine,
             maker=maker,
             policies=policies or PolicyStore(),
             schema=build_schema(query_limits),
-            authenticator=Authenticator(settings, secret, maker),
+            authenticator=authenticator,
             query_limits=query_limits,
-            fair_use=FairUse(settings),
+            fair_use=fair_use,
+            lanes=Lanes(settings.max_concurrent_per_credential, settings.max_queued_per_credential),
         )
 
     async def aclose(self) -> None:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # Secret: the URL may hold a password.
     redis_url: SecretStr | None = None
     redis_key_prefix: str = "caseload"
+    # Requests of one credential running at once in a process, and waiting their turn.
+    max_concurrent_per_credential: int = Field(default=4, gt=0)
+    max_queued_per_credential: int = Field(default=100, ge=0)
 
     @field_validator("data_dir", mode="before")
     @classmethod
