@@ -379,7 +379,7 @@ def _checked(
         decoded = None if after is None else tuple(decode_cursor(after, source.key_types))
         declaration = strawberry_field.metadata.get("filter")
         wanted = None if declaration is None else plain(kwargs.get("filter"), declaration)
-        values = source.prepare(wanted)
+        values = source.prepare(limits, wanted)
     except InvalidInput as refused:
         raise sql.NotCompilable("arguments refused") from refused
     return sql.Arguments(size=size, after=decoded, filter=values)

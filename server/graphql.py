@@ -153,6 +153,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bulk_items=settings.max_bulk_items,
+            max_search_length=settings.max_search_length,
         )
         self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None

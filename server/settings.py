@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 500
     max_bulk_items: int = 1000
+    max_search_length: int = 100  # characters of a search term (INVALID above)
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000
