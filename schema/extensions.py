@@ -46,7 +46,7 @@ from resolvers.errors import (
     Unavailable,
 )
 from schema.context import RequestContext, Retries
-from schema.cost import DEFAULT_LIST_BOUND, estimate
+from schema.cost import DEFAULT_COUNT_COST, DEFAULT_LIST_BOUND, estimate
 from schema.documents import Documents, Prepared
 from schema.introspection import CacheKey, IntrospectionCache, refusal
 
@@ -67,6 +67,7 @@ class QueryLimits:
     max_cost: int = 50_000
     page_size: int = 50  # what a connection without `first` costs
     list_bound: int = DEFAULT_LIST_BOUND  # what a list without a declared bound costs
+    count_cost: int = DEFAULT_COUNT_COST  # what a totalCount costs
     document_cache_bytes: int = 64 * 1024 * 1024  # parsed documents kept (schema/documents.py)
     introspection_cache_bytes: int = 16 * 1024 * 1024  # anonymous introspection answers
     anonymous_introspection: bool = False
@@ -173,6 +174,7 @@ class Operation(SchemaExtension):
             ec.variables,
             page_size=self.limits.page_size,
             list_bound=self.limits.list_bound,
+            count_cost=self.limits.count_cost,
         )
 
     async def on_execute(self) -> AsyncIterator[None]:

@@ -135,6 +135,7 @@ class CompiledReads:
             body.variables,
             page_size=limits.page_size,
             list_bound=limits.list_bound,
+            count_cost=limits.count_cost,
         )
         if not operation.operation.variable_definitions:
             operation.fixed_cost = found

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     compiled_reads: bool = True
     max_cost: int = 50_000  # node estimate of one request
     list_bound: int = 10  # what the estimate counts for a list that declares no bound
+    count_cost: int = 2_000  # what the estimate counts for a totalCount
     # Parsed documents kept for callers who signed in, and anonymous introspection answers.
     document_cache_bytes: int = 64 * 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
