@@ -195,8 +195,8 @@ def escape_like(text: str) -> str:
 def search_pattern(limits: Limits, search: str | None) -> str | None:
     """The LIKE pattern of a search term (None for no term, or only whitespace). The term is
     what is left without the whitespace around it, and may be at most `max_search_length`
-    characters: each row is matched against the whole pattern, so a longer term costs every
-    row more, and no index helps a term that long."""
+    characters: every row a scan reads is matched against the whole pattern, so each character
+    more costs every such row more."""
     term = (search or "").strip()
     if not term:
         return None
