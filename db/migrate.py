@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -32,6 +33,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def on_dialect(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` comparing the models with a database of this dialect: an
+    index declared for another dialect only (`ddl_if`, e.g. db.models.trigram_index) is not
+    expected there."""
+
+    def include(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        condition = getattr(item, "_ddl_if", None)
+        wanted = None if condition is None else condition.dialect
+        return reflected or wanted is None or wanted == dialect
+
+    return include
 
 
 @cache

@@ -139,9 +139,20 @@ class Department(Base):
     name: Mapped[str] = mapped_column(String(200))
 
 
+def trigram_index(name: str, column: str) -> Index:
+    """A GIN trigram index (pg_trgm) on a column that substring searches read with
+    `ILIKE '%term%'`: PostgreSQL only; SQLite has none and scans."""
+    index = Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
+    return index.ddl_if(dialect="postgresql")
+
+
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (Index("ix_users_kind_name", "kind", "name", "id"),)
+    __table_args__ = (
+        Index("ix_users_kind_name", "kind", "name", "id"),
+        trigram_index("ix_users_name_trgm", "name"),
+        trigram_index("ix_users_email_trgm", "email"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -188,6 +199,8 @@ class Learner(Base):
         Index("ix_learners_org_unit", "organisation_id", "location_id", "department_id"),
         Index("ix_learners_org_department", "organisation_id", "department_id"),
         Index("uq_learners_user_organisation", "user_id", "organisation_id", unique=True),
+        trigram_index("ix_learners_name_trgm", "name"),
+        trigram_index("ix_learners_email_trgm", "email"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

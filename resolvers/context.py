@@ -17,6 +17,7 @@ class Limits:
     default_page_size: int = 50
     max_page_size: int = 500
     max_bulk_items: int = 1000
+    max_search_length: int = 100  # characters of a search term, without the whitespace around it
 
 
 class LoaderGroup:

@@ -37,7 +37,7 @@ from resolvers.common import (
     mutation_target,
     record_has_assignment,
 )
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of, pk_of
 from resolvers.loaders import scoped
@@ -50,7 +50,14 @@ from resolvers.outcomes import (
     NotFound,
     doc,
 )
-from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
+from resolvers.pagination import (
+    FilterValues,
+    ListSource,
+    Page,
+    matches,
+    page_of,
+    search_pattern,
+)
 from resolvers.people import (
     ELSEWHERE,
     EMAIL_IN_USE,
@@ -117,13 +124,14 @@ class NewLearner(Protocol):
     department_id: str | None
 
 
-def _prepare(f: LearnerFilter | None) -> dict[str, Any]:
-    """The filter's checked values; a malformed id is INVALID."""
+def _prepare(limits: Limits, f: LearnerFilter | None) -> dict[str, Any]:
+    """The filter's checked values; a malformed id or too long a search is INVALID."""
     if f is None:
         return {}
     values: dict[str, Any] = {}
-    if f.search and f.search.strip():
-        values["search"] = like_pattern(f.search)
+    pattern = search_pattern(limits, f.search)
+    if pattern is not None:
+        values["search"] = pattern
     for name, value, type_name, field_name in (
         ("location", f.location_id, "Location", "locationId"),
         ("department", f.department_id, "Department", "departmentId"),

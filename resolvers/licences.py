@@ -45,7 +45,7 @@ from resolvers.outcomes import (
     PoolExhausted,
     doc,
 )
-from resolvers.pagination import Page, contains, paginate
+from resolvers.pagination import Page, matches, paginate, search_pattern
 from resolvers.relations import Ref
 
 # The partial unique index's predicate, written as the index has it (a literal, not a bound
@@ -177,8 +177,9 @@ async def licence_eligible_learners(
         )
     )
     stmt = select(Learner).where(ctx.rules.where(Resource.LEARNER), visible_course, ~licensed)
-    if search and search.strip():
-        stmt = stmt.where(contains(Learner.name, search) | contains(Learner.email, search))
+    pattern = search_pattern(ctx.limits, search)
+    if pattern is not None:
+        stmt = stmt.where(matches(Learner.name, pattern) | matches(Learner.email, pattern))
     return await paginate(
         ctx,
         stmt,

@@ -26,7 +26,7 @@ F = TypeVar("F")
 FilterValues = Mapping[str, Any]
 
 
-def _no_filter(_filter: Any) -> dict[str, Any]:
+def _no_filter(_limits: Limits, _filter: Any) -> dict[str, Any]:
     return {}
 
 
@@ -38,15 +38,16 @@ def _no_conditions(_ctx: Context, _values: FilterValues) -> list[ColumnElement[b
 class ListSource(Generic[T, F]):
     """A list the API pages through: its table, the scope guarding it, its filter and its order.
 
-    Declared once, read by both executors: `prepare` checks a filter and gives its values
-    (raising InvalidInput), `conditions` turns values into SQL — the values may be bound
-    parameters, so that a compiled plan reuses one statement for every caller of its shape.
+    Declared once, read by both executors: `prepare` checks a filter against the limits and
+    gives its values (raising InvalidInput), `conditions` turns values into SQL — the values
+    may be bound parameters, so that a compiled plan reuses one statement for every caller of
+    its shape.
     """
 
     model: type[T]
     resource: Resource
     order: tuple[Any, ...]  # unique, ascending: the keyset
-    prepare: Callable[[F | None], dict[str, Any]] = field(default=_no_filter)
+    prepare: Callable[[Limits, F | None], dict[str, Any]] = field(default=_no_filter)
     conditions: Callable[[Context, FilterValues], list[ColumnElement[bool]]] = field(
         default=_no_conditions
     )
@@ -76,7 +77,7 @@ async def page_of(
     """One page of a list source for the caller."""
     return await paginate(
         ctx,
-        source.statement(ctx, source.prepare(filter)),
+        source.statement(ctx, source.prepare(ctx.limits, filter)),
         order=source.order,
         key=source.key,
         key_types=source.key_types,
@@ -191,13 +192,24 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def contains(column: Any, search: str) -> ColumnElement[bool]:
-    return matches(column, like_pattern(search))
+def search_pattern(limits: Limits, search: str | None) -> str | None:
+    """The LIKE pattern of a search term (None for no term, or only whitespace). The term is
+    what is left without the whitespace around it, and may be at most `max_search_length`
+    characters: every row a scan reads is matched against the whole pattern, so each character
+    more costs every such row more."""
+    term = (search or "").strip()
+    if not term:
+        return None
+    if len(term) > limits.max_search_length:
+        raise InvalidInput(
+            f"search may be at most {limits.max_search_length} characters.", field="search"
+        )
+    return like_pattern(term)
 
 
 def like_pattern(search: str) -> str:
     """The LIKE pattern of a search for text containing `search`."""
-    return f"%{escape_like(search.strip())}%"
+    return f"%{escape_like(search)}%"
 
 
 def matches(column: Any, pattern: Any) -> ColumnElement[bool]:

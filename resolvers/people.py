@@ -41,7 +41,7 @@ from resolvers.ids import encode_id
 from resolvers.loaders import by_id, loader, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
-from resolvers.pagination import Page, contains, paginate
+from resolvers.pagination import Page, matches, paginate, search_pattern
 
 ROLE_ORDER = list(Role)
 
@@ -153,10 +153,11 @@ async def viewer(ctx: Context) -> Viewer:
     )
 
 
-def _people_search(search: str | None) -> list[ColumnElement[bool]]:
-    if not search or not search.strip():
+def _people_search(ctx: Context, search: str | None) -> list[ColumnElement[bool]]:
+    pattern = search_pattern(ctx.limits, search)
+    if pattern is None:
         return []
-    return [or_(contains(User.name, search), contains(User.email, search))]
+    return [or_(matches(User.name, pattern), matches(User.email, pattern))]
 
 
 async def staff(
@@ -167,7 +168,7 @@ async def staff(
     stmt = select(User).where(
         ctx.rules.where(Resource.STAFF),
         staff_membership_here(ctx, deactivated=bool(f.deactivated)),
-        *_people_search(search),
+        *_people_search(ctx, search),
     )
     if roles:
         membership = select(Membership.user_id).join(
@@ -207,7 +208,9 @@ def staff_membership_here(ctx: Context, *, deactivated: bool) -> ColumnElement[b
 async def external_assessors(
     ctx: Context, *, first: int | None, after: str | None, search: str | None = None
 ) -> Page[User]:
-    stmt = select(User).where(ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(search))
+    stmt = select(User).where(
+        ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(ctx, search)
+    )
     return await paginate(
         ctx,
         stmt,

@@ -20,13 +20,20 @@ from resolvers.common import (
     parse_id,
     record_has_assignment,
 )
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, encode_id, gid_of
 from resolvers.learners import LearnerLoaders
 from resolvers.loaders import Children, scoped
 from resolvers.outcomes import Invalid, NotFound, RecordArchived, doc
-from resolvers.pagination import FilterValues, ListSource, Page, like_pattern, matches, page_of
+from resolvers.pagination import (
+    FilterValues,
+    ListSource,
+    Page,
+    matches,
+    page_of,
+    search_pattern,
+)
 from resolvers.people import seen_user
 from resolvers.relations import Ref
 
@@ -91,14 +98,15 @@ async def archived_among(
     return {pk for pk, status in rows if status == RecordStatus.ARCHIVED}
 
 
-def _prepare(f: RecordFilter | None) -> dict[str, Any]:
-    """The filter's checked values; a malformed id or an unknown status is INVALID. The live
-    records view is the default: LIVE unless a status is asked for."""
+def _prepare(limits: Limits, f: RecordFilter | None) -> dict[str, Any]:
+    """The filter's checked values; a malformed id, an unknown status or too long a search is
+    INVALID. The live records view is the default: LIVE unless a status is asked for."""
     values: dict[str, Any] = {"status": RecordStatus.LIVE.value}
     if f is None:
         return values
-    if f.search and f.search.strip():
-        values["search"] = like_pattern(f.search)
+    pattern = search_pattern(limits, f.search)
+    if pattern is not None:
+        values["search"] = pattern
     if f.status is not None:
         try:
             values["status"] = RecordStatus(f.status.strip().upper()).value

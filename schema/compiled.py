@@ -325,7 +325,6 @@ class CompiledOperation:
     # Shapes whose statement ran past the planning budget: the standard executor answers them.
     over_budget: set[tuple[Any, ...]] = field(default_factory=set)
     fixed_arguments: list[sql.Arguments] | None = None
-    fixed_cost: int | None = None
 
     def arguments(
         self, schema: Any, limits: Limits, variables: dict[str, Any] | None
@@ -394,7 +393,7 @@ def _checked(
         decoded = None if after is None else tuple(decode_cursor(after, source.key_types))
         declaration = strawberry_field.metadata.get("filter")
         wanted = None if declaration is None else plain(kwargs.get("filter"), declaration)
-        values = source.prepare(wanted)
+        values = source.prepare(limits, wanted)
     except InvalidInput as refused:
         raise sql.NotCompilable("arguments refused") from refused
     return sql.Arguments(size=size, after=decoded, filter=values)

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 
 from resolvers.pagination import Page
+from schema.cost import counted
 
 N = TypeVar("N")
 
@@ -34,7 +35,9 @@ class Connection(Generic[N]):
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
-    @strawberry.field(description="How many items the whole list has, for the caller.")
+    @strawberry.field(
+        description="How many items the whole list has, for the caller.", metadata=counted()
+    )
     async def total_count(self) -> int:
         return await self.count()
 

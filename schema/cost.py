@@ -3,8 +3,12 @@
 Every field that returns objects counts the product of the list sizes on its path: a
 connection's `edges` count its `first` (the page size when not given), every other list its
 declared bound (`bounded(n)` in the field's metadata), `DEFAULT_LIST_BOUND` when it declares
-none. Fields that return scalars or enums, and introspection, cost nothing. Variables are part
-of the estimate, so it runs with each request, after the cached validation.
+none. Fields that return scalars or enums, and introspection, cost nothing — except a count
+(`counted()` in the field's metadata: a connection's `totalCount`), which reads every row of
+its list, however small the page: it costs `count_cost` times the product on its path. A
+connection that searches (a `search` argument, or `filter.search`, not blank) costs twice its
+whole subtree, its count included: every row it reads is matched against the term. Variables
+are part of the estimate, so it runs with each request, after the cached validation.
 """
 
 from __future__ import annotations
@@ -35,12 +39,19 @@ from graphql import (
 )
 
 DEFAULT_LIST_BOUND = 10
+DEFAULT_COUNT_COST = 2_000
 LIST_BOUND = "caseload_list_bound"
+COUNTED = "caseload_counted"
 
 
 def bounded(size: int) -> dict[str, int]:
     """Field metadata declaring how many items a (non-connection) list field holds at most."""
     return {LIST_BOUND: size}
+
+
+def counted() -> dict[str, bool]:
+    """Field metadata declaring that the field counts the rows of a whole list."""
+    return {COUNTED: True}
 
 
 def estimate(
@@ -51,6 +62,7 @@ def estimate(
     *,
     page_size: int,
     list_bound: int = DEFAULT_LIST_BOUND,
+    count_cost: int = DEFAULT_COUNT_COST,
 ) -> int:
     """The node estimate of the operation the request runs (0 when there is none to run)."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -66,7 +78,7 @@ def estimate(
     }[operation.operation]
     if root is None:
         return 0
-    walk = _Walk(schema, document, operation, variables or {}, page_size, list_bound)
+    walk = _Walk(schema, document, operation, variables or {}, page_size, list_bound, count_cost)
     return walk.selections(operation.selection_set, root, 1, None)
 
 
@@ -79,10 +91,13 @@ def _named(type_: Any) -> tuple[Any, bool]:
     return type_, is_list
 
 
-def _declared_bound(field: GraphQLField) -> int | None:
+def _metadata(field: GraphQLField) -> Mapping[str, Any]:
     definition = field.extensions.get("strawberry-definition")
-    metadata = getattr(definition, "metadata", None) or {}
-    bound = metadata.get(LIST_BOUND)
+    return getattr(definition, "metadata", None) or {}
+
+
+def _declared_bound(field: GraphQLField) -> int | None:
+    bound = _metadata(field).get(LIST_BOUND)
     return bound if isinstance(bound, int) else None
 
 
@@ -95,6 +110,7 @@ class _Walk:
         variables: Mapping[str, Any],
         page_size: int,
         list_bound: int,
+        count_cost: int,
     ) -> None:
         self.schema = schema
         self.fragments = {
@@ -108,6 +124,7 @@ class _Walk:
         self.variables = {**defaults, **variables}
         self.page_size = page_size
         self.list_bound = list_bound
+        self.count_cost = count_cost
 
     def selections(
         self, selection_set: SelectionSetNode | None, parent: Any, multiplier: int, page: int | None
@@ -147,7 +164,7 @@ class _Walk:
             return 0
         named, is_list = _named(field.type)
         if not is_composite_type(named):
-            return 0
+            return multiplier * self.count_cost if _metadata(field).get(COUNTED) else 0
         if is_list:
             if name == "edges" and page is not None:
                 bound = page
@@ -155,8 +172,24 @@ class _Walk:
                 declared = _declared_bound(field)
                 bound = self.list_bound if declared is None else declared
             multiplier *= max(bound, 0)
-        first = self.first(node) if named.name.endswith("Connection") else None
-        return multiplier + self.selections(node.selection_set, named, multiplier, first)
+        connection = named.name.endswith("Connection")
+        first = self.first(node) if connection else None
+        cost = multiplier + self.selections(node.selection_set, named, multiplier, first)
+        return 2 * cost if connection and self.searches(node) else cost
+
+    def searches(self, node: FieldNode) -> bool:
+        """Whether the connection is asked for a search: a `search` argument, or a `filter`
+        holding one, not blank, from the document or its variables."""
+        for argument in node.arguments or ():
+            name = argument.name.value
+            if name not in ("search", "filter"):
+                continue
+            value = value_from_ast_untyped(argument.value, self.variables)
+            if name == "filter":
+                value = value.get("search") if isinstance(value, dict) else None
+            if isinstance(value, str) and value.strip():
+                return True
+        return False
 
     def first(self, node: FieldNode) -> int:
         """The connection's page size: `first`, from the document or its variables."""

@@ -48,7 +48,7 @@ from resolvers.errors import (
     Unavailable,
 )
 from schema.context import RequestContext, Retries
-from schema.cost import DEFAULT_LIST_BOUND, estimate
+from schema.cost import DEFAULT_COUNT_COST, DEFAULT_LIST_BOUND, estimate
 from schema.documents import Documents, Prepared
 from schema.introspection import CacheKey, IntrospectionCache, refusal
 
@@ -73,6 +73,7 @@ class QueryLimits:
     max_cost: int = 50_000
     page_size: int = 50  # what a connection without `first` costs
     list_bound: int = DEFAULT_LIST_BOUND  # what a list without a declared bound costs
+    count_cost: int = DEFAULT_COUNT_COST  # what a totalCount costs
     document_cache_bytes: int = 64 * 1024 * 1024  # parsed documents kept (schema/documents.py)
     introspection_cache_bytes: int = 16 * 1024 * 1024  # anonymous introspection answers
     anonymous_introspection: bool = False
@@ -498,6 +499,7 @@ def documents(schema: GraphQLSchema, limits: QueryLimits) -> Documents:
             variables,
             page_size=limits.page_size,
             list_bound=limits.list_bound,
+            count_cost=limits.count_cost,
         )
 
     return Documents(schema, rules, limits.max_tokens, limits.document_cache_bytes, cost)

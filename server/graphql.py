@@ -164,6 +164,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bulk_items=settings.max_bulk_items,
+            max_search_length=settings.max_search_length,
         )
         self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None
@@ -263,6 +264,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             return unauthenticated(credentials, body.query)
         # Parsed and validated once, for whichever executor answers.
         prepared = self.documents.prepare(body.query)
+        cost = self.documents.cost(prepared, body.operation_name, body.variables)
         budget = Budget(settings.plan_budget_ms)
         planned = None
         if (
@@ -270,9 +272,9 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             and retry is None
             and credentials is not None
             and not isinstance(credentials, AuthFailure)
+            and cost <= self.services.query_limits.max_cost  # else refused, before planning
         ):
             planned = self.compiled.plan(body, prepared, budget)
-        cost = self.documents.cost(prepared, body.operation_name, body.variables)
         planning_ms = (time.thread_time() - started) * 1000
         # Charged before it runs: its cost, and the CPU it took to get here.
         if not await spending.charge(fair_use_points(cost, planning_ms)):

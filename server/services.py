@@ -51,6 +51,7 @@ class Services:
             max_cost=settings.max_cost,
             page_size=settings.default_page_size,
             list_bound=settings.list_bound,
+            count_cost=settings.count_cost,
             document_cache_bytes=settings.document_cache_bytes,
             introspection_cache_bytes=settings.document_cache_bytes // 4,
             anonymous_introspection=settings.anonymous_introspection_enabled,

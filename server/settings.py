@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 500
     max_bulk_items: int = 1000
+    max_search_length: int = 100  # characters of a search term (INVALID above)
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
     plan_budget_ms: int = Field(default=50, ge=0)
     max_cost: int = 50_000  # node estimate of one request
     list_bound: int = 10  # what the estimate counts for a list that declares no bound
+    count_cost: int = 2_000  # what the estimate counts for a totalCount
     # Parsed documents kept for callers who signed in, and anonymous introspection answers.
     document_cache_bytes: int = 64 * 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
