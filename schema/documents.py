@@ -22,6 +22,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     parse,
 )
 from strawberry.schema.schema import validate_document
@@ -50,6 +51,17 @@ class Prepared:
     @property
     def valid(self) -> bool:
         return self.document is not None and not self.errors
+
+    def reads(self, operation_name: str | None) -> bool:
+        """Whether the operation the request picks is a query."""
+        if self.document is None:
+            return False
+        for d in self.document.definitions:
+            if isinstance(d, OperationDefinitionNode) and (
+                operation_name is None or (d.name is not None and d.name.value == operation_name)
+            ):
+                return d.operation is OperationType.QUERY
+        return False
 
     def names(self) -> set[str | None]:
         """The operation names a request may pick (None: the only one)."""

@@ -262,8 +262,41 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                 return spending.refusal()
             _record_codes([Unauthenticated.code])
             return unauthenticated(credentials, body.query)
+        kept = body.query in self.documents.kept
         # Parsed and validated once, for whichever executor answers.
         prepared = self.documents.prepare(body.query)
+        parsing_ms = (time.thread_time() - started) * 1000
+        cold = self.services.cold_lanes
+        if kept or not prepared.reads(body.operation_name):
+            return await self.run_admitted(
+                request, body, credentials, now, spending, retry, prepared, parsing_ms
+            )
+        # A query not seen before is planned and, often, run by the standard executor: the
+        # costliest work a request can ask for. One credential's such queries run one at a
+        # time, so that a stream of never-seen documents takes one turn of the event loop.
+        if not await cold.enter(spending.key):
+            _record_codes([RATE_LIMITED])
+            return crowded(cold)
+        try:
+            return await self.run_admitted(
+                request, body, credentials, now, spending, retry, prepared, parsing_ms
+            )
+        finally:
+            cold.leave(spending.key)
+
+    async def run_admitted(
+        self,
+        request: Request,
+        body: GraphQLBody,
+        credentials: Credentials | AuthFailure | None,
+        now: datetime,
+        spending: Spending,
+        retry: Retry | None,
+        prepared: Prepared,
+        parsing_ms: float,
+    ) -> Response:
+        settings = self.services.settings
+        started = time.thread_time()
         cost = self.documents.cost(prepared, body.operation_name, body.variables)
         budget = Budget(settings.plan_budget_ms)
         planned = None
@@ -275,7 +308,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             and cost <= self.services.query_limits.max_cost  # else refused, before planning
         ):
             planned = self.compiled.plan(body, prepared, budget)
-        planning_ms = (time.thread_time() - started) * 1000
+        planning_ms = parsing_ms + (time.thread_time() - started) * 1000
         # Charged before it runs: its cost, and the CPU it took to get here.
         if not await spending.charge(fair_use_points(cost, planning_ms)):
             return spending.refusal()

@@ -29,6 +29,7 @@ class Services:
     query_limits: QueryLimits
     fair_use: FairUse
     lanes: Lanes
+    cold_lanes: Lanes  # one never-seen document at a time per credential
 
     @classmethod
     def build(cls, settings: Settings, policies: PolicyStore | None = None) -> Services:
@@ -69,6 +70,7 @@ class Services:
             query_limits=query_limits,
             fair_use=fair_use,
             lanes=Lanes(settings.max_concurrent_per_credential, settings.max_queued_per_credential),
+            cold_lanes=Lanes(1, settings.max_queued_per_credential),
         )
 
     async def aclose(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from db.engine import WRITE_INTENT
 from server.fairuse import Lanes
@@ -226,3 +226,44 @@ async def test_a_credential_with_its_lanes_full_is_refused_and_others_are_not(
         await conn.rollback()
     assert (await held).status_code == 200
     assert (await post(api, STANDARD, person)).status_code == 200
+
+
+async def test_a_credentials_never_seen_queries_run_one_at_a_time(
+    api_with: AppFactory, world: World
+) -> None:
+    """Planning a query not seen before (and often running it in the standard executor) is
+    the costliest work: one credential's such queries take turns; seen ones do not wait."""
+    api = await api_with()
+    services: Services = api.client._transport.app.state.services  # type: ignore[attr-defined]
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    person = {"Authorization": f"Bearer {api.token(admin, org)}"}
+    held = 0
+    most = 0
+
+    def checkout(*_: object) -> None:
+        nonlocal held, most
+        held += 1
+        most = max(most, held)
+
+    def checkin(*_: object) -> None:
+        nonlocal held
+        held -= 1
+
+    engine = services.engine.sync_engine
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+    try:
+        unseen = [
+            f"{{ learners(first: {i + 1}) {{ edges {{ node {{ id }} }} }} }}" for i in range(8)
+        ]
+        answers = await asyncio.gather(*(post(api, q, person) for q in unseen))
+        assert [a.status_code for a in answers] == [200] * 8
+        assert most == 1  # one at a time
+        most = 0
+        seen = await asyncio.gather(*(post(api, q, person) for q in unseen))  # now kept
+        assert [a.status_code for a in seen] == [200] * 8
+        assert most > 1  # the lanes of seen documents run several at once
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)

@@ -97,6 +97,8 @@ def main() -> int:
 async def prepare_database(url: str, env: dict[str, str], cwd: Path) -> Cast:
     if await create_if_missing(url):
         print(f"created the database {make_url(url).database}")
+    # Migrations first: the command line below (seeding, keys) uses the schema as it is now.
+    print(command(env, cwd, "db", "upgrade"))
     if not await using(url, is_seeded):
         print(f"seeding the {PRESET} preset (100,000 learners), once for this database")
         print(command(env, cwd, "db", "seed", "--preset", PRESET))
