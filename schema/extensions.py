@@ -182,20 +182,6 @@ class Operation(SchemaExtension):
         self.cost = self._estimate(ec)
         mutation = ec.operation_type == OperationType.MUTATION
         ctx.db.write_intent = mutation
-        if self.cost > self.limits.max_cost:
-            # Fixed by the document and variables alone: refused before any statement runs.
-            refuse(
-                ec,
-                MaxCostExceeded(
-                    f"The request may fetch {self.cost} objects; the limit is "
-                    f"{self.limits.max_cost}. Ask for smaller pages (`first`) or fewer nested "
-                    "lists.",
-                    cost=self.cost,
-                    limit=self.limits.max_cost,
-                ),
-            )
-            yield
-            return
         if ctx.sign_in is not None and ctx.principal is None:
             try:
                 await ctx.sign_in(ctx)  # the operation's first statement, in its transaction
@@ -209,8 +195,25 @@ class Operation(SchemaExtension):
                 await quietly(ctx.db.close())
                 return
         if ctx.principal is not None and self.prepared is not None:
-            # Signed in: the document may be kept for this caller's next requests.
+            # Signed in: the document may be kept for this caller's next requests (a refusal
+            # below included: its next one is then refused without parsing it again).
             ec.schema.documents.keep(self.prepared)  # type: ignore[attr-defined]
+        if ctx.principal is not None and self.cost > self.limits.max_cost:
+            # Fixed by the document and variables alone: refused before anything runs for it.
+            refuse(
+                ec,
+                MaxCostExceeded(
+                    f"The request may fetch {self.cost} objects; the limit is "
+                    f"{self.limits.max_cost}. Ask for smaller pages (`first`) or fewer nested "
+                    "lists.",
+                    cost=self.cost,
+                    limit=self.limits.max_cost,
+                ),
+            )
+            yield
+            await quietly(ctx.db.rollback())
+            await quietly(ctx.db.close())
+            return
         if ctx.principal is None:
             key = anonymous_introspection(ctx, ec, self.introspection)
             try:
