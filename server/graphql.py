@@ -474,12 +474,16 @@ async def until_gone(receive: Receive, work: Awaitable[Response]) -> Response | 
     return None
 
 
+# How far into an anonymous document to look for introspection, to word the refusal (only).
+INTROSPECTION_HINT = 4096
+
+
 def unauthenticated(credentials: AuthFailure | None, query: str) -> Response:
     """A request without usable credentials, refused before its document is read, in the
     shape the executor gives UNAUTHENTICATED (nothing was estimated or run: cost 0)."""
     if credentials is not None:
         message = credentials.message
-    elif "__schema" in query or "__type" in query:
+    elif "__schema" in query[:INTROSPECTION_HINT] or "__type" in query[:INTROSPECTION_HINT]:
         message = "Sign in first: introspection needs credentials here."
     else:
         message = "Sign in first: send an Authorization header."

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive
@@ -90,11 +91,16 @@ def _no_constants(name: str) -> object:
 
 def parse_graphql_body(raw: bytes) -> GraphQLBody:
     try:
-        data = json.loads(raw, parse_constant=_no_constants)
-    except RecursionError:
-        raise too_deep() from None
-    except ValueError:
-        raise Refused(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # What orjson refuses, json may accept: integers past 64 bits, a lone surrogate (which
+        # is then refused with its path), objects nested past orjson's own depth.
+        try:
+            data = json.loads(raw, parse_constant=_no_constants)
+        except RecursionError:
+            raise too_deep() from None
+        except ValueError:
+            raise Refused(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise Refused(
             400,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import MutableHeaders
@@ -178,7 +179,10 @@ class JsonFormatter(logging.Formatter):
                 line["request_id"] = request_id
         if record.exc_info:
             line["stack"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # text orjson cannot encode (a lone surrogate): json escapes it
+            return json.dumps(line, default=str)
 
 
 # A text record is one line, whatever a client puts into a path, a header or a message:
