@@ -77,20 +77,21 @@ def missing_words(cell: Cell) -> list[str]:
     return found + [f"scope {s}" for s in sorted(cell.scopes) if s not in VOCABULARY["scope"]]
 
 
-def granted(cell: Cell) -> set[str]:
+def granted(cell: Cell, store: PolicyStore = STORE) -> set[str]:
     key = (Role(cell.role), Resource(cell.resource), Action(cell.action))
-    return {s.value for s in STORE.grants.get(key, frozenset())}
+    return {s.value for s in store.grants.get(key, frozenset())}
 
 
-def check(cell: Cell) -> None:
+def check(cell: Cell, store: PolicyStore = STORE) -> None:
     lacking = [w for w in missing_words(cell) if w.startswith("scope ")]
     assert not lacking, (
         f"line {cell.line}: DESIGN.md ({cell.design}) grants {cell} {sorted(cell.scopes)}, "
         f"but the vocabulary has no {', '.join(lacking)}: the policy cannot say it"
     )
-    assert granted(cell) == set(cell.scopes), (
+    held = granted(cell, store)
+    assert held == set(cell.scopes), (
         f"line {cell.line}: DESIGN.md ({cell.design}) says {cell} → "
-        f"{sorted(cell.scopes) or 'none'}; policy.csv grants {sorted(granted(cell)) or 'none'}"
+        f"{sorted(cell.scopes) or 'none'}; policy.csv grants {sorted(held) or 'none'}"
     )
 
 
@@ -99,14 +100,18 @@ def test_policy_grants_what_design_says(cell: Cell) -> None:
     check(cell)
 
 
-def test_policy_grants_nothing_the_table_does_not_list() -> None:
+def check_nothing_unlisted(store: PolicyStore = STORE) -> None:
     listed = {c.key for c in CELLS}
     extra = [
         f"{role.value}, {resource.value}, {action.value} → {sorted(s.value for s in scopes)}"
-        for (role, resource, action), scopes in STORE.grants.items()
+        for (role, resource, action), scopes in store.grants.items()
         if scopes and (role.value, resource.value, action.value) not in listed
     ]
     assert not extra, "policy.csv grants cells DESIGN.md's tables do not have:\n" + "\n".join(extra)
+
+
+def test_policy_grants_nothing_the_table_does_not_list() -> None:
+    check_nothing_unlisted()
 
 
 def test_the_table_is_complete_and_well_formed() -> None:
@@ -134,17 +139,39 @@ def test_super_admin_holds_everything_admin_holds() -> None:
             assert mine.scopes >= cell.scopes, cell
 
 
-def test_a_widened_row_fails_the_comparison(tmp_path: Path) -> None:
-    """The comparison can fail: one widened row of policy.csv is caught."""
+def widened_store(tmp_path: Path, row: str, wider: str) -> PolicyStore:
+    """The real policy with one row of policy.csv replaced."""
     from policies.enforcer import POLICY_PATH, load_enforcer
 
+    text = POLICY_PATH.read_text()
+    assert row in text.splitlines(), f"policy.csv has no row {row!r}"
     widened = tmp_path / "policy.csv"
-    widened.write_text(
-        POLICY_PATH.read_text().replace(
-            "p, ASSESSOR, assignment, read, assigned", "p, ASSESSOR, assignment, read, organisation"
-        )
+    widened.write_text(text.replace(row, wider))
+    return PolicyStore(load_enforcer(policy=widened))
+
+
+def test_a_widened_row_fails_the_comparison(tmp_path: Path) -> None:
+    """The comparison the table's tests run can fail: a widened row and an added one are caught."""
+    store = widened_store(
+        tmp_path,
+        "p, ASSESSOR, assignment, read, assigned",
+        "p, ASSESSOR, assignment, read, organisation",
     )
-    store = PolicyStore(load_enforcer(policy=widened))
-    (cell,) = [c for c in CELLS if c.key == ("ASSESSOR", "assignment", "read")]
-    held = {s.value for s in store.grants[(Role.ASSESSOR, Resource.ASSIGNMENT, Action.READ)]}
-    assert held != set(cell.scopes)
+    failures = []
+    for cell in CELLS:
+        try:
+            check(cell, store)
+        except AssertionError as refused:
+            failures.append(str(refused))
+    assert len(failures) == 1 and "ASSESSOR, assignment, read" in failures[0], failures
+    check_nothing_unlisted(store)  # a widened scope is not a new cell
+
+    added = widened_store(
+        tmp_path,
+        "p, ASSESSOR, assignment, read, assigned",
+        "p, ASSESSOR, assignment, read, assigned\np, ASSESSOR, api_key, read, organisation",
+    )
+    with pytest.raises(AssertionError, match="ASSESSOR, api_key, read"):
+        for cell in CELLS:
+            check(cell, added)
+        check_nothing_unlisted(added)
