@@ -36,7 +36,7 @@ from schema.documents import Documents, Prepared
 from schema.extensions import TIMED_OUT, document_has_nul, unstorable_variable
 from server.auth import AuthFailure, Credentials
 from server.http import GraphQLBody
-from server.logs import current_record, describe
+from server.logs import current_record, describe, statement_ran
 from server.services import Services
 
 log = logging.getLogger("caseload.compiled")
@@ -220,7 +220,7 @@ class CompiledReads:
                         return None
                     if named == expected:
                         found = next(row[-1] for row in rows if row[-1] is not None)
-                        principal, statements = named, 1
+                        principal = named
                         await authenticator.used(principal, signed, now)
                 if found is None:
                     signed_in = await self._signed_in_first(
@@ -229,7 +229,6 @@ class CompiledReads:
                     if signed_in is None:
                         return None
                     found, principal = signed_in
-                    statements = 2
             except Exception as exc:
                 # The driver's own error, which SQLAlchemy never sees. On a disconnect, do as
                 # SQLAlchemy does for its own statements: drop this connection, and replace
@@ -246,7 +245,6 @@ class CompiledReads:
         record = current_record()
         if record is not None:
             record.principal = describe(principal)
-            record.statements += statements
         gathered = orjson.loads(found) if isinstance(found, str | bytes) else found
         return operation.transform(gathered, arguments)
 
@@ -312,6 +310,7 @@ class Driver:
             await (await self.connection.execute(command)).close()
 
     async def fetch(self, statement: str, args: list[Any]) -> list[Any]:
+        statement_ran(statement)
         if self.postgresql:
             return list(await self.connection.fetch(statement, *args))
         if self.deadline is not None:

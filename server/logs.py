@@ -146,14 +146,26 @@ class AccessLog:
             _current.reset(token)
 
 
+# Who else hears of each statement (the statement budgets' tests count through this).
+statement_observers: list[Callable[[str], None]] = []
+
+
+def statement_ran(statement: str) -> None:
+    """One SQL statement, on either read path, counted against the request that ran it."""
+    record = _current.get()
+    if record is not None:
+        record.statements += 1
+    for observe in statement_observers:
+        observe(statement)
+
+
 def count_statements(engine: AsyncEngine) -> None:
-    """Count every SQL statement the engine runs against the request that ran it."""
+    """Count every SQL statement SQLAlchemy runs on the engine (the compiled read path counts
+    its own, on the driver, through the same `statement_ran`)."""
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _count(*_: object) -> None:
-        record = _current.get()
-        if record is not None:
-            record.statements += 1
+    def _count(conn: object, cursor: object, statement: str, *_: object) -> None:
+        statement_ran(statement)
 
 
 def _time(record: logging.LogRecord) -> str:

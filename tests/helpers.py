@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.base import Base
 from db.models import AuditEvent, Organisation, User
 from resolvers.ids import encode_id
+from server.logs import statement_observers
 from server.settings import Settings
 from server.tokens import mint_token
 
@@ -154,3 +156,20 @@ async def audit_actions(engine: AsyncEngine) -> list[tuple[str, str, int | None]
             )
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+@contextmanager
+def counting() -> Iterator[list[str]]:
+    """The SQL statements the app runs meanwhile, on either read path (transaction control
+    left out), as the access log counts them."""
+    statements: list[str] = []
+
+    def record(statement: str) -> None:
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            statements.append(statement)
+
+    statement_observers.append(record)
+    try:
+        yield statements
+    finally:
+        statement_observers.remove(record)

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from db.models import AssignmentRole, Organisation, User
 from server.services import Services
-from tests.api.test_statement_budget import counting
 from tests.factories import World
-from tests.helpers import Api, Caller, gid
+from tests.helpers import Api, Caller, counting, gid
 
 ACCESS = """query($id: ID!) {
   learner(id: $id) { access { user { id } role reason expiresAt } }
@@ -182,7 +181,7 @@ async def test_access_on_a_page_costs_the_same_for_5_and_50_learners(
     query = "query($n: Int!) { learners(first: $n) { edges { node { access { role } } } } }"
     counts = {}
     for size in (5, 50):
-        with counting(services.engine) as statements:
+        with counting() as statements:
             (await api.as_(admin, org)(query, n=size)).ok()
         counts[size] = len(statements)
     assert counts[5] == counts[50] <= 12, counts

@@ -10,7 +10,6 @@ from sqlalchemy import delete, select, update
 from db.base import utcnow
 from db.models import ApiKey, AuditEvent, Membership, MembershipRole
 from server.services import Services
-from tests.api.test_statement_budget import counting
 from tests.conftest import Backend
 from tests.factories import World
 from tests.helpers import (
@@ -19,6 +18,7 @@ from tests.helpers import (
     assert_denied,
     assert_error,
     assert_granted,
+    counting,
     gid,
     row_counts,
 )
@@ -204,7 +204,7 @@ async def test_last_use_is_written_at_most_once_a_minute(
     await usage.flush()
     first = await last_used()
     assert first is not None
-    with counting(services.engine) as statements:
+    with counting() as statements:
         (await partner("{ viewer { roles } }")).ok()
         await usage.flush()
     assert await last_used() == first

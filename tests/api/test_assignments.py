@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from db.models import ApprenticeRecord, AssignmentRole, Organisation, RecordAssignment, User
 from server.services import Services
-from tests.api.test_statement_budget import counting
 from tests.conftest import Backend
 from tests.factories import World
 from tests.helpers import (
@@ -18,6 +17,7 @@ from tests.helpers import (
     assert_denied,
     assert_error,
     assert_granted,
+    counting,
     gid,
     row_counts,
 )
@@ -411,14 +411,14 @@ async def test_statements_do_not_grow_with_the_number_of_records(
     counts = {}
     for size, chunk in ((5, records[:5]), (200, records[5:205])):
         ids = [rid(r) for r in chunk]
-        with counting(services.engine) as assigned:
+        with counting() as assigned:
             assert_granted(
                 await call(
                     ASSIGN, input={"assigneeId": gid("User", assessor.id), "recordIds": ids}
                 ),
                 "RecordsAssigned",
             )
-        with counting(services.engine) as removed:
+        with counting() as removed:
             assert_granted(await call(UNASSIGN, input={"recordIds": ids}), "RecordsUnassigned")
         counts[size] = (len(assigned), len(removed))
     assert counts[5] == counts[200], counts

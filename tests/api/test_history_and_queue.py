@@ -9,10 +9,9 @@ from sqlalchemy import update
 
 from db.models import AssignmentRole, Evidence, EvidenceStatus, RecordStatus
 from server.services import Services
-from tests.api.test_statement_budget import counting
 from tests.cast import cast
 from tests.factories import World
-from tests.helpers import Api, Caller, assert_granted, gid
+from tests.helpers import Api, Caller, assert_granted, counting, gid
 
 HISTORY = """query($id: ID!) {
   node(id: $id) { ... on ApprenticeRecord {
@@ -255,7 +254,7 @@ async def test_queue_statements_do_not_grow_with_the_page(
       } } } }"""
     counts = {}
     for size in (3, 30):
-        with counting(services.engine) as statements:
+        with counting() as statements:
             assert len((await call(query, first=size)).ok()["evidence"]["edges"]) == size
         counts[size] = len(statements)
     assert counts[3] == counts[30], counts

@@ -23,10 +23,9 @@ from db.models import (
 )
 from server.services import Services
 from tests.api.test_licences import ALLOCATE, lid, seats_used, state
-from tests.api.test_statement_budget import counting
 from tests.conftest import Backend
 from tests.factories import World
-from tests.helpers import Api, assert_denied, assert_error, assert_granted, gid
+from tests.helpers import Api, assert_denied, assert_error, assert_granted, counting, gid
 
 CREATE_RULE = """mutation($input: CreateAutoAllocationRuleInput!) {
   createAutoAllocationRule(input: $input) {
@@ -523,7 +522,7 @@ async def test_statements_do_not_grow_with_rules_or_learners(
     call = api.as_(o.admin, o.org)
 
     async def statements(document: str, **variables: Any) -> int:
-        with counting(services.engine) as seen:
+        with counting() as seen:
             result = (await call(document, **variables)).ok()
         (payload,) = result.values()
         assert payload["__typename"] in ("LearnerCreated", "LearnersImported"), payload
@@ -550,14 +549,14 @@ async def test_statements_do_not_grow_with_rules_or_learners(
     assert few == many, (few, many)
     # and allocating 2 or 40 learners by hand costs the same
     learners = [await world.learner(o.org) for _ in range(42)]
-    with counting(services.engine) as two:
+    with counting() as two:
         (
             await call(
                 ALLOCATE,
                 input={"courseId": lid(courses[0]), "learnerIds": [lid(x) for x in learners[:2]]},
             )
         ).ok()
-    with counting(services.engine) as forty:
+    with counting() as forty:
         (
             await call(
                 ALLOCATE,

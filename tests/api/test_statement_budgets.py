@@ -20,7 +20,6 @@ from db.models import AssignmentRole, EvidenceStatus, LicenceStatus
 from schema import schema
 from server.app import create_app
 from server.services import Services
-from tests.api.test_statement_budget import counting
 from tests.authz.checks import NODE_FRAGMENT, caller_for
 from tests.authz.world import (
     ADMIN,
@@ -48,7 +47,8 @@ from tests.authz.world import (
     build,
 )
 from tests.conftest import Backend, make_settings
-from tests.helpers import Api, Result, gid
+from tests.factories import World
+from tests.helpers import Api, Result, counting, gid
 
 SIZES = (5, 50)
 # With every nested path below; what each statement is for is in the failure message.
@@ -151,7 +151,7 @@ async def app_on(backend: Backend) -> AsyncIterator[tuple[Api, Services]]:
 
 async def measure(services: Services, request: Awaitable[Result]) -> tuple[int, list[str], Result]:
     """Statements run while `request` (not yet awaited) is answered."""
-    with counting(services.engine) as statements:
+    with counting() as statements:
         result = await request
     return len(statements), [s.split("\n")[0][:100] for s in statements], result
 
@@ -549,3 +549,67 @@ async def test_a_mutation_costs_the_same_for_5_and_50_items(
         (payload,) = result.ok().values()
         assert not payload["__typename"].endswith("Error"), (n, payload)
     assert counts[5] == counts[50], (counts, shown[5], shown[50])
+
+
+# The N+1 guard on the learners page of the README, on whichever read path answers it.
+PAGE = """query($first: Int!) {
+  learners(first: $first) {
+    totalCount
+    edges { cursor node {
+      id name initials location { name } department { name }
+      records { id programme status
+        assignments { role assignedAt user { name initials avatarUrl } assignedBy { name } }
+        evidence { title status }
+      }
+      allocations { assessor { name } }
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+# The standard executor: sign-in (user, membership, roles) + learners page + count + records
+# + assignments + users + locations + departments + evidence + allocations + their assessors.
+# The compiled path: the sign-in and the answer in one statement for a caller seen before,
+# two the first time.
+PAGE_BUDGET = {False: 11, True: 1}
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "executor"])
+async def test_learner_page_statement_count_does_not_grow(
+    backend: Backend, world: World, compiled: bool
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    assessors = [await world.staff(org, "ASSESSOR") for _ in range(3)]
+    locations = [await world.location(org) for _ in range(2)]
+    for n in range(60):
+        learner = await world.learner(org, location=locations[n % 2])
+        for r in range(2):
+            record = await world.record(learner)
+            await world.assign(record, assessors[(n + r) % 3])
+            await world.assign(
+                record, assessors[(n + r + 1) % 3], AssignmentRole.TRAINING_COORDINATOR
+            )
+            await world.evidence(record)
+    services = Services.build(make_settings(backend.url, compiled_reads=compiled))
+    try:
+        transport = httpx.ASGITransport(app=create_app(services=services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://caseload.test") as c:
+            call = Api(c, services.settings).as_(admin, org)
+            with counting() as first:
+                (await call(PAGE, first=1)).ok()
+            assert len(first) == 2 if compiled else len(first) <= PAGE_BUDGET[False], first
+            counts = {}
+            for size in (5, 50):
+                with counting() as statements:
+                    data = (await call(PAGE, first=size)).ok()
+                assert len(data["learners"]["edges"]) == size
+                assert all(len(e["node"]["records"]) == 2 for e in data["learners"]["edges"])
+                counts[size] = len(statements)
+    finally:
+        await services.aclose()
+    assert counts[5] == counts[50], counts
+    assert counts[50] <= PAGE_BUDGET[compiled], (
+        counts,
+        [s.split("\n")[0][:90] for s in statements],
+    )

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from db.models import Membership, MembershipRole, Organisation, User
 from db.seed import seed_preset
 from server.services import Services
-from tests.api.test_statement_budget import PAGE, counting
+from tests.api.test_statement_budgets import PAGE
 from tests.conftest import Backend
-from tests.helpers import Api
+from tests.helpers import Api, counting
 
 PRESET = os.environ.get("BENCH_PRESET", "small")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "100"))
@@ -50,7 +50,7 @@ async def test_learner_page_latency(api: Api, backend: Backend, services: Servic
         for _ in range(5):
             (await call(PAGE, first=50)).ok()
         timings = []
-        with counting(services.engine) as statements:
+        with counting() as statements:
             for _ in range(ROUNDS):
                 t0 = time.perf_counter()
                 data = (await call(PAGE, first=50)).ok()

@@ -23,10 +23,9 @@ from db.seed import SUPPORT_EMAIL, seed_preset
 from server.services import Services
 from tests.api.test_licences import ALLOCATE, RECALL
 from tests.api.test_rules import CREATE_LEARNER, CREATE_RULE, PREVIEW
-from tests.api.test_statement_budget import counting
 from tests.benchmarks.test_learner_page import PRESET, _someone
 from tests.conftest import Backend
-from tests.helpers import Api, Caller, gid
+from tests.helpers import Api, Caller, counting, gid
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS_LICENCES", "20"))
 
@@ -68,7 +67,7 @@ def p50_p95(timings: list[float]) -> str:
 
 
 async def timed(engine: Any, call: Caller, query: str, **variables: Any) -> tuple[Any, float, int]:
-    with counting(engine) as statements:
+    with counting() as statements:
         t0 = time.perf_counter()
         data = (await call(query, **variables)).ok()
         ms = (time.perf_counter() - t0) * 1000
