@@ -787,8 +787,9 @@ PRESENCE = {"deactivatedAt", "pool"}  # compared as shown or not
 
 
 def nested(item_id: str, **fields: str | None) -> str:
-    """A listed object with fields of its own, as one comparable text."""
-    return " ".join([item_id, *(f"{k}={v}" for k, v in sorted(fields.items()))])
+    """A listed object with objects of its own, as one comparable (and readable) text."""
+    shown = (f"{k}={v if v is None else readable(v)}" for k, v in sorted(fields.items()))
+    return " ".join([readable(item_id), *shown])
 
 
 def listed(value: Any) -> Any:
@@ -839,12 +840,20 @@ async def check_nodes(check: Check) -> None:
             f"query Nodes({definitions}) {{ {fields} }}{fragment}",
             **{f"i{k}": gid(x.type_name, x.pk) for k, x in enumerate(batch)},
         )
-        if result.status != 200 or result.errors:
+        if result.status != 200 or result.data is None:
             check.add("node(id:)", f"errors {json.dumps(result.body)[:800]}")
             continue
+        # An error names its lookup and field (e.g. a non-null parent the caller cannot see).
+        failed: dict[str, list[str]] = {}
+        for error in result.errors:
+            alias, *field = [str(part) for part in error.get("path") or ["?"]]
+            failed.setdefault(alias, []).append(f"{'.'.join(field)}: {error.get('message')}")
         for k, lookup in enumerate(batch):
             got = result.data[f"a{k}"]
             what = f"{lookup.field}(id: {lookup.type_name}:{lookup.pk})"
+            if f"a{k}" in failed:
+                check.add(what, f"errors at {'; '.join(failed[f'a{k}'])}")
+                continue
             if lookup.pk not in visible[lookup.type_name]:
                 if got is not None:
                     check.add(what, f"invisible, answered {got}")
