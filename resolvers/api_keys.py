@@ -35,7 +35,9 @@ MAX_RATE_POINTS = 2**31 - 1
 
 
 CREATED_BY = Ref(User, "created_by_id")
-KEY_OF_ACCESS = Ref(ApiKey, "api_key_id")  # the key behind an access grant or audit event
+# The key behind an access grant or an audit event: only for those who may read keys (super
+# admins); an admin or a learner sees the grant or the event, and the key's identity as a user.
+KEY_OF_ACCESS = Ref(ApiKey, "api_key_id", Resource.API_KEY)
 
 
 class ApiKeyLoaders(LoaderGroup):

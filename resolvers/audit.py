@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, insert, select
 
-from db.models import AuditAction, AuditEvent, User
+from db.models import ApiKey, AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import InvalidInput
@@ -97,14 +97,17 @@ def _global_id(value: str, field: str) -> tuple[str, int]:
         raise InvalidInput(f"{field} is not a valid id.", field=field) from exc
 
 
-def _by_actor(value: str) -> ColumnElement[bool]:
+def _by_actor(ctx: Context, value: str) -> ColumnElement[bool]:
     """A person's events name them as actor; an API key's name the key (its identity is not
     a person)."""
     type_name, pk = _global_id(value, "actorId")
     if type_name == "User":
         return and_(AuditEvent.actor_id == pk, AuditEvent.api_key_id.is_(None))
     if type_name == "ApiKey":
-        return AuditEvent.api_key_id == pk
+        # A key the caller may not read matches nothing, like a made-up one: otherwise an admin
+        # could probe key ids through the trail.
+        readable = select(ApiKey.id).where(ApiKey.id == pk, ctx.rules.where(Resource.API_KEY))
+        return AuditEvent.api_key_id.in_(readable)
     return false()
 
 
@@ -117,7 +120,7 @@ async def audit_events(
     if f.action is not None:
         stmt = stmt.where(AuditEvent.action == f.action)
     if f.actor_id is not None:
-        stmt = stmt.where(_by_actor(f.actor_id))
+        stmt = stmt.where(_by_actor(ctx, f.actor_id))
     if f.subject_id is not None:
         type_name, pk = _global_id(f.subject_id, "subjectId")
         stmt = stmt.where(AuditEvent.subject_type == type_name, AuditEvent.subject_id == pk)

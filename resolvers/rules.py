@@ -63,7 +63,9 @@ NO_POOL = "The organisation has no licence pool for this course."
 NO_SEAT = "The licence pool for this course has no seat left."
 
 
-RULE_OF_LICENCE = Ref(AutoAllocationRule, "rule_id")  # a visible licence shows its rule
+# Rules are admins' alone: a licence anyone else can see shows no rule (DESIGN.md shows people,
+# units, organisations and courses on a visible object, not rules).
+RULE_OF_LICENCE = Ref(AutoAllocationRule, "rule_id", Resource.AUTO_ALLOCATION_RULE)
 LOCATION_OF_RULE = Ref(Location, "location_id")
 DEPARTMENT_OF_RULE = Ref(Department, "department_id")
 CREATED_BY = Ref(User, "created_by_id")

@@ -59,7 +59,8 @@ class AuditEvent(Node):
         return maybe("User", await related(info.context, audit.ACTOR, self.row))
 
     @strawberry.field(
-        description="The API key that did it, if one did.",
+        description="The API key that did it, if one did and the caller may read API keys "
+        "(super admins); otherwise null (`client` still names the key's prefix).",
         extensions=requires(Resource.AUDIT_EVENT),
     )
     async def api_key(self, info: Info) -> ApiKey | None:

@@ -139,8 +139,9 @@ class LearnerAccess:
     api_key_id: strawberry.Private[int | None]
 
     @strawberry.field(
-        description="The API key, when a partner system (not a person) can see the learner; "
-        "`user` is then the key's service identity.",
+        description="The API key, when a partner system (not a person) can see the learner "
+        "and the caller may read API keys (super admins); `user` is then the key's service "
+        "identity.",
         extensions=requires(Resource.LEARNER, Action.VIEW_ACCESS),
     )
     async def api_key(self, info: Info) -> ApiKey | None:

@@ -91,7 +91,8 @@ class Licence(Node):
     )
     rule: Annotated[AutoAllocationRule, strawberry.lazy("schema.rules")] | None = relation(
         rules.RULE_OF_LICENCE,
-        description="The auto-allocation rule that issued it, if a rule did.",
+        description="The auto-allocation rule that issued it, if a rule did and the caller may "
+        "read rules (admins); otherwise null.",
         extensions=requires(Resource.LICENCE),
     )
     allocated_by: User | None = relation(

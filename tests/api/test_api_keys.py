@@ -255,12 +255,12 @@ async def test_learner_access_names_the_api_keys_that_can_see_the_learner(
     api: Api, world: World
 ) -> None:
     org = await world.organisation()
-    admin = await world.staff(org, "ADMIN")
+    super_admin = await world.staff(org, "SUPER_ADMIN")  # API keys are super admins' to read
     learner = await world.learner(org)
     key = await world.api_key(org, "ADMIN", name="MIS feed")
     await world.api_key(org, "ADMIN", name="Old feed", revoked=True)
     access = (
-        await api.as_(admin, org)(
+        await api.as_(super_admin, org)(
             """query($id: ID!) { learner(id: $id) { access { user { id name } role
                 apiKey { id name prefix } } } }""",
             id=gid("Learner", learner.id),
@@ -274,7 +274,7 @@ async def test_learner_access_names_the_api_keys_that_can_see_the_learner(
             "apiKey": {"id": gid("ApiKey", key.id), "name": "MIS feed", "prefix": key.prefix},
         }
     ]
-    assert {a["user"]["id"] for a in access if a["apiKey"] is None} == {gid("User", admin.id)}
+    assert {a["user"]["id"] for a in access if a["apiKey"] is None} == {gid("User", super_admin.id)}
 
 
 BUDGET = """mutation($input: CreateApiKeyInput!) {

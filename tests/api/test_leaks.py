@@ -3,16 +3,21 @@
 1. Filters revealed assignments the caller cannot see.
 2. An organisation admin could reach another organisation's people through an email.
 3. Learner sign-ins were listed as staff.
+8. The audit trail's client could be forged by a header.
+9. A licence showed the auto-allocation rule that issued it (and the rule's author) to everyone
+   who could see the licence; an audit event and a `Learner.access` entry showed their API key
+   to everyone who could see them. Rules are admins' only, keys super admins' only.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from db.models import AssignmentRole, User
-from tests.conftest import Backend
+from db.models import AssignmentRole, AuditAction, RuleScope, User
+from tests.conftest import AppFactory, Backend
 from tests.factories import World
 from tests.helpers import Api, Caller, assert_error, gid, row_counts
 
@@ -240,3 +245,134 @@ async def test_the_audit_client_cannot_be_forged_by_a_header(
         event_id = (await conn.execute(select(AuditEvent.id))).scalar_one()
     shown = (await api.as_(admin, org)(AUDIT, id=gid("AuditEvent", event_id))).ok()["node"]
     assert shown == {"client": "jwt", "userAgent": "api-key:0123456789ab"}
+
+
+# 9. Objects on a visible object go through their own scopes when DESIGN.md does not show them
+# with it (it shows people, units, organisations and courses; not rules, not API keys) ------
+
+LICENCE_RULES = """{ learners(first: 50) { edges { node { id licences {
+  id source rule { id scope location { name } createdBy { name email } } } } } } }"""
+LICENCE_RULE = """query($id: ID!) {
+  node(id: $id) { ... on Licence { id rule { id createdBy { email } } } }
+  licences(first: 50) { edges { node { id rule { id } } } }
+}"""
+
+
+async def test_a_licence_shows_its_rule_only_to_admins_on_both_read_paths(
+    api_with: AppFactory, world: World
+) -> None:
+    # given a learner in a location, with a licence a location rule issued, and everyone who
+    # can see that learner: admins, a senior assessor, their manager, assessor, coordinator,
+    # external assessor, and the learner themself
+    org = await world.organisation()
+    here = await world.location(org)
+    author = await world.staff(org, "SUPER_ADMIN", name="Rule Author")
+    course = await world.course()
+    pool = await world.pool(org, course, seats=5)
+    rule = await world.rule(org, course, RuleScope.LOCATION, location=here)
+    async with world.maker() as session, session.begin():
+        stored = await session.get(type(rule), rule.id)
+        assert stored is not None
+        stored.created_by_id = author.id
+    sign_in = await world.staff(org, "LEARNER")
+    learner = await world.learner(org, location=here, user=sign_in)
+    licence = await world.licence(pool, learner, rule=rule)
+    record = await world.record(learner)
+    assessor = await world.staff(org, "ASSESSOR")
+    coordinator = await world.staff(org, "TRAINING_COORDINATOR")
+    await world.assign(record, assessor)
+    await world.assign(record, coordinator, AssignmentRole.TRAINING_COORDINATOR)
+    external = await world.external_assessor()
+    await world.allocate(learner, external)
+    readers = {
+        "SUPER_ADMIN": (author, org),
+        "ADMIN": (await world.staff(org, "ADMIN"), org),
+        "SENIOR_ASSESSOR": (await world.staff(org, "SENIOR_ASSESSOR"), org),
+        "MANAGER": (await world.staff(org, "MANAGER", location=here), org),
+        "ASSESSOR": (assessor, org),
+        "TRAINING_COORDINATOR": (coordinator, org),
+        "EXTERNAL_ASSESSOR": (external, None),
+        "LEARNER": (sign_in, org),
+    }
+    rule_id, licence_id = gid("AutoAllocationRule", rule.id), gid("Licence", licence.id)
+    shown = {
+        "id": rule_id,
+        "scope": "LOCATION",
+        "location": {"name": here.name},
+        "createdBy": {"name": "Rule Author", "email": author.email},
+    }
+
+    for compiled in (False, True):
+        api = await api_with(compiled_reads=compiled)
+        reads = api.client._transport.app.state.compiled_reads  # type: ignore[attr-defined]
+        for role, (user, where) in readers.items():
+            call = api.as_(user, where)
+            before = reads.answered if compiled else 0
+            # when they read the learner's licences, and the licence by id and in the list
+            nested = (await call(LICENCE_RULES)).ok()["learners"]["edges"]
+            if compiled:
+                assert reads.answered == before + 1, "the compiled path answered"
+            direct = (await call(LICENCE_RULE, id=licence_id)).ok()
+
+            # then every one of them sees the licence, and only admins see its rule
+            expected = shown if role in ("SUPER_ADMIN", "ADMIN") else None
+            assert nested == [
+                {
+                    "node": {
+                        "id": gid("Learner", learner.id),
+                        "licences": [{"id": licence_id, "source": "RULE", "rule": expected}],
+                    }
+                }
+            ], (role, compiled)
+            expected_id = None if expected is None else {"id": rule_id}
+            by_id = (
+                None if expected is None else {"id": rule_id, "createdBy": {"email": author.email}}
+            )
+            assert direct["node"] == {"id": licence_id, "rule": by_id}, (role, compiled)
+            assert direct["licences"]["edges"] == [
+                {"node": {"id": licence_id, "rule": expected_id}}
+            ], (role, compiled)
+
+
+KEY_ON_EVENT = """query($id: ID!) {
+  node(id: $id) { ... on AuditEvent { id client actor { id } apiKey { id name } } }
+}"""
+KEY_ON_ACCESS = """query($id: ID!) {
+  learner(id: $id) { access { user { name } role reason apiKey { id name } } }
+}"""
+
+
+async def test_an_api_key_is_shown_only_to_super_admins(api: Api, world: World) -> None:
+    # given an organisation's API key that can see its learners, and an event it wrote
+    org = await world.organisation()
+    super_admin = await world.staff(org, "SUPER_ADMIN")
+    admin = await world.staff(org, "ADMIN")
+    sign_in = await world.staff(org, "LEARNER")
+    learner = await world.learner(org, user=sign_in)
+    key = await world.api_key(org, "ADMIN", name="Payroll feed")
+    event = await world.audit_event(org, AuditAction.LEARNER_CREATED, learner, api_key=key)
+    key_id = gid("ApiKey", key.id)
+
+    def key_entries(access: list[dict[str, Any]]) -> list[object]:
+        """The entries of the key (its service identity carries the key's name)."""
+        return [e["apiKey"] for e in access if e["user"]["name"] == "Payroll feed"]
+
+    # when the super admin reads the event and who can see the learner, then they see the key
+    mine = api.as_(super_admin, org)
+    seen = (await mine(KEY_ON_EVENT, id=gid("AuditEvent", event.id))).ok()["node"]
+    assert seen["apiKey"] == {"id": key_id, "name": "Payroll feed"}
+    access = (await mine(KEY_ON_ACCESS, id=gid("Learner", learner.id))).ok()["learner"]["access"]
+    assert key_entries(access) == [{"id": key_id, "name": "Payroll feed"}]
+
+    # when an admin and the learner read the same, then the event and the entries are there
+    # but the key is not: API keys are super admins' only
+    shown = (await api.as_(admin, org)(KEY_ON_EVENT, id=gid("AuditEvent", event.id))).ok()
+    assert shown["node"] == {
+        "id": gid("AuditEvent", event.id),
+        "client": f"api-key:{key.prefix}",
+        "actor": None,
+        "apiKey": None,
+    }
+    for caller in (api.as_(admin, org), api.as_(sign_in, org)):
+        access = (await caller(KEY_ON_ACCESS, id=gid("Learner", learner.id))).ok()
+        assert key_entries(access["learner"]["access"]) == [None]

@@ -6,15 +6,19 @@ Each mutant is one edit:
   for its resource (self < assigned, allocated, allocated_here < team < organisation < all);
   the row keeps its own scope too, so the mutant only ever grants more (scopes are not
   nested for every principal: an external assessor's `organisation` is nobody);
+- grant: a row a role must never hold is added (GRANTS: a reader of learners given the
+  organisation's auto-allocation rules, an admin given its API keys);
 - true: one (resource, scope) predicate of policies/scopes.py answers `true()`.
 
 The app is built with the mutant (`Services.build(settings, policies=...)`; predicates are
 swapped for the test's duration) and the reference-model checks of tests/authz/checks.py
 run on a fixed world made to expose every row: reads, filters, nested paths,
 `Learner.access`, and the Actions table through non-destructive probes (the granted and
-denied outcomes). The checks run first with the real policy; a mutant is caught when they
-find a disagreement that run did not have. The truth table (test_design_table.py) is not
-used: it catches every edit by construction.
+denied outcomes). The checks run first with the real policy, which must agree with the model
+everywhere on that world (test_the_real_policy_agrees_with_the_model_on_the_fixed_world names
+every disagreeing cell): a policy that disagrees is wrong, not "today's defects", and a mutant
+is judged only against a clean run. A mutant is caught when the checks find any disagreement.
+The truth table (test_design_table.py) is not used: it catches every edit by construction.
 
 A CI run takes MUTANTS_PER_RUN mutants, rotated by the date (the offset is printed) so that
 every mutant is run within a few days; CASELOAD_MUTANT_SEED=N picks another window, and
@@ -168,12 +172,25 @@ def equivalent_by_rule(role: str, resource: str, action: str, old: Scope, new: S
     return None
 
 
+# Rows no role but the named one may hold, each added as a mutant of its own. Rules are read
+# by admins alone and API keys by super admins alone (DESIGN.md's Reads table), whatever
+# object names them (`Licence.rule`, `AuditEvent.apiKey`, `LearnerAccess.apiKey`).
+GRANTS = (
+    "p, SENIOR_ASSESSOR, auto_allocation_rule, read, organisation",
+    "p, MANAGER, auto_allocation_rule, read, organisation",
+    "p, ASSESSOR, auto_allocation_rule, read, organisation",
+    "p, TRAINING_COORDINATOR, auto_allocation_rule, read, organisation",
+    "p, LEARNER, auto_allocation_rule, read, organisation",
+    "p, ADMIN, api_key, read, organisation",
+)
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    kind: str  # widen | true
+    kind: str  # widen | grant | true
     row: str = ""  # the policy.csv line widened
-    widened: str = ""  # its replacement
+    widened: str = ""  # the line added after it (grant: the line added at the end)
     predicate: tuple[Resource, Scope] | None = None
     roles: frozenset[str] = frozenset()  # who holds the edited row: their checks run first
 
@@ -210,6 +227,13 @@ def all_mutants() -> list[Mutant]:
             reason = equivalent_by_rule(role, resource, action, old, new)
             if reason is not None:
                 EQUIVALENT.setdefault(name, reason)
+    for added in GRANTS:
+        role, resource, action, scope = (part.strip() for part in added.split(",")[1:])
+        assert (Resource(resource), Scope(scope)) in PREDICATES, added
+        assert not any(r[1:4] == (role, resource, action) for r in policy_rows()), added
+        holders = {role} | ({"SUPER_ADMIN"} if role == "ADMIN" else set())
+        name = f"grant: {role}, {resource}, {action}, {scope}"
+        found.append(Mutant(name, "grant", widened=added, roles=frozenset(holders)))
     grants = PolicyStore().grants
     for res, scope in sorted(PREDICATES, key=lambda k: (k[0].value, k[1].value)):
         name = f"true: {res.value}/{scope.value}"
@@ -244,11 +268,14 @@ def always(p: Principal, now: datetime) -> ColumnElement[bool]:
 @contextmanager
 def applied(mutant: Mutant, tmp: Path) -> Iterator[PolicyStore]:
     """The policy store of the mutant; a `true` mutant swaps its predicate meanwhile."""
-    if mutant.kind == "widen":
+    if mutant.kind in ("widen", "grant"):
         text = POLICY_PATH.read_text()
-        assert text.count(mutant.row + "\n") == 1, mutant.row
         path = tmp / "policy.csv"
-        path.write_text(text.replace(mutant.row + "\n", f"{mutant.row}\n{mutant.widened}\n"))
+        if mutant.kind == "grant":
+            path.write_text(f"{text.rstrip()}\n{mutant.widened}\n")
+        else:
+            assert text.count(mutant.row + "\n") == 1, mutant.row
+            path.write_text(text.replace(mutant.row + "\n", f"{mutant.row}\n{mutant.widened}\n"))
         yield PolicyStore(load_enforcer(policy=path))
         return
     assert mutant.predicate is not None
@@ -430,7 +457,7 @@ class Baseline:
     backend: Backend
     facts: Facts
     model: Model
-    problems: frozenset[str]
+    problems: Problems  # the real policy's disagreements with the model: there must be none
     counts: dict[str, int]
 
 
@@ -456,7 +483,8 @@ async def run_checks(
 
 @pytest.fixture(scope="module")
 async def baseline(sqlite_backend: Backend) -> Baseline:
-    """The fixed world, and what the checks find with the real policy (today's defects)."""
+    """The fixed world, and what the checks find with the real policy (nothing, or it is
+    wrong)."""
     await sqlite_backend.clear()
     facts = await build(sqlite_backend.engine, mutation_world())
     model = Model(facts)
@@ -466,10 +494,21 @@ async def baseline(sqlite_backend: Backend) -> Baseline:
     NOTES.append(f"policy mutants: {ROTATION}")
     NOTES.append(
         f"policy mutants: the real policy disagrees with the model {len(problems.found)} "
-        "times on the fixed world (today's defects); a mutant must add a disagreement"
+        "times on the fixed world (it must not)"
     )
     counts = await row_counts(sqlite_backend.engine)
-    return Baseline(sqlite_backend, facts, model, frozenset(problems.found), counts)
+    return Baseline(sqlite_backend, facts, model, problems, counts)
+
+
+def test_the_real_policy_agrees_with_the_model_on_the_fixed_world(baseline: Baseline) -> None:
+    """Every cell of the fixed world — principal (roles, organisation, units), what was asked
+    (list, filter, `node(id:)` field, `Learner.access`, action) and the rows — is the
+    model's, with policy.csv as it is: a disagreement is a defect of the policy or the code."""
+    assert not baseline.problems.found, (
+        "policies/policy.csv (and the code) disagree with the reference model on the fixed "
+        "world; each line names the principal and its roles, what was asked, and the rows:\n"
+        + baseline.problems.report(limit=200)
+    )
 
 
 # A mutant can make a visible object's non-null parent invisible: the app then fails the
@@ -479,7 +518,14 @@ async def baseline(sqlite_backend: Backend) -> Baseline:
 async def test_the_checks_catch_the_mutant(
     mutant: Mutant, baseline: Baseline, tmp_path: Path
 ) -> None:
-    # given the fixed world, unchanged since the baseline run
+    # given the fixed world, unchanged since the baseline run, on which the real policy agrees
+    # with the model (else any mutant would look caught)
+    if baseline.problems.found:
+        pytest.fail(
+            f"the real policy disagrees with the model {len(baseline.problems.found)} times on "
+            "the fixed world, so no mutant can be judged: "
+            "test_the_real_policy_agrees_with_the_model_on_the_fixed_world names them"
+        )
     assert await row_counts(baseline.backend.engine) == baseline.counts, "the world changed"
     caught: str | None = None
     with applied(mutant, tmp_path) as store:
@@ -490,7 +536,7 @@ async def test_the_checks_catch_the_mutant(
                     api,
                     baseline.facts,
                     baseline.model,
-                    Problems(baseline.problems),
+                    Problems(frozenset()),  # any disagreement catches the mutant
                     mutant.roles,
                 )
             except NewProblem as found:
@@ -498,7 +544,7 @@ async def test_the_checks_catch_the_mutant(
             except (Exception, asyncio.CancelledError) as failed:  # the app failed outright
                 caught = f"the request raised {type(failed).__name__}: {failed}"
     assert await row_counts(baseline.backend.engine) == baseline.counts, "a probe wrote"
-    # then they find something the real policy did not show (unless no request can)
+    # then they find a disagreement with the model (unless no request can)
     if mutant.name in EQUIVALENT:
         TALLY["policy mutants: equivalent, survived as listed"] += caught is None
         assert caught is None, f"listed as equivalent ({EQUIVALENT[mutant.name]}) but {caught}"

@@ -76,7 +76,8 @@ fragment N on Node {
   ... on Learner { organisation { id } location { id } department { id } records { id }
                    allocations { id } allAllocations: allocations(includeEnded: true) { id }
                    assessors { id } evidence { id } licences { id }
-                   recalled: licences(status: RECALLED) { id } }
+                   recalled: licences(status: RECALLED) { id }
+                   licenceRules: licences { id rule { id } } }
   ... on ApprenticeRecord { learner { id } assignments { id } evidence { id }
                             allAssignments: assignments(includeEnded: true) { id } }
   ... on Assignment { user { id } record { id } }
@@ -194,7 +195,7 @@ class Check:
     model: Model
     who: Who
     problems: Problems
-    access_selection: str = "user { id } role reason expiresAt"
+    access_selection: str = "user { id } role reason expiresAt apiKey { id }"
 
     def __post_init__(self) -> None:
         self.caller = caller_for(self.api, self.facts, self.who)
@@ -343,7 +344,8 @@ NESTED = f"""query Nested {{
     id organisation {{ id }} location {{ id }} department {{ id }} records {{ id }}
     allocations {{ id }} allAllocations: allocations(includeEnded: true) {{ id }}
     assessors {{ id }} evidence {{ id }} licences {{ id }}
-    recalled: licences(status: RECALLED) {{ id }} }} }} }}
+    recalled: licences(status: RECALLED) {{ id }}
+    licenceRules: licences {{ id rule {{ id }} }} }} }} }}
   apprenticeRecords(first: {PAGE}) {{ edges {{ node {{
     id learner {{ id }} assignments {{ id }} evidence {{ id }}
     allAssignments: assignments(includeEnded: true) {{ id }} }} }} }}
@@ -723,6 +725,12 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
             "evidence": ids("Evidence", model.learner_evidence(who, pk)),
             "licences": ids("Licence", model.learner_licences(pk)),
             "recalled": ids("Licence", model.learner_licences(pk, "RECALLED")),
+            "licenceRules": sorted(
+                nested(
+                    gid("Licence", x), rule=one("AutoAllocationRule", model.licence_rule(who, x))
+                )
+                for x in model.learner_licences(pk)
+            ),
         }
     elif type_name == "ApprenticeRecord":
         shape |= {
@@ -759,14 +767,14 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
         ev = model.audit_row[pk]
         shape |= {
             "actor": one("User", None if ev.api_key_id else ev.actor_id),
-            "apiKey": one("ApiKey", ev.api_key_id),
+            "apiKey": one("ApiKey", model.key_shown(who, ev.api_key_id)),
         }
     elif type_name == "Licence":
         x = model.licence[pk]
         shape |= {
             "learner": gid("Learner", x.learner_id),
             "course": gid("Course", x.course_id),
-            "rule": one("AutoAllocationRule", x.rule_id),
+            "rule": one("AutoAllocationRule", model.licence_rule(who, pk)),
         }
     elif type_name == "Course":
         shape |= {"pool": model.pool_shown(who, pk)}
@@ -778,6 +786,20 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
 PRESENCE = {"deactivatedAt", "pool"}  # compared as shown or not
 
 
+def nested(item_id: str, **fields: str | None) -> str:
+    """A listed object with objects of its own, as one comparable (and readable) text."""
+    shown = (f"{k}={v if v is None else readable(v)}" for k, v in sorted(fields.items()))
+    return " ".join([readable(item_id), *shown])
+
+
+def listed(value: Any) -> Any:
+    """An item of an answered list: its id, or its id and its objects' ids."""
+    if not isinstance(value, dict):
+        return value
+    more = {k: v if v is None else v["id"] for k, v in value.items() if k != "id"}
+    return nested(value["id"], **more) if more else value["id"]
+
+
 def shape_of(node: dict[str, Any]) -> dict[str, Any]:
     """An answered node in the form of `expected_node`: lists sorted, objects as ids."""
     shaped: dict[str, Any] = {}
@@ -785,7 +807,7 @@ def shape_of(node: dict[str, Any]) -> dict[str, Any]:
         if key in PRESENCE:
             shaped[key] = value is not None
         elif isinstance(value, list):
-            shaped[key] = sorted(v["id"] if isinstance(v, dict) else v for v in value)
+            shaped[key] = sorted(listed(v) for v in value)
         elif isinstance(value, dict):
             shaped[key] = value.get("id")
         else:
@@ -818,12 +840,20 @@ async def check_nodes(check: Check) -> None:
             f"query Nodes({definitions}) {{ {fields} }}{fragment}",
             **{f"i{k}": gid(x.type_name, x.pk) for k, x in enumerate(batch)},
         )
-        if result.status != 200 or result.errors:
+        if result.status != 200 or result.data is None:
             check.add("node(id:)", f"errors {json.dumps(result.body)[:800]}")
             continue
+        # An error names its lookup and field (e.g. a non-null parent the caller cannot see).
+        failed: dict[str, list[str]] = {}
+        for error in result.errors:
+            alias, *field = [str(part) for part in error.get("path") or ["?"]]
+            failed.setdefault(alias, []).append(f"{'.'.join(field)}: {error.get('message')}")
         for k, lookup in enumerate(batch):
             got = result.data[f"a{k}"]
             what = f"{lookup.field}(id: {lookup.type_name}:{lookup.pk})"
+            if f"a{k}" in failed:
+                check.add(what, f"errors at {'; '.join(failed[f'a{k}'])}")
+                continue
             if lookup.pk not in visible[lookup.type_name]:
                 if got is not None:
                     check.add(what, f"invisible, answered {got}")
@@ -904,8 +934,11 @@ def access_subject(facts: Facts, entry: dict[str, Any]) -> tuple[str, int] | str
     return ("user", pk)
 
 
-def entry_text(subject: tuple[str, int] | str, role: str, reason: str, expires: Any) -> str:
-    return f"{subject} {role} {reason} expires {expires}"
+def entry_text(
+    subject: tuple[str, int] | str, role: str, reason: str, expires: Any, key: Any = None
+) -> str:
+    shown = "" if key is None else f" showing ApiKey:{key}"
+    return f"{subject} {role} {reason} expires {expires}{shown}"
 
 
 async def check_access(check: Check) -> None:
@@ -942,11 +975,21 @@ async def check_access(check: Check) -> None:
                     e["role"],
                     e["reason"],
                     None if e["expiresAt"] is None else datetime.fromisoformat(e["expiresAt"]),
+                    None if e.get("apiKey") is None else readable(e["apiKey"]["id"]).split(":")[-1],
                 )
                 for e in answer["access"]
             )
+            keys_asked = "apiKey" in check.access_selection
             expected = sorted(
-                entry_text(x.who, x.role, x.reason, x.expires_at)
+                entry_text(
+                    x.who,
+                    x.role,
+                    x.reason,
+                    x.expires_at,
+                    model.key_shown(who, x.who[1])
+                    if keys_asked and x.who[0] == "api_key"
+                    else None,
+                )
                 for x in model.access(model.learner[pk])
             )
             check.problems.compare(check.label, what, got, expected)

@@ -39,9 +39,15 @@ decided one, quoted where it is applied:
   caller's organisation's pool, for SUPER_ADMIN, ADMIN and MANAGER (support acts in no
   organisation: none). Auto-allocation rules: SUPER_ADMIN and ADMIN, their organisation's
   (`node(id:)` deleted ones too; `autoAllocationRules` those in force). API keys: SUPER_ADMIN,
-  their organisation's, revoked ones too. A visible licence shows its course and the rule
-  that issued it; a visible audit event shows its API key, and an actor only when no key
-  acted.
+  their organisation's, revoked ones too.
+- objects shown on a visible object: DESIGN.md shows "people, units, organisations and
+  courses" because the object is visible; anything else goes through its own row of the
+  Reads table. So a visible licence shows its course, and the rule that issued it only to
+  those who read rules (SUPER_ADMIN and ADMIN of the rule's organisation): null for everyone
+  else. A visible audit event shows an actor only when no key acted, and its API key only to
+  those who read API keys (SUPER_ADMIN of the key's organisation). `Learner.access` lists a
+  key's entry (its identity as the user) for everyone who reads the learner's access; the
+  key itself only to those who read API keys.
 - `organisations`: support all, everyone acting in an organisation that one. `evidence`
   (the work queue): evidence the caller sees on LIVE records. `auditEvents`: as `node(id:)`.
 - filters: `assignedTo: X` = learners the caller sees with a LIVE record the caller sees
@@ -414,6 +420,16 @@ class Model:
         return frozenset(
             k.id for k in self.facts.api_keys if k.organisation_id == who.organisation_id
         )
+
+    def licence_rule(self, who: Who, licence: int) -> int | None:
+        """`Licence.rule` of a visible licence: the rule, if the caller reads rules."""
+        rule = self.licence[licence].rule_id
+        return rule if rule in self.rules(who) else None
+
+    def key_shown(self, who: Who, key: int | None) -> int | None:
+        """An API key named on a visible object (`AuditEvent.apiKey`, `LearnerAccess.apiKey`):
+        shown if the caller reads API keys."""
+        return key if key in self.api_keys(who) else None
 
     def audit_events(self, who: Who) -> frozenset[int]:
         supports = {u.id for u in self.facts.users.values() if u.kind == SUPPORT}
