@@ -2,7 +2,9 @@
 
 Every test that takes `api` or `world` runs twice: on SQLite (a temporary file) and on
 PostgreSQL (a database created for this run at 127.0.0.1:5432 and dropped after). Under
-CI=true an unreachable PostgreSQL fails the run instead of skipping.
+CI=true an unreachable PostgreSQL fails the run instead of skipping. A run spread over
+processes (pytest-xdist, `-n 2`) gives each worker its own SQLite file, PostgreSQL database
+and test ports (tests/servers.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,8 +62,32 @@ settings.load_profile(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The policy mutants rotate by the date (tests/api/test_policy_mutants.py): the workers
+    # of a run spread over processes take the day the run started, never two days.
+    if not hasattr(config, "workerinput"):
+        os.environ.setdefault("CASELOAD_MUTANT_SEED", str(datetime.now(UTC).date().toordinal()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist (`-n N`), a worker hands what it checked to the controlling process."""
+    workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["authorisation_tally"] = dict(TALLY)
+        workeroutput["authorisation_notes"] = list(NOTES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The controlling process sums its workers' tallies (a note said by several, once)."""
+    output: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    TALLY.update(output.get("authorisation_tally", {}))
+    NOTES.extend(n for n in output.get("authorisation_notes", []) if n not in NOTES)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """What the authorisation proof covered in this run (worlds, principals, cases)."""
+    """What the authorisation proof covered in this run (worlds, principals, cases), summed
+    over the workers when the run is spread over several processes."""
     if TALLY or NOTES:
         terminalreporter.write_sep("-", "authorisation proof")
         for name, count in sorted(TALLY.items()):
