@@ -124,12 +124,28 @@ class Backend:
         a test whose plans must be those of empty tables (deleted rows stay in the files,
         and in the planner's estimates, until a vacuum)."""
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-        async with self.engine.begin() as conn:
-            if self.name == "postgresql":
+        if self.name == "postgresql":
+            async with self.engine.begin() as conn:
                 await conn.execute(text(_postgresql_clear(tables, truncate)))
-            else:
-                for table in tables:
-                    await conn.execute(text(f"DELETE FROM {table}"))
+            return
+        # SQLite empties a table at once only where no foreign key is checked: otherwise a
+        # test's million learners (tests/api/test_timeouts.py) take the next test's setup
+        # half a minute. Every table is emptied, so there is nothing to check.
+        async with self.engine.connect() as conn:
+            sqlite = (await conn.get_raw_connection()).driver_connection
+            assert sqlite is not None
+            await sqlite.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or ignored
+            try:
+                await sqlite.execute("BEGIN")
+                try:
+                    for table in tables:
+                        await sqlite.execute(f"DELETE FROM {table}")
+                except BaseException:
+                    await sqlite.execute("ROLLBACK")
+                    raise
+                await sqlite.execute("COMMIT")
+            finally:
+                await sqlite.execute("PRAGMA foreign_keys=ON")
 
 
 def _postgresql_clear(tables: list[str], truncate: bool) -> str:
