@@ -29,8 +29,22 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy .
 
+# The authorisation proof first, stopping at its first failure, so that a widened policy row
+# fails the run within minutes (on $(WORKERS) processes, pytest-xdist: SQLite's visibility
+# proof beside PostgreSQL's and the policy mutants, each kept in one process by its
+# xdist_group); then the rest of the suite on $(WORKERS) processes; then, one at a time, the
+# tests that bound wall-clock time (marked `alone`). Both later steps run even when the first
+# of them fails; the run fails if either did.
+PROOF   := tests/api/test_visibility.py tests/api/test_policy_mutants.py
+WORKERS ?= 2
+REST    := $(PROOF:%=--ignore=%)
+
 pytest: $(STAMP) browser
-	$(BIN)/pytest
+	$(BIN)/pytest -x -n $(WORKERS) --dist loadgroup $(PROOF)
+	@status=0; \
+	$(BIN)/pytest -n $(WORKERS) --dist load -m "not alone" $(REST) || status=$$?; \
+	$(BIN)/pytest -m alone $(REST) || status=$$?; \
+	exit $$status
 
 # Debian's chromium for tests/browser (never a browser download of a tool's own). Where it
 # cannot be installed (not root, no apt-get, no registry) the browser test skips and says so.

@@ -2,7 +2,9 @@
 
 Every test that takes `api` or `world` runs twice: on SQLite (a temporary file) and on
 PostgreSQL (a database created for this run at 127.0.0.1:5432 and dropped after). Under
-CI=true an unreachable PostgreSQL fails the run instead of skipping.
+CI=true an unreachable PostgreSQL fails the run instead of skipping. A run spread over
+processes (pytest-xdist, `-n 2`) gives each worker its own SQLite file, PostgreSQL database
+and test ports (tests/servers.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,8 +62,32 @@ settings.load_profile(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The policy mutants rotate by the date (tests/api/test_policy_mutants.py): the workers
+    # of a run spread over processes take the day the run started, never two days.
+    if not hasattr(config, "workerinput"):
+        os.environ.setdefault("CASELOAD_MUTANT_SEED", str(datetime.now(UTC).date().toordinal()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist (`-n N`), a worker hands what it checked to the controlling process."""
+    workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["authorisation_tally"] = dict(TALLY)
+        workeroutput["authorisation_notes"] = list(NOTES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The controlling process sums its workers' tallies (a note said by several, once)."""
+    output: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    TALLY.update(output.get("authorisation_tally", {}))
+    NOTES.extend(n for n in output.get("authorisation_notes", []) if n not in NOTES)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """What the authorisation proof covered in this run (worlds, principals, cases)."""
+    """What the authorisation proof covered in this run (worlds, principals, cases), summed
+    over the workers when the run is spread over several processes."""
     if TALLY or NOTES:
         terminalreporter.write_sep("-", "authorisation proof")
         for name, count in sorted(TALLY.items()):
@@ -91,14 +119,56 @@ class Backend:
         self.url = url
         self.engine = engine
 
-    async def clear(self) -> None:
+    async def clear(self, *, truncate: bool = False) -> None:
+        """No rows left. On PostgreSQL, `truncate` also leaves the tables' files as new, for
+        a test whose plans must be those of empty tables (deleted rows stay in the files,
+        and in the planner's estimates, until a vacuum)."""
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-        async with self.engine.begin() as conn:
-            if self.name == "postgresql":
-                await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            else:
-                for table in tables:
-                    await conn.execute(text(f"DELETE FROM {table}"))
+        if self.name == "postgresql":
+            async with self.engine.begin() as conn:
+                await conn.execute(text(_postgresql_clear(tables, truncate)))
+            return
+        # SQLite empties a table at once only where no foreign key is checked: otherwise a
+        # test's million learners (tests/api/test_timeouts.py) take the next test's setup
+        # half a minute. Every table is emptied, so there is nothing to check.
+        async with self.engine.connect() as conn:
+            sqlite = (await conn.get_raw_connection()).driver_connection
+            assert sqlite is not None
+            await sqlite.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, or ignored
+            try:
+                await sqlite.execute("BEGIN")
+                try:
+                    for table in tables:
+                        await sqlite.execute(f"DELETE FROM {table}")
+                except BaseException:
+                    await sqlite.execute("ROLLBACK")
+                    raise
+                await sqlite.execute("COMMIT")
+            finally:
+                await sqlite.execute("PRAGMA foreign_keys=ON")
+
+
+def _postgresql_clear(tables: list[str], truncate: bool) -> str:
+    """One round trip leaving the rows and sequences that `TRUNCATE … RESTART IDENTITY`
+    leaves: none, and the tables' own sequences at their start. A test's few rows are
+    deleted (children first), at a fraction of the cost of TRUNCATE's new files for every
+    table and index (a tenth of a second and more, every test); a bulk load (the benchmarks'
+    seeds) is truncated."""
+    names = ", ".join(f"'{table}'" for table in tables)
+    bulk = "(SELECT count(*) FROM (SELECT FROM learners LIMIT 10000) AS n) >= 10000"
+    return f"""DO $$BEGIN
+IF {"true" if truncate else bulk} THEN
+  TRUNCATE {", ".join(tables)} RESTART IDENTITY CASCADE;
+ELSE
+  {" ".join(f"DELETE FROM {table};" for table in tables)}
+  PERFORM setval(s.seqrelid, s.seqstart, false)
+  FROM pg_sequence AS s
+  JOIN pg_depend AS d ON d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
+    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+  JOIN pg_class AS owner ON owner.oid = d.refobjid
+  WHERE owner.relname IN ({names}) AND owner.relnamespace = current_schema()::regnamespace;
+END IF;
+END$$"""
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +191,10 @@ async def postgresql_backend() -> AsyncIterator[Backend]:
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # A commit does not wait for its WAL to reach the disk: the tests commit thousands of
+        # times, and lose nothing unless the server crashes (what a commit decides and what
+        # others see is unchanged).
+        await conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     engine = create_engine(url)
     await upgrade(engine)

@@ -20,8 +20,23 @@ def _ports(spec: str) -> range:
     return range(int(first), int(last or first) + 1)
 
 
+def _share(ports: range, worker: str | None, workers: int) -> range:
+    """A pytest-xdist worker's own slice of the ports (gw0 the first), so that two workers
+    never pick the same free port at once; the whole range without xdist."""
+    if worker is None or workers <= 1:
+        return ports
+    index, size = int(worker.removeprefix("gw")), len(ports) // workers
+    if size == 0:
+        raise RuntimeError(f"{len(ports)} test ports cannot be shared by {workers} workers")
+    return range(ports.start + index * size, ports.start + (index + 1) * size)
+
+
 # This project's ports on a shared machine; CASELOAD_TEST_PORTS=18500-18599 picks others.
-PORTS = _ports(os.environ.get("CASELOAD_TEST_PORTS", "18200-18299"))
+PORTS = _share(
+    _ports(os.environ.get("CASELOAD_TEST_PORTS", "18200-18299")),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+    int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 

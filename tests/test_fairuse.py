@@ -208,6 +208,7 @@ async def test_an_unreachable_redis_counts_in_the_process_and_says_so_once(
     assert "127.0.0.1:1" not in warnings[0].getMessage()  # no URL, which may hold a password
 
 
+@pytest.mark.alone
 async def test_a_redis_that_never_answers_costs_a_request_half_a_second_then_none(
     build: Build,
 ) -> None:

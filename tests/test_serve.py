@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.servers import serve
@@ -17,6 +18,7 @@ def _log_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.alone
 def test_two_workers_json_logs_and_a_vanishing_client(tmp_path: Path) -> None:
     env = {"CASELOAD_JWT_SECRET": TEST_SECRET, "CASELOAD_DB_POOL_SIZE": "3"}
     with serve(tmp_path, "--workers", "2", env=env) as server:

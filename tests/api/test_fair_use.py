@@ -198,6 +198,7 @@ async def test_lanes_run_a_few_at_once_and_queue_the_rest_in_order() -> None:
     assert lanes.busy("k") == 0
 
 
+@pytest.mark.alone
 async def test_a_credential_with_its_lanes_full_is_refused_and_others_are_not(
     api_with: AppFactory, world: World, backend: Backend
 ) -> None:

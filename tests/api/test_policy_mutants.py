@@ -77,6 +77,9 @@ from tests.authz.world import (
 from tests.conftest import Backend, make_settings
 from tests.helpers import Api, row_counts
 
+# Spread over processes (`make pytest`: -n 2 --dist loadgroup), the mutants run in one, so
+# that the fixed world and its baseline are built once.
+pytestmark = pytest.mark.xdist_group("policy-mutants")
 MUTANTS_PER_RUN = 16
 RANK = {
     Scope.SELF: 0,

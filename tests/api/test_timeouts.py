@@ -67,6 +67,7 @@ def assert_timed_out(status: int, body: dict[str, Any]) -> None:
     assert all("path" not in e for e in body["errors"]), body
 
 
+@pytest.mark.alone
 async def test_a_read_past_the_timeout_answers_timeout_and_runs_once(
     api_with: AppFactory, world: World, backend: Backend
 ) -> None:
@@ -132,6 +133,7 @@ async def test_a_mutation_past_the_timeout_keeps_nothing(
     assert (await call(CREATE)).ok()["createLearner"]["__typename"] == "LearnerCreated"
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("query", [COMPILED, STANDARD], ids=["compiled", "standard"])
 async def test_a_client_that_leaves_cancels_its_statement(
     api_with: AppFactory,

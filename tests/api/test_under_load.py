@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -62,6 +63,7 @@ def checkouts(engine: AsyncEngine) -> Iterator[Checkouts]:
         event.remove(target, "checkin", seen.checkin)
 
 
+@pytest.mark.alone
 async def test_forty_requests_with_an_idle_key_hold_one_connection_each(
     api: Api, world: World, services: Services, backend: Backend
 ) -> None:
@@ -106,6 +108,7 @@ async def test_forty_requests_with_an_idle_key_hold_one_connection_each(
         assert (await conn.execute(select(ApiKey.last_used_at))).scalar_one() is not None
 
 
+@pytest.mark.alone
 async def test_no_free_connection_answers_unavailable_on_both_paths(
     api_with: AppFactory, world: World
 ) -> None:

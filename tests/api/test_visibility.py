@@ -180,6 +180,14 @@ async def check_world(paths: Paths, backend: Backend, spec: WorldSpec, database:
         assert paths.compiled.answered == answered_before
 
 
+def on_one_worker(database: str) -> pytest.MarkDecorator:
+    """Spread over processes (`make pytest`: -n 2 --dist loadgroup), one database's proof and
+    the check of its tally run in one process, one after the other; the other database's
+    proof runs beside them."""
+    return pytest.mark.xdist_group(f"visibility-{database}")
+
+
+@on_one_worker("sqlite")
 @examples("sqlite")
 @given(spec=worlds(max_organisations=6))
 async def test_every_principal_sees_what_the_model_says_on_sqlite(
@@ -188,6 +196,7 @@ async def test_every_principal_sees_what_the_model_says_on_sqlite(
     await check_world(sqlite_api, sqlite_backend, spec, "sqlite")
 
 
+@on_one_worker("postgresql")
 @examples("postgresql")
 @given(spec=worlds(max_organisations=4))
 async def test_every_principal_sees_what_the_model_says_on_postgresql(
@@ -196,7 +205,9 @@ async def test_every_principal_sees_what_the_model_says_on_postgresql(
     await check_world(postgresql_api, postgresql_backend, spec, "postgresql")
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "database", [pytest.param(d, marks=on_one_worker(d)) for d in ("sqlite", "postgresql")]
+)
 def test_the_run_covered_enough_pairs(database: str) -> None:
     """Runs after the two tests above (file order): they checked enough pairs between them."""
     if TALLY[f"visibility: failed world runs on {database}"]:
