@@ -14,9 +14,9 @@ from resolvers.licences import LicenceLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import LicenceStatus
+from schema.enums import LicenceSource, LicenceStatus
 from schema.learners import Learner
-from schema.nodes import ROW_TYPES, Node, computed, node, project
+from schema.nodes import ROW_TYPES, Node, node, project
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -63,15 +63,11 @@ class Course(Node):
         return None if row is None else LicencePool.from_row(row)
 
 
-@node(
-    models.Licence,
-    lambda ctx: ctx.loaders(LicenceLoaders).licence,
-    source=computed(str, "source"),
-)
+@node(models.Licence, lambda ctx: ctx.loaders(LicenceLoaders).licence)
 @strawberry.type(description="One learner's right to take one course.")
 class Licence(Node):
     status: LicenceStatus = strawberry.field(description="Where the licence stands.")
-    source: str = strawberry.field(
+    source: LicenceSource = strawberry.field(
         description="MANUAL (allocated by a person) or RULE (issued by an auto-allocation rule)."
     )
     allocated_at: datetime = strawberry.field(description="When it was issued.")
