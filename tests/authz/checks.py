@@ -1254,8 +1254,8 @@ def lifecycle_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
 
 
 def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
-    """Allocating, recalling and launching licences, deleting rules, revoking keys, setting
-    pools: a made-up second item (or an already-final target) keeps every probe from
+    """Allocating, recalling, launching and completing licences, deleting rules, revoking keys,
+    setting pools: a made-up second item (or an already-final target) keeps every probe from
     changing anything."""
     facts, model, who = check.facts, check.model, check.who
     found: list[Probe] = []
@@ -1325,6 +1325,30 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                         target,
                         ("invalid", "licenceId"),
                     ),
+                )
+            )
+    if model.holds(who, "markLicenceCompleted"):
+        # Recalled licences (a typed state error) and completed ones (a quiet success that
+        # writes nothing): neither changes anything.
+        final = {
+            x.id: x.status.value
+            for x in facts.licences
+            if x.status.value in ("RECALLED", "COMPLETED")
+        }
+        candidates = [pk for pk in every_licence if pk in final or pk not in seen_licences]
+        visible = frozenset(pk for pk in seen_licences if pk in final)
+        for pk in pick(candidates, visible):
+            target = gid("Licence", pk or MISSING_PK)
+            permitted = pk is not None and model.may_complete(who, pk)
+            state: tuple[Any, ...] = ("typed", "LICENCE_NOT_ACTIVE")
+            if pk is not None and final.get(pk) == "COMPLETED":
+                state = ("granted", "LicenceCompleted")
+            found.append(
+                Probe(
+                    "markLicenceCompleted",
+                    "markLicenceCompleted(input: {licenceId: $t})",
+                    {"t": target},
+                    decide(pk is not None and pk in visible, permitted, target, state),
                 )
             )
     if model.holds(who, "deleteAutoAllocationRule"):
