@@ -247,3 +247,23 @@ async def test_staff_drop_down_and_directory(api: Api, world: World) -> None:
     assert people(await api.as_(senior, org)(directory)) == ["Jo Marsh"]
     assert people(await api.as_(assessor, org)(directory)) == []
     assert people(await api.as_(unallocated)(directory)) == []
+
+
+def test_statuses_and_sources_are_enums_with_every_value_described() -> None:
+    from graphql import GraphQLEnumType, GraphQLNonNull, get_named_type
+
+    from schema import schema
+
+    types = schema._schema.type_map
+    for owner, field, enum_name, values in (
+        ("ApprenticeRecord", "status", "ApprenticeRecordStatus", {"LIVE", "ARCHIVED"}),
+        ("RecordFilter", "status", "ApprenticeRecordStatus", {"LIVE", "ARCHIVED"}),
+        ("Licence", "source", "LicenceSource", {"MANUAL", "RULE"}),
+        ("Licence", "status", "LicenceStatus", {"ACTIVE", "RECALLED", "COMPLETED", "EXPIRED"}),
+    ):
+        declared = types[owner].fields[field].type
+        enum = get_named_type(declared)
+        assert isinstance(enum, GraphQLEnumType) and enum.name == enum_name, (owner, field)
+        assert isinstance(declared, GraphQLNonNull) == (owner != "RecordFilter"), (owner, field)
+        assert set(enum.values) == values
+        assert enum.description and all(v.description for v in enum.values.values()), enum_name
