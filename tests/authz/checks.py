@@ -76,7 +76,9 @@ fragment N on Node {
   ... on Learner { organisation { id } location { id } department { id } records { id }
                    allocations { id } allAllocations: allocations(includeEnded: true) { id }
                    assessors { id } evidence { id } licences { id }
-                   recalled: licences(status: RECALLED) { id } }
+                   recalled: licences(status: RECALLED) { id }
+                   expired: licences(status: EXPIRED) { id }
+                   active: licences(status: ACTIVE) { id } }
   ... on ApprenticeRecord { learner { id } assignments { id } evidence { id }
                             allAssignments: assignments(includeEnded: true) { id } }
   ... on Assignment { user { id } record { id } }
@@ -85,7 +87,7 @@ fragment N on Node {
   ... on User { caseloadCount roles deactivatedAt }
   ... on Organisation { locations { id } departments { id } }
   ... on AuditEvent { actor { id } apiKey { id } }
-  ... on Licence { learner { id } course { id } rule { id } }
+  ... on Licence { learner { id } course { id } rule { id } status }
   ... on Course { pool { seatsTotal } }
   ... on AutoAllocationRule { course { id } }
 }"""
@@ -343,7 +345,9 @@ NESTED = f"""query Nested {{
     id organisation {{ id }} location {{ id }} department {{ id }} records {{ id }}
     allocations {{ id }} allAllocations: allocations(includeEnded: true) {{ id }}
     assessors {{ id }} evidence {{ id }} licences {{ id }}
-    recalled: licences(status: RECALLED) {{ id }} }} }} }}
+    recalled: licences(status: RECALLED) {{ id }}
+    expired: licences(status: EXPIRED) {{ id }}
+    active: licences(status: ACTIVE) {{ id }} }} }} }}
   apprenticeRecords(first: {PAGE}) {{ edges {{ node {{
     id learner {{ id }} assignments {{ id }} evidence {{ id }}
     allAssignments: assignments(includeEnded: true) {{ id }} }} }} }}
@@ -572,7 +576,7 @@ def licence_and_evidence_cases(check: Check) -> list[FilterCase]:
             hidden_id=hidden,
         )
     licences("courseId", g("Course", MISSING_PK), (), made_up=True)
-    for status in ("ACTIVE", "RECALLED"):
+    for status in ("ACTIVE", "RECALLED", "COMPLETED", "EXPIRED"):
         licences("status", status, model.licence_list(who, status=status))
     for status in ("SUBMITTED", "SIGNED_OFF", "REFERRED"):
         evidence("status", status, model.evidence_queue(who, status=status))
@@ -723,6 +727,8 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
             "evidence": ids("Evidence", model.learner_evidence(who, pk)),
             "licences": ids("Licence", model.learner_licences(pk)),
             "recalled": ids("Licence", model.learner_licences(pk, "RECALLED")),
+            "expired": ids("Licence", model.learner_licences(pk, "EXPIRED")),
+            "active": ids("Licence", model.learner_licences(pk, "ACTIVE")),
         }
     elif type_name == "ApprenticeRecord":
         shape |= {
@@ -767,6 +773,7 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
             "learner": gid("Learner", x.learner_id),
             "course": gid("Course", x.course_id),
             "rule": one("AutoAllocationRule", x.rule_id),
+            "status": x.status.value,
         }
     elif type_name == "Course":
         shape |= {"pool": model.pool_shown(who, pk)}
