@@ -94,6 +94,7 @@ class AuditAction(enum.StrEnum):
     LICENCES_RECALLED = "LICENCES_RECALLED"
     LICENCES_WITHHELD = "LICENCES_WITHHELD"
     LICENCE_LAUNCHED = "LICENCE_LAUNCHED"
+    LICENCE_COMPLETED = "LICENCE_COMPLETED"
     AUTO_ALLOCATION_RULE_CREATED = "AUTO_ALLOCATION_RULE_CREATED"
     AUTO_ALLOCATION_RULE_DELETED = "AUTO_ALLOCATION_RULE_DELETED"
     API_KEY_CREATED = "API_KEY_CREATED"
@@ -457,6 +458,10 @@ class Licence(Base):
     allocated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     allocated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     launched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Past it an ACTIVE licence reads as EXPIRED (computed when read; stored as EXPIRED only
+    # when a new licence for the same learner and course needs the ACTIVE slot).
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     recalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     recalled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 

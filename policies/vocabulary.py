@@ -58,6 +58,8 @@ class Action(enum.StrEnum):
     """Allocate course licences to a learner, or recall the learner's licences."""
     LAUNCH = "launch"
     """Mark a licence launched: the learner has started the course."""
+    COMPLETE = "complete"
+    """Mark a licence completed: the learner has finished the course."""
     DELETE = "delete"
     """Delete a row (auto-allocation rules)."""
     REVOKE = "revoke"
@@ -118,6 +120,7 @@ VERBS: dict[Action, str] = {
     Action.ASSIGN: "assigning",
     Action.ALLOCATE_LICENCES: "allocating or recalling licences of",
     Action.LAUNCH: "launching",
+    Action.COMPLETE: "completing",
     Action.DELETE: "deleting",
     Action.REVOKE: "revoking",
     Action.UPDATE: "changing",

@@ -130,6 +130,16 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Expression:
+    """A value the database computes from the object's columns and the request (its time),
+    shown through `format`: the compiled form of a field whose resolver reads the request."""
+
+    key: str
+    build: Callable[[Context, Any], Any]  # (context, the row's columns) → SQL expression
+    format: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
 class NodeId:
     """The object's global id."""
 
@@ -157,7 +167,7 @@ class Related:
     arguments: tuple[tuple[str, Any], ...] = ()
 
 
-Item = Constant | Column | NodeId | Computed | Related
+Item = Constant | Column | Expression | NodeId | Computed | Related
 
 
 @dataclass(frozen=True)
@@ -303,6 +313,8 @@ class Builder:
         for item in plan.items:
             if isinstance(item, Column):
                 values.append(columns[item.column])
+            elif isinstance(item, Expression):
+                values.append(item.build(self.ctx, columns))
             elif isinstance(item, NodeId):
                 values.append(columns["id"])
             elif isinstance(item, Computed):
@@ -328,7 +340,7 @@ class Builder:
                 return self.joined(relation, item.node, parent)
             return self.ref(relation, item.node, parent)
         if isinstance(relation, Children):
-            narrowing = relation.narrowing(dict(item.arguments))
+            narrowing = relation.narrowing(self.ctx, dict(item.arguments))
             return self.path(Path(relation), item.node, parent, with_id=False, more=narrowing)
         if isinstance(relation, Path):
             return self.path(relation, item.node, parent, with_id=False)
@@ -590,7 +602,7 @@ class TransformWriter:
             if isinstance(item, Constant):
                 fields.append(f"{item.key!r}: {item.value!r}")
                 continue
-            if isinstance(item, Column):
+            if isinstance(item, Column | Expression):
                 value = f"a[{position}]"
                 if item.format is not None:
                     value = f"{self.name('format_', item.format)}({value})"

@@ -1,9 +1,16 @@
-"""Course licences: the catalogue, pools of seats, allocating, launching and recalling licences.
+"""Course licences: the catalogue, pools of seats, allocating, launching, completing and
+recalling licences.
 
 Seats are decided under a lock on the pool row (SELECT … FOR UPDATE on PostgreSQL; on SQLite
 the mutation's write transaction, taken at BEGIN). The pool's `seats_used` counter changes only
 while that lock is held, so two callers can never both take the last seat. A partial unique
 index allows one ACTIVE licence per learner and course.
+
+A licence whose `expires_at` has passed reads as EXPIRED while its row still says ACTIVE: its
+status is computed at read time, against the request's time, in SQL and in Python alike. Only
+allocating a new licence for the same learner and course writes EXPIRED into such a row (under
+the pool's lock), to free the partial index for the new one. Completed and expired licences
+keep their seats; only recalling returns one.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, select, text, update
+from sqlalchemy import ColumnElement, and_, case, exists, literal, or_, select, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from strawberry.dataloader import DataLoader
 
@@ -41,6 +49,7 @@ from resolvers.outcomes import (
     BulkRejected,
     Invalid,
     ItemProblem,
+    LicenceNotActive,
     NotFound,
     PoolExhausted,
     doc,
@@ -55,7 +64,51 @@ MAX_SEATS = 10_000_000
 
 
 def is_active() -> ColumnElement[bool]:
+    """The row says ACTIVE (it may have expired since): the partial unique index's rows."""
     return text("licences.status = 'ACTIVE'")  # type: ignore[return-value]
+
+
+def is_current(now: Any) -> ColumnElement[bool]:
+    """The licence is ACTIVE now: its row says so and its expiry, if any, is still ahead."""
+    return and_(is_active(), or_(Licence.expires_at.is_(None), Licence.expires_at > now))
+
+
+def has_expired(now: Any) -> ColumnElement[bool]:
+    """The row says ACTIVE but its expiry has passed: it reads as EXPIRED."""
+    return and_(is_active(), Licence.expires_at.is_not(None), Licence.expires_at <= now)
+
+
+def status_at(status: LicenceStatus, expires_at: datetime | None, now: datetime) -> LicenceStatus:
+    """Where a licence stands at `now` (the request's time): an ACTIVE one past its expiry is
+    EXPIRED."""
+    if status == LicenceStatus.ACTIVE and expires_at is not None and expires_at <= now:
+        return LicenceStatus.EXPIRED
+    return status
+
+
+def status_column(ctx: Context, columns: Any) -> ColumnElement[Any]:
+    """`status_at` in SQL, over a licences table's (or alias's) columns: the compiled path's
+    form of `Licence.status`."""
+    return case(
+        (
+            and_(
+                columns["status"] == LicenceStatus.ACTIVE.value,
+                columns["expires_at"].is_not(None),
+                columns["expires_at"] <= ctx.now,
+            ),
+            literal(LicenceStatus.EXPIRED.value),
+        ),
+        else_=columns["status"],
+    )
+
+
+def in_status(now: Any, status: LicenceStatus) -> ColumnElement[bool]:
+    """Licences that read as `status` at `now` (filters and counts)."""
+    if status == LicenceStatus.ACTIVE:
+        return is_current(now)
+    if status == LicenceStatus.EXPIRED:
+        return or_(Licence.status == LicenceStatus.EXPIRED, has_expired(now))
+    return Licence.status == status
 
 
 LICENCES_OF_LEARNER = Children(
@@ -63,7 +116,7 @@ LICENCES_OF_LEARNER = Children(
     Licence.learner_id,
     Resource.LICENCE,
     (Licence.id,),
-    narrowed_by=(("status", lambda status: Licence.status == status),),
+    narrowed_by=(("status", lambda ctx, status: in_status(ctx.now, status)),),
 )
 COURSE_OF = Ref(Course, "course_id")  # a visible licence or rule shows its course
 LEARNER_OF_LICENCE = Ref(Learner, "learner_id", Resource.LEARNER)
@@ -131,6 +184,12 @@ class LicenceLaunched:
     licence: Licence
 
 
+@dataclass(frozen=True)
+class LicenceCompleted:
+    licence: Licence
+    unchanged: bool  # it was completed already: nothing written, no audit event
+
+
 # Reading ------------------------------------------------------------------------------------
 
 
@@ -150,12 +209,12 @@ async def pool_of(ctx: Context, course_id: int) -> LicencePool | None:
     return await ctx.loaders(LicenceLoaders).pool_of_course.load(course_id)
 
 
-def holds_active(course_id: Any) -> ColumnElement[bool]:
-    """The learner (correlated) holds an ACTIVE licence for the course: a probe of the partial
-    unique index on (learner_id, course_id)."""
+def holds_active(ctx: Context, course_id: Any) -> ColumnElement[bool]:
+    """The learner (correlated) holds an ACTIVE, unexpired licence for the course: a probe of
+    the partial unique index on (learner_id, course_id)."""
     return exists(
         select(Licence.id).where(
-            Licence.learner_id == Learner.id, Licence.course_id == course_id, is_active()
+            Licence.learner_id == Learner.id, Licence.course_id == course_id, is_current(ctx.now)
         )
     )
 
@@ -163,7 +222,7 @@ def holds_active(course_id: Any) -> ColumnElement[bool]:
 async def licence_eligible_learners(
     ctx: Context, *, course_id: str, first: int | None, after: str | None, search: str | None
 ) -> Page[Learner]:
-    """Visible learners without an ACTIVE licence for a visible course, by name."""
+    """Visible learners without an ACTIVE (unexpired) licence for a visible course, by name."""
     course = filter_id(course_id, "Course", "courseId")
     visible_course = exists(
         select(Course.id).where(Course.id == course, ctx.rules.where(Resource.COURSE))
@@ -172,7 +231,7 @@ async def licence_eligible_learners(
         select(Licence.id).where(
             Licence.learner_id == Learner.id,
             Licence.course_id == course,
-            is_active(),
+            is_current(ctx.now),
             ctx.rules.where(Resource.LICENCE),
         )
     )
@@ -208,7 +267,7 @@ async def licences(
         # a licence is visible exactly when its learner is: no learner is revealed
         stmt = stmt.where(Licence.learner_id == learner)
     if f.status is not None:
-        stmt = stmt.where(Licence.status == f.status)
+        stmt = stmt.where(in_status(ctx.now, f.status))
     return await paginate(
         ctx,
         stmt,
@@ -329,12 +388,31 @@ async def issue(ctx: Context, rows: Sequence[dict[str, Any]]) -> list[Licence]:
     return list(result.scalars().all())
 
 
+async def settle_expired(
+    ctx: Context, pool: LicencePool, learner_ids: Sequence[int] | None = None
+) -> None:
+    """Write EXPIRED into the pool's ACTIVE rows whose expiry has passed (for these learners,
+    or all), so that new licences can take the partial index's place. Reads already show them
+    as EXPIRED; seats do not change. Runs under the pool's lock."""
+    stmt = update(Licence).where(
+        Licence.pool_id == pool.id,
+        Licence.course_id == pool.course_id,
+        has_expired(ctx.now),
+    )
+    if learner_ids is not None:
+        stmt = stmt.where(Licence.learner_id.in_(list(learner_ids)))
+    await ctx.db.execute(
+        stmt.values(status=LicenceStatus.EXPIRED).execution_options(synchronize_session=False)
+    )
+
+
 def licence_row(
     ctx: Context,
     pool: LicencePool,
     learner_id: int,
     *,
     rule_id: int | None = None,
+    expires_at: datetime | None = None,
 ) -> dict[str, Any]:
     return {
         "organisation_id": pool.organisation_id,
@@ -346,6 +424,7 @@ def licence_row(
         "rule_id": rule_id,
         "allocated_at": ctx.now,
         "allocated_by_id": ctx.me.user_id,
+        "expires_at": expires_at,
     }
 
 
@@ -395,12 +474,22 @@ def _bulk_size(ctx: Context, values: Sequence[str], field: str) -> Invalid | Non
 
 
 async def allocate_licences(
-    ctx: Context, *, course_id: str, learner_ids: Sequence[str]
+    ctx: Context,
+    *,
+    course_id: str,
+    learner_ids: Sequence[str],
+    expires_at: datetime | None = None,
 ) -> LicencesAllocated | Invalid | NotFound | BulkRejected | PoolExhausted:
-    """Licences for a course to learners the caller may allocate to: all or none."""
+    """Licences for a course to learners the caller may allocate to: all or none. A learner
+    whose licence for the course completed or expired may be given a new one."""
     too_many = _bulk_size(ctx, learner_ids, "learnerIds")
     if too_many is not None:
         return too_many
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        if expires_at <= ctx.now:
+            return Invalid("expiresAt must be in the future.", field="expiresAt")
     course = await visible_course(ctx, course_id, "courseId")
     if isinstance(course, Invalid | NotFound):
         return course
@@ -409,7 +498,7 @@ async def allocate_licences(
         raise Forbidden(refusal(Resource.LEARNER, Action.ALLOCATE_LICENCES))
     wanted, problems = _parse_ids(learner_ids, "Learner", "learner")
     permitted = case((ctx.rules.where(Resource.LEARNER, Action.ALLOCATE_LICENCES), 1), else_=0)
-    licensed = case((holds_active(course.id), 1), else_=0)
+    licensed = case((holds_active(ctx, course.id), 1), else_=0)
     rows: Sequence[Any] = (
         await ctx.db.execute(
             select(Learner.id, Learner.organisation_id, permitted, licensed).where(
@@ -436,7 +525,8 @@ async def allocate_licences(
     available = 0 if pool is None else pool.seats_total - pool.seats_used
     if pool is None or len(wanted) > available:
         return PoolExhausted(requested=len(wanted), seats_available=max(available, 0))
-    created = await issue(ctx, [licence_row(ctx, pool, pk) for pk in wanted])
+    await settle_expired(ctx, pool, list(wanted))
+    created = await issue(ctx, [licence_row(ctx, pool, pk, expires_at=expires_at) for pk in wanted])
     if len(created) < len(wanted):  # licensed by someone else since the check above
         issued = {licence.learner_id for licence in created}
         return BulkRejected(
@@ -457,6 +547,7 @@ async def allocate_licences(
             "courseId": gid_of(course),
             "learnerIds": list(wanted.values()),
             "licenceIds": [gid_of(licence) for licence in created],
+            **({} if expires_at is None else {"expiresAt": expires_at.isoformat()}),
         },
     )
     return LicencesAllocated(licences=created, pool=pool)
@@ -495,7 +586,7 @@ async def recall_licences(
             problems.append(
                 ItemProblem(value, "LICENCE_IN_USE", "The course was launched: not recallable.")
             )
-        elif licence.status != LicenceStatus.ACTIVE:
+        elif status_at(licence.status, licence.expires_at, ctx.now) != LicenceStatus.ACTIVE:
             problems.append(ItemProblem(value, "INVALID", "Only an active licence is recalled."))
     if problems:
         return BulkRejected(items=problems)
@@ -516,7 +607,7 @@ async def recall_licences(
                 update(Licence)
                 .where(
                     Licence.id.in_(list(wanted)),
-                    is_active(),
+                    is_current(ctx.now),
                     Licence.launched_at.is_(None),
                 )
                 .values(
@@ -566,7 +657,11 @@ async def mark_licence_launched(
         launched = (
             await ctx.db.execute(
                 update(Licence)
-                .where(Licence.id == licence.id, is_active(), Licence.launched_at.is_(None))
+                .where(
+                    Licence.id == licence.id,
+                    is_current(ctx.now),
+                    Licence.launched_at.is_(None),
+                )
                 .values(launched_at=ctx.now)
                 .returning(Licence)
                 .execution_options(synchronize_session=False, populate_existing=True)
@@ -575,7 +670,7 @@ async def mark_licence_launched(
         if launched is None:
             return Invalid("Only an active licence can be launched.", field="licenceId")
         licence = launched
-    elif licence.status != LicenceStatus.ACTIVE:
+    elif status_at(licence.status, licence.expires_at, ctx.now) != LicenceStatus.ACTIVE:
         return Invalid("Only an active licence can be launched.", field="licenceId")
     await audit(
         ctx,
@@ -585,3 +680,44 @@ async def mark_licence_launched(
         details={"learnerId": encode_id("Learner", licence.learner_id)},
     )
     return LicenceLaunched(licence)
+
+
+async def mark_licence_completed(
+    ctx: Context, *, licence_id: str
+) -> LicenceCompleted | Invalid | NotFound | LicenceNotActive:
+    """The learner completed the course. The licence keeps its seat and stops being active, so
+    the learner may be given another for the course. Repeating it changes nothing."""
+    licence = await mutation_target(ctx, licence_id, Licence, "licenceId", Action.COMPLETE)
+    if isinstance(licence, Invalid | NotFound):
+        return licence
+    if licence.status == LicenceStatus.COMPLETED:
+        return LicenceCompleted(licence, unchanged=True)
+    completed = (
+        await ctx.db.execute(
+            update(Licence)
+            .where(Licence.id == licence.id, is_current(ctx.now))
+            .values(status=LicenceStatus.COMPLETED, completed_at=ctx.now)
+            .returning(Licence)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if completed is None:  # recalled or expired, now or meanwhile (or completed meanwhile)
+        current = await ctx.db.scalar(
+            select(Licence)
+            .where(Licence.id == licence.id)
+            .execution_options(populate_existing=True)
+        )
+        assert current is not None
+        if current.status == LicenceStatus.COMPLETED:
+            return LicenceCompleted(current, unchanged=True)
+        return LicenceNotActive(
+            id=gid_of(licence), status=status_at(current.status, current.expires_at, ctx.now)
+        )
+    await audit(
+        ctx,
+        AuditAction.LICENCE_COMPLETED,
+        completed,
+        organisation_id=completed.organisation_id,
+        details={"learnerId": encode_id("Learner", completed.learner_id)},
+    )
+    return LicenceCompleted(completed, unchanged=False)

@@ -89,12 +89,13 @@ class Children(Generic[M]):
     resource: Resource
     order: tuple[Any, ...]
     only: Callable[[Context], Sequence[ColumnElement[bool]]] | None = None
-    # Field arguments that narrow the children when given: name → condition on its value.
-    narrowed_by: tuple[tuple[str, Callable[[Any], ColumnElement[bool]]], ...] = ()
+    # Field arguments that narrow the children when given: name → condition on the request
+    # (its time) and the argument's value.
+    narrowed_by: tuple[tuple[str, Callable[[Context, Any], ColumnElement[bool]]], ...] = ()
 
-    def narrowing(self, arguments: Mapping[str, Any]) -> list[ColumnElement[bool]]:
+    def narrowing(self, ctx: Context, arguments: Mapping[str, Any]) -> list[ColumnElement[bool]]:
         return [
-            condition(arguments[name])
+            condition(ctx, arguments[name])
             for name, condition in self.narrowed_by
             if arguments.get(name) is not None
         ]
@@ -105,7 +106,7 @@ def children(
 ) -> DataLoader[int, list[M]]:
     """Each parent's visible children, in `spec.order` (narrowed by the field's arguments)."""
     conditions = [ctx.rules.where(spec.resource), *(spec.only(ctx) if spec.only else ())]
-    conditions += spec.narrowing(arguments or {})
+    conditions += spec.narrowing(ctx, arguments or {})
 
     async def load(keys: Sequence[int]) -> list[list[M]]:
         stmt = select(spec.model).where(spec.key.in_(keys), *conditions).order_by(*spec.order)

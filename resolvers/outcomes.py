@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from db.models import LicenceStatus
 from resolvers.ids import GlobalId
 
 
@@ -140,6 +141,18 @@ class PoolExhausted(Problem):
 class RecordArchived(Problem):
     id: GlobalId = field(metadata=doc("The archived record's id."))
     message: str = "This apprentice record is archived; restore it to change it."
+
+
+@problem(
+    "LICENCE_NOT_ACTIVE",
+    "LicenceNotActiveError",
+    "The licence is no longer active (recalled or expired): it cannot change this way.",
+)
+@dataclass(frozen=True)
+class LicenceNotActive(Problem):
+    id: GlobalId = field(metadata=doc("The licence's id."))
+    status: LicenceStatus = field(metadata=doc("Where the licence stands: RECALLED or EXPIRED."))
+    message: str = "This licence is no longer active: it was recalled or has expired."
 
 
 def is_problem(value: Any) -> bool:

@@ -21,7 +21,7 @@ from resolvers.common import (
     record_has_assignment,
 )
 from resolvers.context import Context, Limits, LoaderGroup
-from resolvers.errors import Forbidden, InvalidInput
+from resolvers.errors import Forbidden
 from resolvers.ids import GlobalId, encode_id, gid_of
 from resolvers.learners import LearnerLoaders
 from resolvers.loaders import Children, scoped
@@ -62,7 +62,9 @@ class RecordFilter:
     unassigned: bool | None = field(
         default=None, metadata=doc("True: no active assessor; false: at least one.")
     )
-    status: str | None = field(default=None, metadata=doc("LIVE or ARCHIVED."))
+    status: RecordStatus | None = field(
+        default=None, metadata=doc("LIVE (the default) or ARCHIVED.")
+    )
     learner_id: GlobalId | None = field(default=None, metadata=doc("This learner's."))
 
 
@@ -108,11 +110,7 @@ def _prepare(limits: Limits, f: RecordFilter | None) -> dict[str, Any]:
     if pattern is not None:
         values["search"] = pattern
     if f.status is not None:
-        try:
-            values["status"] = RecordStatus(f.status.strip().upper()).value
-        except ValueError as exc:
-            allowed = ", ".join(s.value for s in RecordStatus)
-            raise InvalidInput(f"status must be one of {allowed}.", field="status") from exc
+        values["status"] = RecordStatus(f.status).value
     for name, value, type_name, field_name in (
         ("learner", f.learner_id, "Learner", "learnerId"),
         ("assignee", f.assignee_id, "User", "assigneeId"),

@@ -43,6 +43,7 @@ from resolvers.licences import (
     issue,
     licence_row,
     lock_pool,
+    settle_expired,
     visible_course,
 )
 from resolvers.loaders import scoped
@@ -207,7 +208,7 @@ def _reached(ctx: Context, draft: Draft) -> Select[Learner]:
     return select(Learner).where(
         ctx.rules.where(Resource.LEARNER, Action.ALLOCATE_LICENCES),
         *draft.matching(),
-        ~holds_active(draft.course.id),
+        ~holds_active(ctx, draft.course.id),
     )
 
 
@@ -312,6 +313,7 @@ async def _apply_to_existing(
         return 0
     if pool is None or wanted > available:
         return PoolExhausted(requested=wanted, seats_available=max(available, 0))
+    await settle_expired(ctx, pool)
     rows = _reached(ctx, draft).with_only_columns(
         Learner.organisation_id,
         literal(pool.id),

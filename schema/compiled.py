@@ -2,7 +2,8 @@
 
 A query is compiled when every field it selects has a declared source: root lists with a
 ListSource (`metadata={"list": …}`), Node fields that are columns or computed fields of their
-type's registration, and relation fields (schema/relations.py). Anything else — mutations,
+type's registration, fields whose resolver has an SQL form (`metadata={"expression": …}`), and
+relation fields (schema/relations.py). Anything else — mutations,
 directives, unions, fields computed by code (access, roles, caseload counts) — leaves the
 document to the standard executor. resolvers/compiled.py turns a plan into SQL and a transform.
 """
@@ -280,6 +281,11 @@ class _Planner:
                 annotation = strawberry_field.type_annotation
                 resolved = annotation.resolve() if annotation is not None else None
                 items.append(sql.Column(key, python_name, _format(_python_type(resolved))))
+            elif "expression" in strawberry_field.metadata:
+                annotation = strawberry_field.type_annotation
+                resolved = annotation.resolve() if annotation is not None else None
+                build = strawberry_field.metadata["expression"]
+                items.append(sql.Expression(key, build, _format(_python_type(resolved))))
             else:
                 raise sql.NotCompilable(f"{type_.name}.{name} runs code")
         return sql.ObjectPlan(model, tuple(items))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import outcomes
+from schema import enums  # noqa: F401 - errors' enum fields use the registered enums
 from schema.derive import derived
 
 

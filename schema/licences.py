@@ -14,9 +14,9 @@ from resolvers.licences import LicenceLoaders
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import LicenceStatus
+from schema.enums import LicenceSource, LicenceStatus
 from schema.learners import Learner
-from schema.nodes import ROW_TYPES, Node, computed, node, project
+from schema.nodes import ROW_TYPES, Node, node, project
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -63,15 +63,10 @@ class Course(Node):
         return None if row is None else LicencePool.from_row(row)
 
 
-@node(
-    models.Licence,
-    lambda ctx: ctx.loaders(LicenceLoaders).licence,
-    source=computed(str, "source"),
-)
+@node(models.Licence, lambda ctx: ctx.loaders(LicenceLoaders).licence)
 @strawberry.type(description="One learner's right to take one course.")
 class Licence(Node):
-    status: LicenceStatus = strawberry.field(description="Where the licence stands.")
-    source: str = strawberry.field(
+    source: LicenceSource = strawberry.field(
         description="MANUAL (allocated by a person) or RULE (issued by an auto-allocation rule)."
     )
     allocated_at: datetime = strawberry.field(description="When it was issued.")
@@ -79,8 +74,23 @@ class Licence(Node):
         description="When the learner first launched the course; a launched licence cannot be "
         "recalled."
     )
+    expires_at: datetime | None = strawberry.field(
+        description="When it expires, if it does: from then on an active licence reads as EXPIRED."
+    )
+    completed_at: datetime | None = strawberry.field(
+        description="When the learner completed the course, if they did."
+    )
     recalled_at: datetime | None = strawberry.field(description="When it was recalled, if it was.")
     row: strawberry.Private[models.Licence]
+
+    @strawberry.field(
+        description="Where the licence stands now: an active licence whose expiry has passed "
+        "is EXPIRED. Completed and expired licences keep their seats; only recalling returns one.",
+        metadata={"expression": licences.status_column},
+    )
+    def status(self, info: Info) -> LicenceStatus:
+        return licences.status_at(self.row.status, self.row.expires_at, info.context.now)
+
     learner: Learner = relation(
         licences.LEARNER_OF_LICENCE,
         description="Who holds it.",
@@ -145,6 +155,11 @@ class SetLicencePoolInput:
 class AllocateLicencesInput:
     course_id: strawberry.ID = strawberry.field(description="The course.")
     learner_ids: list[strawberry.ID] = strawberry.field(description="Up to 1,000 learners.")
+    expires_at: datetime | None = strawberry.field(
+        default=None,
+        description="When the licences expire (in the future); none: they do not. An expired "
+        "licence keeps its seat, and its learner may be given a new one.",
+    )
 
 
 @strawberry.input(description="Recall licences that were never launched.")
@@ -154,6 +169,11 @@ class RecallLicencesInput:
 
 @strawberry.input(description="The learner launched the course.")
 class MarkLicenceLaunchedInput:
+    licence_id: strawberry.ID = strawberry.field(description="The licence.")
+
+
+@strawberry.input(description="The learner completed the course.")
+class MarkLicenceCompletedInput:
     licence_id: strawberry.ID = strawberry.field(description="The licence.")
 
 
@@ -189,6 +209,15 @@ class LicencesRecalled:
 @strawberry.type(description="The licence is marked launched.")
 class LicenceLaunched:
     licence: Licence = strawberry.field(description="The licence.")
+
+
+@answers(licences.LicenceCompleted)
+@strawberry.type(description="The licence is marked completed.")
+class LicenceCompleted:
+    licence: Licence = strawberry.field(description="The licence.")
+    unchanged: bool = strawberry.field(
+        description="It was completed already: nothing changed and no audit event was written."
+    )
 
 
 @strawberry.type
@@ -269,4 +298,12 @@ class LicenceMutation:
         input=MarkLicenceLaunchedInput,
         description="Record that the learner launched the course (the learner, or an admin).",
         extensions=changes(Resource.LICENCE, Action.LAUNCH),
+    )
+    mark_licence_completed = mutation(
+        licences.mark_licence_completed,
+        input=MarkLicenceCompletedInput,
+        description="Record that the learner completed the course (the learner, or an admin). "
+        "The licence keeps its seat and is no longer active: the learner may be allocated "
+        "another for the course. Repeating it answers unchanged.",
+        extensions=changes(Resource.LICENCE, Action.COMPLETE),
     )

@@ -15,7 +15,8 @@ from resolvers.relations import related
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.nodes import Node, computed, node, project_all
+from schema.enums import ApprenticeRecordStatus
+from schema.nodes import Node, node, project_all
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation
@@ -26,15 +27,11 @@ if TYPE_CHECKING:
     from schema.learners import Learner
 
 
-@node(
-    models.ApprenticeRecord,
-    lambda ctx: ctx.loaders(RecordLoaders).record,
-    status=computed(str, "status"),
-)
+@node(models.ApprenticeRecord, lambda ctx: ctx.loaders(RecordLoaders).record)
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
 class ApprenticeRecord(Node):
     programme: str = strawberry.field(description="The programme followed.")
-    status: str = strawberry.field(
+    status: ApprenticeRecordStatus = strawberry.field(
         description="LIVE, or ARCHIVED: read-only (no assignment changes, no evidence submitted "
         "or decided) until restored."
     )

@@ -307,6 +307,7 @@ class World:
         launched: bool = False,
         rule: AutoAllocationRule | None = None,
         takes_seat: bool = True,
+        expires_at: datetime | None = None,
     ) -> Licence:
         """A licence from `pool`; unless recalled (or `takes_seat` is false) it takes a seat."""
         row = Licence(
@@ -320,6 +321,8 @@ class World:
             allocated_at=utcnow(),
             launched_at=utcnow() if launched else None,
             recalled_at=utcnow() if status == LicenceStatus.RECALLED else None,
+            completed_at=utcnow() if status == LicenceStatus.COMPLETED else None,
+            expires_at=expires_at,
         )
         await self._save(row)
         if takes_seat and status != LicenceStatus.RECALLED:

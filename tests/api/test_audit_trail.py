@@ -363,6 +363,7 @@ CASES: dict[str, Case] = {
     "allocateLicences": Case("LICENCES_ALLOCATED", _allocate_licences),
     "recallLicences": Case("LICENCES_RECALLED", _recall),
     "markLicenceLaunched": Case("LICENCE_LAUNCHED", _launch),
+    "markLicenceCompleted": Case("LICENCE_COMPLETED", _launch),
     "createAutoAllocationRule": Case("AUTO_ALLOCATION_RULE_CREATED", _rule),
     "previewAutoAllocationRule": Case("", _rule, events=0),
     "deleteAutoAllocationRule": Case("AUTO_ALLOCATION_RULE_DELETED", _delete_rule),

@@ -124,12 +124,36 @@ async def build_world(world: World, rng: random.Random) -> Facts:
                     ended=rng.random() < 0.2,
                 )
             for pool in rng.sample(pools, rng.randint(0, 2)):
-                held = LicenceStatus.RECALLED if rng.random() < 0.3 else LicenceStatus.ACTIVE
-                await world.licence(pool, learner, status=held)
+                # active (no expiry, expiring later, or past its expiry: it reads EXPIRED),
+                # recalled, completed, or stored as expired
+                held, expiry = rng.choice(
+                    [
+                        (LicenceStatus.ACTIVE, None),
+                        (LicenceStatus.ACTIVE, timedelta(days=3)),
+                        (LicenceStatus.ACTIVE, timedelta(days=-3)),
+                        (LicenceStatus.RECALLED, None),
+                        (LicenceStatus.COMPLETED, None),
+                        (LicenceStatus.EXPIRED, timedelta(days=-5)),
+                    ]
+                )
+                await world.licence(
+                    pool,
+                    learner,
+                    status=held,
+                    expires_at=None if expiry is None else datetime.now(UTC) + expiry,
+                )
     ids["User"] += [gid("User", e.id) for e in externals] + [gid("User", 10**9)]
     ids["Learner"].append(gid("Learner", 10**9))
     ids["Location"].append("not-an-id")
     return Facts(principals, ids)
+
+
+ENUM_FILTERS = {"status"}
+
+
+def literal(name: str, value: Any) -> str:
+    """A filter value written into the document: an enum's value bare, anything else as JSON."""
+    return str(value) if name in ENUM_FILTERS else json.dumps(value)
 
 
 class Documents:
@@ -159,7 +183,7 @@ class Documents:
             alias = f"x{self.rng.randint(0, 9)}_{name}: " if self.rng.random() < 0.15 else ""
             arguments = ""
             if name == "licences" and self.rng.random() < 0.7:
-                arguments = f"(status: {self.rng.choice(['ACTIVE', 'RECALLED'])})"
+                arguments = f"(status: {self.rng.choice([s.value for s in LicenceStatus])})"
             if name in ("allocations", "assignments") and self.rng.random() < 0.5:
                 arguments = f"(includeEnded: {self.rng.choice(['true', 'false'])})"
             if isinstance(inner, GraphQLScalarType) or not isinstance(inner, GraphQLObjectType):
@@ -203,7 +227,7 @@ class Documents:
                 "search": rng.choice(SEARCHES),
                 "assigneeId": pick("User"),
                 "unassigned": rng.random() < 0.5,
-                "status": rng.choice(["LIVE", "ARCHIVED", "live", "bogus"]),
+                "status": rng.choice(["LIVE", "ARCHIVED"]),
                 "learnerId": pick("Learner"),
             }
         chosen = {k: v for k, v in options.items() if rng.random() < 0.3}
@@ -213,7 +237,7 @@ class Documents:
                 args.append("filter: $f")
             else:
                 args.append(
-                    f"filter: {{{', '.join(f'{k}: {json.dumps(v)}' for k, v in chosen.items())}}}"
+                    f"filter: {{{', '.join(f'{k}: {literal(k, v)}' for k, v in chosen.items())}}}"
                 )
         return ", ".join(args), variables
 

@@ -4,10 +4,11 @@ oversold seat), launch and recall, reading licences."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import (
@@ -21,7 +22,8 @@ from db.models import (
     User,
     UserKind,
 )
-from tests.conftest import Backend
+from resolvers.ids import decode_id
+from tests.conftest import AppFactory, Backend
 from tests.factories import World
 from tests.helpers import (
     Api,
@@ -600,3 +602,324 @@ async def test_a_licence_is_visible_exactly_when_its_learner_is(api: Api, world:
     ]
     hidden = (await api.as_(s.manager, s.org)(LEARNER_LICENCES, id=lid(s.elsewhere[0]))).ok()
     assert hidden == {"learner": None}
+
+
+# Expiry and completion ----------------------------------------------------------------------
+
+COMPLETE = """mutation($input: MarkLicenceCompletedInput!) {
+  markLicenceCompleted(input: $input) {
+    __typename
+    ... on LicenceCompleted { unchanged licence { id status completedAt launchedAt } }
+    ... on LicenceNotActiveError { code id status }
+    ... on Error { code message }
+  }
+}"""
+
+ALLOCATE_UNTIL = """mutation($input: AllocateLicencesInput!) {
+  allocateLicences(input: $input) {
+    __typename
+    ... on LicencesAllocated { licences { id status expiresAt } pool { seatsUsed } }
+    ... on ValidationError { code field }
+    ... on BulkRejectedError { code items { id code } }
+    ... on Error { code message }
+  }
+}"""
+
+# Both read paths: the learners list is compiled; `licences` and `node` go the standard way.
+EXPIRY_READS = """query {
+  learners(first: 50) { totalCount edges { node { id
+    licences { id status source expiresAt completedAt }
+    expired: licences(status: EXPIRED) { id status }
+    active: licences(status: ACTIVE) { id status }
+    completed: licences(status: COMPLETED) { id } } } }
+}"""
+
+LIST_READS = """query($expired: LicenceFilter, $active: LicenceFilter, $completed: LicenceFilter) {
+  expired: licences(first: 50, filter: $expired) { totalCount edges { node { id status } } }
+  active: licences(first: 50, filter: $active) { totalCount edges { node { id status } } }
+  completed: licences(first: 50, filter: $completed) { totalCount edges { node { id } } }
+}"""
+
+
+def ago(days: float) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+async def expire(engine: AsyncEngine, licence_id: str) -> None:
+    """Time passes: the licence's expiry is now behind it (its row still says ACTIVE)."""
+    pk = decode_id(licence_id)[1]
+    async with engine.begin() as conn:
+        await conn.execute(update(Licence).where(Licence.id == pk).values(expires_at=ago(1)))
+
+
+async def test_an_expiry_in_the_past_or_now_is_invalid_and_changes_nothing(
+    api: Api, world: World, backend: Backend
+) -> None:
+    s = await setup(world)
+    call = api.as_(s.admin, s.org)
+    before = await state(backend.engine)
+    for when in (ago(1), ago(0), "2000-01-01T00:00:00"):
+        given = when if isinstance(when, str) else when.isoformat()
+        payload = assert_error(
+            await call(
+                ALLOCATE_UNTIL,
+                input={
+                    "courseId": lid(s.course),
+                    "learnerIds": [lid(s.team[0])],
+                    "expiresAt": given,
+                },
+            ),
+            "ValidationError",
+            "INVALID",
+        )
+        assert payload["field"] == "expiresAt"
+    assert await state(backend.engine) == before
+
+
+async def test_a_licence_past_its_expiry_reads_expired_on_both_read_paths(
+    api_with: AppFactory, world: World, backend: Backend
+) -> None:
+    s = await setup(world)
+    lapsed = await world.licence(s.pool, s.team[0], expires_at=ago(2))
+    later = await world.licence(s.pool, s.team[1], expires_at=ago(-30))
+    done = await world.licence(s.pool, s.team[2], status=LicenceStatus.COMPLETED)
+    plain = await world.licence(s.pool, s.elsewhere[0])
+    answers = {}
+    for compiled in (True, False):
+        app = await api_with(compiled_reads=compiled)
+        call = app.as_(s.admin, s.org)
+        reads = app.client._transport.app.state.compiled_reads  # type: ignore[attr-defined]
+        before = reads.answered if compiled else 0
+        result = await call(EXPIRY_READS)
+        result.ok()
+        answers[compiled] = result.body
+        if compiled:
+            assert reads.answered - before == 1  # the compiled path answered it
+        lists = (
+            await call(
+                LIST_READS,
+                expired={"status": "EXPIRED"},
+                active={"status": "ACTIVE"},
+                completed={"status": "COMPLETED"},
+            )
+        ).ok()
+        assert {e["node"]["id"] for e in lists["expired"]["edges"]} == {lid(lapsed)}
+        assert lists["expired"]["totalCount"] == 1
+        assert lists["expired"]["edges"][0]["node"]["status"] == "EXPIRED"
+        assert {e["node"]["id"] for e in lists["active"]["edges"]} == {lid(later), lid(plain)}
+        assert lists["active"]["totalCount"] == 2
+        assert {e["node"]["id"] for e in lists["completed"]["edges"]} == {lid(done)}
+    assert answers[True] == answers[False]
+    shown = {e["node"]["id"]: e["node"] for e in answers[True]["data"]["learners"]["edges"]}
+    first = shown[lid(s.team[0])]
+    assert first["licences"][0]["status"] == "EXPIRED"
+    assert first["licences"][0]["expiresAt"] is not None
+    assert first["expired"] == [{"id": lid(lapsed), "status": "EXPIRED"}]
+    assert first["active"] == []
+    assert shown[lid(s.team[1])]["active"] == [{"id": lid(later), "status": "ACTIVE"}]
+    assert shown[lid(s.team[1])]["expired"] == []
+    third = shown[lid(s.team[2])]
+    assert third["licences"][0]["status"] == "COMPLETED"
+    assert third["licences"][0]["completedAt"] is not None
+    assert third["completed"] == [{"id": lid(done)}]
+    assert third["active"] == []
+
+
+async def test_an_expired_licence_keeps_its_seat_and_its_learner_may_have_a_new_one(
+    api: Api, world: World, backend: Backend
+) -> None:
+    s = await setup(world, seats=3)
+    call = api.as_(s.manager, s.org)
+    until = ago(-7)
+    first = assert_granted(
+        await call(
+            ALLOCATE_UNTIL,
+            input={
+                "courseId": lid(s.course),
+                "learnerIds": [lid(s.team[0])],
+                "expiresAt": until.isoformat(),
+            },
+        ),
+        "LicencesAllocated",
+    )
+    (old,) = first["licences"]
+    assert old["status"] == "ACTIVE"
+    assert datetime.fromisoformat(old["expiresAt"]) == until
+    eligible = (await call(ELIGIBLE, course=lid(s.course))).ok()["licenceEligibleLearners"]
+    assert lid(s.team[0]) not in {e["node"]["id"] for e in eligible["edges"]}
+
+    await expire(backend.engine, old["id"])
+    eligible = (await call(ELIGIBLE, course=lid(s.course))).ok()["licenceEligibleLearners"]
+    assert lid(s.team[0]) in {e["node"]["id"] for e in eligible["edges"]}
+    # not recallable: it is not active, and it keeps its seat
+    before = await state(backend.engine)
+    refused = assert_error(
+        await call(RECALL, input={"licenceIds": [old["id"]]}), "BulkRejectedError", "BULK_REJECTED"
+    )
+    assert refused["items"] == [{"id": old["id"], "code": "INVALID"}]
+    assert await state(backend.engine) == before
+
+    second = assert_granted(
+        await call(
+            ALLOCATE_UNTIL, input={"courseId": lid(s.course), "learnerIds": [lid(s.team[0])]}
+        ),
+        "LicencesAllocated",
+    )
+    assert second["pool"] == {"seatsUsed": 2}
+    assert second["licences"][0]["status"] == "ACTIVE"
+    assert second["licences"][0]["expiresAt"] is None
+    held = (await call(LEARNER_LICENCES, id=lid(s.team[0]))).ok()["learner"]["licences"]
+    assert [(x["id"], x["status"]) for x in held] == [
+        (old["id"], "EXPIRED"),
+        (second["licences"][0]["id"], "ACTIVE"),
+    ]
+    async with backend.engine.connect() as conn:
+        stored = (
+            (
+                await conn.execute(
+                    select(Licence.status)
+                    .where(Licence.learner_id == s.team[0].id)
+                    .order_by(Licence.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert stored == [LicenceStatus.EXPIRED, LicenceStatus.ACTIVE]
+    # and with an active licence again, the learner is not eligible
+    assert_error(
+        await call(
+            ALLOCATE_UNTIL, input={"courseId": lid(s.course), "learnerIds": [lid(s.team[0])]}
+        ),
+        "BulkRejectedError",
+        "BULK_REJECTED",
+    )
+
+
+async def test_concurrent_allocations_after_expiry_never_oversell_nor_double_license(
+    api: Api, world: World, backend: Backend
+) -> None:
+    s = await setup(world, seats=5)
+    admins = [await world.staff(s.org, "ADMIN") for _ in range(3)]
+    lapsed = [await world.licence(s.pool, x, expires_at=ago(1)) for x in s.team]
+    assert s.pool.seats_used == 3  # expired licences keep their seats: 2 left
+
+    async def one(n: int) -> dict[str, Any]:
+        learner = s.team[n % 3]
+        result = await api.as_(admins[n % 3], s.org)(
+            ALLOCATE, input={"courseId": lid(s.course), "learnerIds": [lid(learner)]}
+        )
+        assert result.status == 200 and not result.errors, result.body
+        return result.data["allocateLicences"]  # type: ignore[no-any-return]
+
+    answers = await asyncio.gather(*(one(n) for n in range(12)))
+    kinds = [a["__typename"] for a in answers]
+    assert kinds.count("LicencesAllocated") == 2, answers
+    assert set(kinds) <= {"LicencesAllocated", "PoolExhaustedError", "BulkRejectedError"}
+    assert await seats_used(backend.engine, s.pool) == 5
+    async with backend.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(Licence.learner_id, Licence.status, Licence.expires_at).where(
+                    Licence.pool_id == s.pool.id
+                )
+            )
+        ).all()
+    # the new licences have no expiry; a lapsed one nobody replaced still says ACTIVE
+    active = [x for x, status, until in rows if status == LicenceStatus.ACTIVE and until is None]
+    assert len(active) == 2 and len(set(active)) == 2
+    assert len(rows) == len(lapsed) + 2
+
+
+async def test_the_learner_or_an_admin_marks_a_licence_completed(
+    api: Api, world: World, backend: Backend
+) -> None:
+    s = await setup(world, seats=4)
+    person = await world.user(UserKind.STAFF)
+    await world.staff(s.org, "LEARNER", user=person)
+    me = await world.learner(s.org, user=person)
+    mine = await world.licence(s.pool, me, launched=True)
+    theirs = await world.licence(s.pool, s.team[0])
+    assessor = await world.staff(s.org, "ASSESSOR")
+    await world.assign(await world.record(s.team[0]), assessor)
+    other_admin = await world.staff(s.other, "ADMIN")
+    learner_call = api.as_(person, s.org)
+
+    done = assert_granted(
+        await learner_call(COMPLETE, input={"licenceId": lid(mine)}), "LicenceCompleted"
+    )
+    assert done["unchanged"] is False
+    assert done["licence"]["status"] == "COMPLETED"
+    assert done["licence"]["completedAt"] is not None
+    assert ("LICENCE_COMPLETED", "Licence", person.id) in await audit_actions(backend.engine)
+    # again: a quiet success that writes nothing, no audit event either
+    before = await state(backend.engine)
+    events = await audit_actions(backend.engine)
+    again = assert_granted(
+        await learner_call(COMPLETE, input={"licenceId": lid(mine)}), "LicenceCompleted"
+    )
+    assert again["unchanged"] is True
+    assert again["licence"] == done["licence"]
+    assert await state(backend.engine) == before
+    assert await audit_actions(backend.engine) == events
+    # another learner's licence, or a made-up one, does not exist for them
+    for missing in (lid(theirs), gid("Licence", 10**9)):
+        assert_error(
+            await learner_call(COMPLETE, input={"licenceId": missing}), "NotFoundError", "NOT_FOUND"
+        )
+    # a manager, an assessor may not; another organisation's admin does not see it
+    assert_denied(await api.as_(s.manager, s.org)(COMPLETE, input={"licenceId": lid(theirs)}))
+    assert_denied(await api.as_(assessor, s.org)(COMPLETE, input={"licenceId": lid(theirs)}))
+    assert_error(
+        await api.as_(other_admin, s.other)(COMPLETE, input={"licenceId": lid(theirs)}),
+        "NotFoundError",
+        "NOT_FOUND",
+    )
+    assert await state(backend.engine) == before
+    # the admin may; the licence keeps its seat and the learner may be given a new one
+    assert_granted(
+        await api.as_(s.admin, s.org)(COMPLETE, input={"licenceId": lid(theirs)}),
+        "LicenceCompleted",
+    )
+    assert await seats_used(backend.engine, s.pool) == 2
+    eligible = (await api.as_(s.admin, s.org)(ELIGIBLE, course=lid(s.course))).ok()[
+        "licenceEligibleLearners"
+    ]
+    assert {lid(me), lid(s.team[0])} <= {e["node"]["id"] for e in eligible["edges"]}
+    renewed = assert_granted(
+        await api.as_(s.admin, s.org)(
+            ALLOCATE, input={"courseId": lid(s.course), "learnerIds": [lid(me), lid(s.team[0])]}
+        ),
+        "LicencesAllocated",
+    )
+    assert renewed["pool"]["seatsUsed"] == 4
+    # a completed licence is not recallable
+    refused = assert_error(
+        await api.as_(s.admin, s.org)(RECALL, input={"licenceIds": [lid(theirs)]}),
+        "BulkRejectedError",
+        "BULK_REJECTED",
+    )
+    assert refused["items"] == [{"id": lid(theirs), "code": "INVALID"}]
+
+
+async def test_a_recalled_or_expired_licence_cannot_be_completed(
+    api: Api, world: World, backend: Backend
+) -> None:
+    s = await setup(world)
+    recalled = await world.licence(s.pool, s.team[0], status=LicenceStatus.RECALLED)
+    lapsed = await world.licence(s.pool, s.team[1], expires_at=ago(1))
+    stored = await world.licence(s.pool, s.team[2], status=LicenceStatus.EXPIRED, expires_at=ago(3))
+    call = api.as_(s.admin, s.org)
+    before = await state(backend.engine)
+    events = await audit_actions(backend.engine)
+    for licence, status in ((recalled, "RECALLED"), (lapsed, "EXPIRED"), (stored, "EXPIRED")):
+        payload = assert_error(
+            await call(COMPLETE, input={"licenceId": lid(licence)}),
+            "LicenceNotActiveError",
+            "LICENCE_NOT_ACTIVE",
+        )
+        assert (payload["id"], payload["status"]) == (lid(licence), status)
+    # nor launched, past its expiry
+    assert_error(await call(LAUNCH, input={"licenceId": lid(lapsed)}), "ValidationError", "INVALID")
+    assert await state(backend.engine) == before
+    assert await audit_actions(backend.engine) == events

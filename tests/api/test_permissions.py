@@ -86,6 +86,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     "allocateLicences": frozenset({SUPER_ADMIN, ADMIN, MANAGER, KEY}),
     "recallLicences": frozenset({SUPER_ADMIN, ADMIN, MANAGER, KEY}),
     "markLicenceLaunched": frozenset({SUPER_ADMIN, ADMIN, LEARNER, KEY}),
+    "markLicenceCompleted": frozenset({SUPER_ADMIN, ADMIN, LEARNER, KEY}),
     "createAutoAllocationRule": frozenset({SUPER_ADMIN, ADMIN, KEY}),
     "previewAutoAllocationRule": frozenset({SUPER_ADMIN, ADMIN, KEY}),
     "deleteAutoAllocationRule": frozenset({SUPER_ADMIN, ADMIN, KEY}),
@@ -360,6 +361,12 @@ OPERATIONS: dict[str, tuple[str, str, Callable[[Targets], dict[str, Any]], bool]
         lambda t: {"x": t.licence},
         False,
     ),
+    "markLicenceCompleted": (
+        "mutation($x: ID!) { markLicenceCompleted(input: {licenceId: $x}) %s }",
+        "LicenceCompleted",
+        lambda t: {"x": t.licence},
+        False,
+    ),
     "createAutoAllocationRule": (
         "mutation($c: ID!) { createAutoAllocationRule(input: {courseId: $c, "
         "scope: ENTIRE_COMPANY}) %s }",
@@ -427,6 +434,7 @@ TARGET_VARIABLE = {
     "allocateLicences": "l",
     "recallLicences": "x",
     "markLicenceLaunched": "x",
+    "markLicenceCompleted": "x",
     "deleteAutoAllocationRule": "g",
     "revokeApiKey": "k",
 }

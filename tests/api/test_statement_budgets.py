@@ -478,6 +478,13 @@ MUTATIONS |= {
             learner { licences { id } } } } } }""",
         {"x": licences_of_course(f, 1, "ACTIVE")[0]},
     ),
+    "markLicenceCompleted (n licences of the learner)": lambda f: (
+        ADMIN,
+        """mutation($x: ID!) { markLicenceCompleted(input: {licenceId: $x})
+          { __typename ... on LicenceCompleted { unchanged licence { status completedAt
+            course { title } learner { licences { id status } } } } } }""",
+        {"x": licences_of_course(f, 1, "ACTIVE")[0]},
+    ),
     "createAutoAllocationRule (n learners reached, n rules)": lambda f: (
         ADMIN,
         """mutation($c: ID!) { createAutoAllocationRule(input: {courseId: $c,

@@ -36,6 +36,7 @@ import httpx
 import pytest
 from hypothesis import given, seed, settings
 
+from db.models import LicenceStatus
 from server.app import create_app
 from server.services import Services
 from tests.authz import TALLY
@@ -258,5 +259,10 @@ def assert_world_covers_the_brief(facts: Facts, model: Model, spec: WorldSpec) -
         for a in facts.allocations
     }
     assert states == set(AllocationState)
+    assert {x.status for x in facts.licences} >= {
+        LicenceStatus.ACTIVE,
+        LicenceStatus.COMPLETED,
+        LicenceStatus.EXPIRED,
+    }
     assert facts.evidence and facts.audit
     assert any(k.revoked for k in facts.api_keys) and any(not k.revoked for k in facts.api_keys)

@@ -77,7 +77,9 @@ fragment N on Node {
                    allocations { id } allAllocations: allocations(includeEnded: true) { id }
                    assessors { id } evidence { id } licences { id }
                    recalled: licences(status: RECALLED) { id }
-                   licenceRules: licences { id rule { id } } }
+                   licenceRules: licences { id rule { id } }
+                   expired: licences(status: EXPIRED) { id }
+                   active: licences(status: ACTIVE) { id } }
   ... on ApprenticeRecord { learner { id } assignments { id } evidence { id }
                             allAssignments: assignments(includeEnded: true) { id } }
   ... on Assignment { user { id } record { id } }
@@ -86,7 +88,7 @@ fragment N on Node {
   ... on User { caseloadCount roles deactivatedAt }
   ... on Organisation { locations { id } departments { id } }
   ... on AuditEvent { actor { id } apiKey { id } }
-  ... on Licence { learner { id } course { id } rule { id } }
+  ... on Licence { learner { id } course { id } rule { id } status }
   ... on Course { pool { seatsTotal } }
   ... on AutoAllocationRule { course { id } }
 }"""
@@ -345,7 +347,9 @@ NESTED = f"""query Nested {{
     allocations {{ id }} allAllocations: allocations(includeEnded: true) {{ id }}
     assessors {{ id }} evidence {{ id }} licences {{ id }}
     recalled: licences(status: RECALLED) {{ id }}
-    licenceRules: licences {{ id rule {{ id }} }} }} }} }}
+    licenceRules: licences {{ id rule {{ id }} }}
+    expired: licences(status: EXPIRED) {{ id }}
+    active: licences(status: ACTIVE) {{ id }} }} }} }}
   apprenticeRecords(first: {PAGE}) {{ edges {{ node {{
     id learner {{ id }} assignments {{ id }} evidence {{ id }}
     allAssignments: assignments(includeEnded: true) {{ id }} }} }} }}
@@ -574,7 +578,7 @@ def licence_and_evidence_cases(check: Check) -> list[FilterCase]:
             hidden_id=hidden,
         )
     licences("courseId", g("Course", MISSING_PK), (), made_up=True)
-    for status in ("ACTIVE", "RECALLED"):
+    for status in ("ACTIVE", "RECALLED", "COMPLETED", "EXPIRED"):
         licences("status", status, model.licence_list(who, status=status))
     for status in ("SUBMITTED", "SIGNED_OFF", "REFERRED"):
         evidence("status", status, model.evidence_queue(who, status=status))
@@ -731,6 +735,8 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
                 )
                 for x in model.learner_licences(pk)
             ),
+            "expired": ids("Licence", model.learner_licences(pk, "EXPIRED")),
+            "active": ids("Licence", model.learner_licences(pk, "ACTIVE")),
         }
     elif type_name == "ApprenticeRecord":
         shape |= {
@@ -775,6 +781,7 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
             "learner": gid("Learner", x.learner_id),
             "course": gid("Course", x.course_id),
             "rule": one("AutoAllocationRule", model.licence_rule(who, pk)),
+            "status": x.status.value,
         }
     elif type_name == "Course":
         shape |= {"pool": model.pool_shown(who, pk)}
@@ -1297,8 +1304,8 @@ def lifecycle_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
 
 
 def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
-    """Allocating, recalling and launching licences, deleting rules, revoking keys, setting
-    pools: a made-up second item (or an already-final target) keeps every probe from
+    """Allocating, recalling, launching and completing licences, deleting rules, revoking keys,
+    setting pools: a made-up second item (or an already-final target) keeps every probe from
     changing anything."""
     facts, model, who = check.facts, check.model, check.who
     found: list[Probe] = []
@@ -1368,6 +1375,30 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                         target,
                         ("invalid", "licenceId"),
                     ),
+                )
+            )
+    if model.holds(who, "markLicenceCompleted"):
+        # Recalled licences (a typed state error) and completed ones (a quiet success that
+        # writes nothing): neither changes anything.
+        final = {
+            x.id: x.status.value
+            for x in facts.licences
+            if x.status.value in ("RECALLED", "COMPLETED")
+        }
+        candidates = [pk for pk in every_licence if pk in final or pk not in seen_licences]
+        visible = frozenset(pk for pk in seen_licences if pk in final)
+        for pk in pick(candidates, visible):
+            target = gid("Licence", pk or MISSING_PK)
+            permitted = pk is not None and model.may_complete(who, pk)
+            state: tuple[Any, ...] = ("typed", "LICENCE_NOT_ACTIVE")
+            if pk is not None and final.get(pk) == "COMPLETED":
+                state = ("granted", "LicenceCompleted")
+            found.append(
+                Probe(
+                    "markLicenceCompleted",
+                    "markLicenceCompleted(input: {licenceId: $t})",
+                    {"t": target},
+                    decide(pk is not None and pk in visible, permitted, target, state),
                 )
             )
     if model.holds(who, "deleteAutoAllocationRule"):

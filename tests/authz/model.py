@@ -128,6 +128,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "allocateLicences": ADMINS | {MANAGER},
     "recallLicences": ADMINS | {MANAGER},
     "markLicenceLaunched": ADMINS | {LEARNER},
+    "markLicenceCompleted": ADMINS | {LEARNER},
     "createAutoAllocationRule": ADMINS,
     "previewAutoAllocationRule": ADMINS,
     "deleteAutoAllocationRule": ADMINS,
@@ -828,6 +829,14 @@ class Model:
 
     def may_launch(self, who: Who, licence: int) -> bool:
         """Mark a licence launched: LEARNER (own), ADMIN (org)."""
+        x = self.licence[licence]
+        return bool(
+            (who.roles & ADMINS and x.organisation_id == who.organisation_id)
+            or (LEARNER in who.roles and x.learner_id in self.own_learners(who))
+        )
+
+    def may_complete(self, who: Who, licence: int) -> bool:
+        """Mark a licence completed: LEARNER (own), ADMIN (org)."""
         x = self.licence[licence]
         return bool(
             (who.roles & ADMINS and x.organisation_id == who.organisation_id)

@@ -11,7 +11,8 @@ TRAINING_COORDINATOR assignments (at most one active coordinator per record), en
 assignments, allocations active, expiring, expired, ended and renewed, evidence, API keys
 (one revoked), audit events by people, keys and support, archived records (one with an
 active assignment), a deactivated member whose assignments there ended, courses with pools
-in some organisations, licences active, launched and recalled (some issued by a rule), and
+in some organisations, licences active (some expiring), launched, recalled, completed and
+expired (mostly past their expiry, read as EXPIRED; some issued by a rule), and
 auto-allocation rules (one deleted).
 """
 
@@ -410,11 +411,7 @@ def worlds(draw: st.DrawFn, max_organisations: int = 6) -> WorldSpec:
                 continue
             rule = pools.index((lr.org, course))
             for status in draw(
-                st.lists(
-                    st.sampled_from([LicenceStatus.ACTIVE, LicenceStatus.RECALLED]),
-                    max_size=2,
-                    unique=True,
-                )
+                st.lists(st.sampled_from(list(LicenceStatus)), max_size=2, unique=True)
             ):
                 launched = status is LicenceStatus.ACTIVE and draw(st.booleans())
                 by_rule = draw(st.booleans())
@@ -422,6 +419,9 @@ def worlds(draw: st.DrawFn, max_organisations: int = 6) -> WorldSpec:
                     LicenceSpec(index, course, status, launched, rule if by_rule else None)
                 )
     licences.append(LicenceSpec(signed_in, 0, LicenceStatus.ACTIVE, True, None))
+    # and before it, one completed and one expired: the signed-in learner was licensed again
+    licences.append(LicenceSpec(signed_in, 0, LicenceStatus.COMPLETED, True, None))
+    licences.append(LicenceSpec(signed_in, 0, LicenceStatus.EXPIRED, False, None))
     licences = _one_active_licence(licences)
 
     return WorldSpec(
@@ -974,13 +974,34 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
         facts.rules += [
             RuleFact(x.id, x.organisation_id, x.course_id, x.deleted_at is not None) for x in rules
         ]
+        # An EXPIRED licence is mostly an ACTIVE row past its expiry (read as EXPIRED); where
+        # its learner holds an ACTIVE one for the course too, the row says EXPIRED (as
+        # allocating the new one left it). Unlaunched ACTIVE licences expire in a month.
+        active_pairs = {
+            (x.learner, x.course) for x in spec.licences if x.status is LicenceStatus.ACTIVE
+        }
+
+        def stored(x: LicenceSpec) -> tuple[LicenceStatus, datetime | None]:
+            if x.status is LicenceStatus.EXPIRED:
+                kept = (x.learner, x.course) in active_pairs
+                return (LicenceStatus.EXPIRED if kept else LicenceStatus.ACTIVE), now - timedelta(
+                    days=2
+                )
+            if x.status is LicenceStatus.ACTIVE and not x.launched:
+                return x.status, now + timedelta(days=30)
+            return x.status, None
+
         licences = [
             Licence(
                 organisation_id=learners[x.learner].organisation_id,
                 pool_id=pools[(spec.learners[x.learner].org, x.course)].id,
                 learner_id=learners[x.learner].id,
                 course_id=courses[x.course].id,
-                status=x.status,
+                status=stored(x)[0],
+                expires_at=stored(x)[1],
+                completed_at=now - timedelta(days=1)
+                if x.status is LicenceStatus.COMPLETED
+                else None,
                 source=LicenceSource.MANUAL if x.rule is None else LicenceSource.RULE,
                 rule_id=None if x.rule is None else rules[x.rule].id,
                 allocated_at=now - timedelta(days=5),
@@ -996,10 +1017,10 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
                 x.learner_id,
                 x.organisation_id,
                 x.course_id,
-                x.status,
+                y.status,  # as it reads: EXPIRED past its expiry
                 x.rule_id,
                 x.launched_at is not None,
             )
-            for x in licences
+            for x, y in zip(licences, spec.licences, strict=True)
         ]
     return facts

@@ -35,6 +35,7 @@ EXPECTED = {
     "allocateLicences": "Your roles do not allow allocating or recalling licences of learners.",
     "recallLicences": "Your roles do not allow allocating or recalling licences of learners.",
     "markLicenceLaunched": "Your roles do not allow launching licences.",
+    "markLicenceCompleted": "Your roles do not allow completing licences.",
     "createAutoAllocationRule": "Your roles do not allow creating auto-allocation rules.",
     "previewAutoAllocationRule": "Your roles do not allow creating auto-allocation rules.",
     "deleteAutoAllocationRule": "Your roles do not allow deleting auto-allocation rules.",
