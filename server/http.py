@@ -232,7 +232,7 @@ def negotiate(accept: str | None) -> str:
                     quality = float(value.strip())
                 except ValueError:
                     quality = 0.0
-        if quality <= 0:
+        if not 0.0 < quality <= 1.0:  # q=0 refuses; outside 0..1 (nan too) is no q-value
             continue
         if kind == GRAPHQL_RESPONSE:
             candidate, exact = GRAPHQL_RESPONSE, 2

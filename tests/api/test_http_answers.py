@@ -185,6 +185,8 @@ async def test_rate_limited_stays_429_in_either_media_type(
         (f"{GRAPHQL_RESPONSE};q=0, */*", "application/json"),
         ("APPLICATION/GRAPHQL-RESPONSE+JSON;Q=1", GRAPHQL_RESPONSE),
         (f"{GRAPHQL_RESPONSE};q=nonsense, application/json", "application/json"),
+        (f"{GRAPHQL_RESPONSE};q=nan, application/json;q=0.1", "application/json"),
+        (f"{GRAPHQL_RESPONSE};q=2, application/json;q=0.1", "application/json"),
     ],
 )
 def test_the_media_type_is_negotiated(accept: str | None, wanted: str) -> None:
