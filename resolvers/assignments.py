@@ -23,6 +23,7 @@ from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role
 from resolvers.allocations import ACTIVE_ALLOCATIONS_OF_LEARNER, ASSESSOR_OF_ALLOCATION
 from resolvers.audit import audit
+from resolvers.codes import ErrorCode
 from resolvers.common import mutation_target, parse_id, parse_optional_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.ids import MalformedId, decode_id, encode_id, gid_of
@@ -150,10 +151,10 @@ async def _records(
         try:
             type_name, pk = decode_id(value)
         except MalformedId:
-            problems.append(ItemProblem(value, "INVALID", "Not a valid id."))
+            problems.append(ItemProblem(value, ErrorCode.INVALID, "Not a valid id."))
             continue
         if type_name != "ApprenticeRecord":
-            problems.append(ItemProblem(value, "NOT_FOUND", "No such apprentice record."))
+            problems.append(ItemProblem(value, ErrorCode.NOT_FOUND, "No such apprentice record."))
             continue
         wanted[pk] = value
     permitted = case((ctx.rules.where(Resource.RECORD, Action.ASSIGN), 1), else_=0)
@@ -168,9 +169,11 @@ async def _records(
     archived = await archived_among(ctx, list(found), exclusive=True) if found else set()
     for pk, value in wanted.items():
         if pk not in found:
-            problems.append(ItemProblem(value, "NOT_FOUND", "No such apprentice record."))
+            problems.append(ItemProblem(value, ErrorCode.NOT_FOUND, "No such apprentice record."))
         elif not found[pk][1]:
-            problems.append(ItemProblem(value, "FORBIDDEN", "You may not assign this record."))
+            problems.append(
+                ItemProblem(value, ErrorCode.FORBIDDEN, "You may not assign this record.")
+            )
         elif pk in archived:
             problems.append(
                 ItemProblem(value, RecordArchived.code, "This apprentice record is archived.")

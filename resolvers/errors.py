@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from resolvers.codes import ErrorCode
+
 
 class OperationError(Exception):
-    code = "INTERNAL_SERVER_ERROR"
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_SERVER_ERROR
 
     def __init__(self, message: str, **extensions: object) -> None:
         super().__init__(message)
@@ -13,37 +17,37 @@ class OperationError(Exception):
 
 
 class Unauthenticated(OperationError):
-    code = "UNAUTHENTICATED"
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(OperationError):
     """The object is visible to the caller but the caller may not change it."""
 
-    code = "FORBIDDEN"
+    code = ErrorCode.FORBIDDEN
 
 
 class InvalidInput(OperationError):
     """Bad arguments to a query field (mutations answer with ValidationError instead)."""
 
-    code = "INVALID"
+    code = ErrorCode.INVALID
 
 
 class CommitFailed(OperationError):
     """The database refused to commit; the operation was rolled back."""
 
-    code = "COMMIT_FAILED"
+    code = ErrorCode.COMMIT_FAILED
 
 
 class Unavailable(OperationError):
     """The database could not be reached or refused the statement; nothing was changed."""
 
-    code = "UNAVAILABLE"
+    code = ErrorCode.UNAVAILABLE
 
 
 class Timeout(OperationError):
     """A statement ran past the statement timeout; nothing was changed."""
 
-    code = "TIMEOUT"
+    code = ErrorCode.TIMEOUT
 
 
 class LimitExceeded(OperationError):
@@ -51,10 +55,10 @@ class LimitExceeded(OperationError):
 
 
 class MaxCostExceeded(LimitExceeded):
-    code = "MAX_COST_EXCEEDED"
+    code = ErrorCode.MAX_COST_EXCEEDED
 
 
 class IdempotencyKeyReused(OperationError):
     """The Idempotency-Key was already used for another request body."""
 
-    code = "IDEMPOTENCY_KEY_REUSED"
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED

@@ -27,6 +27,7 @@ from db.models import (
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, Role, refusal
 from resolvers.audit import Entry, audit, audit_all
+from resolvers.codes import ErrorCode
 from resolvers.common import (
     UNCHANGED,
     Unchanged,
@@ -332,15 +333,15 @@ async def import_learners(
     )
 
 
-def _unit_pk(value: str | None, type_name: str) -> int | str | None:
+def _unit_pk(value: str | None, type_name: str) -> int | ErrorCode | None:
     """The unit's primary key, None when not given, or the item code when unusable."""
     if value is None:
         return None
     try:
         found, pk = decode_id(value)
     except MalformedId:
-        return "INVALID"
-    return pk if found == type_name else "NOT_FOUND"
+        return ErrorCode.INVALID
+    return pk if found == type_name else ErrorCode.NOT_FOUND
 
 
 def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemProblem]]:
@@ -353,12 +354,12 @@ def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemPr
         location = _unit_pk(given.location_id, "Location")
         department = _unit_pk(given.department_id, "Department")
         if isinstance(name, Invalid):
-            problems.append(ItemProblem(index, "INVALID", name.message))
+            problems.append(ItemProblem(index, ErrorCode.INVALID, name.message))
         elif isinstance(email, Invalid):
-            problems.append(ItemProblem(index, "INVALID", email.message))
-        elif isinstance(location, str):
+            problems.append(ItemProblem(index, ErrorCode.INVALID, email.message))
+        elif isinstance(location, ErrorCode):
             problems.append(ItemProblem(index, location, "locationId is not a location here."))
-        elif isinstance(department, str):
+        elif isinstance(department, ErrorCode):
             problems.append(
                 ItemProblem(index, department, "departmentId is not a department here.")
             )
@@ -389,10 +390,12 @@ async def _check_units(ctx: Context, org: int, rows: list[_Row]) -> list[ItemPro
     problems = []
     for r in rows:
         if r.location_id is not None and ("L", r.location_id) not in here:
-            problems.append(ItemProblem(r.index, "NOT_FOUND", "locationId is not a location here."))
+            problems.append(
+                ItemProblem(r.index, ErrorCode.NOT_FOUND, "locationId is not a location here.")
+            )
         elif r.department_id is not None and ("D", r.department_id) not in here:
             problems.append(
-                ItemProblem(r.index, "NOT_FOUND", "departmentId is not a department here.")
+                ItemProblem(r.index, ErrorCode.NOT_FOUND, "departmentId is not a department here.")
             )
     return problems
 
@@ -405,7 +408,9 @@ async def _check_emails(ctx: Context, org: int, rows: list[_Row]) -> list[ItemPr
         if r.email is None:
             continue
         if r.email in seen:
-            problems.append(ItemProblem(r.index, "ALREADY_EXISTS", "Email repeated in the batch."))
+            problems.append(
+                ItemProblem(r.index, ErrorCode.ALREADY_EXISTS, "Email repeated in the batch.")
+            )
         seen.add(r.email)
     if seen:
         taken = set(
@@ -421,7 +426,9 @@ async def _check_emails(ctx: Context, org: int, rows: list[_Row]) -> list[ItemPr
             ).scalars()
         )
         problems += [
-            ItemProblem(r.index, "ALREADY_EXISTS", EMAIL_IN_USE) for r in rows if r.email in taken
+            ItemProblem(r.index, ErrorCode.ALREADY_EXISTS, EMAIL_IN_USE)
+            for r in rows
+            if r.email in taken
         ]
     return problems
 
@@ -445,7 +452,7 @@ async def _sign_ins(ctx: Context, org: int, rows: list[_Row]) -> dict[str, int] 
     if len(users) < len(rows):  # taken by someone else since the check
         return BulkRejected(
             items=[
-                ItemProblem(r.index, "ALREADY_EXISTS", EMAIL_IN_USE)
+                ItemProblem(r.index, ErrorCode.ALREADY_EXISTS, EMAIL_IN_USE)
                 for r in rows
                 if r.email not in users
             ]

@@ -38,6 +38,7 @@ from db.models import (
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.audit import audit
+from resolvers.codes import ErrorCode
 from resolvers.common import clean_name, filter_id, mutation_target, parse_id
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
@@ -456,10 +457,10 @@ def _parse_ids(
         try:
             found, pk = decode_id(value)
         except MalformedId:
-            problems.append(ItemProblem(value, "INVALID", "Not a valid id."))
+            problems.append(ItemProblem(value, ErrorCode.INVALID, "Not a valid id."))
             continue
         if found != type_name:
-            problems.append(ItemProblem(value, "NOT_FOUND", f"No such {noun}."))
+            problems.append(ItemProblem(value, ErrorCode.NOT_FOUND, f"No such {noun}."))
             continue
         wanted[pk] = value
     return wanted, problems
@@ -509,14 +510,16 @@ async def allocate_licences(
     found = {row[0]: row for row in rows}
     for pk, value in wanted.items():
         if pk not in found:
-            problems.append(ItemProblem(value, "NOT_FOUND", "No such learner."))
+            problems.append(ItemProblem(value, ErrorCode.NOT_FOUND, "No such learner."))
         elif not found[pk][2] or found[pk][1] != org:
             problems.append(
-                ItemProblem(value, "FORBIDDEN", "You may not allocate licences to this learner.")
+                ItemProblem(
+                    value, ErrorCode.FORBIDDEN, "You may not allocate licences to this learner."
+                )
             )
         elif found[pk][3]:
             problems.append(
-                ItemProblem(value, "ALREADY_LICENSED", "Already holds an active licence.")
+                ItemProblem(value, ErrorCode.ALREADY_LICENSED, "Already holds an active licence.")
             )
     if problems:
         return BulkRejected(items=problems)
@@ -531,7 +534,7 @@ async def allocate_licences(
         issued = {licence.learner_id for licence in created}
         return BulkRejected(
             items=[
-                ItemProblem(value, "ALREADY_LICENSED", "Already holds an active licence.")
+                ItemProblem(value, ErrorCode.ALREADY_LICENSED, "Already holds an active licence.")
                 for pk, value in wanted.items()
                 if pk not in issued
             ]
@@ -577,17 +580,23 @@ async def recall_licences(
     found = {row[0].id: row for row in rows}
     for pk, value in wanted.items():
         if pk not in found:
-            problems.append(ItemProblem(value, "NOT_FOUND", "No such licence."))
+            problems.append(ItemProblem(value, ErrorCode.NOT_FOUND, "No such licence."))
             continue
         licence, may = found[pk]
         if not may:
-            problems.append(ItemProblem(value, "FORBIDDEN", "You may not recall this licence."))
+            problems.append(
+                ItemProblem(value, ErrorCode.FORBIDDEN, "You may not recall this licence.")
+            )
         elif licence.launched_at is not None:
             problems.append(
-                ItemProblem(value, "LICENCE_IN_USE", "The course was launched: not recallable.")
+                ItemProblem(
+                    value, ErrorCode.LICENCE_IN_USE, "The course was launched: not recallable."
+                )
             )
         elif status_at(licence.status, licence.expires_at, ctx.now) != LicenceStatus.ACTIVE:
-            problems.append(ItemProblem(value, "INVALID", "Only an active licence is recalled."))
+            problems.append(
+                ItemProblem(value, ErrorCode.INVALID, "Only an active licence is recalled.")
+            )
     if problems:
         return BulkRejected(items=problems)
 
@@ -626,7 +635,7 @@ async def recall_licences(
         done = {licence.id for licence in recalled}
         return BulkRejected(
             items=[
-                ItemProblem(value, "LICENCE_IN_USE", "The licence changed meanwhile.")
+                ItemProblem(value, ErrorCode.LICENCE_IN_USE, "The licence changed meanwhile.")
                 for pk, value in wanted.items()
                 if pk not in done
             ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from db.models import LicenceStatus
+from resolvers.codes import ErrorCode
 from resolvers.ids import GlobalId
 
 
@@ -23,7 +24,7 @@ def doc(text: str) -> dict[str, str]:
 class Problem:
     """An expected failure of a mutation; nothing was changed."""
 
-    code: ClassVar[str]
+    code: ClassVar[ErrorCode]
     graphql_name: ClassVar[str]
     about: ClassVar[str]
     message: str
@@ -34,7 +35,7 @@ P = TypeVar("P", bound=type[Problem])
 PROBLEMS: list[type[Problem]] = []
 
 
-def problem(code: str, graphql_name: str, about: str) -> Callable[[P], P]:
+def problem(code: ErrorCode, graphql_name: str, about: str) -> Callable[[P], P]:
     """Declare an error: its stable code, its GraphQL type name and what it means."""
 
     def register(cls: P) -> P:
@@ -47,21 +48,27 @@ def problem(code: str, graphql_name: str, about: str) -> Callable[[P], P]:
     return register
 
 
-@problem("NOT_FOUND", "NotFoundError", "The id does not exist, or the caller cannot see it.")
+@problem(
+    ErrorCode.NOT_FOUND, "NotFoundError", "The id does not exist, or the caller cannot see it."
+)
 @dataclass(frozen=True)
 class NotFound(Problem):
     id: GlobalId = field(metadata=doc("The id that was not found."))
     message: str = "Not found."
 
 
-@problem("INVALID", "ValidationError", "The input is not acceptable.")
+@problem(ErrorCode.INVALID, "ValidationError", "The input is not acceptable.")
 @dataclass(frozen=True)
 class Invalid(Problem):
     message: str
     field: str | None = field(default=None, metadata=doc("The input field at fault, if one is."))
 
 
-@problem("ALREADY_EXISTS", "AlreadyExistsError", "Something with the same identity already exists.")
+@problem(
+    ErrorCode.ALREADY_EXISTS,
+    "AlreadyExistsError",
+    "Something with the same identity already exists.",
+)
 @dataclass(frozen=True)
 class AlreadyExists(Problem):
     message: str
@@ -74,12 +81,16 @@ class ItemProblem:
 
     graphql_name: ClassVar[str] = "ItemError"
     id: GlobalId = field(metadata=doc("The offending id, as given."))
-    code: str = field(metadata=doc("Why it was rejected, e.g. NOT_FOUND."))
+    code: ErrorCode = field(
+        metadata=doc("Why it was rejected, e.g. NOT_FOUND (one of enum ErrorCode).")
+    )
     message: str = field(metadata=doc("Human-readable explanation."))
 
 
 @problem(
-    "BULK_REJECTED", "BulkRejectedError", "A bulk mutation was rejected whole; nothing was changed."
+    ErrorCode.BULK_REJECTED,
+    "BulkRejectedError",
+    "A bulk mutation was rejected whole; nothing was changed.",
 )
 @dataclass(frozen=True)
 class BulkRejected(Problem):
@@ -88,7 +99,7 @@ class BulkRejected(Problem):
 
 
 @problem(
-    "NOT_EXTERNAL_ASSESSOR",
+    ErrorCode.NOT_EXTERNAL_ASSESSOR,
     "NotExternalAssessorError",
     "The user is staff of an organisation, not an external assessor.",
 )
@@ -99,7 +110,7 @@ class NotExternalAssessor(Problem):
 
 
 @problem(
-    "INELIGIBLE_ASSIGNEE",
+    ErrorCode.INELIGIBLE_ASSIGNEE,
     "IneligibleAssigneeError",
     "The user cannot take this kind of assignment.",
 )
@@ -110,7 +121,7 @@ class IneligibleAssignee(Problem):
 
 
 @problem(
-    "EVIDENCE_LOCKED",
+    ErrorCode.EVIDENCE_LOCKED,
     "EvidenceLockedError",
     "The evidence has been decided and can no longer change.",
 )
@@ -121,7 +132,7 @@ class EvidenceLocked(Problem):
 
 
 @problem(
-    "POOL_EXHAUSTED",
+    ErrorCode.POOL_EXHAUSTED,
     "PoolExhaustedError",
     "The licence pool has fewer seats left than the licences asked for; none were issued.",
 )
@@ -133,7 +144,7 @@ class PoolExhausted(Problem):
 
 
 @problem(
-    "RECORD_ARCHIVED",
+    ErrorCode.RECORD_ARCHIVED,
     "RecordArchivedError",
     "The apprentice record is archived: it is read-only until it is restored.",
 )
@@ -144,7 +155,7 @@ class RecordArchived(Problem):
 
 
 @problem(
-    "LICENCE_NOT_ACTIVE",
+    ErrorCode.LICENCE_NOT_ACTIVE,
     "LicenceNotActiveError",
     "The licence is no longer active (recalled or expired): it cannot change this way.",
 )

@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from resolvers.codes import ErrorCode
 from resolvers.errors import OperationError
 from schema.allocations import AllocationMutation
 from schema.api_keys import ApiKeyMutation, ApiKeyQuery
@@ -81,7 +82,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     built = CaseloadSchema(
         query=Query,
         mutation=Mutation,
-        types=[*NODE_TYPES.values(), *ERROR_TYPES.values()],
+        types=[*NODE_TYPES.values(), *ERROR_TYPES.values(), ErrorCode],
         extensions=extensions(limits),  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=True, scalar_map=SCALAR_MAP),
     )

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional, TypeVar, Union, get_args, get_origi
 
 import strawberry
 
+from resolvers.codes import ErrorCode
 from resolvers.ids import GLOBAL_ID
 
 T = TypeVar("T")
@@ -23,6 +24,9 @@ _ORIGIN: dict[type, type] = {}
 
 def annotation(hint: Any) -> Any:
     """The GraphQL-side annotation for a declaration's field type."""
+    if hint is ErrorCode:
+        # `code` fields are String! in the contract; enum ErrorCode lists their values.
+        return str
     origin = get_origin(hint)
     if origin is Annotated:
         base, *extras = get_args(hint)

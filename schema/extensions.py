@@ -38,6 +38,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from db.session import ConnectionLost, StatementTimedOut
+from resolvers.codes import ErrorCode
 from resolvers.errors import (
     CommitFailed,
     InvalidInput,
@@ -55,9 +56,9 @@ from schema.introspection import CacheKey, IntrospectionCache, refusal
 log = logging.getLogger("caseload.graphql")
 
 
-MAX_DEPTH_EXCEEDED = "MAX_DEPTH_EXCEEDED"
-MAX_ALIASES_EXCEEDED = "MAX_ALIASES_EXCEEDED"
-MAX_TOKENS_EXCEEDED = "MAX_TOKENS_EXCEEDED"
+MAX_DEPTH_EXCEEDED = ErrorCode.MAX_DEPTH_EXCEEDED
+MAX_ALIASES_EXCEEDED = ErrorCode.MAX_ALIASES_EXCEEDED
+MAX_TOKENS_EXCEEDED = ErrorCode.MAX_TOKENS_EXCEEDED
 LOST = "The database connection was lost; nothing was changed. Try again."
 TIMED_OUT = (
     "The request took longer than the database allows; nothing was changed. Ask for less "
@@ -91,7 +92,7 @@ def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
     ]
 
 
-def coded(rule: type[ASTValidationRule], code: str) -> type[ASTValidationRule]:
+def coded(rule: type[ASTValidationRule], code: ErrorCode) -> type[ASTValidationRule]:
     """The rule, its errors carrying `extensions.code`."""
 
     class Coded(rule):  # type: ignore[valid-type, misc]
@@ -419,7 +420,7 @@ def _cause(error: GraphQLError) -> BaseException | None:
 
 
 def _coded(
-    error: GraphQLError, code: str, message: str | None = None, **more: object
+    error: GraphQLError, code: ErrorCode, message: str | None = None, **more: object
 ) -> GraphQLError:
     return GraphQLError(
         message or error.message,
@@ -442,7 +443,7 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
         ):
             return _coded(error, MAX_TOKENS_EXCEEDED)
         # syntax and validation errors: the client's to read
-        return _coded(error, "GRAPHQL_VALIDATION_FAILED")
+        return _coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED)
     if isinstance(original, OperationError):
         message = original.message if error.original_error is original else error.message
         return _coded(error, original.code, message, **original.extensions)
@@ -466,7 +467,7 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR"},
+            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR},
         )
     return GraphQLError(
         "Unexpected error.",
@@ -474,7 +475,7 @@ def shape_error(error: GraphQLError, *, debug: bool) -> GraphQLError:
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": "INTERNAL_SERVER_ERROR"},
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR},
     )
 
 

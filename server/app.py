@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from db.migrate import current_revision, head_revision, upgrade
 from db.seed import DEMO_USERS
+from resolvers.codes import ErrorCode
 from server.collector import set_for_serving
 from server.graphql import CaseloadGraphQL
 from server.http import HTTP_CODES, ClientGone, Refused, error_response, read_capped
@@ -66,6 +67,7 @@ CORS_EXPOSED_HEADERS = [
     "RateLimit-Remaining",
     "RateLimit-Reset",
     "Retry-After",
+    "WWW-Authenticate",  # how to authenticate, on a 401
 ]
 
 
@@ -146,7 +148,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (unknown path, wrong method) in the same JSON shape."""
     assert isinstance(exc, HTTPException)
-    code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+    code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     record = current_record()
     if record is not None:
         record.codes = [code]
@@ -171,7 +173,7 @@ class CORS(CORSMiddleware):
             return response
         record = current_record()
         if record is not None:
-            record.codes = ["CORS_REFUSED"]
+            record.codes = [ErrorCode.CORS_REFUSED]
         failures = bytes(response.body).decode().removeprefix("Disallowed CORS ").split(", ")
         reasons = "; ".join(_CORS_REFUSALS.get(failure, failure) for failure in failures)
         headers = {
@@ -180,7 +182,7 @@ class CORS(CORSMiddleware):
             if name not in ("content-length", "content-type")
         }
         return error_response(
-            400, "CORS_REFUSED", f"Cross-origin request refused: {reasons}.", headers
+            400, ErrorCode.CORS_REFUSED, f"Cross-origin request refused: {reasons}.", headers
         )
 
 
@@ -228,7 +230,7 @@ def _demo_token(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
         except (ValueError, AttributeError):
             wanted = None
         if wanted not in users:
-            return error_response(400, "BAD_REQUEST", f"Pick one of: {', '.join(users)}.")
+            return error_response(400, ErrorCode.BAD_REQUEST, f"Pick one of: {', '.join(users)}.")
         email, org = users[wanted]
         token = mint_token(settings, email=email, org=org)
         return JSONResponse(

@@ -31,6 +31,7 @@ from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 from starlette.responses import JSONResponse
 
+from resolvers.codes import ErrorCode
 from server.auth import AuthFailure, Credentials, Key, Person
 from server.http import error_response
 from server.settings import Settings
@@ -44,7 +45,7 @@ REDIS_TIMEOUT_SECONDS = 0.5
 REDIS_RETRY_SECONDS = 5.0
 # While Redis stays down, its failure is logged at most this often.
 REDIS_WARN_EVERY_SECONDS = 60.0
-RATE_LIMITED = "RATE_LIMITED"
+RATE_LIMITED = ErrorCode.RATE_LIMITED
 # Budgets of their own remembered per process (API keys that have one), oldest forgotten first.
 MAX_REMEMBERED_LIMITS = 10_000
 

@@ -34,6 +34,7 @@ from db import idempotency
 from db.base import utcnow
 from db.session import Database
 from policies.principal import Principal
+from resolvers.codes import ErrorCode
 from resolvers.compiled import Budget
 from resolvers.context import Limits
 from resolvers.errors import IdempotencyKeyReused, Unauthenticated
@@ -46,11 +47,17 @@ from server.fairuse import headers as fair_use_headers
 from server.fairuse import points as fair_use_points
 from server.fairuse import refusal as fair_use_refusal
 from server.http import (
+    GRAPHQL_RESPONSE,
+    GRAPHQL_RESPONSE_CONTENT_TYPE,
     HTTP_CODES,
+    JSON,
     ClientGone,
     GraphQLBody,
     Refused,
+    challenge,
     error_response,
+    graphql_status,
+    negotiate,
     query_string_body,
     read_graphql_body,
 )
@@ -61,6 +68,8 @@ log = logging.getLogger("caseload.graphql")
 
 # The body read and checked in __call__, handed to parse_http_body within the same request.
 _body: ContextVar[GraphQLBody | None] = ContextVar("caseload_graphql_body", default=None)
+# The media type the request's answer is in (server.http.negotiate), for create_response.
+_media: ContextVar[str] = ContextVar("caseload_media", default=JSON)
 _FIRST_OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -138,7 +147,7 @@ def retry_of(request: Request, body: GraphQLBody, ttl: timedelta) -> Retry | Non
     if not _SANE_KEY.fullmatch(key):
         raise Refused(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             f"{IDEMPOTENCY_KEY_HEADER} must be 1 to 200 visible ASCII characters, e.g. a UUID.",
         )
     return Retry(key, fingerprint(body), ttl)
@@ -176,6 +185,20 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         response: Response | None
+        media = negotiate(request.headers.get("accept"))
+        media_token = _media.set(media)
+        try:
+            response = await self.respond_within_lanes(request, receive)
+        finally:
+            _media.reset(media_token)
+        if response is None:
+            return  # the client left
+        finish(response, media, request.headers.get("authorization"))
+        await response(scope, receive, send)
+
+    async def respond_within_lanes(self, request: Request, receive: Receive) -> Response | None:
+        """The response, charged to the caller's budget (None when the client has left)."""
+        response: Response | None
         # Whose budget the request spends, from what its credentials say (no I/O).
         now = utcnow()
         credentials = self.services.authenticator.read(request.headers.get("authorization"), now)
@@ -187,19 +210,18 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         if not await lanes.enter(spending.key):
             # The credential already has its fill of requests running and waiting.
             _record_codes([RATE_LIMITED])
-            await crowded(lanes)(scope, receive, send)
-            return
+            return crowded(lanes)
         try:
             response = await self.respond(request, receive, credentials, utcnow(), spending)
         finally:
             lanes.leave(spending.key)
         if response is None:
-            return  # the client left
+            return None
         if spending.verdict is None:
             await spending.charge(1)  # a refused body is an answer too
         assert spending.verdict is not None
         response.headers.update(fair_use_headers(spending.verdict))
-        await response(scope, receive, send)
+        return response
 
     async def respond(
         self,
@@ -223,7 +245,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             _record_codes([refused.code])
             return refused.response()
         except HTTPException as exc:
-            code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+            code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
             _record_codes([code])
             headers = {"Allow": "GET, POST"} if exc.status_code == 405 else None
             return error_response(exc.status_code, code, exc.reason, headers)
@@ -261,10 +283,12 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             if not await spending.charge(1):
                 return spending.refusal()
             _record_codes([Unauthenticated.code])
-            return unauthenticated(credentials, body.query)
+            return unauthenticated(credentials, body.query, _media.get())
         kept = body.query in self.documents.kept
         # Parsed and validated once, for whichever executor answers.
         prepared = self.documents.prepare(body.query)
+        if prepared.valid:
+            refuse_unnamed(request, body, prepared)
         parsing_ms = (time.thread_time() - started) * 1000
         cold = self.services.cold_lanes
         if kept or not prepared.reads(body.operation_name):
@@ -375,6 +399,21 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         assert self.render_page is not None
         return self.render_page(request)
 
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        if isinstance(response_data, dict) and not sub_response.status_code:
+            media = _media.get()
+            status = graphql_status(response_data, media)
+            if media == GRAPHQL_RESPONSE and status in (400, 401, 429):
+                # Refused before anything ran: a request error, which has no `data`
+                # (GraphQL-over-HTTP; application/json keeps `"data": null`).
+                response_data.pop("data", None)
+            sub_response.status_code = status
+        return super().create_response(response_data, sub_response)
+
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
@@ -478,21 +517,59 @@ async def until_gone(receive: Receive, work: Awaitable[Response]) -> Response | 
 INTROSPECTION_HINT = 4096
 
 
-def unauthenticated(credentials: AuthFailure | None, query: str) -> Response:
+def unauthenticated(credentials: AuthFailure | None, query: str, media: str) -> Response:
     """A request without usable credentials, refused before its document is read, in the
-    shape the executor gives UNAUTHENTICATED (nothing was estimated or run: cost 0)."""
+    shape the executor gives UNAUTHENTICATED (nothing was estimated or run: cost 0): HTTP 401."""
     if credentials is not None:
         message = credentials.message
     elif "__schema" in query[:INTROSPECTION_HINT] or "__type" in query[:INTROSPECTION_HINT]:
         message = "Sign in first: introspection needs credentials here."
     else:
         message = "Sign in first: send an Authorization header."
-    body = {
+    body: dict[str, Any] = {
         "data": None,
         "errors": [{"message": message, "extensions": {"code": Unauthenticated.code}}],
         "extensions": {"cost": 0},
     }
-    return Response(orjson.dumps(body), media_type="application/json")
+    if media == GRAPHQL_RESPONSE:
+        del body["data"]  # refused before anything ran: a request error
+    return Response(orjson.dumps(body), status_code=401, media_type=JSON)
+
+
+def refuse_unnamed(request: Request, body: GraphQLBody, prepared: Prepared) -> None:
+    """Refuse a request whose operation cannot be told (GraphQL-over-HTTP: a request error),
+    and under application/graphql-response+json a GET that would change something (405)."""
+    if body.operation_name not in prepared.names():
+        if body.operation_name is None:
+            raise Refused(
+                400,
+                ErrorCode.BAD_REQUEST,
+                "The document holds several operations: name the one to run in `operationName`.",
+            )
+        raise Refused(
+            400, ErrorCode.BAD_REQUEST, f'Unknown operation named "{body.operation_name}".'
+        )
+    if (
+        request.method == "GET"
+        and _media.get() == GRAPHQL_RESPONSE
+        and not prepared.reads(body.operation_name)
+    ):
+        raise Refused(
+            405,
+            ErrorCode.METHOD_NOT_ALLOWED,
+            "Only queries are answered over GET: send mutations with POST.",
+            {"Allow": "POST"},
+        )
+
+
+def finish(response: Response, media: str, authorization: str | None) -> None:
+    """What every answer of /graphql carries: the media type asked for, and on a 401 the
+    challenge that says how to authenticate."""
+    response.headers.add_vary_header("Accept")
+    if media != JSON and response.headers.get("content-type") == JSON:
+        response.headers["content-type"] = GRAPHQL_RESPONSE_CONTENT_TYPE
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = challenge(authorization)
 
 
 def signed_in(ctx: RequestContext, principal: Principal, services: Services) -> None:

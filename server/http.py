@@ -1,8 +1,10 @@
-"""The HTTP envelope of /graphql: bodies read, capped and checked before anything else runs."""
+"""The HTTP envelope of /graphql: bodies read, capped and checked before anything else runs;
+the media type of the answer, and its status."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +13,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive
 
+from resolvers.codes import ErrorCode
 from schema.extensions import unstorable_variable
 
 MAX_JSON_DEPTH = 64
-HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+HTTP_CODES = {
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
+
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+# JSON is UTF-8 (RFC 8259); the GraphQL-over-HTTP specification asks for the charset anyway.
+GRAPHQL_RESPONSE_CONTENT_TYPE = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+# Refusals made before an operation runs, answered 400 under application/graphql-response+json:
+# the document does not parse, does not validate (the depth and alias limits are validation
+# rules), a variable does not coerce, or the request is over the cost limit (nothing ran).
+REQUEST_ERRORS = frozenset(
+    {
+        ErrorCode.GRAPHQL_VALIDATION_FAILED,
+        ErrorCode.MAX_DEPTH_EXCEEDED,
+        ErrorCode.MAX_ALIASES_EXCEEDED,
+        ErrorCode.MAX_TOKENS_EXCEEDED,
+        ErrorCode.MAX_COST_EXCEEDED,
+    }
+)
 
 
 class ClientGone(Exception):
@@ -26,15 +50,16 @@ class Refused(Exception):
     """A request refused at the HTTP level, answered with a JSON `errors` body."""
 
     status: int
-    code: str
+    code: ErrorCode
     message: str
+    headers: dict[str, str] | None = None
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.code, self.message)
+        return error_response(self.status, self.code, self.message, self.headers)
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": code}}]},
@@ -56,7 +81,9 @@ async def read_graphql_body(request: Request, limit: int) -> GraphQLBody:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise Refused(
-            415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as Content-Type: application/json."
+            415,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "Send the request as Content-Type: application/json.",
         )
     raw = await read_capped(request.receive, request.headers.get("content-length"), limit)
     return parse_graphql_body(raw)
@@ -64,10 +91,12 @@ async def read_graphql_body(request: Request, limit: int) -> GraphQLBody:
 
 async def read_capped(receive: Receive, content_length: str | None, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    too_large = Refused(413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes.")
+    too_large = Refused(
+        413, ErrorCode.BODY_TOO_LARGE, f"The request body is larger than {limit} bytes."
+    )
     if content_length is not None:
         if not content_length.isascii() or not content_length.strip().isdigit():
-            raise Refused(400, "BAD_REQUEST", "The Content-Length header is not a number.")
+            raise Refused(400, ErrorCode.BAD_REQUEST, "The Content-Length header is not a number.")
         if int(content_length) > limit:
             raise too_large
     chunks: list[bytes] = []
@@ -100,11 +129,13 @@ def parse_graphql_body(raw: bytes) -> GraphQLBody:
         except RecursionError:
             raise too_deep() from None
         except ValueError:
-            raise Refused(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
+            raise Refused(
+                400, ErrorCode.BAD_REQUEST, "The request body is not valid JSON."
+            ) from None
     if not isinstance(data, dict):
         raise Refused(
             400,
-            "BAD_REQUEST",
+            ErrorCode.BAD_REQUEST,
             'The request body must be one JSON object, {"query": ...}; batches are not accepted.',
         )
     if nesting_exceeds(data, MAX_JSON_DEPTH):
@@ -126,7 +157,7 @@ def query_string_body(request: Request) -> GraphQLBody:
             except RecursionError:
                 raise too_deep() from None
             except ValueError:
-                raise Refused(400, "BAD_REQUEST", f"`{name}` is not valid JSON.") from None
+                raise Refused(400, ErrorCode.BAD_REQUEST, f"`{name}` is not valid JSON.") from None
             if isinstance(data[name], dict | list) and nesting_exceeds(
                 data[name], MAX_JSON_DEPTH - 1
             ):
@@ -141,18 +172,18 @@ def checked_body(data: dict[str, Any]) -> GraphQLBody:
     operation_name = data.get("operationName")
     extensions = data.get("extensions")
     if not isinstance(query, str) or not query.strip():
-        raise Refused(400, "BAD_REQUEST", "`query` must be a non-empty string.")
+        raise Refused(400, ErrorCode.BAD_REQUEST, "`query` must be a non-empty string.")
     if variables is not None and not isinstance(variables, dict):
-        raise Refused(400, "BAD_REQUEST", "`variables` must be an object or null.")
+        raise Refused(400, ErrorCode.BAD_REQUEST, "`variables` must be an object or null.")
     if operation_name is not None and not isinstance(operation_name, str):
-        raise Refused(400, "BAD_REQUEST", "`operationName` must be a string or null.")
+        raise Refused(400, ErrorCode.BAD_REQUEST, "`operationName` must be a string or null.")
     if extensions is not None and not isinstance(extensions, dict):
-        raise Refused(400, "BAD_REQUEST", "`extensions` must be an object or null.")
+        raise Refused(400, ErrorCode.BAD_REQUEST, "`extensions` must be an object or null.")
     for name, value in (("operationName", operation_name), ("extensions", extensions)):
         if value is not None and unstorable_variable(value) is not None:
             raise Refused(
                 400,
-                "BAD_REQUEST",
+                ErrorCode.BAD_REQUEST,
                 f"`{name}` holds text that is not Unicode (a lone surrogate or U+0000).",
             )
     return GraphQLBody(query, variables, operation_name, extensions)
@@ -160,7 +191,9 @@ def checked_body(data: dict[str, Any]) -> GraphQLBody:
 
 def too_deep() -> Refused:
     return Refused(
-        400, "BAD_REQUEST", f"The request body is nested deeper than {MAX_JSON_DEPTH} levels."
+        400,
+        ErrorCode.BAD_REQUEST,
+        f"The request body is nested deeper than {MAX_JSON_DEPTH} levels.",
     )
 
 
@@ -175,3 +208,74 @@ def nesting_exceeds(value: dict[str, Any] | list[Any], limit: int) -> bool:
                     return True
                 stack.append((child, depth + 1))
     return False
+
+
+def negotiate(accept: str | None) -> str:
+    """The media type to answer in: application/graphql-response+json when the client prefers
+    it, else application/json (also when it accepts neither, as before the newer type).
+
+    Preference follows RFC 9110 (12.5.1): the highest q-value, where a media range named exactly
+    counts before a wildcard, and among equals the one listed first.
+    """
+    if not accept:
+        return JSON
+    best: tuple[float, int, int] | None = None
+    chosen = JSON
+    for position, item in enumerate(accept.split(",")):
+        kind, *parameters = (part.strip() for part in item.split(";"))
+        kind = kind.lower()
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if not 0.0 < quality <= 1.0:  # q=0 refuses; outside 0..1 (nan too) is no q-value
+            continue
+        if kind == GRAPHQL_RESPONSE:
+            candidate, exact = GRAPHQL_RESPONSE, 2
+        elif kind == JSON:
+            candidate, exact = JSON, 2
+        elif kind == "application/*":
+            candidate, exact = JSON, 1
+        elif kind == "*/*":
+            candidate, exact = JSON, 0
+        else:
+            continue
+        rank = (quality, exact, -position)
+        if best is None or rank > best:
+            best, chosen = rank, candidate
+    return chosen
+
+
+def graphql_status(answer: Mapping[str, Any], media: str) -> int:
+    """The HTTP status of an executor's answer: 401 for UNAUTHENTICATED, 429 for RATE_LIMITED,
+    504 for TIMEOUT, and, under application/graphql-response+json, 400 for a request error
+    (GraphQL-over-HTTP); 200 otherwise, and whenever there is data."""
+    errors = answer.get("errors")
+    if not errors or answer.get("data") is not None:
+        return 200
+    codes = {(error.get("extensions") or {}).get("code") for error in errors}
+    if ErrorCode.UNAUTHENTICATED in codes:
+        return 401
+    if ErrorCode.RATE_LIMITED in codes:
+        return 429
+    if ErrorCode.TIMEOUT in codes:
+        return 504
+    if (
+        media == GRAPHQL_RESPONSE
+        and codes <= REQUEST_ERRORS
+        and not any("path" in error for error in errors)
+    ):
+        return 400
+    return 200
+
+
+def challenge(authorization: str | None) -> str:
+    """WWW-Authenticate for a 401: the two schemes `Authorization` takes (RFC 9110 11.6.1), and
+    for a bearer token that was refused, RFC 6750's `invalid_token`."""
+    scheme = (authorization or "").strip().split(" ", 1)[0].lower()
+    bearer = 'Bearer error="invalid_token"' if scheme == "bearer" else "Bearer"
+    return f"{bearer}, ApiKey"

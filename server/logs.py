@@ -24,6 +24,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from policies.principal import Principal
+from resolvers.codes import ErrorCode
 from server.http import error_response
 
 access_log = logging.getLogger("caseload.access")
@@ -127,9 +128,9 @@ class AccessLog:
         except Exception:
             error_log.exception("unexpected error in %s %s", record.method, record.path)
             record.outcome = "error"
-            record.codes = ["INTERNAL_SERVER_ERROR"]
+            record.codes = [ErrorCode.INTERNAL_SERVER_ERROR]
             if record.status is None:
-                await error_response(500, "INTERNAL_SERVER_ERROR", "Unexpected error.")(
+                await error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, "Unexpected error.")(
                     scope, receive, send_with_id
                 )
         finally:

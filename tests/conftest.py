@@ -30,7 +30,7 @@ from server.services import Services
 from server.settings import Settings
 from tests.authz import NOTES, TALLY
 from tests.factories import World
-from tests.helpers import Api
+from tests.helpers import Api, codes_are_listed
 
 PG_ADMIN_URL = os.environ.get(
     "CASELOAD_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -220,6 +220,10 @@ async def backend(database: Backend) -> Backend:
     return database
 
 
+# Every answer a test receives names only codes the schema lists (tests/test_error_codes.py).
+LISTED_CODES = {"response": [codes_are_listed]}
+
+
 def make_settings(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": url,
@@ -242,7 +246,9 @@ async def services(backend: Backend) -> AsyncIterator[Services]:
 async def api(services: Services) -> AsyncIterator[Api]:
     app = create_app(services=services)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://caseload.test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://caseload.test", event_hooks=LISTED_CODES
+    ) as client:
         yield Api(client, services.settings)
 
 
@@ -275,7 +281,9 @@ async def api_with(backend: Backend) -> AsyncIterator[AppFactory]:
     async def build(**overrides: object) -> Api:
         built = Services.build(make_settings(backend.url, **overrides))
         transport = httpx.ASGITransport(app=create_app(services=built))
-        client = httpx.AsyncClient(transport=transport, base_url="http://caseload.test")
+        client = httpx.AsyncClient(
+            transport=transport, base_url="http://caseload.test", event_hooks=LISTED_CODES
+        )
         opened.append((built, client))
         return Api(client, built.settings)
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.base import Base
 from db.models import AuditEvent, Organisation, User
+from resolvers.codes import ErrorCode
 from resolvers.ids import encode_id
 from server.logs import statement_observers
 from server.settings import Settings
@@ -100,8 +101,9 @@ def assert_granted(result: Result, typename: str) -> dict[str, Any]:
 
 
 def assert_denied(result: Result, code: str = "FORBIDDEN") -> None:
-    """The operation was refused as a whole with top-level errors, every one of `code`."""
-    assert result.status == 200, result.body
+    """The operation was refused as a whole with top-level errors, every one of `code`
+    (HTTP 401 for UNAUTHENTICATED, 200 otherwise)."""
+    assert result.status == (401 if code == "UNAUTHENTICATED" else 200), result.body
     assert result.codes and set(result.codes) == {code}, result.body
     assert not any(v for v in (result.data or {}).values()), result.body
 
@@ -173,3 +175,41 @@ def counting() -> Iterator[list[str]]:
         yield statements
     finally:
         statement_observers.remove(record)
+
+
+def answered_codes(body: object) -> set[str]:
+    """The codes an answer carries: its errors' `extensions.code`, and the `code` of every
+    error type and bulk item in its data (an object with a `code` and a `message`)."""
+    found: set[str] = set()
+    if isinstance(body, dict):
+        for error in body.get("errors") or []:
+            if isinstance(error, dict) and isinstance(error.get("extensions"), dict):
+                code = error["extensions"].get("code")
+                if code is not None:
+                    found.add(str(code))
+    stack: list[object] = [body.get("data") if isinstance(body, dict) else None]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("code"), str) and isinstance(item.get("message"), str):
+                found.add(item["code"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+_JSON_TYPES = ("application/json", "application/graphql-response+json")
+
+
+async def codes_are_listed(response: httpx.Response) -> None:
+    """A response hook for the test clients: every code answered is in enum ErrorCode."""
+    if not response.headers.get("content-type", "").startswith(_JSON_TYPES):
+        return
+    await response.aread()
+    try:
+        body = response.json()
+    except ValueError:
+        return
+    unlisted = answered_codes(body) - {code.value for code in ErrorCode}
+    assert not unlisted, f"answered codes not listed in ErrorCode: {sorted(unlisted)}"

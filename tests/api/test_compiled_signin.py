@@ -151,6 +151,7 @@ async def test_a_deactivated_caller_is_refused_at_their_next_read(app: App, worl
     refused = await call(LEARNERS)
 
     assert refused.codes == ["UNAUTHENTICATED"] and refused.data is None
+    assert refused.status == 401  # the guess for them was checked, and the refusal says so
     assert app.compiled.answered == 2
     assert app.compiled.callers == {}  # and nothing is guessed for them any more
 
@@ -169,6 +170,7 @@ async def test_a_revoked_key_is_refused_at_its_next_read(app: App, world: World)
     refused = await partner(LEARNERS)
 
     assert refused.codes == ["UNAUTHENTICATED"] and refused.data is None
+    assert refused.status == 401  # the guess for them was checked, and the refusal says so
 
 
 async def test_a_caller_is_never_answered_with_what_another_was_guessed(

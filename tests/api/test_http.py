@@ -289,6 +289,7 @@ async def test_cors_answers_allowed_origins_only(api_with: AppFactory, world: Wo
         "ratelimit-remaining",
         "ratelimit-reset",
         "retry-after",
+        "www-authenticate",
     }
 
 

@@ -240,7 +240,7 @@ async def test_operation_names_request_ids_and_clients_are_escaped_in_text_lines
     fields = _text_fields(line)
     # The log keeps an operation's first 100 characters.
     assert (fields["request_id"], fields["operation"]) == (request_id, operation[:100])
-    assert (fields["path"], fields["status"]) == ("/graphql", "200")  # refused: no credentials
+    assert (fields["path"], fields["status"]) == ("/graphql", "401")  # refused: no credentials
 
 
 async def test_messages_and_stacks_cannot_forge_text_lines(

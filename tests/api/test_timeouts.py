@@ -82,13 +82,15 @@ async def test_a_read_past_the_timeout_answers_timeout_and_runs_once(
         # Searching a million learners takes SQLite several times the timeout.
         await many_learners(backend, org.id, 1_000_000)
 
-    for query in (COMPILED, STANDARD):
+    # 504 in either media type (the newer one keeps `data`: the operation ran).
+    newer = api.with_headers({**call.headers, "Accept": "application/graphql-response+json"})
+    for query, caller in ((COMPILED, call), (STANDARD, call), (COMPILED, newer), (STANDARD, newer)):
         started = time.monotonic()
         if backend.name == "postgresql":
             async with learners_locked(backend):
-                answer = await call(query)
+                answer = await caller(query)
         else:
-            answer = await call(query)
+            answer = await caller(query)
         elapsed = time.monotonic() - started
 
         assert_timed_out(answer.status, answer.body)

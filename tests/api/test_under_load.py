@@ -152,7 +152,7 @@ async def test_two_hundred_anonymous_megabyte_documents_leave_nothing_behind(
     before, parsed = _rss(), documents.parsed
     for i in range(3, 203):
         answer = await api.post(_megabyte_document(i))
-        assert answer.status == 200 and answer.codes == ["UNAUTHENTICATED"], answer.body
+        assert answer.status == 401 and answer.codes == ["UNAUTHENTICATED"], answer.body
     grown = _rss() - before
     assert grown < 50 * 1024 * 1024, f"RSS grew {grown / 2**20:.0f} MiB"
     assert documents.parsed == parsed  # refused before its document was read
