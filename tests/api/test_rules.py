@@ -540,7 +540,8 @@ async def test_statements_do_not_grow_with_rules_or_learners(
         IMPORT,
         input={"learners": [{"name": f"B{n}", "email": f"b{n}@x.org", **here} for n in range(2)]},
     )
-    await rules(12)  # now twelve rules match (the first course's twice)
+    for course in courses[1:]:  # now twelve rules match, one per course
+        await world.rule(o.org, course, RuleScope.LOCATION, location=o.leeds)
     many_rules = await statements(CREATE_LEARNER, input={"name": "C", "email": "c@x.org", **here})
     many = await statements(
         IMPORT,
