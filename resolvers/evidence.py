@@ -95,9 +95,16 @@ class EvidenceDecided:
 DECIDED_AS = {Decision.SIGN_OFF: EvidenceStatus.SIGNED_OFF, Decision.REFER: EvidenceStatus.REFERRED}
 
 
-def _decided_so(evidence: Evidence, status: EvidenceStatus, comment: str | None) -> bool:
-    """The evidence was decided as asked already: the same decision with the same comment."""
-    return evidence.status == status and evidence.comment == comment
+def _decided_so(
+    ctx: Context, evidence: Evidence, status: EvidenceStatus, comment: str | None
+) -> bool:
+    """The caller decided the evidence as asked already: the same decision and comment. Anyone
+    else's decision locks it (EvidenceLocked), so that two assessors at once get one winner."""
+    return (
+        evidence.status == status
+        and evidence.comment == comment
+        and evidence.decided_by_id == ctx.me.user_id
+    )
 
 
 async def submit_evidence(
@@ -147,7 +154,7 @@ async def sign_off_evidence(
         return Invalid(f"comment must be at most {MAX_COMMENT} characters.", field="comment")
     status = DECIDED_AS[decision]
     if evidence.status != EvidenceStatus.SUBMITTED:
-        if _decided_so(evidence, status, text):
+        if _decided_so(ctx, evidence, status, text):
             return EvidenceDecided(evidence, unchanged=True)
         return EvidenceLocked(id=evidence_id)
     # Conditional on the status, so two assessors deciding at once cannot both win.
@@ -162,8 +169,8 @@ async def sign_off_evidence(
             .where(Evidence.id == evidence.id)
             .execution_options(populate_existing=True)
         )
-        if current is not None and _decided_so(current, status, text):
-            return EvidenceDecided(current, unchanged=True)  # decided so by someone else
+        if current is not None and _decided_so(ctx, current, status, text):
+            return EvidenceDecided(current, unchanged=True)
         return EvidenceLocked(id=evidence_id)
     for name, value in (
         ("status", status),

@@ -116,8 +116,9 @@ class EvidenceMutation:
         cases.sign_off_evidence,
         input=SignOffEvidenceInput,
         repeat=unchanged(
-            "decided already with the same decision and comment: `unchanged: true`, no audit "
-            "event; any other decision or comment `EvidenceLockedError`"
+            "decided already by the caller with the same decision and comment: `unchanged: "
+            "true`, no audit event; another decision or comment, or anyone else's decision: "
+            "`EvidenceLockedError`"
         ),
         description="Sign evidence off or refer it back: the assessors and training "
         "coordinators assigned to its record, external assessors allocated to its learner, "

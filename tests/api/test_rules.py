@@ -145,8 +145,14 @@ async def test_admins_make_list_and_delete_rules(
         await call(DELETE_RULE, input={"ruleId": rule["id"]}), "AutoAllocationRuleDeleted"
     )
     assert (await call(RULES)).ok()["autoAllocationRules"] == []
+    again = assert_granted(  # deleted already: kept as history, unchanged
+        await call(DELETE_RULE, input={"ruleId": rule["id"]}), "AutoAllocationRuleDeleted"
+    )
+    assert again["id"] == rule["id"]
     assert_error(
-        await call(DELETE_RULE, input={"ruleId": rule["id"]}), "NotFoundError", "NOT_FOUND"
+        await call(DELETE_RULE, input={"ruleId": gid("AutoAllocationRule", 10**9)}),
+        "NotFoundError",
+        "NOT_FOUND",
     )
     async with backend.engine.connect() as conn:
         actions = set((await conn.execute(select(AuditEvent.action))).scalars())
