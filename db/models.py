@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -425,6 +426,22 @@ class AutoAllocationRule(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+RULE_IN_FORCE = text("deleted_at IS NULL")
+# One rule in force per course, scope and units: an identical rule is AlreadyExists, decided by
+# the database. A unit left out counts as 0 (ids start at 1), so that NULLs compare equal.
+Index(
+    "uq_auto_allocation_rules_in_force",
+    AutoAllocationRule.organisation_id,
+    AutoAllocationRule.course_id,
+    AutoAllocationRule.scope,
+    func.coalesce(AutoAllocationRule.location_id, 0),
+    func.coalesce(AutoAllocationRule.department_id, 0),
+    unique=True,
+    sqlite_where=RULE_IN_FORCE,
+    postgresql_where=RULE_IN_FORCE,
+)
 
 
 class Licence(Base):

@@ -57,11 +57,19 @@ class AllocationLoaders(LoaderGroup):
 @dataclass(frozen=True)
 class AssessorAllocated:
     allocation: Allocation
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
 class AssessorDeallocated:
     allocation: Allocation
+    unchanged: bool = False
+
+
+ALREADY_ALLOCATED = (
+    "This assessor is already allocated to this learner, with another expiry: deallocate them "
+    "first."
+)
 
 
 async def _learner_and_assessor(
@@ -103,7 +111,9 @@ async def allocate_assessor(
     )
     if current is not None:
         if current.expires_at is None or current.expires_at > ctx.now:
-            return AlreadyExists("This assessor is already allocated to this learner.")
+            if current.expires_at == expires_at:  # allocated already, as asked
+                return AssessorAllocated(current, unchanged=True)
+            return AlreadyExists(ALREADY_ALLOCATED)
         # An expired allocation grants nothing; close it so that the new one can start.
         await ctx.db.execute(
             update(Allocation)
@@ -118,8 +128,8 @@ async def allocate_assessor(
         allocated_by_id=ctx.me.user_id,
         expires_at=expires_at,
     )
-    if not await ctx.db.try_add(allocation):
-        return AlreadyExists("This assessor is already allocated to this learner.")
+    if not await ctx.db.try_add(allocation):  # allocated by someone else meanwhile
+        return await _allocated_meanwhile(ctx, learner.id, assessor.id, expires_at)
     await audit(
         ctx,
         AuditAction.ASSESSOR_ALLOCATED,
@@ -134,29 +144,55 @@ async def allocate_assessor(
     return AssessorAllocated(allocation)
 
 
+async def _allocated_meanwhile(
+    ctx: Context, learner_id: int, assessor_id: int, expires_at: datetime | None
+) -> AssessorAllocated | AlreadyExists:
+    """The allocation another request made first (the unique index decided)."""
+    current = await ctx.db.scalar(
+        select(Allocation).where(
+            Allocation.learner_id == learner_id,
+            Allocation.assessor_id == assessor_id,
+            Allocation.ended_at.is_(None),
+        )
+    )
+    if current is not None and current.expires_at == expires_at:
+        return AssessorAllocated(current, unchanged=True)
+    return AlreadyExists(ALREADY_ALLOCATED)
+
+
+NOT_ALLOCATED = "This assessor has never been allocated to this learner."
+
+
 async def deallocate_assessor(
     ctx: Context, *, learner_id: str, assessor_id: str
 ) -> AssessorDeallocated | Invalid | NotFound:
+    """End the allocation; one ended already stays so, unchanged (the latest is answered)."""
     found = await _learner_and_assessor(ctx, learner_id, assessor_id)
     if isinstance(found, Invalid | NotFound):
         return found
     learner, assessor_pk = found
+    # The open allocation if there is one, else the latest ended one: history, which the
+    # caller sees because they see the learner.
     allocation = await ctx.db.scalar(
-        select(Allocation).where(
-            Allocation.learner_id == learner.id,
-            Allocation.assessor_id == assessor_pk,
-            Allocation.ended_at.is_(None),
-        )
+        select(Allocation)
+        .where(Allocation.learner_id == learner.id, Allocation.assessor_id == assessor_pk)
+        .order_by(Allocation.ended_at.is_not(None), Allocation.id.desc())
+        .limit(1)
     )
     if allocation is None:
-        return NotFound(id=assessor_id, message="This assessor is not allocated to this learner.")
+        return NotFound(id=assessor_id, message=NOT_ALLOCATED)
     ended = await ctx.db.execute(
         update(Allocation)
         .where(Allocation.id == allocation.id, Allocation.ended_at.is_(None))
         .values(ended_at=ctx.now, ended_by_id=ctx.me.user_id)
     )
     if ended.rowcount != 1:  # type: ignore[attr-defined]
-        return NotFound(id=assessor_id, message="This assessor is not allocated to this learner.")
+        current = await ctx.db.scalar(
+            select(Allocation)
+            .where(Allocation.id == allocation.id)
+            .execution_options(populate_existing=True)
+        )
+        return AssessorDeallocated(current or allocation, unchanged=True)
     set_committed_value(allocation, "ended_at", ctx.now)
     set_committed_value(allocation, "ended_by_id", ctx.me.user_id)
     await audit(

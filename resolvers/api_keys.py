@@ -152,6 +152,7 @@ class ApiKeyCreated:
 @dataclass(frozen=True)
 class ApiKeyRevoked:
     api_key: ApiKey
+    unchanged: bool = False
 
 
 async def api_keys(ctx: Context) -> list[ApiKey]:
@@ -212,7 +213,10 @@ async def revoke_api_key(ctx: Context, *, api_key_id: str) -> ApiKeyRevoked | In
             .execution_options(synchronize_session=False, populate_existing=True)
         )
     ).scalar_one_or_none()
-    if revoked is None:
-        return ApiKeyRevoked(api_key=row)
+    if revoked is None:  # revoked already (the row read above may predate that)
+        current = await ctx.db.scalar(
+            select(ApiKey).where(ApiKey.id == row.id).execution_options(populate_existing=True)
+        )
+        return ApiKeyRevoked(api_key=current or row, unchanged=True)
     await audit(ctx, AuditAction.API_KEY_REVOKED, revoked, organisation_id=revoked.organisation_id)
     return ApiKeyRevoked(api_key=revoked)

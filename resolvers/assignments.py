@@ -125,12 +125,14 @@ class RecordsAssigned:
 @dataclass(frozen=True)
 class RecordsUnassigned:
     ended: list[RecordAssignment]
+    unchanged: int  # records with nothing to end
 
 
 @dataclass(frozen=True)
 class TrainingCoordinatorAssigned:
     assignment: RecordAssignment
     replaced: RecordAssignment | None
+    unchanged: bool = False
 
 
 async def _records(
@@ -275,6 +277,8 @@ async def assign_records(
         def here(rows: Sequence[Any], organisation_id: int = organisation_id) -> list[str]:
             return [gid_of(r) for r in rows if r.organisation_id == organisation_id]
 
+        if not here(created) and not here(replaced):
+            continue  # nothing changed in this organisation: no event
         await audit(
             ctx,
             AuditAction.RECORDS_ASSIGNED,
@@ -329,7 +333,7 @@ async def unassign_records(
     if role is not None:
         conditions.append(RecordAssignment.role == role)
     ended = await _end(ctx, *conditions)
-    for organisation_id in sorted({r.organisation_id for r in records}):
+    for organisation_id in sorted({a.organisation_id for a in ended}):
         await audit(
             ctx,
             AuditAction.RECORDS_UNASSIGNED,
@@ -344,7 +348,9 @@ async def unassign_records(
                 ],
             },
         )
-    return RecordsUnassigned(ended=ended)
+    return RecordsUnassigned(
+        ended=ended, unchanged=len(records) - len({a.record_id for a in ended})
+    )
 
 
 async def assign_training_coordinator(
@@ -375,6 +381,8 @@ async def assign_training_coordinator(
     )
     if same:
         assignment = same[0]
+        if not replaced:  # the coordinator already, alone (the record is locked: no race)
+            return TrainingCoordinatorAssigned(assignment, replaced=None, unchanged=True)
     else:
         (assignment,) = await _insert_assignments(ctx, [record], user, role)
     await audit(

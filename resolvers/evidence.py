@@ -89,6 +89,22 @@ class EvidenceSubmitted:
 @dataclass(frozen=True)
 class EvidenceDecided:
     evidence: Evidence
+    unchanged: bool = False
+
+
+DECIDED_AS = {Decision.SIGN_OFF: EvidenceStatus.SIGNED_OFF, Decision.REFER: EvidenceStatus.REFERRED}
+
+
+def _decided_so(
+    ctx: Context, evidence: Evidence, status: EvidenceStatus, comment: str | None
+) -> bool:
+    """The caller decided the evidence as asked already: the same decision and comment. Anyone
+    else's decision locks it (EvidenceLocked), so that two assessors at once get one winner."""
+    return (
+        evidence.status == status
+        and evidence.comment == comment
+        and evidence.decided_by_id == ctx.me.user_id
+    )
 
 
 async def submit_evidence(
@@ -136,9 +152,11 @@ async def sign_off_evidence(
         return Invalid("Say why the evidence is referred back.", field="comment")
     if text is not None and len(text) > MAX_COMMENT:
         return Invalid(f"comment must be at most {MAX_COMMENT} characters.", field="comment")
+    status = DECIDED_AS[decision]
     if evidence.status != EvidenceStatus.SUBMITTED:
+        if _decided_so(ctx, evidence, status, text):
+            return EvidenceDecided(evidence, unchanged=True)
         return EvidenceLocked(id=evidence_id)
-    status = EvidenceStatus.SIGNED_OFF if decision is Decision.SIGN_OFF else EvidenceStatus.REFERRED
     # Conditional on the status, so two assessors deciding at once cannot both win.
     decided = await ctx.db.execute(
         update(Evidence)
@@ -146,6 +164,13 @@ async def sign_off_evidence(
         .values(status=status, decided_by_id=ctx.me.user_id, decided_at=ctx.now, comment=text)
     )
     if decided.rowcount != 1:  # type: ignore[attr-defined]
+        current = await ctx.db.scalar(
+            select(Evidence)
+            .where(Evidence.id == evidence.id)
+            .execution_options(populate_existing=True)
+        )
+        if current is not None and _decided_so(ctx, current, status, text):
+            return EvidenceDecided(current, unchanged=True)
         return EvidenceLocked(id=evidence_id)
     for name, value in (
         ("status", status),

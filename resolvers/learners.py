@@ -107,6 +107,7 @@ class LearnerCreated:
 @dataclass(frozen=True)
 class LearnerUpdated:
     learner: Learner
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -541,6 +542,8 @@ async def update_learner(
         changed["name"] = None
         if user is not None:
             await rename_person(ctx, user, new_name)
+    if not values:  # every value given was already so
+        return LearnerUpdated(learner, unchanged=True)
     if values:
         await ctx.db.execute(update(Learner).where(Learner.id == learner.id).values(**values))
         for column, value in values.items():

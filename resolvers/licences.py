@@ -166,23 +166,27 @@ class CourseCreated:
 @dataclass(frozen=True)
 class LicencePoolSet:
     pool: LicencePool
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
 class LicencesAllocated:
     licences: list[Licence]
     pool: LicencePool
+    unchanged: int = 0  # learners who held an active licence for the course already
 
 
 @dataclass(frozen=True)
 class LicencesRecalled:
     licences: list[Licence]
     pool: LicencePool | None  # when every recalled licence came from one pool
+    unchanged: int = 0  # licences recalled already
 
 
 @dataclass(frozen=True)
 class LicenceLaunched:
     licence: Licence
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,8 @@ async def set_licence_pool(
         )
         pool = await lock_pool(ctx, org, course.id)
         assert pool is not None
+    elif previous == seats_total:
+        return LicencePoolSet(pool, unchanged=True)
     if seats_total < pool.seats_used:
         return Invalid(
             f"{pool.seats_used} seats are in use: seatsTotal cannot be lower.", field="seatsTotal"
@@ -482,7 +488,8 @@ async def allocate_licences(
     expires_at: datetime | None = None,
 ) -> LicencesAllocated | Invalid | NotFound | BulkRejected | PoolExhausted:
     """Licences for a course to learners the caller may allocate to: all or none. A learner
-    whose licence for the course completed or expired may be given a new one."""
+    who holds an active licence for the course already keeps it and counts as unchanged; one
+    whose licence completed or expired may be given a new one."""
     too_many = _bulk_size(ctx, learner_ids, "learnerIds")
     if too_many is not None:
         return too_many
@@ -517,30 +524,24 @@ async def allocate_licences(
                     value, ErrorCode.FORBIDDEN, "You may not allocate licences to this learner."
                 )
             )
-        elif found[pk][3]:
-            problems.append(
-                ItemProblem(value, ErrorCode.ALREADY_LICENSED, "Already holds an active licence.")
-            )
     if problems:
         return BulkRejected(items=problems)
 
+    new = [pk for pk in wanted if not found[pk][3]]
     pool = await lock_pool(ctx, org, course.id)
     available = 0 if pool is None else pool.seats_total - pool.seats_used
-    if pool is None or len(wanted) > available:
-        return PoolExhausted(requested=len(wanted), seats_available=max(available, 0))
-    await settle_expired(ctx, pool, list(wanted))
-    created = await issue(ctx, [licence_row(ctx, pool, pk, expires_at=expires_at) for pk in wanted])
-    if len(created) < len(wanted):  # licensed by someone else since the check above
-        issued = {licence.learner_id for licence in created}
-        return BulkRejected(
-            items=[
-                ItemProblem(value, ErrorCode.ALREADY_LICENSED, "Already holds an active licence.")
-                for pk, value in wanted.items()
-                if pk not in issued
-            ]
-        )
+    if pool is None or len(new) > available:
+        return PoolExhausted(requested=len(new), seats_available=max(available, 0))
+    await settle_expired(ctx, pool, new)
+    # A learner licensed by someone else since the check above is skipped by the unique index:
+    # unchanged too, and uses no seat of this call.
+    created = await issue(ctx, [licence_row(ctx, pool, pk, expires_at=expires_at) for pk in new])
+    unchanged = len(wanted) - len(created)
+    if not created:
+        return LicencesAllocated(licences=[], pool=pool, unchanged=unchanged)
     await change_seats(ctx, [pool], Counter({pool.id: len(created)}))
     created.sort(key=lambda licence: licence.id)
+    issued = {licence.learner_id for licence in created}
     await audit(
         ctx,
         AuditAction.LICENCES_ALLOCATED,
@@ -548,18 +549,19 @@ async def allocate_licences(
         organisation_id=org,
         details={
             "courseId": gid_of(course),
-            "learnerIds": list(wanted.values()),
+            "learnerIds": [value for pk, value in wanted.items() if pk in issued],
             "licenceIds": [gid_of(licence) for licence in created],
             **({} if expires_at is None else {"expiresAt": expires_at.isoformat()}),
         },
     )
-    return LicencesAllocated(licences=created, pool=pool)
+    return LicencesAllocated(licences=created, pool=pool, unchanged=unchanged)
 
 
 async def recall_licences(
     ctx: Context, *, licence_ids: Sequence[str]
 ) -> LicencesRecalled | Invalid | BulkRejected:
-    """Recall licences never launched; their seats return to the pool. All or none."""
+    """Recall licences never launched; their seats return to the pool. All or none. A licence
+    recalled already stays so and counts as unchanged."""
     too_many = _bulk_size(ctx, licence_ids, "licenceIds")
     if too_many is not None:
         return too_many
@@ -593,7 +595,10 @@ async def recall_licences(
                     value, ErrorCode.LICENCE_IN_USE, "The course was launched: not recallable."
                 )
             )
-        elif status_at(licence.status, licence.expires_at, ctx.now) != LicenceStatus.ACTIVE:
+        elif status_at(licence.status, licence.expires_at, ctx.now) not in (
+            LicenceStatus.ACTIVE,
+            LicenceStatus.RECALLED,  # recalled already: unchanged
+        ):
             problems.append(
                 ItemProblem(value, ErrorCode.INVALID, "Only an active licence is recalled.")
             )
@@ -631,15 +636,27 @@ async def recall_licences(
         .scalars()
         .all()
     )
-    if len(recalled) < len(wanted):  # launched or recalled by someone else meanwhile
-        done = {licence.id for licence in recalled}
-        return BulkRejected(
-            items=[
-                ItemProblem(value, ErrorCode.LICENCE_IN_USE, "The licence changed meanwhile.")
-                for pk, value in wanted.items()
-                if pk not in done
-            ]
+    done = {licence.id for licence in recalled}
+    rest = [pk for pk in wanted if pk not in done]
+    if rest:  # recalled before (unchanged), or launched or ended by someone else meanwhile
+        already = set(
+            await ctx.db.scalars(
+                select(Licence.id).where(
+                    Licence.id.in_(rest), Licence.status == LicenceStatus.RECALLED
+                )
+            )
         )
+        changed = [
+            ItemProblem(wanted[pk], ErrorCode.LICENCE_IN_USE, "The licence changed meanwhile.")
+            for pk in rest
+            if pk not in already
+        ]
+        if changed:
+            return BulkRejected(items=changed)
+    unchanged = len(rest)
+    pool = pools[0] if len(pools) == 1 else None
+    if not recalled:
+        return LicencesRecalled(licences=[], pool=pool, unchanged=unchanged)
     returned = Counter(licence.pool_id for licence in recalled)
     await change_seats(ctx, pools, Counter({k: -v for k, v in returned.items()}))
     recalled.sort(key=lambda licence: licence.id)
@@ -653,7 +670,7 @@ async def recall_licences(
                 "licenceIds": [gid_of(x) for x in recalled if x.organisation_id == organisation_id],
             },
         )
-    return LicencesRecalled(licences=recalled, pool=pools[0] if len(pools) == 1 else None)
+    return LicencesRecalled(licences=recalled, pool=pool, unchanged=unchanged)
 
 
 async def mark_licence_launched(
@@ -662,6 +679,7 @@ async def mark_licence_launched(
     licence = await mutation_target(ctx, licence_id, Licence, "licenceId", Action.LAUNCH)
     if isinstance(licence, Invalid | NotFound):
         return licence
+    launched = None
     if licence.launched_at is None:
         launched = (
             await ctx.db.execute(
@@ -676,11 +694,20 @@ async def mark_licence_launched(
                 .execution_options(synchronize_session=False, populate_existing=True)
             )
         ).scalar_one_or_none()
-        if launched is None:
-            return Invalid("Only an active licence can be launched.", field="licenceId")
-        licence = launched
-    elif status_at(licence.status, licence.expires_at, ctx.now) != LicenceStatus.ACTIVE:
+        if launched is None:  # not active, or launched by someone else meanwhile
+            current = await ctx.db.scalar(
+                select(Licence)
+                .where(Licence.id == licence.id)
+                .execution_options(populate_existing=True)
+            )
+            assert current is not None
+            licence = current
+        else:
+            licence = launched
+    if status_at(licence.status, licence.expires_at, ctx.now) != LicenceStatus.ACTIVE:
         return Invalid("Only an active licence can be launched.", field="licenceId")
+    if launched is None:
+        return LicenceLaunched(licence, unchanged=True)
     await audit(
         ctx,
         AuditAction.LICENCE_LAUNCHED,

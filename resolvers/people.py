@@ -131,12 +131,14 @@ class ExternalAssessorCreated:
 @dataclass(frozen=True)
 class StaffMemberUpdated:
     user: User
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
 class StaffMemberDeactivated:
     user: User
     ended_assignments: int
+    unchanged: bool = False
 
 
 async def viewer(ctx: Context) -> Viewer:
@@ -519,6 +521,8 @@ async def update_staff_member(
         assert new_name is not None
         await rename_person(ctx, user, new_name)
         changed["name"] = True
+    if not changed:  # every value given was already so
+        return StaffMemberUpdated(user, unchanged=True)
     await audit(
         ctx,
         AuditAction.STAFF_MEMBER_UPDATED,
@@ -620,7 +624,7 @@ async def deactivate_staff_member(
         .values(deactivated_at=ctx.now, deactivated_by_id=ctx.me.user_id)
     )
     if deactivated.rowcount != 1:  # type: ignore[attr-defined]
-        return Invalid("This person is already deactivated here.", field="userId")
+        return StaffMemberDeactivated(user, ended_assignments=0, unchanged=True)
     ending = (
         update(RecordAssignment)
         .where(

@@ -76,11 +76,13 @@ class ApprenticeRecordCreated:
 @dataclass(frozen=True)
 class ApprenticeRecordArchived:
     record: ApprenticeRecord
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
 class ApprenticeRecordRestored:
     record: ApprenticeRecord
+    unchanged: bool = False
 
 
 async def archived_among(
@@ -202,12 +204,14 @@ async def create_apprentice_record(
 async def archive_apprentice_record(
     ctx: Context, *, record_id: str
 ) -> ApprenticeRecordArchived | Invalid | NotFound | RecordArchived:
-    """Make a record read-only; its assignments stay, so its assignees keep read access."""
+    """Make a record read-only; its assignments stay, so its assignees keep read access.
+    An archived record stays so, unchanged. (RecordArchived stays in the answer's union for
+    clients written against it; it is no longer answered.)"""
     record = await mutation_target(ctx, record_id, ApprenticeRecord, "recordId", Action.ARCHIVE)
     if isinstance(record, Invalid | NotFound):
         return record
     if not await _set_status(ctx, record, RecordStatus.LIVE, RecordStatus.ARCHIVED):
-        return RecordArchived(id=record_id, message="This apprentice record is already archived.")
+        return ApprenticeRecordArchived(record, unchanged=True)
     await audit(
         ctx,
         AuditAction.APPRENTICE_RECORD_ARCHIVED,
@@ -225,7 +229,7 @@ async def restore_apprentice_record(
     if isinstance(record, Invalid | NotFound):
         return record
     if not await _set_status(ctx, record, RecordStatus.ARCHIVED, RecordStatus.LIVE):
-        return Invalid("This apprentice record is not archived.", field="recordId")
+        return ApprenticeRecordRestored(record, unchanged=True)  # live already
     await audit(
         ctx,
         AuditAction.APPRENTICE_RECORD_RESTORED,
@@ -240,13 +244,12 @@ async def _set_status(
     ctx: Context, record: ApprenticeRecord, old: RecordStatus, new: RecordStatus
 ) -> bool:
     """Move the record from `old` to `new`; False when it is not in `old` (decided in the
-    database, so that two admins at once cannot both move it)."""
+    database, so that two admins at once cannot both move it). With only two statuses, a
+    record not in `old` is in `new` already."""
     moved = await ctx.db.execute(
         update(ApprenticeRecord)
         .where(ApprenticeRecord.id == record.id, ApprenticeRecord.status == old)
         .values(status=new)
     )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
-        return False
     set_committed_value(record, "status", new)
-    return True
+    return moved.rowcount == 1  # type: ignore[attr-defined, no-any-return]

@@ -48,7 +48,7 @@ from resolvers.licences import (
 )
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
-from resolvers.outcomes import Invalid, NotFound, PoolExhausted
+from resolvers.outcomes import AlreadyExists, Invalid, NotFound, PoolExhausted
 from resolvers.pagination import Page, paginate
 from resolvers.relations import Ref
 
@@ -85,6 +85,7 @@ class AutoAllocationRuleCreated:
 @dataclass(frozen=True)
 class AutoAllocationRuleDeleted:
     id: GlobalId
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,9 @@ async def create_auto_allocation_rule(
     location_id: str | None,
     department_id: str | None,
     apply_to_existing: bool,
-) -> AutoAllocationRuleCreated | Invalid | NotFound | PoolExhausted:
+) -> AutoAllocationRuleCreated | Invalid | NotFound | PoolExhausted | AlreadyExists:
+    """A rule like one in force (same course, scope and units) is AlreadyExists: the unique
+    index on rules in force decides, so two admins at once make one rule."""
     draft = await _draft(ctx, course_id, scope, location_id, department_id)
     if isinstance(draft, Invalid | NotFound):
         return draft
@@ -263,7 +266,10 @@ async def create_auto_allocation_rule(
         created_at=ctx.now,
         created_by_id=ctx.me.user_id,
     )
-    await ctx.db.add(rule)
+    if not await ctx.db.try_add(rule):
+        return AlreadyExists(
+            "A rule for this course with the same scope and units is in force.", field="courseId"
+        )
     issued = 0
     if apply_to_existing:
         reached = await _apply_to_existing(ctx, draft, rule)
@@ -358,7 +364,9 @@ async def _apply_to_existing(
 async def delete_auto_allocation_rule(
     ctx: Context, *, rule_id: str
 ) -> AutoAllocationRuleDeleted | Invalid | NotFound:
-    """The rule stops firing; the licences it issued keep naming it."""
+    """The rule stops firing; the licences it issued keep naming it. A deleted rule is kept as
+    history: deleting it again changes nothing. An id never issued, or one the caller cannot
+    see, is NotFound."""
     rule = await mutation_target(ctx, rule_id, AutoAllocationRule, "ruleId", Action.DELETE)
     if isinstance(rule, Invalid | NotFound):
         return rule
@@ -369,7 +377,7 @@ async def delete_auto_allocation_rule(
         .execution_options(synchronize_session=False)
     )
     if deleted.rowcount != 1:  # type: ignore[attr-defined]
-        return NotFound(id=rule_id)
+        return AutoAllocationRuleDeleted(id=gid_of(rule), unchanged=True)
     await audit_all(
         ctx,
         [

@@ -15,7 +15,7 @@ from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, unchanged
 
 if TYPE_CHECKING:
     from schema.learners import Learner
@@ -70,13 +70,22 @@ class DeallocateAssessorInput:
 @answers(allocations.AssessorAllocated)
 @strawberry.type(description="The assessor now sees the learner.")
 class AssessorAllocated:
-    allocation: Allocation = strawberry.field(description="The new allocation.")
+    allocation: Allocation = strawberry.field(
+        description="The new allocation, or the one in force when unchanged."
+    )
+    unchanged: bool = strawberry.field(
+        description="True when the assessor was allocated, with this expiry, already: nothing "
+        "changed, no audit event was written."
+    )
 
 
 @answers(allocations.AssessorDeallocated)
 @strawberry.type(description="The allocation ended; it is kept as history.")
 class AssessorDeallocated:
     allocation: Allocation = strawberry.field(description="The ended allocation.")
+    unchanged: bool = strawberry.field(
+        description="True when it had ended already: nothing changed, no audit event was written."
+    )
 
 
 @strawberry.type
@@ -84,12 +93,20 @@ class AllocationMutation:
     allocate_assessor = mutation(
         allocations.allocate_assessor,
         input=AllocateAssessorInput,
+        repeat=unchanged(
+            "allocated already with the same `expiresAt`: the allocation in force, `unchanged: "
+            "true`, no audit event; with another expiry `AlreadyExistsError`"
+        ),
         description="Allocate an external assessor to a learner (admins; managers for their team).",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE),
     )
     deallocate_assessor = mutation(
         allocations.deallocate_assessor,
         input=DeallocateAssessorInput,
+        repeat=unchanged(
+            "ended already: the latest allocation, `unchanged: true`, no audit event; never "
+            "allocated, or a learner or assessor not visible: `NotFoundError`"
+        ),
         description="End an external assessor's allocation to a learner (admins; managers for "
         "their team); it is kept as history.",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE),

@@ -16,7 +16,7 @@ from schema.nodes import Node, computed, node
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import another, answers, mutation, unchanged
 
 
 @node(
@@ -82,6 +82,9 @@ class ApiKeyCreated:
 @strawberry.type(description="The API key is revoked: its next request is refused.")
 class ApiKeyRevoked:
     api_key: ApiKey = strawberry.field(description="The revoked key.")
+    unchanged: bool = strawberry.field(
+        description="True when it was revoked already: nothing changed, no audit event was written."
+    )
 
 
 @strawberry.type
@@ -99,12 +102,14 @@ class ApiKeyMutation:
     create_api_key = mutation(
         api_keys.create_api_key,
         input=CreateApiKeyInput,
+        repeat=another("another key"),
         description="Create an API key for a partner system; the answer shows the key once.",
         extensions=changes(Resource.API_KEY, Action.CREATE),
     )
     revoke_api_key = mutation(
         api_keys.revoke_api_key,
         input=RevokeApiKeyInput,
+        repeat=unchanged("revoked already: `unchanged: true`, `revokedAt` kept, no audit event"),
         description="Revoke an API key from now on; revoking it again changes nothing.",
         extensions=changes(Resource.API_KEY, Action.REVOKE),
     )

@@ -16,7 +16,7 @@ from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, unchanged
 
 if TYPE_CHECKING:
     from schema.records import ApprenticeRecord
@@ -91,6 +91,9 @@ class RecordsAssigned:
 @strawberry.type(description="The assignments ended; they are kept as history.")
 class RecordsUnassigned:
     ended: list[Assignment] = strawberry.field(description="The assignments that ended.")
+    unchanged: int = strawberry.field(
+        description="How many records had no such assignment to end already: left as they were."
+    )
 
 
 @answers(cases.TrainingCoordinatorAssigned)
@@ -100,6 +103,10 @@ class TrainingCoordinatorAssigned:
     replaced: Assignment | None = strawberry.field(
         description="The previous coordinator's assignment, now ended."
     )
+    unchanged: bool = strawberry.field(
+        description="True when they were the record's only coordinator already: nothing changed, "
+        "no audit event was written."
+    )
 
 
 @strawberry.type
@@ -107,6 +114,9 @@ class AssignmentMutation:
     assign_records = mutation(
         cases.assign_records,
         input=AssignRecordsInput,
+        repeat=unchanged(
+            "pairs assigned already count in `unchanged`; nothing changed: no audit event"
+        ),
         description="Assign a user to records, all or nothing (admins and senior assessors); "
         "existing pairs count as unchanged; an archived record is rejected as RECORD_ARCHIVED.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
@@ -114,6 +124,9 @@ class AssignmentMutation:
     unassign_records = mutation(
         cases.unassign_records,
         input=UnassignRecordsInput,
+        repeat=unchanged(
+            "records with nothing to end count in `unchanged`; nothing ended: no audit event"
+        ),
         description="End assignments on records, all or nothing ('remove assessors'; admins and "
         "senior assessors); an archived record is rejected as RECORD_ARCHIVED.",
         extensions=changes(Resource.RECORD, Action.ASSIGN),
@@ -121,6 +134,9 @@ class AssignmentMutation:
     assign_training_coordinator = mutation(
         cases.assign_training_coordinator,
         input=AssignTrainingCoordinatorInput,
+        repeat=unchanged(
+            "the record's only coordinator already: `unchanged: true`, no audit event"
+        ),
         description="Make a user the record's training coordinator, replacing the current one "
         "(admins and senior assessors).",
         extensions=changes(Resource.RECORD, Action.ASSIGN),

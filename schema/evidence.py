@@ -19,7 +19,7 @@ from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import another, answers, mutation, unchanged
 
 if TYPE_CHECKING:
     from schema.records import ApprenticeRecord
@@ -77,6 +77,10 @@ class EvidenceSubmitted:
 @strawberry.type(description="The evidence was decided; it is now locked.")
 class EvidenceDecided:
     evidence: Evidence = strawberry.field(description="The decided evidence.")
+    unchanged: bool = strawberry.field(
+        description="True when it was decided so, with the same comment, already: nothing "
+        "changed, no audit event was written."
+    )
 
 
 @strawberry.type
@@ -103,6 +107,7 @@ class EvidenceMutation:
     submit_evidence = mutation(
         cases.submit_evidence,
         input=SubmitEvidenceInput,
+        repeat=another("another piece of evidence"),
         description="Submit evidence on a live record (the learner themself, or an admin on "
         "their behalf).",
         extensions=changes(Resource.RECORD, Action.SUBMIT_EVIDENCE),
@@ -110,6 +115,11 @@ class EvidenceMutation:
     sign_off_evidence = mutation(
         cases.sign_off_evidence,
         input=SignOffEvidenceInput,
+        repeat=unchanged(
+            "decided already by the caller with the same decision and comment: `unchanged: "
+            "true`, no audit event; another decision or comment, or anyone else's decision: "
+            "`EvidenceLockedError`"
+        ),
         description="Sign evidence off or refer it back: the assessors and training "
         "coordinators assigned to its record, external assessors allocated to its learner, "
         "and the organisation's senior assessors and admins. Not on an archived record.",

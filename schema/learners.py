@@ -20,6 +20,7 @@ from resolvers import (
     records,
 )
 from resolvers.learners import LearnerLoaders
+from resolvers.outcomes import AlreadyExists, BulkRejected
 from resolvers.relations import RelationLoaders, related
 from schema.api_keys import ApiKey
 from schema.connections import Connection
@@ -30,7 +31,7 @@ from schema.nodes import Node, computed, maybe, node, project_all
 from schema.people import User, initials_of
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, refused, unchanged
 
 if TYPE_CHECKING:
     from schema.allocations import Allocation
@@ -243,6 +244,10 @@ class UpdateLearnerInput:
 @strawberry.type(description="The learner was changed.")
 class LearnerUpdated:
     learner: Learner = strawberry.field(description="The learner, as changed.")
+    unchanged: bool = strawberry.field(
+        description="True when every value given was so already: nothing changed, no audit event "
+        "was written."
+    )
 
 
 @strawberry.type
@@ -276,6 +281,11 @@ class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
         input=CreateLearnerInput,
+        repeat=refused(
+            AlreadyExists,
+            "with an email: already a learner here, nothing is created; without one, another "
+            "learner",
+        ),
         description="Add a learner to the caller's organisation (admins); auto-allocation "
         "rules fire.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
@@ -283,6 +293,10 @@ class LearnerMutation:
     import_learners = mutation(
         learners.import_learners,
         input=ImportLearnersInput,
+        repeat=refused(
+            BulkRejected,
+            "every email already a learner here is an ALREADY_EXISTS item; nothing is created",
+        ),
         description="Add up to 1,000 learners, all or none (admins); auto-allocation rules "
         "fire for each.",
         extensions=changes(Resource.LEARNER, Action.CREATE),
@@ -290,6 +304,7 @@ class LearnerMutation:
     update_learner = mutation(
         learners.update_learner,
         input=UpdateLearnerInput,
+        repeat=unchanged("identical values: `unchanged: true`, no audit event"),
         description="Change a learner's name, email or units (admins). Managers' teams follow "
         "the new units at once; auto-allocation rules do not fire (they reach people when they "
         "are created).",

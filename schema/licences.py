@@ -11,6 +11,7 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.licences import LicenceLoaders
+from resolvers.outcomes import AlreadyExists
 from schema.connections import Connection
 from schema.context import Info
 from schema.derive import input_of, plain
@@ -20,7 +21,7 @@ from schema.nodes import ROW_TYPES, Node, node, project
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, refused, unchanged
 
 if TYPE_CHECKING:
     from schema.rules import AutoAllocationRule
@@ -187,6 +188,10 @@ class CourseCreated:
 @strawberry.type(description="The organisation's seats for the course are set.")
 class LicencePoolSet:
     pool: LicencePool = strawberry.field(description="The pool as it now stands.")
+    unchanged: bool = strawberry.field(
+        description="True when the pool had this many seats already: nothing changed, no audit "
+        "event was written."
+    )
 
 
 @answers(licences.LicencesAllocated)
@@ -194,6 +199,10 @@ class LicencePoolSet:
 class LicencesAllocated:
     licences: list[Licence] = strawberry.field(description="The new licences.")
     pool: LicencePool = strawberry.field(description="The pool as it now stands.")
+    unchanged: int = strawberry.field(
+        description="How many learners held an active licence for the course already: left as "
+        "they were."
+    )
 
 
 @answers(licences.LicencesRecalled)
@@ -203,12 +212,19 @@ class LicencesRecalled:
     pool: LicencePool | None = strawberry.field(
         description="The pool as it now stands, when every licence came from one pool."
     )
+    unchanged: int = strawberry.field(
+        description="How many licences were recalled already: left as they were."
+    )
 
 
 @answers(licences.LicenceLaunched)
 @strawberry.type(description="The licence is marked launched.")
 class LicenceLaunched:
     licence: Licence = strawberry.field(description="The licence.")
+    unchanged: bool = strawberry.field(
+        description="True when it was launched already: nothing changed, no audit event was "
+        "written."
+    )
 
 
 @answers(licences.LicenceCompleted)
@@ -271,18 +287,24 @@ class LicenceMutation:
     create_course = mutation(
         licences.create_course,
         input=CreateCourseInput,
+        repeat=refused(AlreadyExists, "the code is taken: nothing is created"),
         description="Add a course to the catalogue. Support only.",
         extensions=changes(Resource.COURSE, Action.CREATE),
     )
     set_licence_pool = mutation(
         licences.set_licence_pool,
         input=SetLicencePoolInput,
+        repeat=unchanged("the same `seatsTotal`: `unchanged: true`, no audit event"),
         description="Set an organisation's seats for a course. Support only.",
         extensions=changes(Resource.LICENCE_POOL, Action.CREATE),
     )
     allocate_licences = mutation(
         licences.allocate_licences,
         input=AllocateLicencesInput,
+        repeat=unchanged(
+            "learners holding an active licence for the course count in `unchanged` and use no "
+            "seat; none new: no audit event"
+        ),
         description="Licences for a course to learners, all or none, within the pool's seats "
         "(admins; managers for their team).",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE_LICENCES),
@@ -290,18 +312,25 @@ class LicenceMutation:
     recall_licences = mutation(
         licences.recall_licences,
         input=RecallLicencesInput,
+        repeat=unchanged(
+            "licences recalled already count in `unchanged`; none recalled now: no audit event"
+        ),
         description="Recall licences never launched, all or none; their seats return.",
         extensions=changes(Resource.LEARNER, Action.ALLOCATE_LICENCES),
     )
     mark_licence_launched = mutation(
         licences.mark_licence_launched,
         input=MarkLicenceLaunchedInput,
+        repeat=unchanged("launched already: `unchanged: true`, `launchedAt` kept, no audit event"),
         description="Record that the learner launched the course (the learner, or an admin).",
         extensions=changes(Resource.LICENCE, Action.LAUNCH),
     )
     mark_licence_completed = mutation(
         licences.mark_licence_completed,
         input=MarkLicenceCompletedInput,
+        repeat=unchanged(
+            "completed already: `unchanged: true`, `completedAt` kept, no audit event"
+        ),
         description="Record that the learner completed the course (the learner, or an admin). "
         "The licence keeps its seat and is no longer active: the learner may be allocated "
         "another for the course. Repeating it answers unchanged.",

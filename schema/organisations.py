@@ -8,12 +8,13 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
+from resolvers.outcomes import AlreadyExists
 from schema.connections import Connection
 from schema.context import Info
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, refused
 
 
 @node(models.Organisation, lambda ctx: ctx.loaders(OrganisationLoaders).organisation)
@@ -100,18 +101,21 @@ class OrganisationMutation:
     create_organisation = mutation(
         organisations.create_organisation,
         input=CreateOrganisationInput,
+        repeat=refused(AlreadyExists, "the slug is taken: nothing is created"),
         description="Create a customer organisation. Support only.",
         extensions=changes(Resource.ORGANISATION, Action.CREATE),
     )
     create_location = mutation(
         organisations.create_location,
         input=CreateUnitInput,
+        repeat=refused(AlreadyExists, "the name is taken in the organisation: nothing is created"),
         description="Add a location to an organisation (support in any; admins in their own).",
         extensions=changes(Resource.LOCATION, Action.CREATE),
     )
     create_department = mutation(
         organisations.create_department,
         input=CreateUnitInput,
+        repeat=refused(AlreadyExists, "the name is taken in the organisation: nothing is created"),
         description="Add a department to an organisation (support in any; admins in their own).",
         extensions=changes(Resource.DEPARTMENT, Action.CREATE),
     )

@@ -10,6 +10,7 @@ import strawberry
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import assignments, people
+from resolvers.outcomes import AlreadyExists
 from resolvers.people import PeopleLoaders
 from schema.connections import Connection
 from schema.context import Info
@@ -17,7 +18,7 @@ from schema.derive import input_of, plain
 from schema.enums import Role
 from schema.nodes import Node, computed, maybe, node
 from schema.permissions import changes, requires, signed_in
-from schema.results import answers, mutation
+from schema.results import answers, mutation, refused, unchanged
 
 if TYPE_CHECKING:
     from schema.organisations import Organisation
@@ -159,6 +160,10 @@ class DeactivateStaffMemberInput:
 @strawberry.type(description="The staff member was changed.")
 class StaffMemberUpdated:
     user: User = strawberry.field(description="The staff member, as changed.")
+    unchanged: bool = strawberry.field(
+        description="True when every value given was so already: nothing changed, no audit event "
+        "was written."
+    )
 
 
 @answers(people.StaffMemberDeactivated)
@@ -167,6 +172,10 @@ class StaffMemberDeactivated:
     user: User = strawberry.field(description="The deactivated staff member.")
     ended_assignments: int = strawberry.field(
         description="How many of their active assignments ended (archived records included)."
+    )
+    unchanged: bool = strawberry.field(
+        description="True when they were deactivated here already: nothing changed, no audit "
+        "event was written."
     )
 
 
@@ -219,6 +228,7 @@ class PeopleMutation:
     create_staff_member = mutation(
         people.create_staff_member,
         input=CreateStaffMemberInput,
+        repeat=refused(AlreadyExists, "already a member of staff here: nothing changes"),
         description="Create a staff member. Support in any organisation; admins in their own. "
         "An email already held by someone in the organisation gives that person these roles; "
         "only support can give a member of another organisation a membership here (one person "
@@ -228,12 +238,14 @@ class PeopleMutation:
     create_external_assessor = mutation(
         people.create_external_assessor,
         input=CreateExternalAssessorInput,
+        repeat=refused(AlreadyExists, "the email is taken: nothing is created"),
         description="Create an external assessor profile. Support only.",
         extensions=changes(Resource.EXTERNAL_ASSESSOR, Action.CREATE),
     )
     update_staff_member = mutation(
         people.update_staff_member,
         input=UpdateStaffMemberInput,
+        repeat=unchanged("identical values: `unchanged: true`, no audit event"),
         description="Change a staff member (admins of their organisation; support: the name). "
         "A manager's team follows new units at once.",
         extensions=changes(Resource.STAFF, Action.UPDATE),
@@ -241,6 +253,9 @@ class PeopleMutation:
     deactivate_staff_member = mutation(
         people.deactivate_staff_member,
         input=DeactivateStaffMemberInput,
+        repeat=unchanged(
+            "deactivated already: `unchanged: true`, `endedAssignments: 0`, no audit event"
+        ),
         description="Deactivate a staff member here (admins; a super admin only by a super "
         "admin, never the last active one): their sign-in for this organisation stops working "
         "at their next request, all their assignments here end (archived records included; "

@@ -19,7 +19,7 @@ from schema.enums import ApprenticeRecordStatus
 from schema.nodes import Node, node, project_all
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import another, answers, mutation, unchanged
 
 if TYPE_CHECKING:
     from schema.assignments import Assignment
@@ -88,12 +88,19 @@ class ApprenticeRecordIdInput:
 @strawberry.type(description="The record is archived: read-only, out of the live records view.")
 class ApprenticeRecordArchived:
     record: ApprenticeRecord = strawberry.field(description="The archived record.")
+    unchanged: bool = strawberry.field(
+        description="True when it was archived already: nothing changed, no audit event was "
+        "written."
+    )
 
 
 @answers(records.ApprenticeRecordRestored)
 @strawberry.type(description="The record is live again.")
 class ApprenticeRecordRestored:
     record: ApprenticeRecord = strawberry.field(description="The restored record.")
+    unchanged: bool = strawberry.field(
+        description="True when it was live already: nothing changed, no audit event was written."
+    )
 
 
 @strawberry.type
@@ -123,12 +130,14 @@ class RecordMutation:
     create_apprentice_record = mutation(
         records.create_apprentice_record,
         input=CreateApprenticeRecordInput,
+        repeat=another("another record (a learner may take a programme twice)"),
         description="Start a learner on a programme (admins).",
         extensions=changes(Resource.RECORD, Action.CREATE),
     )
     archive_apprentice_record = mutation(
         records.archive_apprentice_record,
         input=ApprenticeRecordIdInput,
+        repeat=unchanged("archived already: `unchanged: true`, no audit event"),
         description="Archive a record (admins): it leaves the live records view and becomes "
         "read-only (no assignment changes, no evidence submitted or decided); its assignees "
         "keep read access.",
@@ -137,6 +146,7 @@ class RecordMutation:
     restore_apprentice_record = mutation(
         records.restore_apprentice_record,
         input=ApprenticeRecordIdInput,
+        repeat=unchanged("live already: `unchanged: true`, no audit event"),
         description="Make an archived record live again (admins).",
         extensions=changes(Resource.RECORD, Action.ARCHIVE),
     )

@@ -3,13 +3,16 @@
 A use case returns one success outcome or one of the errors declared in resolvers/outcomes.
 `answers` registers the GraphQL type of a success outcome; errors are derived. `mutation`
 builds the field: it passes the input's fields to the use case and answers with the GraphQL
-type of whatever outcome came back, which must be a member of the derived union.
+type of whatever outcome came back, which must be a member of the derived union. Each
+mutation also declares what it answers when it is repeated (`repeat=`), and the README's table
+of repeat answers is printed from those declarations (`caseload schema repeats`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, Union, get_args
 
 import strawberry
@@ -30,6 +33,64 @@ UseCase = Callable[..., Awaitable[object]]
 
 # Mutation name → the use case it runs (for the schema walk in the tests).
 USE_CASES: dict[str, UseCase] = {}
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """What a mutation answers when it is sent again after it succeeded, with the same input.
+
+    The rule: repeating a completed action succeeds, says `unchanged` (true, or how many items
+    were already so), changes nothing and writes no audit event. Creating something whose
+    identity is taken answers an error instead; a few mutations create another each time.
+    """
+
+    answer: str  # how the table shows the second answer
+    effect: str  # what it means, in a few words
+    unchanged: bool = False  # the success type carries `unchanged`, set on a repeat
+    error: type[outcomes.Problem] | None = None  # the error a repeat answers
+
+
+def unchanged(effect: str) -> Repeat:
+    """A repeat succeeds with `unchanged`, changes nothing and writes no audit event."""
+    return Repeat("success, `unchanged`", effect, unchanged=True)
+
+
+def refused(error: type[outcomes.Problem], effect: str) -> Repeat:
+    """A repeat answers `error`, changes nothing and writes no audit event."""
+    return Repeat(f"`{error.graphql_name}`", effect, error=error)
+
+
+def another(effect: str) -> Repeat:
+    """A repeat does it again: something new, with its audit event (retry with an
+    Idempotency-Key to be answered the first result instead)."""
+    return Repeat("success, another", effect)
+
+
+def reads(effect: str) -> Repeat:
+    """The mutation writes nothing: a repeat answers afresh."""
+    return Repeat("success, read afresh", effect)
+
+
+# Mutation name → what it answers when repeated (see `Repeat`).
+REPEATS: dict[str, Repeat] = {}
+
+
+def field_name(use_case: UseCase) -> str:
+    """The mutation's GraphQL field name: the use case's name in camelCase."""
+    head, *rest = use_case.__name__.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def repeat_table(fields: list[str]) -> str:
+    """The README's table of every mutation's repeat answer, in the schema's field order."""
+    lines = [
+        "| mutation | repeated with the same input | what happens |",
+        "|---|---|---|",
+    ]
+    for name in fields:
+        declared = REPEATS[name]
+        lines.append(f"| `{name}` | {declared.answer} | {declared.effect} |")
+    return "\n".join(lines) + "\n"
 
 
 def answers(outcome: type) -> Callable[[S], S]:
@@ -82,9 +143,11 @@ def mutation(
     input: type,
     description: str,
     extensions: list[FieldExtension],
+    repeat: Repeat,
     **fixed: Any,
 ) -> Any:
-    """A mutation field running `use_case(ctx, **fixed, **input fields)`."""
+    """A mutation field running `use_case(ctx, **fixed, **input fields)`; `repeat` says what
+    it answers when it is sent again."""
     allowed = outcomes_of(use_case)
     union: Any = Annotated[
         Union[tuple(graphql_type(o) for o in allowed)],  # noqa: UP007 - built at run time
@@ -100,4 +163,5 @@ def mutation(
     resolve.__annotations__ = {"info": Info, "input": input, "return": union}
     resolve.__name__ = use_case.__name__
     USE_CASES[use_case.__name__] = use_case
+    REPEATS[field_name(use_case)] = repeat
     return strawberry.mutation(description=description, extensions=extensions)(resolve)

@@ -10,6 +10,7 @@ import strawberry
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
+from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
 from schema.connections import Connection
 from schema.context import Info
@@ -21,7 +22,7 @@ from schema.organisations import Department, Location
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, reads, refused, unchanged
 
 
 @node(models.AutoAllocationRule, lambda ctx: ctx.loaders(RuleLoaders).rule)
@@ -95,6 +96,10 @@ class AutoAllocationRuleCreated:
 @strawberry.type(description="The rule no longer fires; the licences it issued remain.")
 class AutoAllocationRuleDeleted:
     id: strawberry.ID = strawberry.field(description="The deleted rule's id.")
+    unchanged: bool = strawberry.field(
+        description="True when the rule was deleted already: nothing changed, no audit event was "
+        "written."
+    )
 
 
 @answers(rules.RulePreview)
@@ -130,6 +135,11 @@ class RuleMutation:
     create_auto_allocation_rule = mutation(
         rules.create_auto_allocation_rule,
         input=CreateAutoAllocationRuleInput,
+        repeat=refused(
+            AlreadyExists,
+            "a rule in force with the same course, scope, location and department: nothing is "
+            "created",
+        ),
         description="Make a rule; with applyToExisting, also license the matching learners "
         "already here, all or none.",
         extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
@@ -137,12 +147,17 @@ class RuleMutation:
     preview_auto_allocation_rule = mutation(
         rules.preview_auto_allocation_rule,
         input=CreateAutoAllocationRuleInput,
+        repeat=reads("writes nothing: the same preview while nothing else changes"),
         description="Dry run: who would get a licence now. Writes nothing.",
         extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
     )
     delete_auto_allocation_rule = mutation(
         rules.delete_auto_allocation_rule,
         input=DeleteAutoAllocationRuleInput,
+        repeat=unchanged(
+            "deleted already (kept as history): `unchanged: true`, no audit event; an id never "
+            "issued or not visible: `NotFoundError`"
+        ),
         description="Stop a rule from firing.",
         extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.DELETE),
     )

@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="schema_command", required=True
     )
     schema.add_parser("export", help="print the SDL")
+    schema.add_parser("repeats", help="print the README's table of every mutation's repeat answer")
     return parser
 
 
@@ -246,8 +247,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         case "schema":
             from schema import schema
+            from schema.results import repeat_table
 
-            print(schema.as_str())
+            if args.schema_command == "repeats":
+                print(repeat_table(list(schema._schema.mutation_type.fields)), end="")
+            else:
+                print(schema.as_str())
     return 0
 
 

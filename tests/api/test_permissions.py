@@ -176,6 +176,7 @@ class Targets:
     free_external: str
     archived_record: str
     course: str  # with a pool here; the learner holds no licence for it
+    ruleless_course: str  # with a pool here and no rule in force (a rule for it is no copy)
     licence: str  # the learner's, active and never launched
     rule: str
     api_key: str
@@ -208,6 +209,7 @@ def targets(facts: Facts, org_index: int) -> Targets:
         free_external=gid("User", externals[1]),
         archived_record=gid("ApprenticeRecord", archived.id),
         course=gid("Course", facts.courses[0]),
+        ruleless_course=gid("Course", facts.courses[1]),
         licence=gid("Licence", licence.id),
         rule=gid("AutoAllocationRule", rule.id),
         api_key=gid("ApiKey", key.id),
@@ -371,7 +373,7 @@ OPERATIONS: dict[str, tuple[str, str, Callable[[Targets], dict[str, Any]], bool]
         "mutation($c: ID!) { createAutoAllocationRule(input: {courseId: $c, "
         "scope: ENTIRE_COMPANY}) %s }",
         "AutoAllocationRuleCreated",
-        lambda t: {"c": t.course},
+        lambda t: {"c": t.ruleless_course},
         False,
     ),
     "previewAutoAllocationRule": (

@@ -144,8 +144,14 @@ async def test_admins_make_list_and_delete_rules(
         await call(DELETE_RULE, input={"ruleId": rule["id"]}), "AutoAllocationRuleDeleted"
     )
     assert (await call(RULES)).ok()["autoAllocationRules"] == []
+    again = assert_granted(  # deleted already: kept as history, unchanged
+        await call(DELETE_RULE, input={"ruleId": rule["id"]}), "AutoAllocationRuleDeleted"
+    )
+    assert again["id"] == rule["id"]
     assert_error(
-        await call(DELETE_RULE, input={"ruleId": rule["id"]}), "NotFoundError", "NOT_FOUND"
+        await call(DELETE_RULE, input={"ruleId": gid("AutoAllocationRule", 10**9)}),
+        "NotFoundError",
+        "NOT_FOUND",
     )
     async with backend.engine.connect() as conn:
         actions = set((await conn.execute(select(AuditEvent.action))).scalars())
@@ -539,7 +545,8 @@ async def test_statements_do_not_grow_with_rules_or_learners(
         IMPORT,
         input={"learners": [{"name": f"B{n}", "email": f"b{n}@x.org", **here} for n in range(2)]},
     )
-    await rules(12)  # now twelve rules match (the first course's twice)
+    for course in courses[1:]:  # now twelve rules match, one per course
+        await world.rule(o.org, course, RuleScope.LOCATION, location=o.leeds)
     many_rules = await statements(CREATE_LEARNER, input={"name": "C", "email": "c@x.org", **here})
     many = await statements(
         IMPORT,

@@ -61,7 +61,8 @@ def scaled_world(n: int) -> WorldSpec:
     Learner 0 (the target of single mutations) has `n` records (and an archived one); its
     first record has `n` pieces of evidence and `n` ended coordinator assignments; it has `n`
     ended allocations and one active one, and `n` recalled licences. The other learners hold
-    an active licence for the second course; the organisation has `n` rules and `n` API keys.
+    an active licence for the second course; the organisation has `n` rules (two in force) and
+    `n` API keys.
     """
     a, tc = AssignmentRole.ASSESSOR, AssignmentRole.TRAINING_COORDINATOR
     people = [(0, {ADMIN}, None), (1, {SENIOR}, None), (2, {MANAGER}, 0), (3, {COORDINATOR}, None)]
@@ -110,7 +111,8 @@ def scaled_world(n: int) -> WorldSpec:
         api_keys=tuple(ApiKeySpec(0, frozenset({ADMIN}), k % 2 == 1) for k in range(n)),
         audit=tuple(AuditSpec(0, ("person", 0)) for _ in range(n)),
         pools=((0, 0), (0, 1), (0, 2)),
-        rules=tuple(RuleSpec(0, k % 3, k >= 3) for k in range(n)),
+        # rules in force for the first two courses only: the third's may be made again
+        rules=tuple(RuleSpec(0, k % 3, k >= 2) for k in range(n)),
         licences=(
             *(LicenceSpec(0, 1, LicenceStatus.RECALLED, False, None) for _ in range(n)),
             *(
@@ -491,7 +493,7 @@ MUTATIONS |= {
             scope: ENTIRE_COMPANY, applyToExisting: true})
           { __typename ... on AutoAllocationRuleCreated { licencesIssued
             rule { scope course { title } } } } }""",
-        {"c": gid("Course", f.courses[2])},
+        {"c": gid("Course", f.courses[2])},  # its rule was deleted: this one is not a copy
     ),
     "previewAutoAllocationRule (n learners reached)": lambda f: (
         ADMIN,

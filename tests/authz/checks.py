@@ -1224,7 +1224,8 @@ Decide = Callable[..., tuple[Any, ...]]
 
 def lifecycle_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
     """Changing learners and staff, deactivating staff, archiving and restoring records:
-    each on targets where the permitted outcome is a typed error (nothing changes)."""
+    each on targets where the permitted outcome is a typed error or a repeat answered
+    `unchanged` (nothing changes)."""
     facts, model, who = check.facts, check.model, check.who
     found: list[Probe] = []
     org = who.organisation_id
@@ -1263,7 +1264,7 @@ def lifecycle_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
         for pk in pick([u for u in users if u not in staff_seen or u in gone], gone):
             target = gid("User", pk or MISSING_PK)
             permitted = pk is not None and model.may_change_staff(who, pk)
-            outcome: tuple[Any, ...] = ("invalid", "userId")
+            outcome: tuple[Any, ...] = ("granted", "StaffMemberDeactivated")
             if (
                 pk is not None
                 and SUPER_ADMIN_ROLE in model.roles_of(who, pk)
@@ -1281,10 +1282,10 @@ def lifecycle_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
     if model.holds(who, "archiveApprenticeRecord"):
         seen_records = model.records(who)
         for operation, live, outcome in (
-            ("archiveApprenticeRecord", False, ("typed", "RECORD_ARCHIVED")),
-            ("restoreApprenticeRecord", True, ("invalid", "recordId")),
+            ("archiveApprenticeRecord", False, ("granted", "ApprenticeRecordArchived")),
+            ("restoreApprenticeRecord", True, ("granted", "ApprenticeRecordRestored")),
         ):
-            # archive what is archived, restore what is live: both answer a typed error
+            # archive what is archived, restore what is live: both done already, unchanged
             candidates = [r.id for r in facts.records if r.live == live or r.id not in seen_records]
             visible = frozenset(pk for pk in seen_records if model.record[pk].live == live)
             for pk in pick(candidates, visible):
@@ -1305,8 +1306,8 @@ def lifecycle_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
 
 def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
     """Allocating, recalling, launching and completing licences, deleting rules, revoking keys,
-    setting pools: a made-up second item (or an already-final target) keeps every probe from
-    changing anything."""
+    setting pools: a made-up second item (or an already-final target, answered `unchanged`)
+    keeps every probe from changing anything."""
     facts, model, who = check.facts, check.model, check.who
     found: list[Probe] = []
     course = facts.courses[0]
@@ -1322,8 +1323,7 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                 items.append((target, "NOT_FOUND"))
             elif not model.may_allocate_licences(who, model.learner[pk]):
                 items.append((target, "FORBIDDEN"))
-            elif model.holds_active_licence(pk, course):
-                items.append((target, "ALREADY_LICENSED"))
+            # one holding an active licence already is no offender: unchanged
             found.append(
                 Probe(
                     "allocateLicences",
@@ -1346,7 +1346,7 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                     items.append((target, "FORBIDDEN"))
                 elif model.launched(pk):
                     items.append((target, "LICENCE_IN_USE"))
-                elif x.status.value != "ACTIVE":
+                elif x.status.value not in ("ACTIVE", "RECALLED"):  # recalled: unchanged
                     items.append((target, "INVALID"))
             found.append(
                 Probe(
@@ -1402,7 +1402,7 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                 )
             )
     if model.holds(who, "deleteAutoAllocationRule"):
-        # Deleted rules (deleting again answers NotFound) and rules the caller cannot see.
+        # Deleted rules (deleting again changes nothing) and rules the caller cannot see.
         seen_rules = model.rules(who)
         deleted = frozenset(pk for pk in seen_rules if model.rule[pk].deleted)
         candidates = [r.id for r in facts.rules if r.deleted or r.id not in seen_rules]
@@ -1413,7 +1413,12 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                     "deleteAutoAllocationRule",
                     "deleteAutoAllocationRule(input: {ruleId: $t})",
                     {"t": target},
-                    ("not_found", target),
+                    decide(
+                        pk is not None and pk in deleted,
+                        True,
+                        target,
+                        ("granted", "AutoAllocationRuleDeleted"),
+                    ),
                 )
             )
     if model.holds(who, "revokeApiKey"):
