@@ -328,7 +328,7 @@ class Builder:
                 return self.joined(relation, item.node, parent)
             return self.ref(relation, item.node, parent)
         if isinstance(relation, Children):
-            narrowing = relation.narrowing(dict(item.arguments))
+            narrowing = relation.narrowing(self.ctx, dict(item.arguments))
             return self.path(Path(relation), item.node, parent, with_id=False, more=narrowing)
         if isinstance(relation, Path):
             return self.path(relation, item.node, parent, with_id=False)

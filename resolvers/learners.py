@@ -38,7 +38,7 @@ from resolvers.common import (
     record_has_assignment,
 )
 from resolvers.context import Context, Limits, LoaderGroup
-from resolvers.errors import Forbidden
+from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of, pk_of
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
@@ -87,8 +87,15 @@ class LearnerFilter:
     search: str | None = field(default=None, metadata=doc("Part of a name or email."))
     location_id: GlobalId | None = field(default=None, metadata=doc("At this location."))
     department_id: GlobalId | None = field(default=None, metadata=doc("In this department."))
-    assigned_to: GlobalId | None = field(
+    assignee_id: GlobalId | None = field(
         default=None, metadata=doc("With a live record actively assigned to this user.")
+    )
+    assigned_to: GlobalId | None = field(
+        default=None,
+        metadata=doc(
+            "The same as assigneeId, its former name; giving both is INVALID.",
+            deprecated="Use assigneeId.",
+        ),
     )
     unassigned: bool | None = field(
         default=None,
@@ -132,10 +139,19 @@ def _prepare(limits: Limits, f: LearnerFilter | None) -> dict[str, Any]:
     pattern = search_pattern(limits, f.search)
     if pattern is not None:
         values["search"] = pattern
+    if f.assignee_id is not None and f.assigned_to is not None:
+        raise InvalidInput(
+            "Give assigneeId only: assignedTo is its former name.", field="assigneeId"
+        )
+    assignee, assignee_field = (
+        (f.assigned_to, "assignedTo")
+        if f.assigned_to is not None
+        else (f.assignee_id, "assigneeId")
+    )
     for name, value, type_name, field_name in (
         ("location", f.location_id, "Location", "locationId"),
         ("department", f.department_id, "Department", "departmentId"),
-        ("assignee", f.assigned_to, "User", "assignedTo"),
+        ("assignee", assignee, "User", assignee_field),
     ):
         pk = filter_id(value, type_name, field_name)
         if pk is not None:

@@ -14,9 +14,10 @@ from typing import Any, ClassVar, TypeVar
 from resolvers.ids import GlobalId
 
 
-def doc(text: str) -> dict[str, str]:
-    """Field metadata: what the field means, shown in the schema."""
-    return {"doc": text}
+def doc(text: str, *, deprecated: str | None = None) -> dict[str, str]:
+    """Field metadata: what the field means, shown in the schema (and, for a name kept only
+    for older clients, what to use instead)."""
+    return {"doc": text} if deprecated is None else {"doc": text, "deprecated": deprecated}
 
 
 class Problem:

@@ -41,7 +41,7 @@ from resolvers.ids import encode_id
 from resolvers.loaders import by_id, loader, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
-from resolvers.pagination import Page, matches, paginate, search_pattern
+from resolvers.pagination import Page, matches, paginate, search_of, search_pattern
 
 ROLE_ORDER = list(Role)
 
@@ -109,6 +109,13 @@ class StaffFilter:
         default=None,
         metadata=doc("True: only people deactivated here; left out or false: active staff."),
     )
+
+
+@dataclass(frozen=True)
+class ExternalAssessorFilter:
+    """Narrow the external assessor directory."""
+
+    search: str | None = field(default=None, metadata=doc("Part of a name or email."))
 
 
 @dataclass(frozen=True)
@@ -206,10 +213,17 @@ def staff_membership_here(ctx: Context, *, deactivated: bool) -> ColumnElement[b
 
 
 async def external_assessors(
-    ctx: Context, *, first: int | None, after: str | None, search: str | None = None
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    filter: ExternalAssessorFilter | None = None,
+    search: str | None = None,
 ) -> Page[User]:
+    """The directory, by name; `search` is the former place of `filter.search`."""
+    wanted = search_of(None if filter is None else filter.search, search)
     stmt = select(User).where(
-        ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(ctx, search)
+        ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(ctx, wanted)
     )
     return await paginate(
         ctx,

@@ -88,6 +88,8 @@ class Viewer:
 
 
 StaffFilter = input_of(people.StaffFilter)
+ExternalAssessorFilter = input_of(people.ExternalAssessorFilter)
+SEARCH_MOVED = "Use filter: {search}."
 
 
 @strawberry.input(
@@ -206,10 +208,18 @@ class PeopleQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        search: str | None = None,
+        filter: ExternalAssessorFilter | None = None,  # type: ignore[valid-type]
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Former place of filter.search; giving both is INVALID.",
+                deprecation_reason=SEARCH_MOVED,
+            ),
+        ] = None,
     ) -> Connection[User]:
+        wanted = plain(filter, people.ExternalAssessorFilter)
         page = await people.external_assessors(
-            info.context, first=first, after=after, search=search
+            info.context, first=first, after=after, filter=wanted, search=search
         )
         return Connection.from_page(page, User.from_row)
 
