@@ -21,7 +21,7 @@ from schema.organisations import Department, Location
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation
+from schema.results import answers, mutation, read
 
 
 @node(models.AutoAllocationRule, lambda ctx: ctx.loaders(RuleLoaders).rule)
@@ -100,7 +100,10 @@ class AutoAllocationRuleDeleted:
 @answers(rules.RulePreview)
 @strawberry.type(description="Who would get a licence now, if the rule applied to existing people.")
 class RulePreview:
-    count: int = strawberry.field(description="How many learners would get a licence.")
+    count: int = strawberry.field(
+        description="How many learners would get a licence: learners.totalCount.",
+        deprecation_reason="Use learners.totalCount.",
+    )
     seats_available: int = strawberry.field(description="Seats left in the course's pool.")
     reached: strawberry.Private[Any]
 
@@ -124,6 +127,14 @@ class RuleQuery:
         rows = await rules.auto_allocation_rules(info.context, course_id=course_id)
         return [AutoAllocationRule.from_row(r) for r in rows]
 
+    auto_allocation_rule_preview = read(
+        rules.preview_auto_allocation_rule,
+        input=CreateAutoAllocationRuleInput,
+        description="Who would get a licence now if the rule were made with applyToExisting "
+        "(admins). Changes nothing.",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
+    )
+
 
 @strawberry.type
 class RuleMutation:
@@ -139,6 +150,7 @@ class RuleMutation:
         input=CreateAutoAllocationRuleInput,
         description="Dry run: who would get a licence now. Writes nothing.",
         extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
+        deprecation_reason="Use the query autoAllocationRulePreview.",
     )
     delete_auto_allocation_rule = mutation(
         rules.delete_auto_allocation_rule,

@@ -237,3 +237,30 @@ async def test_a_learners_licences_take_the_licence_filter(paths: Paths, world: 
             f"{{ learners(first: 5) {{ edges {{ node {{ licences{arguments} {{ id }} }} }} }} }}"
         )
         assert not compiled and {e["extensions"]["code"] for e in answer["errors"]} == {"INVALID"}
+
+
+async def test_a_course_filter_on_a_learners_licences_reads_the_course_scope(
+    paths: Paths, world: World
+) -> None:
+    """An external assessor sees an allocated learner's licences but not the catalogue: a
+    course filter matches nothing for them, as on the licences list."""
+    org = await world.organisation()
+    external = await world.external_assessor()
+    ann = await world.learner(org, name="Ann Lee")
+    await world.allocate(ann, external)
+    course = await world.course()
+    licence = await world.licence(await world.pool(org, course, 5), ann)
+    c = gid("Course", course.id)
+    paths.as_(external)
+    for arguments, wanted in (
+        ("", [gid("Licence", licence.id)]),
+        (f'(filter: {{courseId: "{c}"}})', []),
+    ):
+        answer, compiled = await paths.ask(
+            f"{{ learners(first: 5) {{ edges {{ node {{ licences{arguments} {{ id }} }} }} }} }}"
+        )
+        assert compiled and "errors" not in answer, answer
+        (edge,) = answer["data"]["learners"]["edges"]
+        assert [x["id"] for x in edge["node"]["licences"]] == wanted
+        listed = await paths.data(f'{{ licences(filter: {{courseId: "{c}"}}) {{ totalCount }} }}')
+        assert listed["licences"]["totalCount"] == 0
