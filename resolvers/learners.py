@@ -30,6 +30,7 @@ from resolvers.audit import Entry, audit, audit_all
 from resolvers.common import (
     UNCHANGED,
     Unchanged,
+    clean_avatar_url,
     clean_email,
     clean_name,
     filter_id,
@@ -129,6 +130,7 @@ class NewLearner(Protocol):
     email: str | None
     location_id: str | None
     department_id: str | None
+    avatar_url: str | None
 
 
 def _prepare(limits: Limits, f: LearnerFilter | None) -> dict[str, Any]:
@@ -210,6 +212,7 @@ async def create_learner(
     email: str | None,
     location_id: str | None,
     department_id: str | None,
+    avatar_url: str | None = None,
 ) -> LearnerCreated | Invalid | NotFound | AlreadyExists:
     """A learner in the caller's organisation; an email gives them a LEARNER sign-in. Every
     matching auto-allocation rule issues its licence, or reports it withheld."""
@@ -220,6 +223,9 @@ async def create_learner(
     clean_e = None if email is None or not email.strip() else clean_email(email)
     if isinstance(clean_e, Invalid):
         return clean_e
+    picture = clean_avatar_url(avatar_url)
+    if isinstance(picture, Invalid):
+        return picture
     location = await unit_in(ctx, Location, location_id, org, "locationId")
     if isinstance(location, Invalid | NotFound):
         return location
@@ -241,6 +247,7 @@ async def create_learner(
         location_id=location,
         department_id=department,
         created_at=ctx.now,
+        avatar_url=picture,
     )
     if not await ctx.db.try_add(row):
         return AlreadyExists("This person is already a learner here.", field="email")
@@ -281,6 +288,7 @@ class _Row:
     email: str | None
     location_id: int | None
     department_id: int | None
+    avatar_url: str | None = None
 
 
 async def import_learners(
@@ -318,6 +326,7 @@ async def import_learners(
                         "location_id": r.location_id,
                         "department_id": r.department_id,
                         "created_at": ctx.now,
+                        "avatar_url": r.avatar_url,
                     }
                     for r in rows
                 ],
@@ -368,10 +377,13 @@ def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemPr
         email = None if given.email is None or not given.email.strip() else clean_email(given.email)
         location = _unit_pk(given.location_id, "Location")
         department = _unit_pk(given.department_id, "Department")
+        picture = clean_avatar_url(given.avatar_url)
         if isinstance(name, Invalid):
             problems.append(ItemProblem(index, "INVALID", name.message))
         elif isinstance(email, Invalid):
             problems.append(ItemProblem(index, "INVALID", email.message))
+        elif isinstance(picture, Invalid):
+            problems.append(ItemProblem(index, "INVALID", picture.message))
         elif isinstance(location, str):
             problems.append(ItemProblem(index, location, "locationId is not a location here."))
         elif isinstance(department, str):
@@ -379,7 +391,7 @@ def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemPr
                 ItemProblem(index, department, "departmentId is not a department here.")
             )
         else:
-            rows.append(_Row(index, name, email, location, department))
+            rows.append(_Row(index, name, email, location, department, picture))
     return rows, problems
 
 
@@ -490,6 +502,7 @@ async def update_learner(
     email: str | Unchanged | None = UNCHANGED,
     location_id: str | Unchanged | None = UNCHANGED,
     department_id: str | Unchanged | None = UNCHANGED,
+    avatar_url: str | Unchanged | None = UNCHANGED,
 ) -> LearnerUpdated | Invalid | NotFound | AlreadyExists:
     """Change a learner. The name and email of a learner who signs in are their sign-in's too;
     an email given to a learner without a sign-in gives them one, as at creation. Changing
@@ -503,12 +516,20 @@ async def update_learner(
     new_email = None if email is UNCHANGED or email is None else clean_email(email)
     if isinstance(new_email, Invalid):
         return new_email
+    picture = None if isinstance(avatar_url, Unchanged) else clean_avatar_url(avatar_url)
+    if isinstance(picture, Invalid):
+        return picture
     units_given = location_id is not UNCHANGED or department_id is not UNCHANGED
-    if new_name is None and new_email is None and not units_given:
-        return Invalid("Give something to change: name, email, locationId or departmentId.")
+    if new_name is None and new_email is None and not units_given and avatar_url is UNCHANGED:
+        return Invalid(
+            "Give something to change: name, email, locationId, departmentId or avatarUrl."
+        )
     org = learner.organisation_id
     values: dict[str, Any] = {}
     changed: dict[str, str | None] = {}
+    if avatar_url is not UNCHANGED and picture != learner.avatar_url:
+        values["avatar_url"] = picture
+        changed["avatarUrl"] = None
     for kind, given, column, field_name in (
         (Location, location_id, "location_id", "locationId"),
         (Department, department_id, "department_id", "departmentId"),
@@ -561,7 +582,7 @@ async def update_learner(
         organisation_id=org,
         details={
             "fields": sorted(changed),
-            **{k: v for k, v in changed.items() if k not in ("name", "email")},
+            **{k: v for k, v in changed.items() if k not in ("name", "email", "avatarUrl")},
         },
     )
     return LearnerUpdated(learner)

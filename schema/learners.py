@@ -27,7 +27,7 @@ from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import LicenceStatus, Role
 from schema.nodes import Node, computed, maybe, node, project_all
-from schema.people import User, initials_of
+from schema.people import AVATAR_URL, User, initials_of
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation
@@ -59,6 +59,9 @@ class Learner(Node):
     name: str = strawberry.field(description="Full name.")
     email: str | None = strawberry.field(description="Email address, if known.")
     initials: str = strawberry.field(description="One or two letters for an avatar.")
+    avatar_url: str | None = strawberry.field(
+        description="Picture (an https URL), if the learner has one."
+    )
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
 
@@ -192,6 +195,7 @@ class CreateLearnerInput:
     department_id: strawberry.ID | None = strawberry.field(
         default=None, description="Their department."
     )
+    avatar_url: str | None = strawberry.field(default=None, description=AVATAR_URL)
 
 
 @strawberry.input(description="Learners to add to the caller's organisation, all or none.")
@@ -248,6 +252,9 @@ class UpdateLearnerInput:
     )
     department_id: strawberry.ID | None = strawberry.field(
         default=strawberry.UNSET, description="Their department; null: none."
+    )
+    avatar_url: str | None = strawberry.field(
+        default=strawberry.UNSET, description=f"{AVATAR_URL} Null or empty: no picture."
     )
 
 
