@@ -36,7 +36,7 @@ from tests.factories import World
 from tests.helpers import gid
 
 SEED = int(os.environ.get("CASELOAD_DIFFERENTIAL_SEED", "20261130"))
-DOCUMENTS_PER_PRINCIPAL = 36
+DOCUMENTS_PER_PRINCIPAL = 40
 MIN_COMPILED_PAIRS = 500
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
@@ -67,7 +67,7 @@ async def build_world(world: World, rng: random.Random) -> Facts:
     principals += [Principal(e, None, "external") for e in externals]
     principals.append(Principal(support, None, "support"))
     courses = [await world.course(title=f"Course {c}") for c in "ABC"]
-    ids["Course"] = [gid("Course", c.id) for c in courses] + [gid("Course", 10**9), "not-an-id"]
+    ids["Course"] = [gid("Course", c.id) for c in courses] + [gid("Course", 10**9)]
     for o in range(2):
         org = await world.organisation()
         locations = [await world.location(org) for _ in range(2)]

@@ -264,3 +264,26 @@ async def test_a_course_filter_on_a_learners_licences_reads_the_course_scope(
         assert [x["id"] for x in edge["node"]["licences"]] == wanted
         listed = await paths.data(f'{{ licences(filter: {{courseId: "{c}"}}) {{ totalCount }} }}')
         assert listed["licences"]["totalCount"] == 0
+
+
+def test_the_screens_and_the_readme_use_no_deprecated_name() -> None:
+    """The web client's screens and the README's examples are written with the current names
+    (and are valid documents)."""
+    import re
+    from pathlib import Path
+
+    from graphql import parse, specified_rules, validate
+    from graphql.validation import NoDeprecatedCustomRule
+
+    from schema import schema
+
+    root = Path(__file__).resolve().parents[2]
+    documents = [(root / "tests" / "screens.graphql").read_text()]
+    readme = (root / "README.md").read_text()
+    documents += re.findall(r"```graphql\n(.*?)```", readme, flags=re.DOTALL)
+    assert len(documents) >= 3
+    rules = [*specified_rules, NoDeprecatedCustomRule]
+    for document in documents:
+        found = validate(schema._schema, parse(document), rules)
+        unused = "is never used"  # README examples may declare what a reader fills in
+        assert not [e for e in found if unused not in e.message], (document, found)
