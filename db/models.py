@@ -213,6 +213,7 @@ class Learner(Base):
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    avatar_url: Mapped[str | None] = mapped_column(String(1000))
 
 
 class ApprenticeRecord(Base):

@@ -150,6 +150,11 @@ class DemoPeople:
     by_role: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
+def _picture(who: str) -> str:
+    """A demo picture's address."""
+    return f"https://pictures.caseload.example/demo/{who}.jpg"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -445,6 +450,17 @@ async def _seed_demo_rows(conn: AsyncConnection, rng: random.Random) -> None:
         ],
     )
     learner_ids.append(amira)
+    # Pictures for a few people and learners (addresses only: nothing fetches them).
+    for table, pk, who in (
+        (User, senior, "sana-iqbal"),
+        (User, assessor, "alex-stone"),
+        (User, coordinator, "toni-carter"),
+        (User, amira_user, "amira-khan"),
+        (Learner, amira, "amira-khan"),
+        (Learner, learner_ids[0], "learner-1"),
+        (Learner, learner_ids[1], "learner-2"),
+    ):
+        await conn.execute(update(table).where(table.id == pk).values(avatar_url=_picture(who)))
     records = await _records(
         conn, rng, org, learner_ids, [assessor, senior], [coordinator], super_admin
     )
@@ -524,6 +540,7 @@ async def _seed_demo_rows(conn: AsyncConnection, rng: random.Random) -> None:
                 "email": "jo.external@college.example",
                 "name": "Jo Marsh",
                 "kind": UserKind.EXTERNAL_ASSESSOR,
+                "avatar_url": _picture("jo-marsh"),
                 "created_at": _now(),
             }
         ],

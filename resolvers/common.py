@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Select, case, exists, select
 
@@ -80,6 +81,37 @@ def clean_email(value: str, field: str = "email") -> str | Invalid:
     cleaned = value.strip().lower()
     if len(cleaned) > 320 or not EMAIL.match(cleaned):
         return Invalid(f"{field} is not a valid email address.", field=field)
+    return cleaned
+
+
+MAX_AVATAR_URL = 1000
+HOST = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?|[0-9a-f:.]+"
+)
+
+
+def clean_avatar_url(value: str | None, field: str = "avatarUrl") -> str | Invalid | None:
+    """A picture's address: an https URL with a host, at most 1,000 characters. Null or blank
+    is None (no picture)."""
+    cleaned = (value or "").strip()
+    if not cleaned:
+        return None
+    refused = Invalid(
+        f"{field} must be an https URL with a host, at most {MAX_AVATAR_URL} characters.",
+        field=field,
+    )
+    if len(cleaned) > MAX_AVATAR_URL or any(c.isspace() or not c.isprintable() for c in cleaned):
+        return refused
+    try:
+        parts = urlsplit(cleaned)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return refused
+    if parts.scheme.lower() != "https" or not host or parts.username or parts.password:
+        return refused
+    if not HOST.fullmatch(host):  # a name (IDNs in their xn-- form) or an IP address
+        return refused
     return cleaned
 
 

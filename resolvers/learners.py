@@ -31,6 +31,7 @@ from resolvers.codes import ErrorCode
 from resolvers.common import (
     UNCHANGED,
     Unchanged,
+    clean_avatar_url,
     clean_email,
     clean_name,
     filter_id,
@@ -39,7 +40,7 @@ from resolvers.common import (
     record_has_assignment,
 )
 from resolvers.context import Context, Limits, LoaderGroup
-from resolvers.errors import Forbidden
+from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of, pk_of
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
@@ -88,8 +89,15 @@ class LearnerFilter:
     search: str | None = field(default=None, metadata=doc("Part of a name or email."))
     location_id: GlobalId | None = field(default=None, metadata=doc("At this location."))
     department_id: GlobalId | None = field(default=None, metadata=doc("In this department."))
-    assigned_to: GlobalId | None = field(
+    assignee_id: GlobalId | None = field(
         default=None, metadata=doc("With a live record actively assigned to this user.")
+    )
+    assigned_to: GlobalId | None = field(
+        default=None,
+        metadata=doc(
+            "The same as assigneeId, its former name; giving both is INVALID.",
+            deprecated="Use assigneeId.",
+        ),
     )
     unassigned: bool | None = field(
         default=None,
@@ -124,6 +132,7 @@ class NewLearner(Protocol):
     email: str | None
     location_id: str | None
     department_id: str | None
+    avatar_url: str | None
 
 
 def _prepare(limits: Limits, f: LearnerFilter | None) -> dict[str, Any]:
@@ -134,10 +143,19 @@ def _prepare(limits: Limits, f: LearnerFilter | None) -> dict[str, Any]:
     pattern = search_pattern(limits, f.search)
     if pattern is not None:
         values["search"] = pattern
+    if f.assignee_id is not None and f.assigned_to is not None:
+        raise InvalidInput(
+            "Give assigneeId only: assignedTo is its former name.", field="assigneeId"
+        )
+    assignee, assignee_field = (
+        (f.assigned_to, "assignedTo")
+        if f.assigned_to is not None
+        else (f.assignee_id, "assigneeId")
+    )
     for name, value, type_name, field_name in (
         ("location", f.location_id, "Location", "locationId"),
         ("department", f.department_id, "Department", "departmentId"),
-        ("assignee", f.assigned_to, "User", "assignedTo"),
+        ("assignee", assignee, "User", assignee_field),
     ):
         pk = filter_id(value, type_name, field_name)
         if pk is not None:
@@ -196,6 +214,7 @@ async def create_learner(
     email: str | None,
     location_id: str | None,
     department_id: str | None,
+    avatar_url: str | None = None,
 ) -> LearnerCreated | Invalid | NotFound | AlreadyExists:
     """A learner in the caller's organisation; an email gives them a LEARNER sign-in. Every
     matching auto-allocation rule issues its licence, or reports it withheld."""
@@ -206,6 +225,9 @@ async def create_learner(
     clean_e = None if email is None or not email.strip() else clean_email(email)
     if isinstance(clean_e, Invalid):
         return clean_e
+    picture = clean_avatar_url(avatar_url)
+    if isinstance(picture, Invalid):
+        return picture
     location = await unit_in(ctx, Location, location_id, org, "locationId")
     if isinstance(location, Invalid | NotFound):
         return location
@@ -227,6 +249,7 @@ async def create_learner(
         location_id=location,
         department_id=department,
         created_at=ctx.now,
+        avatar_url=picture,
     )
     if not await ctx.db.try_add(row):
         return AlreadyExists("This person is already a learner here.", field="email")
@@ -267,6 +290,7 @@ class _Row:
     email: str | None
     location_id: int | None
     department_id: int | None
+    avatar_url: str | None = None
 
 
 async def import_learners(
@@ -304,6 +328,7 @@ async def import_learners(
                         "location_id": r.location_id,
                         "department_id": r.department_id,
                         "created_at": ctx.now,
+                        "avatar_url": r.avatar_url,
                     }
                     for r in rows
                 ],
@@ -354,10 +379,13 @@ def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemPr
         email = None if given.email is None or not given.email.strip() else clean_email(given.email)
         location = _unit_pk(given.location_id, "Location")
         department = _unit_pk(given.department_id, "Department")
+        picture = clean_avatar_url(given.avatar_url)
         if isinstance(name, Invalid):
             problems.append(ItemProblem(index, ErrorCode.INVALID, name.message))
         elif isinstance(email, Invalid):
             problems.append(ItemProblem(index, ErrorCode.INVALID, email.message))
+        elif isinstance(picture, Invalid):
+            problems.append(ItemProblem(index, ErrorCode.INVALID, picture.message))
         elif isinstance(location, ErrorCode):
             problems.append(ItemProblem(index, location, "locationId is not a location here."))
         elif isinstance(department, ErrorCode):
@@ -365,7 +393,7 @@ def _clean_rows(learners: Sequence[NewLearner]) -> tuple[list[_Row], list[ItemPr
                 ItemProblem(index, department, "departmentId is not a department here.")
             )
         else:
-            rows.append(_Row(index, name, email, location, department))
+            rows.append(_Row(index, name, email, location, department, picture))
     return rows, problems
 
 
@@ -482,6 +510,7 @@ async def update_learner(
     email: str | Unchanged | None = UNCHANGED,
     location_id: str | Unchanged | None = UNCHANGED,
     department_id: str | Unchanged | None = UNCHANGED,
+    avatar_url: str | Unchanged | None = UNCHANGED,
 ) -> LearnerUpdated | Invalid | NotFound | AlreadyExists:
     """Change a learner. The name and email of a learner who signs in are their sign-in's too;
     an email given to a learner without a sign-in gives them one, as at creation. Changing
@@ -495,12 +524,20 @@ async def update_learner(
     new_email = None if email is UNCHANGED or email is None else clean_email(email)
     if isinstance(new_email, Invalid):
         return new_email
+    picture = None if isinstance(avatar_url, Unchanged) else clean_avatar_url(avatar_url)
+    if isinstance(picture, Invalid):
+        return picture
     units_given = location_id is not UNCHANGED or department_id is not UNCHANGED
-    if new_name is None and new_email is None and not units_given:
-        return Invalid("Give something to change: name, email, locationId or departmentId.")
+    if new_name is None and new_email is None and not units_given and avatar_url is UNCHANGED:
+        return Invalid(
+            "Give something to change: name, email, locationId, departmentId or avatarUrl."
+        )
     org = learner.organisation_id
     values: dict[str, Any] = {}
     changed: dict[str, str | None] = {}
+    if avatar_url is not UNCHANGED and picture != learner.avatar_url:
+        values["avatar_url"] = picture
+        changed["avatarUrl"] = None
     for kind, given, column, field_name in (
         (Location, location_id, "location_id", "locationId"),
         (Department, department_id, "department_id", "departmentId"),
@@ -555,7 +592,7 @@ async def update_learner(
         organisation_id=org,
         details={
             "fields": sorted(changed),
-            **{k: v for k, v in changed.items() if k not in ("name", "email")},
+            **{k: v for k, v in changed.items() if k not in ("name", "email", "avatarUrl")},
         },
     )
     return LearnerUpdated(learner)

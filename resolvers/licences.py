@@ -16,7 +16,7 @@ keep their seats; only recalling returns one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +40,8 @@ from policies.vocabulary import Action, Resource, refusal
 from resolvers.audit import audit
 from resolvers.codes import ErrorCode
 from resolvers.common import clean_name, filter_id, mutation_target, parse_id
-from resolvers.context import Context, LoaderGroup
-from resolvers.errors import Forbidden
+from resolvers.context import Context, Limits, LoaderGroup
+from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of
 from resolvers.loaders import Children, loader, scoped
 from resolvers.organisations import target_organisation
@@ -55,7 +55,16 @@ from resolvers.outcomes import (
     PoolExhausted,
     doc,
 )
-from resolvers.pagination import Page, matches, paginate, search_pattern
+from resolvers.pagination import (
+    FilterValues,
+    ListSource,
+    Page,
+    matches,
+    page_of,
+    paginate,
+    search_of,
+    search_pattern,
+)
 from resolvers.relations import Ref
 
 # The partial unique index's predicate, written as the index has it (a literal, not a bound
@@ -112,13 +121,6 @@ def in_status(now: Any, status: LicenceStatus) -> ColumnElement[bool]:
     return Licence.status == status
 
 
-LICENCES_OF_LEARNER = Children(
-    Licence,
-    Licence.learner_id,
-    Resource.LICENCE,
-    (Licence.id,),
-    narrowed_by=(("status", lambda ctx, status: in_status(ctx.now, status)),),
-)
 COURSE_OF = Ref(Course, "course_id")  # a visible licence or rule shows its course
 LEARNER_OF_LICENCE = Ref(Learner, "learner_id", Resource.LEARNER)
 ALLOCATED_BY = Ref(User, "allocated_by_id")
@@ -156,6 +158,77 @@ class LicenceFilter:
     course_id: GlobalId | None = field(default=None, metadata=doc("For this course."))
     learner_id: GlobalId | None = field(default=None, metadata=doc("Held by this learner."))
     status: LicenceStatus | None = field(default=None, metadata=doc("In this status."))
+
+
+def _prepare(limits: Limits, f: LicenceFilter | None) -> dict[str, Any]:
+    """The filter's checked values; a malformed id is INVALID."""
+    if f is None:
+        return {}
+    values: dict[str, Any] = {}
+    for name, value, type_name, field_name in (
+        ("course", f.course_id, "Course", "courseId"),
+        ("learner", f.learner_id, "Learner", "learnerId"),
+    ):
+        pk = filter_id(value, type_name, field_name)
+        if pk is not None:
+            values[name] = pk
+    if f.status is not None:
+        values["status"] = f.status
+    return values
+
+
+def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if "course" in v:
+        # a course the caller cannot see matches nothing, exactly like a made-up id
+        visible_course = (
+            select(Course.id).where(Course.id == v["course"], ctx.rules.where(Resource.COURSE))
+        ).correlate(None)
+        found.append(Licence.course_id.in_(visible_course))
+    if "learner" in v:
+        # a licence is visible exactly when its learner is: no learner is revealed
+        found.append(Licence.learner_id == v["learner"])
+    if "status" in v:
+        found.append(in_status(ctx.now, v["status"]))
+    return found
+
+
+LICENCES: ListSource[Licence, LicenceFilter] = ListSource(
+    Licence, Resource.LICENCE, order=(Licence.id,), prepare=_prepare, conditions=_conditions
+)
+
+
+def _narrowing(limits: Limits, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Learner.licences(filter:, status:): the filter's values; `status` is the former place
+    of filter.status (both: INVALID)."""
+    f: LicenceFilter | None = arguments.get("filter")
+    status = arguments.get("status")
+    if status is not None and f is not None and f.status is not None:
+        raise InvalidInput(
+            "Give filter.status only: the status argument is its former place.", field="status"
+        )
+    values = _prepare(limits, f)
+    if status is not None:
+        values["status"] = status
+    return values
+
+
+# A learner's licences: another learner's id in the filter gives none.
+LICENCES_OF_LEARNER = Children(
+    Licence,
+    Licence.learner_id,
+    Resource.LICENCE,
+    (Licence.id,),
+    prepare=_narrowing,
+    conditions=_conditions,
+)
+
+
+@dataclass(frozen=True)
+class EligibleLearnerFilter:
+    """Narrow the learners a licence can go to."""
+
+    search: str | None = field(default=None, metadata=doc("Part of a name or email."))
 
 
 @dataclass(frozen=True)
@@ -225,9 +298,17 @@ def holds_active(ctx: Context, course_id: Any) -> ColumnElement[bool]:
 
 
 async def licence_eligible_learners(
-    ctx: Context, *, course_id: str, first: int | None, after: str | None, search: str | None
+    ctx: Context,
+    *,
+    course_id: str,
+    first: int | None,
+    after: str | None,
+    filter: EligibleLearnerFilter | None = None,
+    search: str | None = None,
 ) -> Page[Learner]:
-    """Visible learners without an ACTIVE (unexpired) licence for a visible course, by name."""
+    """Visible learners without an ACTIVE (unexpired) licence for a visible course, by name;
+    `search` is the former place of `filter.search`."""
+    search = search_of(None if filter is None else filter.search, search)
     course = filter_id(course_id, "Course", "courseId")
     visible_course = exists(
         select(Course.id).where(Course.id == course, ctx.rules.where(Resource.COURSE))
@@ -258,30 +339,7 @@ async def licence_eligible_learners(
 async def licences(
     ctx: Context, *, first: int | None, after: str | None, filter: LicenceFilter | None
 ) -> Page[Licence]:
-    f = filter or LicenceFilter()
-    stmt = select(Licence).where(ctx.rules.where(Resource.LICENCE))
-    course = filter_id(f.course_id, "Course", "courseId")
-    if course is not None:
-        # a course the caller cannot see matches nothing, exactly like a made-up id
-        visible_course = (
-            select(Course.id).where(Course.id == course, ctx.rules.where(Resource.COURSE))
-        ).correlate(None)
-        stmt = stmt.where(Licence.course_id.in_(visible_course))
-    learner = filter_id(f.learner_id, "Learner", "learnerId")
-    if learner is not None:
-        # a licence is visible exactly when its learner is: no learner is revealed
-        stmt = stmt.where(Licence.learner_id == learner)
-    if f.status is not None:
-        stmt = stmt.where(in_status(ctx.now, f.status))
-    return await paginate(
-        ctx,
-        stmt,
-        order=[Licence.id],
-        key=lambda row: (row.id,),
-        key_types=(int,),
-        first=first,
-        after=after,
-    )
+    return await page_of(ctx, LICENCES, filter, first=first, after=after)
 
 
 # The catalogue and pools (support) ------------------------------------------------------------

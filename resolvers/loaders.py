@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, select
 from strawberry.dataloader import DataLoader
 
 from policies.vocabulary import Resource
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 
 M = TypeVar("M")
 K = TypeVar("K")
@@ -89,16 +89,20 @@ class Children(Generic[M]):
     resource: Resource
     order: tuple[Any, ...]
     only: Callable[[Context], Sequence[ColumnElement[bool]]] | None = None
-    # Field arguments that narrow the children when given: name → condition on the request
-    # (its time) and the argument's value.
-    narrowed_by: tuple[tuple[str, Callable[[Context, Any], ColumnElement[bool]]], ...] = ()
+    # The field's arguments narrow the children: `prepare` checks them (raising InvalidInput)
+    # and gives their values, `conditions` turns the values into SQL, as a ListSource does.
+    prepare: Callable[[Limits, Mapping[str, Any]], dict[str, Any]] | None = None
+    conditions: Callable[[Context, Mapping[str, Any]], list[ColumnElement[bool]]] | None = None
+
+    def check(self, limits: Limits, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments' checked values; InvalidInput when they are refused."""
+        return {} if self.prepare is None else self.prepare(limits, arguments)
 
     def narrowing(self, ctx: Context, arguments: Mapping[str, Any]) -> list[ColumnElement[bool]]:
-        return [
-            condition(ctx, arguments[name])
-            for name, condition in self.narrowed_by
-            if arguments.get(name) is not None
-        ]
+        values = self.check(ctx.limits, arguments)
+        if not values or self.conditions is None:
+            return []
+        return self.conditions(ctx, values)
 
 
 def children(

@@ -16,9 +16,10 @@ from resolvers.codes import ErrorCode
 from resolvers.ids import GlobalId
 
 
-def doc(text: str) -> dict[str, str]:
-    """Field metadata: what the field means, shown in the schema."""
-    return {"doc": text}
+def doc(text: str, *, deprecated: str | None = None) -> dict[str, str]:
+    """Field metadata: what the field means, shown in the schema (and, for a name kept only
+    for older clients, what to use instead)."""
+    return {"doc": text} if deprecated is None else {"doc": text, "deprecated": deprecated}
 
 
 class Problem:

@@ -207,6 +207,16 @@ def search_pattern(limits: Limits, search: str | None) -> str | None:
     return like_pattern(term)
 
 
+def search_of(in_filter: str | None, argument: str | None) -> str | None:
+    """The search asked for: `filter.search`, or the former top-level `search` argument a list
+    still takes; giving both is INVALID."""
+    if in_filter is not None and argument is not None:
+        raise InvalidInput(
+            "Give filter.search only: the search argument is its former place.", field="search"
+        )
+    return in_filter if in_filter is not None else argument
+
+
 def like_pattern(search: str) -> str:
     """The LIKE pattern of a search for text containing `search`."""
     return f"%{escape_like(search)}%"

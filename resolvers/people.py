@@ -30,6 +30,7 @@ from resolvers.audit import audit
 from resolvers.common import (
     UNCHANGED,
     Unchanged,
+    clean_avatar_url,
     clean_email,
     clean_name,
     filter_id,
@@ -41,7 +42,7 @@ from resolvers.ids import encode_id
 from resolvers.loaders import by_id, loader, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
-from resolvers.pagination import Page, matches, paginate, search_pattern
+from resolvers.pagination import Page, matches, paginate, search_of, search_pattern
 
 ROLE_ORDER = list(Role)
 
@@ -109,6 +110,13 @@ class StaffFilter:
         default=None,
         metadata=doc("True: only people deactivated here; left out or false: active staff."),
     )
+
+
+@dataclass(frozen=True)
+class ExternalAssessorFilter:
+    """Narrow the external assessor directory."""
+
+    search: str | None = field(default=None, metadata=doc("Part of a name or email."))
 
 
 @dataclass(frozen=True)
@@ -208,10 +216,17 @@ def staff_membership_here(ctx: Context, *, deactivated: bool) -> ColumnElement[b
 
 
 async def external_assessors(
-    ctx: Context, *, first: int | None, after: str | None, search: str | None = None
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    filter: ExternalAssessorFilter | None = None,
+    search: str | None = None,
 ) -> Page[User]:
+    """The directory, by name; `search` is the former place of `filter.search`."""
+    wanted = search_of(None if filter is None else filter.search, search)
     stmt = select(User).where(
-        ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(ctx, search)
+        ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(ctx, wanted)
     )
     return await paginate(
         ctx,
@@ -225,7 +240,7 @@ async def external_assessors(
 
 
 async def create_external_assessor(
-    ctx: Context, *, name: str, email: str
+    ctx: Context, *, name: str, email: str, avatar_url: str | None = None
 ) -> ExternalAssessorCreated | Invalid | AlreadyExists:
     if not ctx.rules.holds(Resource.EXTERNAL_ASSESSOR, Action.CREATE):
         raise Forbidden(refusal(Resource.EXTERNAL_ASSESSOR, Action.CREATE))
@@ -235,7 +250,16 @@ async def create_external_assessor(
     clean_e = clean_email(email)
     if isinstance(clean_e, Invalid):
         return clean_e
-    user = User(email=clean_e, name=clean, kind=UserKind.EXTERNAL_ASSESSOR, created_at=ctx.now)
+    picture = clean_avatar_url(avatar_url)
+    if isinstance(picture, Invalid):
+        return picture
+    user = User(
+        email=clean_e,
+        name=clean,
+        kind=UserKind.EXTERNAL_ASSESSOR,
+        avatar_url=picture,
+        created_at=ctx.now,
+    )
     if not await ctx.db.try_add(user):
         return AlreadyExists("A user with this email exists.", field="email")
     await audit(ctx, AuditAction.EXTERNAL_ASSESSOR_CREATED, user, organisation_id=None)
@@ -483,26 +507,35 @@ async def update_staff_member(
     roles: Sequence[Role] | Unchanged | None = UNCHANGED,
     location_id: str | Unchanged | None = UNCHANGED,
     department_id: str | Unchanged | None = UNCHANGED,
+    avatar_url: str | Unchanged | None = UNCHANGED,
 ) -> StaffMemberUpdated | Invalid | NotFound:
-    """Change a staff member: admins here (name, roles, units); support the name of anyone."""
+    """Change a staff member: admins here (name, picture, roles, units); support the name and
+    picture of anyone. A person's name and picture are theirs everywhere: for someone who also
+    belongs elsewhere only support changes them."""
     user = await mutation_target(ctx, user_id, User, "userId", Action.UPDATE)
     if isinstance(user, Invalid | NotFound):
         return user
     new_name = None if name is UNCHANGED or name is None else clean_name(name)
     if isinstance(new_name, Invalid):
         return new_name
+    picture = None if isinstance(avatar_url, Unchanged) else clean_avatar_url(avatar_url)
+    if isinstance(picture, Invalid):
+        return picture
     wanted = None if roles is UNCHANGED or roles is None else set(roles)
     units_given = location_id is not UNCHANGED or department_id is not UNCHANGED
-    if new_name is None and wanted is None and not units_given:
-        return Invalid("Give something to change: name, roles, locationId or departmentId.")
+    if new_name is None and wanted is None and not units_given and avatar_url is UNCHANGED:
+        return Invalid(
+            "Give something to change: name, roles, locationId, departmentId or avatarUrl."
+        )
     changed: dict[str, Any] = {}
     organisation_id = ctx.me.organisation_id
     rename = new_name is not None and new_name != user.name
+    repicture = avatar_url is not UNCHANGED and picture != user.avatar_url
     if organisation_id is None:  # support: a person's name, not their place in an organisation
         if wanted is not None or units_given:
             raise Forbidden("Roles and units are changed by the organisation's own admins.")
-    elif rename and await belongs_elsewhere(ctx, user, organisation_id):
-        raise Forbidden(ELSEWHERE.format(what="name"))
+    elif (rename or repicture) and await belongs_elsewhere(ctx, user, organisation_id):
+        raise Forbidden(ELSEWHERE.format(what="name" if rename else "picture"))
     if organisation_id is not None:
         membership, held = await _membership_here(ctx, user)
         if membership.deactivated_at is not None:
@@ -521,6 +554,11 @@ async def update_staff_member(
         assert new_name is not None
         await rename_person(ctx, user, new_name)
         changed["name"] = True
+    if repicture:
+        await ctx.db.execute(update(User).where(User.id == user.id).values(avatar_url=picture))
+        set_committed_value(user, "avatar_url", picture)
+        changed["avatarUrl"] = True
+    personal = ("name", "avatarUrl")
     if not changed:  # every value given was already so
         return StaffMemberUpdated(user, unchanged=True)
     await audit(
@@ -528,7 +566,10 @@ async def update_staff_member(
         AuditAction.STAFF_MEMBER_UPDATED,
         user,
         organisation_id=organisation_id,
-        details={"fields": sorted(changed), **{k: v for k, v in changed.items() if k != "name"}},
+        details={
+            "fields": sorted(changed),
+            **{k: v for k, v in changed.items() if k not in personal},
+        },
     )
     return StaffMemberUpdated(user)
 

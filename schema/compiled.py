@@ -43,8 +43,10 @@ from policies.principal import Principal
 from policies.vocabulary import Action
 from resolvers import compiled as sql
 from resolvers.context import Limits
+from resolvers.errors import InvalidInput
+from resolvers.loaders import Children
 from resolvers.pagination import decode_cursor, page_size_of
-from schema.derive import plain
+from schema.derive import declared, plain
 from schema.nodes import COMPUTED, NODE_TYPES
 from schema.permissions import Guard
 
@@ -125,6 +127,7 @@ def _children(nodes: list[FieldNode]) -> list[SelectionNode]:
 class _Planner:
     schema: Any  # strawberry.Schema
     collector: _Collector
+    limits: Limits
     budget: sql.Budget | None = None
     connections: list[tuple[GraphQLField, FieldNode, StrawberryField]] = field(default_factory=list)
 
@@ -160,12 +163,22 @@ class _Planner:
         ):
             raise sql.NotCompilable("nested arguments from variables")
         raw = get_argument_values(field_def, nodes[0], None)
-        return convert_arguments(
+        converted = convert_arguments(
             raw,
             strawberry_field.arguments,
             scalar_registry=self.schema.schema_converter.scalar_registry,
             config=self.schema.config,
         )
+        # Filters as their declarations (what the relation's narrowing reads), checked now: a
+        # refused argument leaves the document to the standard executor, which answers INVALID.
+        arguments = {k: declared(v) for k, v in converted.items()}
+        relation = strawberry_field.metadata.get("relation")
+        if isinstance(relation, Children):
+            try:
+                relation.check(self.limits, arguments)
+            except InvalidInput as refused:
+                raise sql.NotCompilable("nested arguments refused") from refused
+        return arguments
 
     @staticmethod
     def _guarded(strawberry_field: StrawberryField) -> None:
@@ -424,7 +437,7 @@ def compile_operation(
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    planner = _Planner(schema, _Collector(fragments), budget)
+    planner = _Planner(schema, _Collector(fragments), limits, budget)
     plan = planner.root(operation)
     if not plan.connections:
         raise sql.NotCompilable("nothing to gather")

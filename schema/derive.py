@@ -63,6 +63,8 @@ def derived(
             continue
         annotations[f.name] = annotation(hints[f.name])
         options: dict[str, Any] = {"description": f.metadata.get("doc")}
+        if "deprecated" in f.metadata:
+            options["deprecation_reason"] = f.metadata["deprecated"]
         if input and f.default is not dataclasses.MISSING:
             options["default"] = f.default
         namespace[f.name] = strawberry.field(**options)
@@ -94,6 +96,12 @@ def plain(value: object | None, declaration: type[T]) -> T | None:
     assert _ORIGIN.get(type(value)) is declaration, (type(value), declaration)
     names = [f.name for f in dataclasses.fields(declaration)]  # type: ignore[arg-type]
     return declaration(**{n: getattr(value, n) for n in names})
+
+
+def declared(value: Any) -> Any:
+    """A derived input back as its declaration; any other value as it is."""
+    origin = _ORIGIN.get(type(value))
+    return value if origin is None else plain(value, origin)
 
 
 def input_of(declaration: type) -> Any:

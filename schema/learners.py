@@ -28,7 +28,7 @@ from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import LicenceStatus, Role
 from schema.nodes import Node, computed, maybe, node, project_all
-from schema.people import User, initials_of
+from schema.people import AVATAR_URL, User, initials_of
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation, refused, unchanged
@@ -46,6 +46,9 @@ strawberry.enum(
     description="Why a person can see a learner: the policy scope that grants it.",
 )
 
+LearnerFilter = input_of(learners.LearnerFilter)
+LicenceFilter = input_of(licences.LicenceFilter)
+
 
 @node(
     models.Learner,
@@ -57,6 +60,9 @@ class Learner(Node):
     name: str = strawberry.field(description="Full name.")
     email: str | None = strawberry.field(description="Email address, if known.")
     initials: str = strawberry.field(description="One or two letters for an avatar.")
+    avatar_url: str | None = strawberry.field(
+        description="Picture (an https URL), if the learner has one."
+    )
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
 
@@ -101,14 +107,27 @@ class Learner(Node):
         return project_all("Allocation", rows)
 
     @strawberry.field(
-        description="The learner's course licences, in any status unless one is asked for.",
+        description="The learner's course licences the caller can see, oldest first, narrowed "
+        "by the filter as the licences list is (a learnerId of another learner: none).",
         extensions=requires(Resource.LICENCE),
         metadata={"relation": licences.LICENCES_OF_LEARNER},
     )
     async def licences(
-        self, info: Info, status: LicenceStatus | None = None
+        self,
+        info: Info,
+        filter: LicenceFilter | None = None,  # type: ignore[valid-type]
+        status: Annotated[
+            LicenceStatus | None,
+            strawberry.argument(
+                description="Former place of filter.status; giving both is INVALID.",
+                deprecation_reason="Use filter: {status}.",
+            ),
+        ] = None,
     ) -> list[Annotated[Licence, strawberry.lazy("schema.licences")]]:
-        rows = await related(info.context, licences.LICENCES_OF_LEARNER, self.row, status=status)
+        wanted = plain(filter, licences.LicenceFilter)
+        rows = await related(
+            info.context, licences.LICENCES_OF_LEARNER, self.row, filter=wanted, status=status
+        )
         return project_all("Licence", rows)
 
     @strawberry.field(
@@ -166,9 +185,6 @@ class LearnerAccess:
         )
 
 
-LearnerFilter = input_of(learners.LearnerFilter)
-
-
 @strawberry.input(description="A new learner in the caller's organisation.")
 class CreateLearnerInput:
     name: str = strawberry.field(description="Full name.")
@@ -181,6 +197,7 @@ class CreateLearnerInput:
     department_id: strawberry.ID | None = strawberry.field(
         default=None, description="Their department."
     )
+    avatar_url: str | None = strawberry.field(default=None, description=AVATAR_URL)
 
 
 @strawberry.input(description="Learners to add to the caller's organisation, all or none.")
@@ -237,6 +254,9 @@ class UpdateLearnerInput:
     )
     department_id: strawberry.ID | None = strawberry.field(
         default=strawberry.UNSET, description="Their department; null: none."
+    )
+    avatar_url: str | None = strawberry.field(
+        default=strawberry.UNSET, description=f"{AVATAR_URL} Null or empty: no picture."
     )
 
 

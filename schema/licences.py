@@ -18,7 +18,7 @@ from schema.derive import input_of, plain
 from schema.enums import LicenceSource, LicenceStatus
 from schema.learners import Learner
 from schema.nodes import ROW_TYPES, Node, node, project
-from schema.people import User
+from schema.people import SEARCH_MOVED, User
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation, refused, unchanged
@@ -135,6 +135,7 @@ class WithheldLicence:
 ROW_TYPES[rules.Withheld] = WithheldLicence
 
 LicenceFilter = input_of(licences.LicenceFilter)
+EligibleLearnerFilter = input_of(licences.EligibleLearnerFilter)
 
 
 @strawberry.input(description="A new course in the catalogue (support only).")
@@ -259,10 +260,22 @@ class LicenceQuery:
         course_id: strawberry.ID,
         first: int | None = None,
         after: str | None = None,
-        search: str | None = None,
+        filter: EligibleLearnerFilter | None = None,  # type: ignore[valid-type]
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Former place of filter.search; giving both is INVALID.",
+                deprecation_reason=SEARCH_MOVED,
+            ),
+        ] = None,
     ) -> Connection[Learner]:
         page = await licences.licence_eligible_learners(
-            info.context, course_id=course_id, first=first, after=after, search=search
+            info.context,
+            course_id=course_id,
+            first=first,
+            after=after,
+            filter=plain(filter, licences.EligibleLearnerFilter),
+            search=search,
         )
         return Connection.from_page(page, Learner.from_row)
 

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from schema.organisations import Organisation
 
 
+AVATAR_URL = (
+    "Picture: an https URL with a host, at most 1,000 characters (ValidationError INVALID, "
+    "field avatarUrl, otherwise)."
+)
+
+
 def initials_of(name: str) -> str:
     parts = [p for p in name.replace("-", " ").split() if p[:1].isalpha()]
     if not parts:
@@ -44,7 +50,9 @@ class User(Node):
     name: str = strawberry.field(description="Full name.")
     email: str = strawberry.field(description="Sign-in email address.")
     initials: str = strawberry.field(description="One or two letters for an avatar.")
-    avatar_url: str | None = strawberry.field(description="Picture, if the person has one.")
+    avatar_url: str | None = strawberry.field(
+        description="Picture (an https URL), if the person has one."
+    )
     is_external_assessor: bool = strawberry.field(
         description="True for assessors outside every customer organisation."
     )
@@ -89,6 +97,8 @@ class Viewer:
 
 
 StaffFilter = input_of(people.StaffFilter)
+ExternalAssessorFilter = input_of(people.ExternalAssessorFilter)
+SEARCH_MOVED = "Use filter: {search}."
 
 
 @strawberry.input(
@@ -113,6 +123,7 @@ class CreateStaffMemberInput:
 class CreateExternalAssessorInput:
     name: str = strawberry.field(description="Full name.")
     email: str = strawberry.field(description="Sign-in email address.")
+    avatar_url: str | None = strawberry.field(default=None, description=AVATAR_URL)
 
 
 @answers(people.StaffMemberCreated)
@@ -129,8 +140,9 @@ class ExternalAssessorCreated:
 
 @strawberry.input(
     description="Change a staff member; fields left out stay as they are. Admins change the "
-    "name, roles and units of their organisation's staff, except the name of someone who also "
-    "belongs elsewhere, which only support changes; support changes names only."
+    "name, picture, roles and units of their organisation's staff, except the name and picture "
+    "of someone who also belongs elsewhere, which only support changes; support changes names "
+    "and pictures only."
 )
 class UpdateStaffMemberInput:
     user_id: strawberry.ID = strawberry.field(description="The staff member.")
@@ -148,6 +160,11 @@ class UpdateStaffMemberInput:
     )
     department_id: strawberry.ID | None = strawberry.field(
         default=strawberry.UNSET, description="Their department; null: none."
+    )
+    avatar_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=f"{AVATAR_URL} Null or empty: no picture. The picture is the person's "
+        "everywhere: for someone who also belongs elsewhere only support changes it.",
     )
 
 
@@ -215,10 +232,18 @@ class PeopleQuery:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        search: str | None = None,
+        filter: ExternalAssessorFilter | None = None,  # type: ignore[valid-type]
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Former place of filter.search; giving both is INVALID.",
+                deprecation_reason=SEARCH_MOVED,
+            ),
+        ] = None,
     ) -> Connection[User]:
+        wanted = plain(filter, people.ExternalAssessorFilter)
         page = await people.external_assessors(
-            info.context, first=first, after=after, search=search
+            info.context, first=first, after=after, filter=wanted, search=search
         )
         return Connection.from_page(page, User.from_row)
 
@@ -246,7 +271,8 @@ class PeopleMutation:
         people.update_staff_member,
         input=UpdateStaffMemberInput,
         repeat=unchanged("identical values: `unchanged: true`, no audit event"),
-        description="Change a staff member (admins of their organisation; support: the name). "
+        description="Change a staff member (admins of their organisation; support: the name "
+        "and picture). "
         "A manager's team follows new units at once.",
         extensions=changes(Resource.STAFF, Action.UPDATE),
     )

@@ -137,22 +137,19 @@ def camel(snake: str) -> str:
     return "".join(part.capitalize() for part in snake.split("_"))
 
 
-def mutation(
-    use_case: UseCase,
-    *,
-    input: type,
-    description: str,
-    extensions: list[FieldExtension],
-    repeat: Repeat,
-    **fixed: Any,
-) -> Any:
-    """A mutation field running `use_case(ctx, **fixed, **input fields)`; `repeat` says what
-    it answers when it is sent again."""
+# Each use case's result union, built once: a read offered both as a query and as a
+# (deprecated) mutation answers with the one union.
+_UNIONS: dict[UseCase, Any] = {}
+
+
+def _resolver(use_case: UseCase, input: type, fixed: dict[str, Any]) -> Callable[..., Any]:
+    """The field resolver running `use_case(ctx, **fixed, **input fields)`."""
     allowed = outcomes_of(use_case)
-    union: Any = Annotated[
-        Union[tuple(graphql_type(o) for o in allowed)],  # noqa: UP007 - built at run time
-        strawberry.union(f"{camel(use_case.__name__)}Result"),
-    ]
+    if use_case not in _UNIONS:
+        _UNIONS[use_case] = Annotated[
+            Union[tuple(graphql_type(o) for o in allowed)],  # noqa: UP007 - built at run time
+            strawberry.union(f"{camel(use_case.__name__)}Result"),
+        ]
 
     async def resolve(self: Any, info: Info, input: Any) -> object:
         # A field left out of the input (UNSET) reaches the use case as UNCHANGED.
@@ -160,8 +157,41 @@ def mutation(
         outcome = await use_case(info.context, **fixed, **given)
         return answer(outcome, allowed)
 
-    resolve.__annotations__ = {"info": Info, "input": input, "return": union}
+    resolve.__annotations__ = {"info": Info, "input": input, "return": _UNIONS[use_case]}
     resolve.__name__ = use_case.__name__
+    return resolve
+
+
+def mutation(
+    use_case: UseCase,
+    *,
+    input: type,
+    description: str,
+    extensions: list[FieldExtension],
+    repeat: Repeat,
+    deprecation_reason: str | None = None,
+    **fixed: Any,
+) -> Any:
+    """A mutation field running `use_case(ctx, **fixed, **input fields)`; `repeat` says what
+    it answers when it is sent again."""
+    resolve = _resolver(use_case, input, fixed)
     USE_CASES[use_case.__name__] = use_case
     REPEATS[field_name(use_case)] = repeat
-    return strawberry.mutation(description=description, extensions=extensions)(resolve)
+    return strawberry.mutation(
+        description=description, extensions=extensions, deprecation_reason=deprecation_reason
+    )(resolve)
+
+
+def read(
+    use_case: UseCase,
+    *,
+    input: type,
+    description: str,
+    extensions: list[FieldExtension],
+    **fixed: Any,
+) -> Any:
+    """A query field running a use case that changes nothing, answered as a mutation is: its
+    success type or one of its error types."""
+    return strawberry.field(description=description, extensions=extensions)(
+        _resolver(use_case, input, fixed)
+    )

@@ -22,7 +22,7 @@ from schema.organisations import Department, Location
 from schema.people import User
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation, reads, refused, unchanged
+from schema.results import answers, mutation, read, reads, refused, unchanged
 
 
 @node(models.AutoAllocationRule, lambda ctx: ctx.loaders(RuleLoaders).rule)
@@ -105,7 +105,10 @@ class AutoAllocationRuleDeleted:
 @answers(rules.RulePreview)
 @strawberry.type(description="Who would get a licence now, if the rule applied to existing people.")
 class RulePreview:
-    count: int = strawberry.field(description="How many learners would get a licence.")
+    count: int = strawberry.field(
+        description="How many learners would get a licence: learners.totalCount.",
+        deprecation_reason="Use learners.totalCount.",
+    )
     seats_available: int = strawberry.field(description="Seats left in the course's pool.")
     reached: strawberry.Private[Any]
 
@@ -129,6 +132,14 @@ class RuleQuery:
         rows = await rules.auto_allocation_rules(info.context, course_id=course_id)
         return [AutoAllocationRule.from_row(r) for r in rows]
 
+    auto_allocation_rule_preview = read(
+        rules.preview_auto_allocation_rule,
+        input=CreateAutoAllocationRuleInput,
+        description="Who would get a licence now if the rule were made with applyToExisting "
+        "(admins). Changes nothing.",
+        extensions=requires(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
+    )
+
 
 @strawberry.type
 class RuleMutation:
@@ -150,6 +161,7 @@ class RuleMutation:
         repeat=reads("writes nothing: the same preview while nothing else changes"),
         description="Dry run: who would get a licence now. Writes nothing.",
         extensions=changes(Resource.AUTO_ALLOCATION_RULE, Action.CREATE),
+        deprecation_reason="Use the query autoAllocationRulePreview.",
     )
     delete_auto_allocation_rule = mutation(
         rules.delete_auto_allocation_rule,

@@ -36,7 +36,7 @@ from tests.factories import World
 from tests.helpers import gid
 
 SEED = int(os.environ.get("CASELOAD_DIFFERENTIAL_SEED", "20261130"))
-DOCUMENTS_PER_PRINCIPAL = 36
+DOCUMENTS_PER_PRINCIPAL = 40
 MIN_COMPILED_PAIRS = 500
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
@@ -67,6 +67,7 @@ async def build_world(world: World, rng: random.Random) -> Facts:
     principals += [Principal(e, None, "external") for e in externals]
     principals.append(Principal(support, None, "support"))
     courses = [await world.course(title=f"Course {c}") for c in "ABC"]
+    ids["Course"] = [gid("Course", c.id) for c in courses] + [gid("Course", 10**9)]
     for o in range(2):
         org = await world.organisation()
         locations = [await world.location(org) for _ in range(2)]
@@ -183,7 +184,7 @@ class Documents:
             alias = f"x{self.rng.randint(0, 9)}_{name}: " if self.rng.random() < 0.15 else ""
             arguments = ""
             if name == "licences" and self.rng.random() < 0.7:
-                arguments = f"(status: {self.rng.choice([s.value for s in LicenceStatus])})"
+                arguments = self.licence_arguments()
             if name in ("allocations", "assignments") and self.rng.random() < 0.5:
                 arguments = f"(includeEnded: {self.rng.choice(['true', 'false'])})"
             if isinstance(inner, GraphQLScalarType) or not isinstance(inner, GraphQLObjectType):
@@ -203,6 +204,21 @@ class Documents:
             parts.append("...L")
         return " ".join(parts) or "__typename"
 
+    def licence_arguments(self) -> str:
+        """A learner's licences narrowed: the filter (fixed by the document) or the former
+        status argument; now and then an id that is malformed or names another learner."""
+        rng = self.rng
+        status = rng.choice([s.value for s in LicenceStatus])
+        if rng.random() < 0.3:
+            return f"(status: {status})"
+        options = {
+            "status": status,
+            "courseId": json.dumps(rng.choice(self.facts.ids["Course"])),
+            "learnerId": json.dumps(rng.choice(self.facts.ids["Learner"])),
+        }
+        chosen = [f"{k}: {v}" for k, v in options.items() if rng.random() < 0.4]
+        return f"(filter: {{{', '.join(chosen)}}})"
+
     def arguments(self, field: str) -> tuple[str, dict[str, Any]]:
         rng = self.rng
         args: list[str] = []
@@ -220,6 +236,7 @@ class Documents:
                 "locationId": pick("Location"),
                 "departmentId": pick("Department"),
                 "assignedTo": pick("User"),
+                "assigneeId": pick("User"),
                 "unassigned": rng.random() < 0.5,
             }
         else:

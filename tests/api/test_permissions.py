@@ -635,3 +635,34 @@ async def test_a_malformed_id_answers_null(api: Api, backend: Backend, value: st
         result.body
     )
     assert not result.errors, result.body
+
+
+PREVIEW = (
+    "%s($c: ID!) { %s(input: {courseId: $c, scope: ENTIRE_COMPANY}) { __typename "
+    "... on RulePreview { seatsAvailable learners { totalCount edges { node { id } } } } "
+    "... on Error { code } } }"
+)
+
+
+async def test_the_rule_preview_query_is_granted_as_its_mutation(
+    api: Api, backend: Backend
+) -> None:
+    """Reads are queries: `autoAllocationRulePreview` is granted to whom the (deprecated)
+    mutation `previewAutoAllocationRule` is, with the same answer; everyone else is refused
+    FORBIDDEN as a whole. Neither changes anything."""
+    facts = await fresh(backend)
+    granted = EXPECTED["previewAutoAllocationRule"]
+    for role in PRINCIPALS:
+        call = caller_for(api, facts, principal(facts, role))
+        given = {"c": targets(facts, 0).course}
+        before = await row_counts(backend.engine)
+        asked = await call(PREVIEW % ("query", "autoAllocationRulePreview"), **given)
+        assert await row_counts(backend.engine) == before, role
+        if role not in granted:
+            assert_denied(asked)
+            continue
+        preview = asked.ok()["autoAllocationRulePreview"]
+        assert preview["__typename"] == "RulePreview", (role, preview)
+        assert preview["learners"]["totalCount"] > 0, (role, preview)
+        mutated = await call(PREVIEW % ("mutation", "previewAutoAllocationRule"), **given)
+        assert mutated.ok()["previewAutoAllocationRule"] == preview, role

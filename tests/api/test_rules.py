@@ -40,8 +40,8 @@ CREATE_RULE = """mutation($input: CreateAutoAllocationRuleInput!) {
   }
 }"""
 
-PREVIEW = """mutation($input: CreateAutoAllocationRuleInput!, $first: Int, $after: String) {
-  previewAutoAllocationRule(input: $input) {
+PREVIEW = """query($input: CreateAutoAllocationRuleInput!, $first: Int, $after: String) {
+  autoAllocationRulePreview(input: $input) {
     __typename
     ... on RulePreview {
       count seatsAvailable
@@ -52,6 +52,10 @@ PREVIEW = """mutation($input: CreateAutoAllocationRuleInput!, $first: Int, $afte
     ... on Error { code message }
   }
 }"""
+# The former, deprecated place of the preview: a mutation, answering the same.
+PREVIEW_MUTATION = PREVIEW.replace("query", "mutation", 1).replace(
+    "autoAllocationRulePreview", "previewAutoAllocationRule"
+)
 
 DELETE_RULE = """mutation($input: DeleteAutoAllocationRuleInput!) {
   deleteAutoAllocationRule(input: $input) {
@@ -180,6 +184,7 @@ async def test_other_roles_may_not_make_preview_or_delete_rules(
     given = rule_input(lid(course), "ENTIRE_COMPANY")
     assert_denied(await call(CREATE_RULE, input=given))
     assert_denied(await call(PREVIEW, input=given))
+    assert_denied(await call(PREVIEW_MUTATION, input=given))
     assert_denied(await call(DELETE_RULE, input={"ruleId": gid("AutoAllocationRule", rule.id)}))
     assert (await call(RULES)).ok()["autoAllocationRules"] == []
     assert await state(backend.engine) == before
@@ -225,7 +230,7 @@ async def test_a_rule_names_exactly_the_units_its_scope_needs(
         ("LOCATION", {"locationId": "%%"}, "locationId"),
     ]
     for scope, units, field in bad:
-        for document in (CREATE_RULE, PREVIEW):
+        for document in (CREATE_RULE, PREVIEW, PREVIEW_MUTATION):
             result = (await call(document, input=rule_input(lid(course), scope, **units))).ok()
             (payload,) = result.values()
             assert payload["__typename"] == "ValidationError", (scope, units, payload)
@@ -381,6 +386,8 @@ async def test_the_preview_is_exactly_what_apply_to_existing_then_issues(
     preview = assert_granted(await call(PREVIEW, input=given, first=4), "RulePreview")
     assert await state(backend.engine) == before  # a dry run writes nothing
     assert (preview["count"], preview["seatsAvailable"]) == (6, 19)
+    mutated = await call(PREVIEW_MUTATION, input=given, first=4)
+    assert mutated.ok()["previewAutoAllocationRule"] == preview
     previewed = [e["node"]["id"] for e in preview["learners"]["edges"]]
     second = assert_granted(
         await call(
@@ -401,7 +408,7 @@ async def test_the_preview_is_exactly_what_apply_to_existing_then_issues(
         )
     assert sorted(lid(Learner(id=pk)) for pk in issued) == sorted(previewed)
     assert await seats_used(backend.engine, pool) == 7
-    assert (await call(PREVIEW, input=given)).ok()["previewAutoAllocationRule"]["count"] == 0
+    assert (await call(PREVIEW, input=given)).ok()["autoAllocationRulePreview"]["count"] == 0
 
 
 async def test_apply_to_existing_beyond_the_pool_creates_neither_rule_nor_licences(

@@ -25,9 +25,17 @@ SEARCHED = {
     ),
     "staff": "query($s: String) { staff(first: 1, filter: {search: $s}) { totalCount } }",
     "externalAssessors": (
-        "query($s: String) { externalAssessors(first: 1, search: $s) { totalCount } }"
+        "query($s: String) { externalAssessors(first: 1, filter: {search: $s}) { totalCount } }"
     ),
     "licenceEligibleLearners": (
+        "query($s: String, $c: ID!) { licenceEligibleLearners(courseId: $c, first: 1, "
+        "filter: {search: $s}) { totalCount } }"
+    ),
+    # The former place of the term, deprecated.
+    "externalAssessors(search:)": (
+        "query($s: String) { externalAssessors(first: 1, search: $s) { totalCount } }"
+    ),
+    "licenceEligibleLearners(search:)": (
         "query($s: String, $c: ID!) { licenceEligibleLearners(courseId: $c, first: 1, "
         "search: $s) { totalCount } }"
     ),

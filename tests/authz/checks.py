@@ -76,10 +76,10 @@ fragment N on Node {
   ... on Learner { organisation { id } location { id } department { id } records { id }
                    allocations { id } allAllocations: allocations(includeEnded: true) { id }
                    assessors { id } evidence { id } licences { id }
-                   recalled: licences(status: RECALLED) { id }
+                   recalled: licences(filter: {status: RECALLED}) { id }
                    licenceRules: licences { id rule { id } }
-                   expired: licences(status: EXPIRED) { id }
-                   active: licences(status: ACTIVE) { id } }
+                   expired: licences(filter: {status: EXPIRED}) { id }
+                   active: licences(filter: {status: ACTIVE}) { id } }
   ... on ApprenticeRecord { learner { id } assignments { id } evidence { id }
                             allAssignments: assignments(includeEnded: true) { id } }
   ... on Assignment { user { id } record { id } }
@@ -346,10 +346,10 @@ NESTED = f"""query Nested {{
     id organisation {{ id }} location {{ id }} department {{ id }} records {{ id }}
     allocations {{ id }} allAllocations: allocations(includeEnded: true) {{ id }}
     assessors {{ id }} evidence {{ id }} licences {{ id }}
-    recalled: licences(status: RECALLED) {{ id }}
+    recalled: licences(filter: {{status: RECALLED}}) {{ id }}
     licenceRules: licences {{ id rule {{ id }} }}
-    expired: licences(status: EXPIRED) {{ id }}
-    active: licences(status: ACTIVE) {{ id }} }} }} }}
+    expired: licences(filter: {{status: EXPIRED}}) {{ id }}
+    active: licences(filter: {{status: ACTIVE}}) {{ id }} }} }} }}
   apprenticeRecords(first: {PAGE}) {{ edges {{ node {{
     id learner {{ id }} assignments {{ id }} evidence {{ id }}
     allAssignments: assignments(includeEnded: true) {{ id }} }} }} }}
@@ -407,7 +407,7 @@ async def page_through(check: Check, name: str, wanted: set[str], first: int) ->
 @dataclass(frozen=True)
 class FilterCase:
     field: str  # learners | apprenticeRecords | staff | externalAssessors | licences | evidence
-    value: Any  # the filter input (or the search string of externalAssessors)
+    value: Any  # the filter input
     expected: frozenset[str]
     hidden_id: bool = False  # names an id the caller cannot see: must answer like a made-up one
     made_up: bool = False
@@ -425,7 +425,7 @@ FILTER_TYPES = {
     "learners": "LearnerFilter",
     "apprenticeRecords": "RecordFilter",
     "staff": "StaffFilter",
-    "externalAssessors": "String",
+    "externalAssessors": "ExternalAssessorFilter",
     "licences": "LicenceFilter",
     "evidence": "EvidenceFilter",
 }
@@ -482,7 +482,11 @@ def filter_cases(check: Check) -> list[FilterCase]:
         cases.append(FilterCase("staff", {"search": term}, frozenset(g("User", p) for p in found)))
     for term in (terms[0], "external1"):
         found = model.directory_list(who, search=term)
-        cases.append(FilterCase("externalAssessors", term, frozenset(g("User", p) for p in found)))
+        cases.append(
+            FilterCase(
+                "externalAssessors", {"search": term}, frozenset(g("User", p) for p in found)
+            )
+        )
     # Units and people of the organisations the principal acts in or sees learners of, one
     # of some other organisation (hidden), and made-up ids.
     relevant = {who.organisation_id} | {lf.organisation_id for lf in learner_units}
@@ -514,10 +518,10 @@ def filter_cases(check: Check) -> list[FilterCase]:
     for pk in candidates:
         hidden = pk not in users_seen
         learners(
-            "assignedTo", g("User", pk), model.learner_list(who, assigned_to=pk), hidden_id=hidden
+            "assigneeId", g("User", pk), model.learner_list(who, assigned_to=pk), hidden_id=hidden
         )
         records("assigneeId", g("User", pk), model.record_list(who, assignee=pk), hidden_id=hidden)
-    learners("assignedTo", g("User", MISSING_PK), (), made_up=True)
+    learners("assigneeId", g("User", MISSING_PK), (), made_up=True)
     records("assigneeId", g("User", MISSING_PK), (), made_up=True)
     for flag in (True, False):
         learners("unassigned", flag, model.learner_list(who, unassigned=flag))
@@ -608,8 +612,6 @@ def licence_and_evidence_cases(check: Check) -> list[FilterCase]:
 
 
 def connection_field(field: str, variable: str) -> str:
-    if field == "externalAssessors":
-        return f"externalAssessors(first: {PAGE}, search: ${variable})"
     return f"{field}(first: {PAGE}, filter: ${variable})"
 
 

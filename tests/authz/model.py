@@ -50,7 +50,7 @@ decided one, quoted where it is applied:
   key itself only to those who read API keys.
 - `organisations`: support all, everyone acting in an organisation that one. `evidence`
   (the work queue): evidence the caller sees on LIVE records. `auditEvents`: as `node(id:)`.
-- filters: `assignedTo: X` = learners the caller sees with a LIVE record the caller sees
+- filters: `assigneeId: X` = learners the caller sees with a LIVE record the caller sees
   that has an active assignment to X ("lists and filters default to LIVE records"); an X
   the caller cannot see as a User matches nothing, exactly like a made-up id.
   `unassigned: true` = no active ASSESSOR assignment on a LIVE record the caller sees.
