@@ -48,8 +48,8 @@ DOCUMENTS = {
     "broad count": "{ apprenticeRecords(first: 0, filter: {unassigned: true}) { totalCount } }",
     "staff search": '{ staff(first: 50, filter: {search: "ell"}) { totalCount } }',
     "licence eligible search": (
-        "query($c: ID!) { licenceEligibleLearners(courseId: $c, first: 0, search: "
-        '"ell") { totalCount } }'
+        "query($c: ID!) { licenceEligibleLearners(courseId: $c, first: 0, filter: {search: "
+        '"ell"}) { totalCount } }'
     ),
 }
 

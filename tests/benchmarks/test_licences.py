@@ -195,9 +195,10 @@ async def test_licences_at_scale(api: Api, backend: Backend, services: Services)
         "applyToExisting": True,
     }
     data, ms, statements = await timed(engine, call, PREVIEW, input=given, first=50)
-    preview = data["previewAutoAllocationRule"]
+    preview = data["autoAllocationRulePreview"]
     print(
-        f"[{backend.name}] preview a rule reaching {preview['count']} learners: {ms:.0f}ms "
+        f"[{backend.name}] preview a rule reaching {preview['learners']['totalCount']} learners: "
+        f"{ms:.0f}ms "
         f"({statements} statements)"
     )
     data, ms, statements = await timed(engine, call, CREATE_RULE, input=given)

@@ -69,8 +69,8 @@ def admin_documents(course_id: str) -> dict[str, str]:
         ),
         "30 licence-eligible counts": _aliased(
             lambda _: (
-                f'licenceEligibleLearners(courseId: "{course_id}", first: 0, search: "a")'
-                " { totalCount }"
+                f'licenceEligibleLearners(courseId: "{course_id}", first: 0, '
+                'filter: {search: "a"}) { totalCount }'
             )
         ),
     }
