@@ -788,14 +788,14 @@ async def test_an_expired_licence_keeps_its_seat_and_its_learner_may_have_a_new_
             .all()
         )
     assert stored == [LicenceStatus.EXPIRED, LicenceStatus.ACTIVE]
-    # and with an active licence again, the learner is not eligible
-    assert_error(
+    # and with an active licence again, allocating to the learner changes nothing
+    again = assert_granted(
         await call(
             ALLOCATE_UNTIL, input={"courseId": lid(s.course), "learnerIds": [lid(s.team[0])]}
         ),
-        "BulkRejectedError",
-        "BULK_REJECTED",
+        "LicencesAllocated",
     )
+    assert again == {"__typename": "LicencesAllocated", "licences": [], "pool": {"seatsUsed": 2}}
 
 
 async def test_concurrent_allocations_after_expiry_never_oversell_nor_double_license(
@@ -816,7 +816,9 @@ async def test_concurrent_allocations_after_expiry_never_oversell_nor_double_lic
 
     answers = await asyncio.gather(*(one(n) for n in range(12)))
     kinds = [a["__typename"] for a in answers]
-    assert kinds.count("LicencesAllocated") == 2, answers
+    # two licences issued; a learner licensed meanwhile by another request counts as unchanged
+    issued = [a for a in answers if a["__typename"] == "LicencesAllocated" and a["licences"]]
+    assert len(issued) == 2 and all(len(a["licences"]) == 1 for a in issued), answers
     assert set(kinds) <= {"LicencesAllocated", "PoolExhaustedError", "BulkRejectedError"}
     assert await seats_used(backend.engine, s.pool) == 5
     async with backend.engine.connect() as conn:
