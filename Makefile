@@ -85,6 +85,7 @@ explore: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/caseload schema export > schema/schema.graphql
+	$(BIN)/caseload schema repeats --readme README.md
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

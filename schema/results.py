@@ -81,6 +81,16 @@ def field_name(use_case: UseCase) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+TABLE_START = "<!-- repeat answers: printed by `caseload schema repeats` -->\n"
+TABLE_END = "<!-- end of repeat answers -->"
+
+
+def with_repeat_table(text: str, table: str) -> str:
+    """`text` (the README) with the table between its markers replaced by `table`."""
+    head, rest = text.split(TABLE_START, 1)
+    return head + TABLE_START + table + TABLE_END + rest.split(TABLE_END, 1)[1]
+
+
 def repeat_table(fields: list[str]) -> str:
     """The README's table of every mutation's repeat answer, in the schema's field order."""
     lines = [

@@ -130,7 +130,10 @@ def _parser() -> argparse.ArgumentParser:
         dest="schema_command", required=True
     )
     schema.add_parser("export", help="print the SDL")
-    schema.add_parser("repeats", help="print the README's table of every mutation's repeat answer")
+    repeats = schema.add_parser(
+        "repeats", help="print the README's table of every mutation's repeat answer"
+    )
+    repeats.add_argument("--readme", type=Path, help="write the table into this README instead")
     return parser
 
 
@@ -247,10 +250,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         case "schema":
             from schema import schema
-            from schema.results import repeat_table
+            from schema.results import repeat_table, with_repeat_table
 
             if args.schema_command == "repeats":
-                print(repeat_table(list(schema._schema.mutation_type.fields)), end="")
+                table = repeat_table(list(schema._schema.mutation_type.fields))
+                if args.readme is None:
+                    print(table, end="")
+                else:
+                    args.readme.write_text(with_repeat_table(args.readme.read_text(), table))
             else:
                 print(schema.as_str())
     return 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from db.base import Base
 from db.engine import create_engine
@@ -94,3 +94,60 @@ async def test_a_search_term_of_three_characters_can_read_a_trigram_index(
             sql = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             plan = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
             assert _index_scans(plan[0]["Plan"]) == {name}, (name, plan)
+
+
+async def test_rules_made_twice_before_keep_the_oldest_in_force(empty_database: str) -> None:
+    """Migration 0010 makes one rule in force per course, scope and units: copies made before
+    it are marked deleted, the oldest (the one that fired) stays."""
+    engine = create_engine(empty_database)
+    try:
+        await upgrade(engine, "0009")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO organisations (id, name, slug, created_at) "
+                    "VALUES (1, 'O', 'o', '2026-01-01')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO courses (id, title, code, created_at) "
+                    "VALUES (1, 'C', 'C1', '2026-01-01')"
+                )
+            )
+            await conn.execute(
+                text("INSERT INTO locations (id, organisation_id, name) VALUES (1, 1, 'L')")
+            )
+            rules = [
+                (1, "ENTIRE_COMPANY", None, False),
+                (2, "ENTIRE_COMPANY", None, True),  # deleted already: stays so
+                (3, "ENTIRE_COMPANY", None, False),  # a copy of 1
+                (4, "LOCATION", 1, False),
+                (5, "LOCATION", 1, False),  # a copy of 4
+                (6, "ENTIRE_COMPANY", None, False),  # another copy of 1
+            ]
+            for pk, scope, location, deleted in rules:
+                await conn.execute(
+                    text(
+                        "INSERT INTO auto_allocation_rules (id, organisation_id, course_id, scope, "
+                        "location_id, created_at) "
+                        "VALUES (:pk, 1, 1, :scope, :location, '2026-01-01')"
+                    ),
+                    {"pk": pk, "scope": scope, "location": location},
+                )
+                if deleted:
+                    await conn.execute(
+                        text(
+                            "UPDATE auto_allocation_rules SET deleted_at = created_at "
+                            "WHERE id = :pk"
+                        ),
+                        {"pk": pk},
+                    )
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            in_force = await conn.execute(
+                text("SELECT id FROM auto_allocation_rules WHERE deleted_at IS NULL ORDER BY id")
+            )
+            assert list(in_force.scalars()) == [1, 4]
+    finally:
+        await engine.dispose()
