@@ -318,6 +318,14 @@ async def _(world: World, api: Api) -> Scene:
     return Scene(call, {"licenceId": gid("Licence", licence.id)})
 
 
+@scene("markLicenceCompleted")
+async def _(world: World, api: Api) -> Scene:
+    org, _, call = await _admin(world, api)
+    pool = await world.pool(org, await world.course(), 5)
+    licence = await world.licence(pool, await world.learner(org))
+    return Scene(call, {"licenceId": gid("Licence", licence.id)})
+
+
 @scene("createAutoAllocationRule")
 async def _(world: World, api: Api) -> Scene:
     org, _, call = await _admin(world, api)
