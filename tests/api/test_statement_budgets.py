@@ -141,7 +141,7 @@ def principal(facts: Facts, role: str) -> Who:
 async def app_on(backend: Backend) -> AsyncIterator[tuple[Api, Services]]:
     """The app with room for node(id:) of 50 ids in one operation (the fragment has aliases)."""
     services = Services.build(
-        make_settings(backend.url, max_aliases=300, max_tokens=20_000, max_cost=10_000_000)
+        make_settings(backend.url, max_aliases=1_000, max_tokens=20_000, max_cost=10_000_000)
     )
     try:
         transport = httpx.ASGITransport(app=create_app(services=services))
