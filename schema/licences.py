@@ -12,7 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.licences import LicenceLoaders
 from resolvers.outcomes import AlreadyExists
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import LicenceSource, LicenceStatus
@@ -244,7 +244,7 @@ class LicenceQuery:
         extensions=requires(Resource.COURSE),
     )
     async def courses(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[Course]:
         page = await licences.courses(info.context, first=first, after=after)
         return Connection.from_page(page, Course.from_row)
@@ -257,10 +257,12 @@ class LicenceQuery:
     async def licence_eligible_learners(
         self,
         info: Info,
-        course_id: strawberry.ID,
-        first: int | None = None,
-        after: str | None = None,
-        filter: EligibleLearnerFilter | None = None,  # type: ignore[valid-type]
+        course_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The course the licences are for.")
+        ],
+        first: First = None,
+        after: After = None,
+        filter: Annotated[EligibleLearnerFilter | None, FILTER] = None,  # type: ignore[valid-type]
         search: Annotated[
             str | None,
             strawberry.argument(
@@ -286,9 +288,9 @@ class LicenceQuery:
     async def licences(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: LicenceFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[LicenceFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[Licence]:
         wanted = plain(filter, licences.LicenceFilter)
         page = await licences.licences(info.context, first=first, after=after, filter=wanted)

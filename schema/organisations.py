@@ -9,7 +9,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
 from resolvers.outcomes import AlreadyExists
-from schema.connections import Connection
+from schema.connections import After, Connection, First
 from schema.context import Info
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
@@ -90,7 +90,7 @@ class OrganisationQuery:
         extensions=requires(Resource.ORGANISATION),
     )
     async def organisations(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[Organisation]:
         page = await organisations.organisations(info.context, first=first, after=after)
         return Connection.from_page(page, Organisation.from_row)

@@ -12,7 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import assignments, evidence, records
 from resolvers.records import RecordLoaders
 from resolvers.relations import related
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import ApprenticeRecordStatus
@@ -56,7 +56,15 @@ class ApprenticeRecord(Node):
         metadata={"relation": assignments.ASSIGNMENTS_OF_RECORD},
     )
     async def assignments(
-        self, info: Info, include_ended: bool | None = False
+        self,
+        info: Info,
+        include_ended: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Include ended ones too, newest history kept with who ended them and "
+                "when; active ones only when not given (false)."
+            ),
+        ] = False,
     ) -> list[Annotated[Assignment, strawberry.lazy("schema.assignments")]]:
         relation = assignments.ASSIGNMENTS_OF_RECORD
         rows = await related(info.context, relation, self.row, include_ended=bool(include_ended))
@@ -114,9 +122,9 @@ class RecordQuery:
     async def apprentice_records(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: RecordFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[RecordFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[ApprenticeRecord]:
         wanted = plain(filter, records.RecordFilter)
         page = await records.apprentice_records(

@@ -155,11 +155,26 @@ _UNIONS: dict[UseCase, Any] = {}
 def _resolver(use_case: UseCase, input: type, fixed: dict[str, Any]) -> Callable[..., Any]:
     """The field resolver running `use_case(ctx, **fixed, **input fields)`."""
     allowed = outcomes_of(use_case)
+    field = field_name(use_case)
     if use_case not in _UNIONS:
+        success = " or ".join(
+            f"`{graphql_type(o).__name__}`" for o in allowed if o in SUCCESS_TYPES
+        )
         _UNIONS[use_case] = Annotated[
             Union[tuple(graphql_type(o) for o in allowed)],  # noqa: UP007 - built at run time
-            strawberry.union(f"{camel(use_case.__name__)}Result"),
+            strawberry.union(
+                f"{camel(use_case.__name__)}Result",
+                description=f"What `{field}` answers: {success} when it is done, else one of "
+                "its errors (each implements `Error`; nothing was changed).",
+            ),
         ]
+    input_name = input.__strawberry_definition__.name  # type: ignore[attr-defined]
+    described: Any = Annotated[
+        input,
+        strawberry.argument(
+            description=f"What `{field}` is asked to do; each field is described on `{input_name}`."
+        ),
+    ]
 
     async def resolve(self: Any, info: Info, input: Any) -> object:
         # A field left out of the input (UNSET) reaches the use case as UNCHANGED.
@@ -167,7 +182,7 @@ def _resolver(use_case: UseCase, input: type, fixed: dict[str, Any]) -> Callable
         outcome = await use_case(info.context, **fixed, **given)
         return answer(outcome, allowed)
 
-    resolve.__annotations__ = {"info": Info, "input": input, "return": _UNIONS[use_case]}
+    resolve.__annotations__ = {"info": Info, "input": described, "return": _UNIONS[use_case]}
     resolve.__name__ = use_case.__name__
     return resolve
 

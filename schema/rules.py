@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -12,7 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
-from schema.connections import Connection
+from schema.connections import After, Connection, First
 from schema.context import Info
 from schema.enums import RuleScope
 from schema.learners import Learner
@@ -114,7 +114,7 @@ class RulePreview:
 
     @strawberry.field(description="Those learners, by name.", extensions=requires(Resource.LEARNER))
     async def learners(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[Learner]:
         page = await rules.preview_learners(info.context, self.reached, first=first, after=after)
         return Connection.from_page(page, Learner.from_row)
@@ -127,7 +127,14 @@ class RuleQuery:
         extensions=requires(Resource.AUTO_ALLOCATION_RULE),
     )
     async def auto_allocation_rules(
-        self, info: Info, course_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        course_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="Only this course's rules; every course when not given."
+            ),
+        ] = None,
     ) -> list[AutoAllocationRule]:
         rows = await rules.auto_allocation_rules(info.context, course_id=course_id)
         return [AutoAllocationRule.from_row(r) for r in rows]
