@@ -14,7 +14,7 @@ from resolvers.evidence import EvidenceLoaders
 from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import EvidenceStatus, describe_values
+from schema.enums import AuditAction, EvidenceStatus, describe_values
 from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
@@ -110,6 +110,7 @@ class EvidenceQuery:
 class EvidenceMutation:
     submit_evidence = mutation(
         cases.submit_evidence,
+        audit=AuditAction.EVIDENCE_SUBMITTED,
         input=SubmitEvidenceInput,
         repeat=another("another piece of evidence"),
         description="Submit evidence on a live record (the learner themself, or an admin on "
@@ -118,6 +119,7 @@ class EvidenceMutation:
     )
     sign_off_evidence = mutation(
         cases.sign_off_evidence,
+        audit=AuditAction.EVIDENCE_DECIDED,
         input=SignOffEvidenceInput,
         repeat=unchanged(
             "decided already by the caller with the same decision and comment: `unchanged: "

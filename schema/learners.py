@@ -26,7 +26,7 @@ from schema.api_keys import ApiKey
 from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import LicenceStatus, Role, describe_values
+from schema.enums import AuditAction, LicenceStatus, Role, describe_values
 from schema.nodes import Node, computed, maybe, node, project_all
 from schema.people import AVATAR_URL, User, initials_of
 from schema.permissions import changes, requires
@@ -326,6 +326,7 @@ class LearnerQuery:
 class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
+        audit=AuditAction.LEARNER_CREATED,
         input=CreateLearnerInput,
         repeat=refused(
             AlreadyExists,
@@ -338,6 +339,7 @@ class LearnerMutation:
     )
     import_learners = mutation(
         learners.import_learners,
+        audit=AuditAction.LEARNERS_IMPORTED,
         input=ImportLearnersInput,
         repeat=refused(
             BulkRejected,
@@ -349,6 +351,7 @@ class LearnerMutation:
     )
     update_learner = mutation(
         learners.update_learner,
+        audit=AuditAction.LEARNER_UPDATED,
         input=UpdateLearnerInput,
         repeat=unchanged("identical values: `unchanged: true`, no audit event"),
         description="Change a learner's name, email or units (admins). Managers' teams follow "

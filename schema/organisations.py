@@ -11,6 +11,7 @@ from resolvers.organisations import OrganisationLoaders
 from resolvers.outcomes import AlreadyExists
 from schema.connections import After, Connection, First
 from schema.context import Info
+from schema.enums import AuditAction
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -100,6 +101,7 @@ class OrganisationQuery:
 class OrganisationMutation:
     create_organisation = mutation(
         organisations.create_organisation,
+        audit=AuditAction.ORGANISATION_CREATED,
         input=CreateOrganisationInput,
         repeat=refused(AlreadyExists, "the slug is taken: nothing is created"),
         description="Create a customer organisation. Support only.",
@@ -107,6 +109,7 @@ class OrganisationMutation:
     )
     create_location = mutation(
         organisations.create_location,
+        audit=AuditAction.LOCATION_CREATED,
         input=CreateUnitInput,
         repeat=refused(AlreadyExists, "the name is taken in the organisation: nothing is created"),
         description="Add a location to an organisation (support in any; admins in their own).",
@@ -114,6 +117,7 @@ class OrganisationMutation:
     )
     create_department = mutation(
         organisations.create_department,
+        audit=AuditAction.DEPARTMENT_CREATED,
         input=CreateUnitInput,
         repeat=refused(AlreadyExists, "the name is taken in the organisation: nothing is created"),
         description="Add a department to an organisation (support in any; admins in their own).",

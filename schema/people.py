@@ -15,7 +15,7 @@ from resolvers.people import PeopleLoaders
 from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import Role
+from schema.enums import AuditAction, Role
 from schema.nodes import Node, computed, maybe, node
 from schema.permissions import changes, requires, signed_in
 from schema.results import answers, mutation, refused, unchanged
@@ -260,6 +260,7 @@ class PeopleQuery:
 class PeopleMutation:
     create_staff_member = mutation(
         people.create_staff_member,
+        audit=AuditAction.STAFF_MEMBER_CREATED,
         input=CreateStaffMemberInput,
         repeat=refused(AlreadyExists, "already a member of staff here: nothing changes"),
         description="Create a staff member. Support in any organisation; admins in their own. "
@@ -270,6 +271,7 @@ class PeopleMutation:
     )
     create_external_assessor = mutation(
         people.create_external_assessor,
+        audit=AuditAction.EXTERNAL_ASSESSOR_CREATED,
         input=CreateExternalAssessorInput,
         repeat=refused(AlreadyExists, "the email is taken: nothing is created"),
         description="Create an external assessor profile. Support only.",
@@ -277,6 +279,7 @@ class PeopleMutation:
     )
     update_staff_member = mutation(
         people.update_staff_member,
+        audit=AuditAction.STAFF_MEMBER_UPDATED,
         input=UpdateStaffMemberInput,
         repeat=unchanged("identical values: `unchanged: true`, no audit event"),
         description="Change a staff member (admins of their organisation; support: the name "
@@ -286,6 +289,7 @@ class PeopleMutation:
     )
     deactivate_staff_member = mutation(
         people.deactivate_staff_member,
+        audit=AuditAction.STAFF_MEMBER_DEACTIVATED,
         input=DeactivateStaffMemberInput,
         repeat=unchanged(
             "deactivated already: `unchanged: true`, `endedAssignments: 0`, no audit event"

@@ -15,7 +15,7 @@ from resolvers.relations import related
 from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import ApprenticeRecordStatus
+from schema.enums import ApprenticeRecordStatus, AuditAction
 from schema.nodes import Node, node, project_all
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -137,6 +137,7 @@ class RecordQuery:
 class RecordMutation:
     create_apprentice_record = mutation(
         records.create_apprentice_record,
+        audit=AuditAction.APPRENTICE_RECORD_CREATED,
         input=CreateApprenticeRecordInput,
         repeat=another("another record (a learner may take a programme twice)"),
         description="Start a learner on a programme (admins).",
@@ -144,6 +145,7 @@ class RecordMutation:
     )
     archive_apprentice_record = mutation(
         records.archive_apprentice_record,
+        audit=AuditAction.APPRENTICE_RECORD_ARCHIVED,
         input=ApprenticeRecordIdInput,
         repeat=unchanged("archived already: `unchanged: true`, no audit event"),
         description="Archive a record (admins): it leaves the live records view and becomes "
@@ -153,6 +155,7 @@ class RecordMutation:
     )
     restore_apprentice_record = mutation(
         records.restore_apprentice_record,
+        audit=AuditAction.APPRENTICE_RECORD_RESTORED,
         input=ApprenticeRecordIdInput,
         repeat=unchanged("live already: `unchanged: true`, no audit event"),
         description="Make an archived record live again (admins).",

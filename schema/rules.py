@@ -14,7 +14,7 @@ from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
 from schema.connections import After, Connection, First
 from schema.context import Info
-from schema.enums import RuleScope
+from schema.enums import AuditAction, RuleScope
 from schema.learners import Learner
 from schema.licences import Course
 from schema.nodes import Node, node
@@ -152,6 +152,7 @@ class RuleQuery:
 class RuleMutation:
     create_auto_allocation_rule = mutation(
         rules.create_auto_allocation_rule,
+        audit=AuditAction.AUTO_ALLOCATION_RULE_CREATED,
         input=CreateAutoAllocationRuleInput,
         repeat=refused(
             AlreadyExists,
@@ -164,6 +165,7 @@ class RuleMutation:
     )
     preview_auto_allocation_rule = mutation(
         rules.preview_auto_allocation_rule,
+        audit=None,
         input=CreateAutoAllocationRuleInput,
         repeat=reads("writes nothing: the same preview while nothing else changes"),
         description="Dry run: who would get a licence now. Writes nothing.",
@@ -172,6 +174,7 @@ class RuleMutation:
     )
     delete_auto_allocation_rule = mutation(
         rules.delete_auto_allocation_rule,
+        audit=AuditAction.AUTO_ALLOCATION_RULE_DELETED,
         input=DeleteAutoAllocationRuleInput,
         repeat=unchanged(
             "deleted already (kept as history): `unchanged: true`, no audit event; an id never "
