@@ -63,6 +63,18 @@ Mutation = merge_types(
     ),
 )
 
+# merge_types takes no description: the merged types get theirs here.
+Query.__strawberry_definition__.description = (  # type: ignore[attr-defined]
+    "What the caller may read. Every list and object goes through the caller's scopes: what they "
+    "may not see does not exist for them (null, or absent from lists and counts)."
+)
+Mutation.__strawberry_definition__.description = (  # type: ignore[attr-defined]
+    "What the caller may change. Each mutation takes one `input` and answers a union of its "
+    "success type and its errors; a role that never holds the action answers a top-level "
+    "FORBIDDEN, an id the caller cannot see `NotFoundError`. Send `Idempotency-Key` to retry "
+    "safely."
+)
+
 
 class CaseloadSchema(strawberry.Schema):
     documents: Documents  # parsed once per request, kept for callers who signed in

@@ -11,6 +11,7 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import allocations
 from resolvers.allocations import AllocationLoaders
+from schema.enums import AuditAction
 from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
@@ -92,6 +93,7 @@ class AssessorDeallocated:
 class AllocationMutation:
     allocate_assessor = mutation(
         allocations.allocate_assessor,
+        audit=AuditAction.ASSESSOR_ALLOCATED,
         input=AllocateAssessorInput,
         repeat=unchanged(
             "allocated already with the same `expiresAt`: the allocation in force, `unchanged: "
@@ -102,6 +104,7 @@ class AllocationMutation:
     )
     deallocate_assessor = mutation(
         allocations.deallocate_assessor,
+        audit=AuditAction.ASSESSOR_DEALLOCATED,
         input=DeallocateAssessorInput,
         repeat=unchanged(
             "ended already: the latest allocation, `unchanged: true`, no audit event; never "

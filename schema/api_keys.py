@@ -11,7 +11,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import api_keys
 from resolvers.api_keys import ApiKeyLoaders
 from schema.context import Info
-from schema.enums import Role
+from schema.enums import AuditAction, Role
 from schema.nodes import Node, computed, node
 from schema.people import User
 from schema.permissions import changes, requires
@@ -101,6 +101,7 @@ class ApiKeyQuery:
 class ApiKeyMutation:
     create_api_key = mutation(
         api_keys.create_api_key,
+        audit=AuditAction.API_KEY_CREATED,
         input=CreateApiKeyInput,
         repeat=another("another key"),
         description="Create an API key for a partner system; the answer shows the key once.",
@@ -108,6 +109,7 @@ class ApiKeyMutation:
     )
     revoke_api_key = mutation(
         api_keys.revoke_api_key,
+        audit=AuditAction.API_KEY_REVOKED,
         input=RevokeApiKeyInput,
         repeat=unchanged("revoked already: `unchanged: true`, `revokedAt` kept, no audit event"),
         description="Revoke an API key from now on; revoking it again changes nothing.",

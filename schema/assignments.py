@@ -11,7 +11,7 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import assignments as cases
 from resolvers.assignments import AssignmentLoaders
-from schema.enums import AssignmentRole
+from schema.enums import AssignmentRole, AuditAction
 from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
@@ -113,6 +113,7 @@ class TrainingCoordinatorAssigned:
 class AssignmentMutation:
     assign_records = mutation(
         cases.assign_records,
+        audit=AuditAction.RECORDS_ASSIGNED,
         input=AssignRecordsInput,
         repeat=unchanged(
             "pairs assigned already count in `unchanged`; nothing changed: no audit event"
@@ -123,6 +124,7 @@ class AssignmentMutation:
     )
     unassign_records = mutation(
         cases.unassign_records,
+        audit=AuditAction.RECORDS_UNASSIGNED,
         input=UnassignRecordsInput,
         repeat=unchanged(
             "records with nothing to end count in `unchanged`; nothing ended: no audit event"
@@ -133,6 +135,7 @@ class AssignmentMutation:
     )
     assign_training_coordinator = mutation(
         cases.assign_training_coordinator,
+        audit=AuditAction.TRAINING_COORDINATOR_ASSIGNED,
         input=AssignTrainingCoordinatorInput,
         repeat=unchanged(
             "the record's only coordinator already: `unchanged: true`, no audit event"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,7 +14,7 @@ from resolvers import api_keys, audit
 from resolvers.audit import AuditLoaders
 from resolvers.relations import related
 from schema.api_keys import ApiKey
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import AuditAction
@@ -80,9 +81,9 @@ class AuditQuery:
     async def audit_events(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: AuditFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[AuditFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[AuditEvent]:
         wanted = plain(filter, audit.AuditFilter)
         page = await audit.audit_events(info.context, first=first, after=after, filter=wanted)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
@@ -11,6 +11,26 @@ from resolvers.pagination import Page
 from schema.cost import counted
 
 N = TypeVar("N")
+
+# The arguments every connection takes, described once.
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description="How many items to return, from the start or from `after`: 0 to 500; "
+        "50 when not given."
+    ),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(
+        description="The `endCursor` of the page before (a cursor this list issued); the list's "
+        "start when not given."
+    ),
+]
+FILTER = strawberry.argument(
+    description="Narrow the list; every condition goes through the caller's scopes, so a filter "
+    "never reveals a row the caller could not list. Nothing narrowed when not given."
+)
 
 
 @strawberry.type(description="Where a page stands in its list.")

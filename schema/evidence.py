@@ -11,10 +11,10 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import evidence as cases
 from resolvers.evidence import EvidenceLoaders
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import EvidenceStatus
+from schema.enums import AuditAction, EvidenceStatus, describe_values
 from schema.nodes import Node, node
 from schema.people import User
 from schema.permissions import changes, requires
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 strawberry.enum(
     cases.Decision, name="EvidenceDecision", description="Sign the evidence off, or refer it back."
+)
+describe_values(
+    cases.Decision,
+    {"SIGN_OFF": "Accept the evidence.", "REFER": "Send it back to the learner with a comment."},
 )
 
 
@@ -93,9 +97,9 @@ class EvidenceQuery:
     async def evidence(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: EvidenceFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[EvidenceFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[Evidence]:
         wanted = plain(filter, cases.EvidenceFilter)
         page = await cases.work_queue(info.context, first=first, after=after, filter=wanted)
@@ -106,6 +110,7 @@ class EvidenceQuery:
 class EvidenceMutation:
     submit_evidence = mutation(
         cases.submit_evidence,
+        audit=AuditAction.EVIDENCE_SUBMITTED,
         input=SubmitEvidenceInput,
         repeat=another("another piece of evidence"),
         description="Submit evidence on a live record (the learner themself, or an admin on "
@@ -114,6 +119,7 @@ class EvidenceMutation:
     )
     sign_off_evidence = mutation(
         cases.sign_off_evidence,
+        audit=AuditAction.EVIDENCE_DECIDED,
         input=SignOffEvidenceInput,
         repeat=unchanged(
             "decided already by the caller with the same decision and comment: `unchanged: "

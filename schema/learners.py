@@ -23,10 +23,10 @@ from resolvers.learners import LearnerLoaders
 from resolvers.outcomes import AlreadyExists, BulkRejected
 from resolvers.relations import RelationLoaders, related
 from schema.api_keys import ApiKey
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import LicenceStatus, Role
+from schema.enums import AuditAction, LicenceStatus, Role, describe_values
 from schema.nodes import Node, computed, maybe, node, project_all
 from schema.people import AVATAR_URL, User, initials_of
 from schema.permissions import changes, requires
@@ -44,6 +44,20 @@ strawberry.enum(
     Scope,
     name="AccessReason",
     description="Why a person can see a learner: the policy scope that grants it.",
+)
+describe_values(
+    Scope,
+    {
+        "ALL": "Every learner (support's scope for what it reads).",
+        "ORGANISATION": "Every learner of their organisation (admins, senior assessors).",
+        "TEAM": "A learner at the location and in the department of the manager's membership.",
+        "ASSIGNED": "A learner with a record assigned to them (assessors, coordinators).",
+        "ALLOCATED": "A learner allocated to them as external assessor.",
+        "ALLOCATED_HERE": "External assessors allocated to a learner of the organisation (the "
+        "senior assessors' directory).",
+        "SELF": "The learner themself.",
+        "BY_SUPPORT": "Support users' own actions (the audit trail).",
+    },
 )
 
 LearnerFilter = input_of(learners.LearnerFilter)
@@ -100,7 +114,15 @@ class Learner(Node):
         metadata={"relation": allocations.ALLOCATIONS_OF_LEARNER},
     )
     async def allocations(
-        self, info: Info, include_ended: bool | None = False
+        self,
+        info: Info,
+        include_ended: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Include ended ones too, newest history kept with who ended them and "
+                "when; active ones only when not given (false)."
+            ),
+        ] = False,
     ) -> list[Annotated[Allocation, strawberry.lazy("schema.allocations")]]:
         relation = allocations.ALLOCATIONS_OF_LEARNER
         rows = await related(info.context, relation, self.row, include_ended=bool(include_ended))
@@ -115,7 +137,7 @@ class Learner(Node):
     async def licences(
         self,
         info: Info,
-        filter: LicenceFilter | None = None,  # type: ignore[valid-type]
+        filter: Annotated[LicenceFilter | None, FILTER] = None,  # type: ignore[valid-type]
         status: Annotated[
             LicenceStatus | None,
             strawberry.argument(
@@ -280,9 +302,9 @@ class LearnerQuery:
     async def learners(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: LearnerFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[LearnerFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[Learner]:
         wanted = plain(filter, learners.LearnerFilter)
         page = await learners.learners(info.context, first=first, after=after, filter=wanted)
@@ -292,7 +314,11 @@ class LearnerQuery:
         description="One learner; null when it does not exist or the caller cannot see it.",
         extensions=requires(Resource.LEARNER),
     )
-    async def learner(self, info: Info, id: strawberry.ID) -> Learner | None:
+    async def learner(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The learner's id.")],
+    ) -> Learner | None:
         return maybe("Learner", await learners.learner(info.context, id=id))
 
 
@@ -300,6 +326,7 @@ class LearnerQuery:
 class LearnerMutation:
     create_learner = mutation(
         learners.create_learner,
+        audit=AuditAction.LEARNER_CREATED,
         input=CreateLearnerInput,
         repeat=refused(
             AlreadyExists,
@@ -312,6 +339,7 @@ class LearnerMutation:
     )
     import_learners = mutation(
         learners.import_learners,
+        audit=AuditAction.LEARNERS_IMPORTED,
         input=ImportLearnersInput,
         repeat=refused(
             BulkRejected,
@@ -323,6 +351,7 @@ class LearnerMutation:
     )
     update_learner = mutation(
         learners.update_learner,
+        audit=AuditAction.LEARNER_UPDATED,
         input=UpdateLearnerInput,
         repeat=unchanged("identical values: `unchanged: true`, no audit event"),
         description="Change a learner's name, email or units (admins). Managers' teams follow "

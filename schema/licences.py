@@ -12,10 +12,10 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.licences import LicenceLoaders
 from resolvers.outcomes import AlreadyExists
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import LicenceSource, LicenceStatus
+from schema.enums import AuditAction, LicenceSource, LicenceStatus
 from schema.learners import Learner
 from schema.nodes import ROW_TYPES, Node, node, project
 from schema.people import SEARCH_MOVED, User
@@ -244,7 +244,7 @@ class LicenceQuery:
         extensions=requires(Resource.COURSE),
     )
     async def courses(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[Course]:
         page = await licences.courses(info.context, first=first, after=after)
         return Connection.from_page(page, Course.from_row)
@@ -257,10 +257,12 @@ class LicenceQuery:
     async def licence_eligible_learners(
         self,
         info: Info,
-        course_id: strawberry.ID,
-        first: int | None = None,
-        after: str | None = None,
-        filter: EligibleLearnerFilter | None = None,  # type: ignore[valid-type]
+        course_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The course the licences are for.")
+        ],
+        first: First = None,
+        after: After = None,
+        filter: Annotated[EligibleLearnerFilter | None, FILTER] = None,  # type: ignore[valid-type]
         search: Annotated[
             str | None,
             strawberry.argument(
@@ -286,9 +288,9 @@ class LicenceQuery:
     async def licences(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: LicenceFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[LicenceFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[Licence]:
         wanted = plain(filter, licences.LicenceFilter)
         page = await licences.licences(info.context, first=first, after=after, filter=wanted)
@@ -299,6 +301,7 @@ class LicenceQuery:
 class LicenceMutation:
     create_course = mutation(
         licences.create_course,
+        audit=AuditAction.COURSE_CREATED,
         input=CreateCourseInput,
         repeat=refused(AlreadyExists, "the code is taken: nothing is created"),
         description="Add a course to the catalogue. Support only.",
@@ -306,6 +309,7 @@ class LicenceMutation:
     )
     set_licence_pool = mutation(
         licences.set_licence_pool,
+        audit=AuditAction.LICENCE_POOL_SET,
         input=SetLicencePoolInput,
         repeat=unchanged("the same `seatsTotal`: `unchanged: true`, no audit event"),
         description="Set an organisation's seats for a course. Support only.",
@@ -313,6 +317,7 @@ class LicenceMutation:
     )
     allocate_licences = mutation(
         licences.allocate_licences,
+        audit=AuditAction.LICENCES_ALLOCATED,
         input=AllocateLicencesInput,
         repeat=unchanged(
             "learners holding an active licence for the course count in `unchanged` and use no "
@@ -324,6 +329,7 @@ class LicenceMutation:
     )
     recall_licences = mutation(
         licences.recall_licences,
+        audit=AuditAction.LICENCES_RECALLED,
         input=RecallLicencesInput,
         repeat=unchanged(
             "licences recalled already count in `unchanged`; none recalled now: no audit event"
@@ -333,6 +339,7 @@ class LicenceMutation:
     )
     mark_licence_launched = mutation(
         licences.mark_licence_launched,
+        audit=AuditAction.LICENCE_LAUNCHED,
         input=MarkLicenceLaunchedInput,
         repeat=unchanged("launched already: `unchanged: true`, `launchedAt` kept, no audit event"),
         description="Record that the learner launched the course (the learner, or an admin).",
@@ -340,6 +347,7 @@ class LicenceMutation:
     )
     mark_licence_completed = mutation(
         licences.mark_licence_completed,
+        audit=AuditAction.LICENCE_COMPLETED,
         input=MarkLicenceCompletedInput,
         repeat=unchanged(
             "completed already: `unchanged: true`, `completedAt` kept, no audit event"

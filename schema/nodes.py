@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 import strawberry
 
@@ -118,6 +118,12 @@ class NodeQuery:
         description="Any object by global id; null when missing or not visible to the caller.",
         extensions=signed_in(),
     )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID, strawberry.argument(description="The id of any object (a Node).")
+        ],
+    ) -> Node | None:
         found = await nodes.node(info.context, id=id, lookups=LOOKUPS)
         return None if found is None else project(*found)

@@ -9,8 +9,9 @@ from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
 from resolvers.outcomes import AlreadyExists
-from schema.connections import Connection
+from schema.connections import After, Connection, First
 from schema.context import Info
+from schema.enums import AuditAction
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -90,7 +91,7 @@ class OrganisationQuery:
         extensions=requires(Resource.ORGANISATION),
     )
     async def organisations(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[Organisation]:
         page = await organisations.organisations(info.context, first=first, after=after)
         return Connection.from_page(page, Organisation.from_row)
@@ -100,6 +101,7 @@ class OrganisationQuery:
 class OrganisationMutation:
     create_organisation = mutation(
         organisations.create_organisation,
+        audit=AuditAction.ORGANISATION_CREATED,
         input=CreateOrganisationInput,
         repeat=refused(AlreadyExists, "the slug is taken: nothing is created"),
         description="Create a customer organisation. Support only.",
@@ -107,6 +109,7 @@ class OrganisationMutation:
     )
     create_location = mutation(
         organisations.create_location,
+        audit=AuditAction.LOCATION_CREATED,
         input=CreateUnitInput,
         repeat=refused(AlreadyExists, "the name is taken in the organisation: nothing is created"),
         description="Add a location to an organisation (support in any; admins in their own).",
@@ -114,6 +117,7 @@ class OrganisationMutation:
     )
     create_department = mutation(
         organisations.create_department,
+        audit=AuditAction.DEPARTMENT_CREATED,
         input=CreateUnitInput,
         repeat=refused(AlreadyExists, "the name is taken in the organisation: nothing is created"),
         description="Add a department to an organisation (support in any; admins in their own).",

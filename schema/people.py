@@ -12,10 +12,10 @@ from policies.vocabulary import Action, Resource
 from resolvers import assignments, people
 from resolvers.outcomes import AlreadyExists
 from resolvers.people import PeopleLoaders
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import Role
+from schema.enums import AuditAction, Role
 from schema.nodes import Node, computed, maybe, node
 from schema.permissions import changes, requires, signed_in
 from schema.results import answers, mutation, refused, unchanged
@@ -37,6 +37,12 @@ def initials_of(name: str) -> str:
     if len(parts) == 1:
         return parts[0][:1].upper()
     return (parts[0][:1] + parts[-1][:1]).upper()
+
+
+IN_ORGANISATION = strawberry.argument(
+    description="The organisation to answer for (support may name any; others only their own); "
+    "the caller's own organisation when not given."
+)
 
 
 @node(
@@ -70,7 +76,9 @@ class User(Node):
         "(support may name any; others see only their own).",
         extensions=requires(Resource.STAFF),
     )
-    async def roles(self, info: Info, organisation_id: strawberry.ID | None = None) -> list[Role]:
+    async def roles(
+        self, info: Info, organisation_id: Annotated[strawberry.ID | None, IN_ORGANISATION] = None
+    ) -> list[Role]:
         return await people.user_roles(info.context, self.row, organisation_id)
 
     @strawberry.field(
@@ -79,7 +87,7 @@ class User(Node):
         extensions=requires(Resource.STAFF),
     )
     async def deactivated_at(
-        self, info: Info, organisation_id: strawberry.ID | None = None
+        self, info: Info, organisation_id: Annotated[strawberry.ID | None, IN_ORGANISATION] = None
     ) -> datetime | None:
         return await people.deactivated_at(info.context, self.row, organisation_id)
 
@@ -215,9 +223,9 @@ class PeopleQuery:
     async def staff(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: StaffFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[StaffFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[User]:
         wanted = plain(filter, people.StaffFilter)
         page = await people.staff(info.context, first=first, after=after, filter=wanted)
@@ -230,9 +238,9 @@ class PeopleQuery:
     async def external_assessors(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: ExternalAssessorFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[ExternalAssessorFilter | None, FILTER] = None,  # type: ignore[valid-type]
         search: Annotated[
             str | None,
             strawberry.argument(
@@ -252,6 +260,7 @@ class PeopleQuery:
 class PeopleMutation:
     create_staff_member = mutation(
         people.create_staff_member,
+        audit=AuditAction.STAFF_MEMBER_CREATED,
         input=CreateStaffMemberInput,
         repeat=refused(AlreadyExists, "already a member of staff here: nothing changes"),
         description="Create a staff member. Support in any organisation; admins in their own. "
@@ -262,6 +271,7 @@ class PeopleMutation:
     )
     create_external_assessor = mutation(
         people.create_external_assessor,
+        audit=AuditAction.EXTERNAL_ASSESSOR_CREATED,
         input=CreateExternalAssessorInput,
         repeat=refused(AlreadyExists, "the email is taken: nothing is created"),
         description="Create an external assessor profile. Support only.",
@@ -269,6 +279,7 @@ class PeopleMutation:
     )
     update_staff_member = mutation(
         people.update_staff_member,
+        audit=AuditAction.STAFF_MEMBER_UPDATED,
         input=UpdateStaffMemberInput,
         repeat=unchanged("identical values: `unchanged: true`, no audit event"),
         description="Change a staff member (admins of their organisation; support: the name "
@@ -278,6 +289,7 @@ class PeopleMutation:
     )
     deactivate_staff_member = mutation(
         people.deactivate_staff_member,
+        audit=AuditAction.STAFF_MEMBER_DEACTIVATED,
         input=DeactivateStaffMemberInput,
         repeat=unchanged(
             "deactivated already: `unchanged: true`, `endedAssignments: 0`, no audit event"

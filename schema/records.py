@@ -12,10 +12,10 @@ from policies.vocabulary import Action, Resource
 from resolvers import assignments, evidence, records
 from resolvers.records import RecordLoaders
 from resolvers.relations import related
-from schema.connections import Connection
+from schema.connections import FILTER, After, Connection, First
 from schema.context import Info
 from schema.derive import input_of, plain
-from schema.enums import ApprenticeRecordStatus
+from schema.enums import ApprenticeRecordStatus, AuditAction
 from schema.nodes import Node, node, project_all
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -56,7 +56,15 @@ class ApprenticeRecord(Node):
         metadata={"relation": assignments.ASSIGNMENTS_OF_RECORD},
     )
     async def assignments(
-        self, info: Info, include_ended: bool | None = False
+        self,
+        info: Info,
+        include_ended: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Include ended ones too, newest history kept with who ended them and "
+                "when; active ones only when not given (false)."
+            ),
+        ] = False,
     ) -> list[Annotated[Assignment, strawberry.lazy("schema.assignments")]]:
         relation = assignments.ASSIGNMENTS_OF_RECORD
         rows = await related(info.context, relation, self.row, include_ended=bool(include_ended))
@@ -114,9 +122,9 @@ class RecordQuery:
     async def apprentice_records(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        filter: RecordFilter | None = None,  # type: ignore[valid-type]
+        first: First = None,
+        after: After = None,
+        filter: Annotated[RecordFilter | None, FILTER] = None,  # type: ignore[valid-type]
     ) -> Connection[ApprenticeRecord]:
         wanted = plain(filter, records.RecordFilter)
         page = await records.apprentice_records(
@@ -129,6 +137,7 @@ class RecordQuery:
 class RecordMutation:
     create_apprentice_record = mutation(
         records.create_apprentice_record,
+        audit=AuditAction.APPRENTICE_RECORD_CREATED,
         input=CreateApprenticeRecordInput,
         repeat=another("another record (a learner may take a programme twice)"),
         description="Start a learner on a programme (admins).",
@@ -136,6 +145,7 @@ class RecordMutation:
     )
     archive_apprentice_record = mutation(
         records.archive_apprentice_record,
+        audit=AuditAction.APPRENTICE_RECORD_ARCHIVED,
         input=ApprenticeRecordIdInput,
         repeat=unchanged("archived already: `unchanged: true`, no audit event"),
         description="Archive a record (admins): it leaves the live records view and becomes "
@@ -145,6 +155,7 @@ class RecordMutation:
     )
     restore_apprentice_record = mutation(
         records.restore_apprentice_record,
+        audit=AuditAction.APPRENTICE_RECORD_RESTORED,
         input=ApprenticeRecordIdInput,
         repeat=unchanged("live already: `unchanged: true`, no audit event"),
         description="Make an archived record live again (admins).",

@@ -22,6 +22,7 @@ from resolvers import outcomes
 from resolvers.common import UNCHANGED
 from schema.context import Info
 from schema.derive import to_graphql
+from schema.enums import AuditAction
 from schema.errors import ERROR_TYPES
 from schema.nodes import as_graphql
 
@@ -30,6 +31,9 @@ S = TypeVar("S", bound=type)
 SUCCESS_TYPES: dict[type, type] = {}
 
 UseCase = Callable[..., Awaitable[object]]
+
+# Mutation field name → the audit event it writes when it changes something (None: nothing).
+AUDITS: dict[str, AuditAction | None] = {}
 
 # Mutation name → the use case it runs (for the schema walk in the tests).
 USE_CASES: dict[str, UseCase] = {}
@@ -92,14 +96,17 @@ def with_repeat_table(text: str, table: str) -> str:
 
 
 def repeat_table(fields: list[str]) -> str:
-    """The README's table of every mutation's repeat answer, in the schema's field order."""
+    """The README's table of every mutation's audit event and repeat answer, in the schema's
+    field order."""
     lines = [
-        "| mutation | repeated with the same input | what happens |",
-        "|---|---|---|",
+        "| mutation | audit event when it changes something | repeated with the same input "
+        "| what happens |",
+        "|---|---|---|---|",
     ]
     for name in fields:
-        declared = REPEATS[name]
-        lines.append(f"| `{name}` | {declared.answer} | {declared.effect} |")
+        declared, audit = REPEATS[name], AUDITS[name]
+        event = "none" if audit is None else f"`{audit.value}`"
+        lines.append(f"| `{name}` | {event} | {declared.answer} | {declared.effect} |")
     return "\n".join(lines) + "\n"
 
 
@@ -155,11 +162,26 @@ _UNIONS: dict[UseCase, Any] = {}
 def _resolver(use_case: UseCase, input: type, fixed: dict[str, Any]) -> Callable[..., Any]:
     """The field resolver running `use_case(ctx, **fixed, **input fields)`."""
     allowed = outcomes_of(use_case)
+    field = field_name(use_case)
     if use_case not in _UNIONS:
+        success = " or ".join(
+            f"`{graphql_type(o).__name__}`" for o in allowed if o in SUCCESS_TYPES
+        )
         _UNIONS[use_case] = Annotated[
             Union[tuple(graphql_type(o) for o in allowed)],  # noqa: UP007 - built at run time
-            strawberry.union(f"{camel(use_case.__name__)}Result"),
+            strawberry.union(
+                f"{camel(use_case.__name__)}Result",
+                description=f"What `{field}` answers: {success} when it is done, else one of "
+                "its errors (each implements `Error`; nothing was changed).",
+            ),
         ]
+    input_name = input.__strawberry_definition__.name  # type: ignore[attr-defined]
+    described: Any = Annotated[
+        input,
+        strawberry.argument(
+            description=f"What `{field}` is asked to do; each field is described on `{input_name}`."
+        ),
+    ]
 
     async def resolve(self: Any, info: Info, input: Any) -> object:
         # A field left out of the input (UNSET) reaches the use case as UNCHANGED.
@@ -167,7 +189,7 @@ def _resolver(use_case: UseCase, input: type, fixed: dict[str, Any]) -> Callable
         outcome = await use_case(info.context, **fixed, **given)
         return answer(outcome, allowed)
 
-    resolve.__annotations__ = {"info": Info, "input": input, "return": _UNIONS[use_case]}
+    resolve.__annotations__ = {"info": Info, "input": described, "return": _UNIONS[use_case]}
     resolve.__name__ = use_case.__name__
     return resolve
 
@@ -178,15 +200,18 @@ def mutation(
     input: type,
     description: str,
     extensions: list[FieldExtension],
+    audit: AuditAction | None,
     repeat: Repeat,
     deprecation_reason: str | None = None,
     **fixed: Any,
 ) -> Any:
-    """A mutation field running `use_case(ctx, **fixed, **input fields)`; `repeat` says what
-    it answers when it is sent again."""
+    """A mutation field running `use_case(ctx, **fixed, **input fields)`: `extensions` guard
+    it (the action and resource it needs), `audit` is the event it writes when it changes
+    something (None: it writes nothing), `repeat` says what it answers when sent again."""
     resolve = _resolver(use_case, input, fixed)
     USE_CASES[use_case.__name__] = use_case
     REPEATS[field_name(use_case)] = repeat
+    AUDITS[field_name(use_case)] = audit
     return strawberry.mutation(
         description=description, extensions=extensions, deprecation_reason=deprecation_reason
     )(resolve)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -12,9 +12,9 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
-from schema.connections import Connection
+from schema.connections import After, Connection, First
 from schema.context import Info
-from schema.enums import RuleScope
+from schema.enums import AuditAction, RuleScope
 from schema.learners import Learner
 from schema.licences import Course
 from schema.nodes import Node, node
@@ -114,7 +114,7 @@ class RulePreview:
 
     @strawberry.field(description="Those learners, by name.", extensions=requires(Resource.LEARNER))
     async def learners(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[Learner]:
         page = await rules.preview_learners(info.context, self.reached, first=first, after=after)
         return Connection.from_page(page, Learner.from_row)
@@ -127,7 +127,14 @@ class RuleQuery:
         extensions=requires(Resource.AUTO_ALLOCATION_RULE),
     )
     async def auto_allocation_rules(
-        self, info: Info, course_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        course_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="Only this course's rules; every course when not given."
+            ),
+        ] = None,
     ) -> list[AutoAllocationRule]:
         rows = await rules.auto_allocation_rules(info.context, course_id=course_id)
         return [AutoAllocationRule.from_row(r) for r in rows]
@@ -145,6 +152,7 @@ class RuleQuery:
 class RuleMutation:
     create_auto_allocation_rule = mutation(
         rules.create_auto_allocation_rule,
+        audit=AuditAction.AUTO_ALLOCATION_RULE_CREATED,
         input=CreateAutoAllocationRuleInput,
         repeat=refused(
             AlreadyExists,
@@ -157,6 +165,7 @@ class RuleMutation:
     )
     preview_auto_allocation_rule = mutation(
         rules.preview_auto_allocation_rule,
+        audit=None,
         input=CreateAutoAllocationRuleInput,
         repeat=reads("writes nothing: the same preview while nothing else changes"),
         description="Dry run: who would get a licence now. Writes nothing.",
@@ -165,6 +174,7 @@ class RuleMutation:
     )
     delete_auto_allocation_rule = mutation(
         rules.delete_auto_allocation_rule,
+        audit=AuditAction.AUTO_ALLOCATION_RULE_DELETED,
         input=DeleteAutoAllocationRuleInput,
         repeat=unchanged(
             "deleted already (kept as history): `unchanged: true`, no audit event; an id never "

@@ -544,6 +544,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
         host=host,
         port=port,
         workers=workers,
+        # A worker that has not answered the supervisor's ping within this is killed and
+        # replaced: uvicorn's 5 s is shorter than importing the app on a busy machine, which
+        # then restarts its workers in a loop.
+        timeout_worker_healthcheck=30,
         log_config=log_config(settings.log_level, settings.log_format),
         log_level=settings.log_level.lower(),
         access_log=False,

@@ -45,3 +45,16 @@ def test_breaking_what_was_not_deprecated_fails() -> None:
     ):
         refused = refused_changes(RELEASED, changed(old, new))
         assert [r.kind for r in refused] == [kind], (old, new, refused)
+
+
+def test_the_schema_keeps_the_released_contract() -> None:
+    """CI's gate: schema/schema.graphql against schema/released.graphql, the SDL as released."""
+    from schema.changes import CURRENT, RELEASED
+
+    assert RELEASED.exists(), "schema/released.graphql is the contract as released"
+    refused = refused_changes(RELEASED.read_text(), CURRENT.read_text())
+    assert not refused, (
+        "breaking changes the released schema did not deprecate first (deprecate, release, "
+        "then remove; see CHANGELOG.md):\n"
+        + "\n".join(f"{r.kind}: {r.description}" for r in refused)
+    )

@@ -1,4 +1,7 @@
-"""FORBIDDEN messages in plain words: one table, every action a mutation can be refused."""
+"""Each mutation is declared once, next to its field (schema/*.py `mutation(...)`): the guard
+(resource and action), the audit event, the repeat answer. The tables that read DESIGN.md on
+their own (tests/authz/model.py, tests/policies/design_table.csv) must know every declared
+mutation; FORBIDDEN messages come from the guard, in plain words."""
 
 from __future__ import annotations
 
@@ -7,50 +10,42 @@ import re
 from policies.vocabulary import NOUNS, VERBS, Action, Resource, refusal
 from schema import schema
 from schema.permissions import Guard
+from schema.results import AUDITS, REPEATS
+from tests.authz.model import ACTION_ROLES
+from tests.policies.test_design_table import CELLS
 
-# Every mutation's refusal, read aloud. A new mutation adds its line here.
-EXPECTED = {
-    "createOrganisation": "Your roles do not allow creating organisations.",
-    "createExternalAssessor": "Your roles do not allow creating external assessor profiles.",
-    "createStaffMember": "Your roles do not allow creating staff members.",
-    "createLocation": "Your roles do not allow creating locations.",
-    "createDepartment": "Your roles do not allow creating departments.",
-    "createLearner": "Your roles do not allow creating learners.",
-    "createApprenticeRecord": "Your roles do not allow creating apprentice records.",
-    "allocateAssessor": "Your roles do not allow allocating external assessors to learners.",
-    "deallocateAssessor": "Your roles do not allow allocating external assessors to learners.",
-    "assignRecords": "Your roles do not allow assigning apprentice records.",
-    "unassignRecords": "Your roles do not allow assigning apprentice records.",
-    "assignTrainingCoordinator": "Your roles do not allow assigning apprentice records.",
-    "submitEvidence": "Your roles do not allow submitting evidence on apprentice records.",
-    "signOffEvidence": "Your roles do not allow signing off or referring evidence.",
-    "updateLearner": "Your roles do not allow changing learners.",
-    "updateStaffMember": "Your roles do not allow changing staff members.",
-    "deactivateStaffMember": "Your roles do not allow deactivating staff members.",
-    "archiveApprenticeRecord": "Your roles do not allow archiving or restoring apprentice records.",
-    "restoreApprenticeRecord": "Your roles do not allow archiving or restoring apprentice records.",
-    "importLearners": "Your roles do not allow creating learners.",
-    "createCourse": "Your roles do not allow creating courses.",
-    "setLicencePool": "Your roles do not allow creating licence pools.",
-    "allocateLicences": "Your roles do not allow allocating or recalling licences of learners.",
-    "recallLicences": "Your roles do not allow allocating or recalling licences of learners.",
-    "markLicenceLaunched": "Your roles do not allow launching licences.",
-    "markLicenceCompleted": "Your roles do not allow completing licences.",
-    "createAutoAllocationRule": "Your roles do not allow creating auto-allocation rules.",
-    "previewAutoAllocationRule": "Your roles do not allow creating auto-allocation rules.",
-    "deleteAutoAllocationRule": "Your roles do not allow deleting auto-allocation rules.",
-    "createApiKey": "Your roles do not allow creating API keys.",
-    "revokeApiKey": "Your roles do not allow revoking API keys.",
-}
+MUTATIONS = schema._schema.mutation_type.fields
+
+
+def guard_of(name: str) -> Guard:
+    definition = MUTATIONS[name].extensions["strawberry-definition"]
+    (guard,) = [e for e in definition.extensions if isinstance(e, Guard)]
+    return guard
+
+
+def test_every_mutation_is_declared_once_with_its_guard_audit_and_repeat() -> None:
+    for name in MUTATIONS:
+        guard = guard_of(name)  # exactly one guard
+        assert guard.action is not None, name
+        assert name in AUDITS and name in REPEATS, f"{name} lacks its audit or repeat declaration"
+
+
+def test_the_independent_readings_of_design_know_every_declared_mutation() -> None:
+    """The reference model and the design table read DESIGN.md, not the code: a declared
+    mutation missing from either is a reading still to be written."""
+    cells = {(c.resource, c.action) for c in CELLS}
+    for name in MUTATIONS:
+        assert name in ACTION_ROLES, f"tests/authz/model.py ACTION_ROLES has no {name}"
+        guard = guard_of(name)
+        pair = (guard.resource.value, guard.action.value)
+        assert pair in cells, f"design_table.csv has no rows for {name}'s {pair}"
 
 
 def test_every_mutation_refuses_in_plain_words() -> None:
-    found = {}
-    for name, field in schema._schema.mutation_type.fields.items():
-        definition = field.extensions["strawberry-definition"]
-        (guard,) = [e for e in definition.extensions if isinstance(e, Guard)]
-        found[name] = refusal(guard.resource, guard.action)
-    assert found == EXPECTED
+    for name in MUTATIONS:
+        guard = guard_of(name)
+        message = refusal(guard.resource, guard.action)
+        assert re.fullmatch(r"Your roles do not allow [a-z][A-Za-z -]+\.", message), (name, message)
 
 
 def test_every_word_has_plain_english() -> None:
