@@ -72,6 +72,7 @@ async def test_every_answer_carries_the_callers_budget(api_with: AppFactory, wor
     ]["viewer"]["roles"] == ["ADMIN"]
 
 
+@pytest.mark.alone  # the budget refills as the seconds pass: the requests must outrun it
 @pytest.mark.parametrize(
     ("query", "points"),
     [(COMPILED, 40_000), (STANDARD, 400), (CREATE, 400)],
