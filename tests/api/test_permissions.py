@@ -494,7 +494,7 @@ async def test_every_role_is_granted_or_denied_as_design_says(
             elif (declared := AUDITS[operation]) is not None:
                 actions = await audit_actions(backend.engine)
                 written = [action for action, *_ in actions[before["audit_events"] :]]
-                if written[:1] != [declared.value]:
+                if declared.value not in written:  # (rules firing write their own too)
                     problems.append(f"{role}: wrote {written}, declared {declared}")
             facts = await fresh(backend)  # the next role starts from the same world
             near, far = targets(facts, 0), targets(facts, 1)
