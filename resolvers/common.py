@@ -169,12 +169,18 @@ M = TypeVar("M")
 
 
 async def mutation_target(
-    ctx: Context, value: str, model: type[M], field: str, action: Action
+    ctx: Context,
+    value: str,
+    model: type[M],
+    field: str,
+    action: Action,
+    resource: Resource | None = None,
 ) -> M | Invalid | NotFound:
     """The row a mutation acts on: invisible answers NotFound, visible but not permitted raises
-    FORBIDDEN. One statement: visibility is the WHERE, permission a computed column.
+    FORBIDDEN. One statement: visibility is the WHERE, permission a computed column. `resource`
+    names the scopes where the model's default is not the one (a user as external assessor).
     """
-    resource = TARGETS[model]
+    resource = resource or TARGETS[model]
     pk = parse_id(value, type_name_of(model), field)
     if isinstance(pk, Invalid | NotFound):
         return pk

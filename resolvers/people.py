@@ -137,6 +137,12 @@ class ExternalAssessorCreated:
 
 
 @dataclass(frozen=True)
+class ExternalAssessorUpdated:
+    assessor: User
+    unchanged: bool = False  # every value given was already so: nothing written
+
+
+@dataclass(frozen=True)
 class StaffMemberUpdated:
     user: User
     unchanged: bool = False
@@ -264,6 +270,58 @@ async def create_external_assessor(
         return AlreadyExists("A user with this email exists.", field="email")
     await audit(ctx, AuditAction.EXTERNAL_ASSESSOR_CREATED, user, organisation_id=None)
     return ExternalAssessorCreated(user)
+
+
+async def update_external_assessor(
+    ctx: Context,
+    *,
+    user_id: str,
+    name: str | Unchanged | None = UNCHANGED,
+    email: str | Unchanged | None = UNCHANGED,
+    avatar_url: str | Unchanged | None = UNCHANGED,
+) -> ExternalAssessorUpdated | Invalid | NotFound | AlreadyExists:
+    """Change an external assessor's profile: name, email, picture (support; DESIGN.md: an
+    external assessor's name and email change only through support)."""
+    assessor = await mutation_target(
+        ctx, user_id, User, "userId", Action.UPDATE, Resource.EXTERNAL_ASSESSOR
+    )
+    if isinstance(assessor, Invalid | NotFound):
+        return assessor
+    values: dict[str, Any] = {}
+    if not isinstance(name, Unchanged) and name is not None:
+        clean = clean_name(name)
+        if isinstance(clean, Invalid):
+            return clean
+        values["name"] = clean
+    if not isinstance(email, Unchanged) and email is not None:
+        clean_e = clean_email(email)
+        if isinstance(clean_e, Invalid):
+            return clean_e
+        values["email"] = clean_e
+    if not isinstance(avatar_url, Unchanged):
+        picture = clean_avatar_url(avatar_url)
+        if isinstance(picture, Invalid):
+            return picture
+        values["avatar_url"] = picture
+    if not values:
+        return Invalid("Give something to change: name, email or avatarUrl.")
+    changed = {k: v for k, v in values.items() if getattr(assessor, k) != v}
+    if not changed:
+        return ExternalAssessorUpdated(assessor, unchanged=True)
+    # another person's email: the unique index decides, the write is rolled back
+    if not await ctx.db.try_execute(update(User).where(User.id == assessor.id).values(**changed)):
+        return AlreadyExists("A user with this email exists.", field="email")
+    for key, value in changed.items():
+        set_committed_value(assessor, key, value)
+    fields = {"name": "name", "email": "email", "avatar_url": "avatarUrl"}
+    await audit(
+        ctx,
+        AuditAction.EXTERNAL_ASSESSOR_UPDATED,
+        assessor,
+        organisation_id=None,
+        details={"fields": sorted(fields[k] for k in changed)},
+    )
+    return ExternalAssessorUpdated(assessor)
 
 
 async def create_staff_member(

@@ -132,6 +132,7 @@ describe_values(
         "STAFF_MEMBER_UPDATED": "`updateStaffMember` that changed something.",
         "STAFF_MEMBER_DEACTIVATED": "`deactivateStaffMember`: their assignments ended too.",
         "EXTERNAL_ASSESSOR_CREATED": "`createExternalAssessor`.",
+        "EXTERNAL_ASSESSOR_UPDATED": "`updateExternalAssessor` that changed something.",
         "LEARNER_CREATED": "`createLearner`.",
         "LEARNERS_IMPORTED": "`importLearners`.",
         "LEARNER_UPDATED": "`updateLearner` that changed something.",

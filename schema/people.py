@@ -147,6 +147,33 @@ class ExternalAssessorCreated:
 
 
 @strawberry.input(
+    description="Change an external assessor's profile; fields left out stay as they are."
+)
+class UpdateExternalAssessorInput:
+    user_id: strawberry.ID = strawberry.field(description="The external assessor.")
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Full name (null: unchanged)."
+    )
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Sign-in email address (null: unchanged); another person's is "
+        "AlreadyExistsError.",
+    )
+    avatar_url: str | None = strawberry.field(
+        default=strawberry.UNSET, description=f"{AVATAR_URL} Null or empty: no picture."
+    )
+
+
+@answers(people.ExternalAssessorUpdated)
+@strawberry.type(description="The external assessor profile was changed.")
+class ExternalAssessorUpdated:
+    assessor: User = strawberry.field(description="The external assessor.")
+    unchanged: bool = strawberry.field(
+        description="Every value given was already so: nothing was written, no audit event."
+    )
+
+
+@strawberry.input(
     description="Change a staff member; fields left out stay as they are. Admins change the "
     "name, picture, roles and units of their organisation's staff, except the name and picture "
     "of someone who also belongs elsewhere, which only support changes; support changes names "
@@ -276,6 +303,15 @@ class PeopleMutation:
         repeat=refused(AlreadyExists, "the email is taken: nothing is created"),
         description="Create an external assessor profile. Support only.",
         extensions=changes(Resource.EXTERNAL_ASSESSOR, Action.CREATE),
+    )
+    update_external_assessor = mutation(
+        people.update_external_assessor,
+        audit=AuditAction.EXTERNAL_ASSESSOR_UPDATED,
+        input=UpdateExternalAssessorInput,
+        repeat=unchanged("identical values: `unchanged: true`, no audit event"),
+        description="Change an external assessor's profile: name, email, picture. Support only "
+        "(an external assessor's name and email change only through support).",
+        extensions=changes(Resource.EXTERNAL_ASSESSOR, Action.UPDATE),
     )
     update_staff_member = mutation(
         people.update_staff_member,

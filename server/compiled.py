@@ -203,7 +203,12 @@ class CompiledReads:
             )
         async with self.services.engine.connect() as connection:
             raw = await connection.get_raw_connection()
-            driver = Driver(raw.driver_connection, self.dialect.name == "postgresql", raw.info)
+            driver = Driver(
+                raw.driver_connection,
+                self.dialect.name == "postgresql",
+                raw.info,
+                self.services.engine.sync_engine,
+            )
             try:
                 found: Any = None
                 if expected is not None and guessed is not None:
@@ -298,8 +303,11 @@ class Driver:
     """A pooled connection's own driver (asyncpg or aiosqlite), as the compiled path runs its
     statements on it; on SQLite each statement runs under the connection's Deadline."""
 
-    def __init__(self, connection: Any, postgresql: bool, info: dict[str, Any]) -> None:
+    def __init__(
+        self, connection: Any, postgresql: bool, info: dict[str, Any], engine: object
+    ) -> None:
         self.connection = connection
+        self.engine = engine  # whose statements these are, for the count
         self.postgresql = postgresql
         self.deadline: Deadline | None = info.get(DEADLINE)
 
@@ -310,7 +318,7 @@ class Driver:
             await (await self.connection.execute(command)).close()
 
     async def fetch(self, statement: str, args: list[Any]) -> list[Any]:
-        statement_ran(statement)
+        statement_ran(statement, self.engine)
         if self.postgresql:
             return list(await self.connection.fetch(statement, *args))
         if self.deadline is not None:

@@ -148,16 +148,17 @@ class AccessLog:
 
 
 # Who else hears of each statement (the statement budgets' tests count through this).
-statement_observers: list[Callable[[str], None]] = []
+statement_observers: list[Callable[[str, object], None]] = []
 
 
-def statement_ran(statement: str) -> None:
-    """One SQL statement, on either read path, counted against the request that ran it."""
+def statement_ran(statement: str, engine: object) -> None:
+    """One SQL statement on `engine` (its sync Engine), on either read path, counted against
+    the request that ran it."""
     record = _current.get()
     if record is not None:
         record.statements += 1
     for observe in statement_observers:
-        observe(statement)
+        observe(statement, engine)
 
 
 def count_statements(engine: AsyncEngine) -> None:
@@ -165,8 +166,8 @@ def count_statements(engine: AsyncEngine) -> None:
     its own, on the driver, through the same `statement_ran`)."""
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _count(conn: object, cursor: object, statement: str, *_: object) -> None:
-        statement_ran(statement)
+    def _count(conn: Any, cursor: object, statement: str, *_: object) -> None:
+        statement_ran(statement, conn.engine)
 
 
 def _time(record: logging.LogRecord) -> str:

@@ -161,13 +161,18 @@ async def audit_actions(engine: AsyncEngine) -> list[tuple[str, str, int | None]
 
 
 @contextmanager
-def counting() -> Iterator[list[str]]:
-    """The SQL statements the app runs meanwhile, on either read path (transaction control
-    left out), as the access log counts them."""
+def counting(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements the app runs on `engine` meanwhile, on either read path (transaction
+    control left out), as the access log counts them; other apps' statements (a background
+    flush of another test's app) are not this one's."""
     statements: list[str] = []
 
-    def record(statement: str) -> None:
-        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+    def record(statement: str, source: object) -> None:
+        if source is engine.sync_engine and statement.split()[0].upper() not in (
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+        ):
             statements.append(statement)
 
     statement_observers.append(record)

@@ -204,7 +204,7 @@ async def test_last_use_is_written_at_most_once_a_minute(
     await usage.flush()
     first = await last_used()
     assert first is not None
-    with counting() as statements:
+    with counting(services.engine) as statements:
         (await partner("{ viewer { roles } }")).ok()
         await usage.flush()
     assert await last_used() == first

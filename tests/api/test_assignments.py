@@ -411,14 +411,14 @@ async def test_statements_do_not_grow_with_the_number_of_records(
     counts = {}
     for size, chunk in ((5, records[:5]), (200, records[5:205])):
         ids = [rid(r) for r in chunk]
-        with counting() as assigned:
+        with counting(services.engine) as assigned:
             assert_granted(
                 await call(
                     ASSIGN, input={"assigneeId": gid("User", assessor.id), "recordIds": ids}
                 ),
                 "RecordsAssigned",
             )
-        with counting() as removed:
+        with counting(services.engine) as removed:
             assert_granted(await call(UNASSIGN, input={"recordIds": ids}), "RecordsUnassigned")
         counts[size] = (len(assigned), len(removed))
     assert counts[5] == counts[200], counts

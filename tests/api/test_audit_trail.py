@@ -219,6 +219,11 @@ async def _external(world: World, org: Organisation) -> tuple[User, dict[str, An
     return await world.support(), {"name": "Ext", "email": "ext@example.org"}
 
 
+async def _external_update(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    assessor = await world.external_assessor()
+    return await world.support(), {"userId": gid("User", assessor.id), "name": "Ext Renamed"}
+
+
 async def _staff(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
     return await _admin(world, org), {"name": "S", "email": "s@example.org", "roles": ["ASSESSOR"]}
 
@@ -370,6 +375,7 @@ CASES: dict[str, Case] = {
     "importLearners": Case("LEARNERS_IMPORTED", _import),
     "createOrganisation": Case("ORGANISATION_CREATED", _organisation),
     "createExternalAssessor": Case("EXTERNAL_ASSESSOR_CREATED", _external),
+    "updateExternalAssessor": Case("EXTERNAL_ASSESSOR_UPDATED", _external_update),
     "createStaffMember": Case("STAFF_MEMBER_CREATED", _staff),
     "createLocation": Case("LOCATION_CREATED", _unit),
     "createDepartment": Case("DEPARTMENT_CREATED", _unit),

@@ -65,7 +65,7 @@ async def test_an_expensive_request_is_refused_before_anything_runs_for_it(
     org = await world.organisation()
     admin = await world.staff(org, "ADMIN")
     call = api.as_(admin, org)
-    with counting() as statements:
+    with counting(services.engine) as statements:
         result = await call(HEAVY)
     assert result.codes == ["MAX_COST_EXCEEDED"] and result.data is None
     assert result.errors[0]["extensions"] == {
@@ -257,7 +257,7 @@ async def test_thirty_counted_searches_or_unassigned_counts_are_refused_before_t
     admin = await world.staff(org, "ADMIN")
     call = api.as_(admin, org)
     for query, cost in ((SEARCH_COUNTS, 120_060), (UNASSIGNED_COUNTS, 60_030)):
-        with counting() as statements:
+        with counting(services.engine) as statements:
             result = await call(query)
         assert result.codes == ["MAX_COST_EXCEEDED"] and result.data is None
         assert result.errors[0]["extensions"] == {

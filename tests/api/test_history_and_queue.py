@@ -254,7 +254,7 @@ async def test_queue_statements_do_not_grow_with_the_page(
       } } } }"""
     counts = {}
     for size in (3, 30):
-        with counting() as statements:
+        with counting(services.engine) as statements:
             assert len((await call(query, first=size)).ok()["evidence"]["edges"]) == size
         counts[size] = len(statements)
     assert counts[3] == counts[30], counts

@@ -206,6 +206,12 @@ OPERATIONS: dict[str, tuple[str, str, Callable[[Targets], dict[str, Any]], bool]
         lambda t: {},
         False,
     ),
+    "updateExternalAssessor": (
+        'mutation($a: ID!) { updateExternalAssessor(input: {userId: $a, name: "Jo Renamed"}) %s }',
+        "ExternalAssessorUpdated",
+        lambda t: {"a": t.free_external},
+        False,
+    ),
     "createStaffMember": (
         'mutation($o: ID) { createStaffMember(input: {organisationId: $o, name: "Al", '
         'email: "al@new.example", roles: [ASSESSOR]}) %s }',

@@ -157,6 +157,13 @@ async def _(world: World, api: Api) -> Scene:
     return Scene(api.as_(await world.support()), {"name": "Ed Ray", "email": "ed@out.example"})
 
 
+@scene("updateExternalAssessor")
+async def _(world: World, api: Api) -> Scene:
+    assessor = await world.external_assessor()
+    given = {"userId": gid("User", assessor.id), "name": "Ed Ray", "email": "ed.ray@out.example"}
+    return Scene(api.as_(await world.support()), {**given, "avatarUrl": "https://p.example/e.jpg"})
+
+
 @scene("updateStaffMember")
 async def _(world: World, api: Api) -> Scene:
     org, _, call = await _admin(world, api)

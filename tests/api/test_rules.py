@@ -535,7 +535,7 @@ async def test_statements_do_not_grow_with_rules_or_learners(
     call = api.as_(o.admin, o.org)
 
     async def statements(document: str, **variables: Any) -> int:
-        with counting() as seen:
+        with counting(services.engine) as seen:
             result = (await call(document, **variables)).ok()
         (payload,) = result.values()
         assert payload["__typename"] in ("LearnerCreated", "LearnersImported"), payload
@@ -563,14 +563,14 @@ async def test_statements_do_not_grow_with_rules_or_learners(
     assert few == many, (few, many)
     # and allocating 2 or 40 learners by hand costs the same
     learners = [await world.learner(o.org) for _ in range(42)]
-    with counting() as two:
+    with counting(services.engine) as two:
         (
             await call(
                 ALLOCATE,
                 input={"courseId": lid(courses[0]), "learnerIds": [lid(x) for x in learners[:2]]},
             )
         ).ok()
-    with counting() as forty:
+    with counting(services.engine) as forty:
         (
             await call(
                 ALLOCATE,

@@ -107,6 +107,7 @@ ROLE_ORDER = (
 ACTION_ROLES: dict[str, frozenset[str]] = {
     "createOrganisation": frozenset({SUPPORT}),
     "createExternalAssessor": frozenset({SUPPORT}),
+    "updateExternalAssessor": frozenset({SUPPORT}),
     "createStaffMember": frozenset({SUPPORT, SUPER_ADMIN, ADMIN}),
     "createLocation": frozenset({SUPPORT, SUPER_ADMIN, ADMIN}),
     "createDepartment": frozenset({SUPPORT, SUPER_ADMIN, ADMIN}),

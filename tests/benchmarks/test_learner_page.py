@@ -50,7 +50,7 @@ async def test_learner_page_latency(api: Api, backend: Backend, services: Servic
         for _ in range(5):
             (await call(PAGE, first=50)).ok()
         timings = []
-        with counting() as statements:
+        with counting(services.engine) as statements:
             for _ in range(ROUNDS):
                 t0 = time.perf_counter()
                 data = (await call(PAGE, first=50)).ok()

@@ -67,7 +67,7 @@ def p50_p95(timings: list[float]) -> str:
 
 
 async def timed(engine: Any, call: Caller, query: str, **variables: Any) -> tuple[Any, float, int]:
-    with counting() as statements:
+    with counting(engine) as statements:
         t0 = time.perf_counter()
         data = (await call(query, **variables)).ok()
         ms = (time.perf_counter() - t0) * 1000
