@@ -16,11 +16,13 @@ class ErrorCode(StrEnum):
     """A code an answer can carry; its value is its name."""
 
     description: str
+    deprecated: str | None  # no longer answered, kept for clients that match on it
 
-    def __new__(cls, value: str, description: str) -> ErrorCode:
+    def __new__(cls, value: str, description: str, deprecated: str | None = None) -> ErrorCode:
         member = str.__new__(cls, value)
         member._value_ = value
         member.description = description
+        member.deprecated = deprecated
         return member
 
     # Mutation error types (resolvers/outcomes.py), several also top-level or per bulk item.
@@ -71,7 +73,9 @@ class ErrorCode(StrEnum):
     # Bulk items only (ItemError.code).
     ALREADY_LICENSED = (
         "ALREADY_LICENSED",
-        "A bulk item: the learner already holds an active licence for the course.",
+        "Was a bulk item of `allocateLicences`: the learner already holds an active licence for "
+        "the course. No longer answered: such a learner counts in `unchanged`.",
+        "allocateLicences counts a learner licensed already in `unchanged`.",
     )
     LICENCE_IN_USE = (
         "LICENCE_IN_USE",

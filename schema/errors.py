@@ -22,6 +22,7 @@ strawberry.enum(
 )
 for _value in ErrorCode.__strawberry_definition__.values:  # type: ignore[attr-defined]
     _value.description = ErrorCode[_value.name].description
+    _value.deprecation_reason = ErrorCode[_value.name].deprecated
 
 
 @strawberry.interface(description="An expected failure of a mutation; nothing was changed.")
