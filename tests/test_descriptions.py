@@ -63,6 +63,10 @@ def test_arguments_say_the_default_the_server_applies() -> None:
 
 
 def test_unions_name_their_members() -> None:
+    """A mutation's result union says which of its members is the success."""
     for kind in schema._schema.type_map.values():
         if isinstance(kind, GraphQLUnionType):
-            assert kind.description, kind.name
+            successes = [m.name for m in kind.types if not m.name.endswith("Error")]
+            assert successes and all(
+                f"`{name}`" in (kind.description or "") for name in successes
+            ), kind.name
