@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,12 +11,12 @@ from sqlalchemy import ColumnElement, and_, false, insert, select
 
 from db.models import ApiKey, AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, type_name_of
 from resolvers.loaders import scoped
 from resolvers.outcomes import doc
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import Direction, FilterValues, ListSource, Sort
 from resolvers.relations import Ref
 
 ACTOR = Ref(User, "actor_id")
@@ -97,42 +97,60 @@ def _global_id(value: str, field: str) -> tuple[str, int]:
         raise InvalidInput(f"{field} is not a valid id.", field=field) from exc
 
 
-def _by_actor(ctx: Context, value: str) -> ColumnElement[bool]:
-    """A person's events name them as actor; an API key's name the key (its identity is not
-    a person)."""
-    type_name, pk = _global_id(value, "actorId")
-    if type_name == "User":
-        return and_(AuditEvent.actor_id == pk, AuditEvent.api_key_id.is_(None))
-    if type_name == "ApiKey":
-        # A key the caller may not read matches nothing, like a made-up one: otherwise an admin
-        # could probe key ids through the trail.
-        readable = select(ApiKey.id).where(ApiKey.id == pk, ctx.rules.where(Resource.API_KEY))
-        return AuditEvent.api_key_id.in_(readable)
-    return false()
-
-
-async def audit_events(
-    ctx: Context, *, first: int | None, after: str | None, filter: AuditFilter | None
-) -> Page[AuditEvent]:
-    """Newest first. Filters read only the audit trail, within the caller's scopes."""
-    f = filter or AuditFilter()
-    stmt = select(AuditEvent).where(ctx.rules.where(Resource.AUDIT_EVENT))
+def _prepare(
+    _limits: Limits, f: AuditFilter | None, _arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The filter's checked values; a malformed id is INVALID. An actor is a person (their
+    own events, not their keys') or an API key; any other id matches nothing."""
+    if f is None:
+        return {}
+    values: dict[str, Any] = {}
     if f.action is not None:
-        stmt = stmt.where(AuditEvent.action == f.action)
+        values["action"] = f.action
     if f.actor_id is not None:
-        stmt = stmt.where(_by_actor(ctx, f.actor_id))
+        type_name, pk = _global_id(f.actor_id, "actorId")
+        kind = {"User": "actor_user", "ApiKey": "actor_key"}.get(type_name)
+        values.update({kind: pk} if kind is not None else {"actor_none": True})
     if f.subject_id is not None:
         type_name, pk = _global_id(f.subject_id, "subjectId")
-        stmt = stmt.where(AuditEvent.subject_type == type_name, AuditEvent.subject_id == pk)
+        values.update(subject_type=type_name, subject=pk)
     if f.since is not None:
-        stmt = stmt.where(AuditEvent.at >= f.since)
-    return await paginate(
-        ctx,
-        stmt,
-        order=[AuditEvent.at, AuditEvent.id],
-        key=lambda row: (row.at, row.id),
-        key_types=(datetime, int),
-        first=first,
-        after=after,
-        descending=True,
-    )
+        values["since"] = f.since
+    return values
+
+
+def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if "action" in v:
+        found.append(AuditEvent.action == v["action"])
+    if "actor_user" in v:
+        found.append(and_(AuditEvent.actor_id == v["actor_user"], AuditEvent.api_key_id.is_(None)))
+    if "actor_key" in v:
+        # A key the caller may not read matches nothing, like a made-up one: otherwise an admin
+        # could probe key ids through the trail.
+        readable = select(ApiKey.id).where(
+            ApiKey.id == v["actor_key"], ctx.rules.where(Resource.API_KEY)
+        )
+        found.append(AuditEvent.api_key_id.in_(readable))
+    if "actor_none" in v:
+        found.append(false())
+    if "subject" in v:
+        found += [
+            AuditEvent.subject_type == v["subject_type"],
+            AuditEvent.subject_id == v["subject"],
+        ]
+    if "since" in v:
+        found.append(AuditEvent.at >= v["since"])
+    return found
+
+
+# Newest first. Filters read only the audit trail, within the caller's scopes.
+AUDIT_EVENTS: ListSource[AuditEvent, AuditFilter] = ListSource(
+    "auditEvents",
+    AuditEvent,
+    Resource.AUDIT_EVENT,
+    (Sort("AT", (AuditEvent.at,), "By when it happened."),),
+    direction=Direction.DESC,
+    prepare=_prepare,
+    conditions=_conditions,
+)

@@ -26,6 +26,7 @@ from resolvers.context import Context
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import MalformedId, decode_id, type_name_of
 from resolvers.outcomes import Invalid, NotFound
+from resolvers.pagination import Sort
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -196,3 +197,10 @@ async def mutation_target(
     if not row[1]:
         raise Forbidden(refusal(resource, action, this=True))
     return row[0]  # type: ignore[no-any-return]
+
+
+# The orders of every list of learners.
+LEARNER_SORTS = (
+    Sort("NAME", (Learner.name,), "By name."),
+    Sort("CREATED_AT", (Learner.created_at,), "By when they were added."),
+)

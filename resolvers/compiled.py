@@ -36,7 +36,6 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
-    tuple_,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -49,7 +48,7 @@ from policies.principal import Principal
 from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
-from resolvers.pagination import ListSource, encode_cursor
+from resolvers.pagination import ListSource, Window, encode_cursor, windowed
 from resolvers.relations import ByArgument, Distinct, Path, Ref, Relation
 
 
@@ -180,15 +179,14 @@ class ObjectPlan:
 class Arguments:
     """A connection's arguments for one request: checked, and split into shape and values."""
 
-    size: int
-    after: tuple[Any, ...] | None
+    window: Window
     filter: Mapping[str, Any]
 
     def shape(self) -> tuple[Any, ...]:
-        """What changes the statement: booleans of the filter, which values are present."""
+        """What changes the statement: the window's order and bounds, booleans of the filter,
+        which values are present."""
         return (
-            self.size == 0,
-            self.after is not None,
+            self.window.shape(),
             tuple(sorted((k, v if isinstance(v, bool) else None) for k, v in self.filter.items())),
         )
 
@@ -438,21 +436,27 @@ class Builder:
         if plan.total_count:
             count = select(func.count()).select_from(base.subquery()).scalar_subquery()
         edges: Any = literal_column("'[]'") if not self.json.postgresql else None
-        if (plan.edges or plan.page_info) and args.size > 0:
-            page_stmt = base
-            if args.after is not None:
-                after: list[Any] = [bindparam(f"c{index}_after{k}") for k in range(len(args.after))]
-                page_stmt = page_stmt.where(tuple_(*source.order) > tuple_(*after))
+        w = args.window
+        if (plan.edges or plan.page_info) and w.size > 0:
+            keys = source.keys(w.sort)
+            # Bound with each column's type, so that times compare as the column stores them.
+            bounds = [
+                None
+                if values is None
+                else [bindparam(f"c{index}_{side}{k}", type_=c.type) for k, c in enumerate(keys)]
+                for side, values in (("after", w.after), ("before", w.before))
+            ]
             page = (
-                page_stmt.order_by(*source.order)
+                windowed(base, keys, w, *bounds)
                 .limit(bindparam(f"c{index}_limit", type_=Integer()))
                 .subquery("page")
             )
-            keys = [page.c[c.key] for c in source.order]
+            page_keys = [page.c[c.key] for c in keys]
             node, joins = ([], []) if plan.node is None else self.level(plan.node, page)
-            element = self.json.array([self.json.array(node), *keys])
+            element = self.json.array([self.json.array(node), *page_keys])
             rows = select(literal(1)).select_from(outer_join(page, joins))
-            edges = self.json.aggregate(rows, element, keys)
+            order = [k.desc() for k in page_keys] if w.reads_descending else page_keys
+            edges = self.json.aggregate(rows, element, order)
         elif self.json.postgresql:
             edges = literal_column("'[]'::json")
         return self.json.array([count, self.json.nested(edges)])
@@ -534,9 +538,11 @@ def request_values(
 ) -> dict[str, Any]:
     values = caller_values(principal, now)
     for index, args in enumerate(arguments):
-        values[f"c{index}_limit"] = args.size + 1
-        for k, value in enumerate(args.after or ()):
-            values[f"c{index}_after{k}"] = value
+        w = args.window
+        values[f"c{index}_limit"] = w.size + 1
+        for side, bound in (("after", w.after), ("before", w.before)):
+            for k, value in enumerate(bound or ()):
+                values[f"c{index}_{side}{k}"] = value
         for name, value in args.filter.items():
             if not isinstance(value, bool):
                 values[f"c{index}_{name}"] = value
@@ -558,6 +564,12 @@ def as_datetime(value: Any) -> str | None:
 
 def as_boolean(value: Any) -> bool | None:
     return None if value is None else bool(value)
+
+
+def cursor_values(w: Window, row: Sequence[Any]) -> list[Any]:
+    """A gathered row's key values as the standard executor's cursors hold them (times as the
+    response shows them)."""
+    return [as_datetime(v) if t is datetime else v for v, t in zip(row[1:], w.types, strict=True)]
 
 
 def distinct(lists: Sequence[Sequence[Any]], show: Callable[[Any], Any]) -> list[Any]:
@@ -582,6 +594,7 @@ class TransformWriter:
         self.env: dict[str, Any] = {
             "encode_id": encode_id,
             "encode_cursor": encode_cursor,
+            "cursor_values": cursor_values,
             "distinct": distinct,
         }
         self.count = 0
@@ -631,14 +644,18 @@ class TransformWriter:
         return function
 
     def connection(self, plan: ConnectionPlan) -> str:
-        """A function (gathered array, page size, after given) → the connection's dict."""
+        """A function (gathered array, the request's window) → the connection's dict."""
         function = self.name("connection_")
         node = None if plan.node is None else self.object(plan.node)
         body = [
-            f"def {function}(c, size, after):",
+            f"def {function}(c, w):",
             "    rows = c[1]",
-            "    has_next = len(rows) > size",
-            "    rows = rows[:size]",
+            "    more = len(rows) > w.size",
+            "    rows = rows[:w.size]",
+            "    if not w.forward:",
+            "        rows.reverse()",
+            "    has_next = w.has_next(more)",
+            "    has_previous = w.has_previous(more)",
         ]
         # Cursors cost a JSON and base64 encoding each: only those the document selects.
         edge_cursors = any(kind == "cursor" for _, items in plan.edges for _, kind in items)
@@ -646,11 +663,11 @@ class TransformWriter:
             kind in ("startCursor", "endCursor") for _, items in plan.page_info for _, kind in items
         )
         if edge_cursors:
-            body.append("    cursors = [encode_cursor(r[1:]) for r in rows]")
+            body.append("    cursors = [encode_cursor(w.tag, cursor_values(w, r)) for r in rows]")
         elif end_cursors:
             body.append(
-                "    cursors = [encode_cursor(rows[0][1:]), encode_cursor(rows[-1][1:])]"
-                " if rows else []"
+                "    cursors = [encode_cursor(w.tag, cursor_values(w, rows[0])),"
+                " encode_cursor(w.tag, cursor_values(w, rows[-1]))] if rows else []"
             )
         body.append("    out = {}")
         for key, kind in plan.items:
@@ -676,7 +693,7 @@ class TransformWriter:
                     parts.append(
                         {
                             "hasNextPage": f"{info_key!r}: has_next",
-                            "hasPreviousPage": f"{info_key!r}: after",
+                            "hasPreviousPage": f"{info_key!r}: has_previous",
                             "startCursor": f"{info_key!r}: cursors[0] if cursors else None",
                             "endCursor": f"{info_key!r}: cursors[-1] if cursors else None",
                         }.get(info_kind)
@@ -697,7 +714,7 @@ class TransformWriter:
             else:
                 body.append(
                     f"    out[{item.key!r}] = {connections[index]}(data[{index}], "
-                    f"arguments[{index}].size, arguments[{index}].after is not None)"
+                    f"arguments[{index}].window)"
                 )
                 index += 1
         body.append("    return out\n")

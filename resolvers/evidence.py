@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from db.models import ApprenticeRecord, AuditAction, Evidence, EvidenceStatus, RecordStatus, User
 from policies.vocabulary import Action, Resource
 from resolvers.audit import audit
 from resolvers.common import clean_name, filter_id, mutation_target
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.ids import GlobalId, encode_id, gid_of
 from resolvers.loaders import Children, scoped
 from resolvers.outcomes import EvidenceLocked, Invalid, NotFound, RecordArchived, doc
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import FilterValues, ListSource, Sort
 from resolvers.records import RECORDS_OF_LEARNER, archived_among
 from resolvers.relations import Path, Ref
 
@@ -46,34 +47,48 @@ class EvidenceFilter:
     record_id: GlobalId | None = field(default=None, metadata=doc("On this record."))
 
 
-async def work_queue(
-    ctx: Context, *, first: int | None, after: str | None, filter: EvidenceFilter | None
-) -> Page[Evidence]:
-    """Evidence on live records that the caller can see, oldest first."""
-    f = filter or EvidenceFilter()
+def _prepare(
+    _limits: Limits, f: EvidenceFilter | None, _arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The filter's checked values; a malformed id is INVALID."""
+    if f is None:
+        return {}
+    values: dict[str, Any] = {}
+    if f.status is not None:
+        values["status"] = f.status
+    learner = filter_id(f.learner_id, "Learner", "learnerId")
+    if learner is not None:
+        values["learner"] = learner
+    record = filter_id(f.record_id, "ApprenticeRecord", "recordId")
+    if record is not None:
+        values["record"] = record
+    return values
+
+
+def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    """Evidence on live records the caller can see (the queue's records)."""
     records = select(ApprenticeRecord.id).where(
         ctx.rules.where(Resource.RECORD), ApprenticeRecord.status == RecordStatus.LIVE
     )
-    learner = filter_id(f.learner_id, "Learner", "learnerId")
-    if learner is not None:
-        records = records.where(ApprenticeRecord.learner_id == learner)
-    stmt = select(Evidence).where(
-        ctx.rules.where(Resource.EVIDENCE), Evidence.record_id.in_(records.correlate(None))
-    )
-    if f.status is not None:
-        stmt = stmt.where(Evidence.status == f.status)
-    record = filter_id(f.record_id, "ApprenticeRecord", "recordId")
-    if record is not None:
-        stmt = stmt.where(Evidence.record_id == record)
-    return await paginate(
-        ctx,
-        stmt,
-        order=[Evidence.submitted_at, Evidence.id],
-        key=lambda row: (row.submitted_at, row.id),
-        key_types=(datetime, int),
-        first=first,
-        after=after,
-    )
+    if "learner" in v:
+        records = records.where(ApprenticeRecord.learner_id == v["learner"])
+    found: list[ColumnElement[bool]] = [Evidence.record_id.in_(records.correlate(None))]
+    if "status" in v:
+        found.append(Evidence.status == v["status"])
+    if "record" in v:
+        found.append(Evidence.record_id == v["record"])
+    return found
+
+
+# The work queue: evidence on live records that the caller can see, oldest first.
+WORK_QUEUE: ListSource[Evidence, EvidenceFilter] = ListSource(
+    "evidence",
+    Evidence,
+    Resource.EVIDENCE,
+    (Sort("SUBMITTED_AT", (Evidence.submitted_at,), "By when it was submitted."),),
+    prepare=_prepare,
+    conditions=_conditions,
+)
 
 
 class Decision(enum.StrEnum):

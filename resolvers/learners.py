@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from policies.vocabulary import Action, Resource, Role, refusal
 from resolvers.audit import Entry, audit, audit_all
 from resolvers.codes import ErrorCode
 from resolvers.common import (
+    LEARNER_SORTS,
     UNCHANGED,
     Unchanged,
     clean_avatar_url,
@@ -55,9 +56,7 @@ from resolvers.outcomes import (
 from resolvers.pagination import (
     FilterValues,
     ListSource,
-    Page,
     matches,
-    page_of,
     search_pattern,
 )
 from resolvers.people import (
@@ -135,7 +134,9 @@ class NewLearner(Protocol):
     avatar_url: str | None
 
 
-def _prepare(limits: Limits, f: LearnerFilter | None) -> dict[str, Any]:
+def _prepare(
+    limits: Limits, f: LearnerFilter | None, _arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The filter's checked values; a malformed id or too long a search is INVALID."""
     if f is None:
         return {}
@@ -188,18 +189,13 @@ def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
 
 
 LEARNERS: ListSource[Learner, LearnerFilter] = ListSource(
+    "learners",
     Learner,
     Resource.LEARNER,
-    order=(Learner.name, Learner.id),
+    LEARNER_SORTS,
     prepare=_prepare,
     conditions=_conditions,
 )
-
-
-async def learners(
-    ctx: Context, *, first: int | None, after: str | None, filter: LearnerFilter | None
-) -> Page[Learner]:
-    return await page_of(ctx, LEARNERS, filter, first=first, after=after)
 
 
 async def learner(ctx: Context, *, id: str) -> Learner | None:

@@ -39,7 +39,7 @@ from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.audit import audit
 from resolvers.codes import ErrorCode
-from resolvers.common import clean_name, filter_id, mutation_target, parse_id
+from resolvers.common import LEARNER_SORTS, clean_name, filter_id, mutation_target, parse_id
 from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of
@@ -58,10 +58,8 @@ from resolvers.outcomes import (
 from resolvers.pagination import (
     FilterValues,
     ListSource,
-    Page,
+    Sort,
     matches,
-    page_of,
-    paginate,
     search_of,
     search_pattern,
 )
@@ -160,7 +158,9 @@ class LicenceFilter:
     status: LicenceStatus | None = field(default=None, metadata=doc("In this status."))
 
 
-def _prepare(limits: Limits, f: LicenceFilter | None) -> dict[str, Any]:
+def _prepare(
+    limits: Limits, f: LicenceFilter | None, _arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The filter's checked values; a malformed id is INVALID."""
     if f is None:
         return {}
@@ -173,8 +173,14 @@ def _prepare(limits: Limits, f: LicenceFilter | None) -> dict[str, Any]:
         if pk is not None:
             values[name] = pk
     if f.status is not None:
-        values["status"] = f.status
+        values[_status_flag(f.status)] = True
     return values
+
+
+def _status_flag(status: LicenceStatus) -> str:
+    """A status asked for, as a flag: each reads differently at the request's time, so the
+    status shapes the statement."""
+    return f"status_{LicenceStatus(status).value}"
 
 
 def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
@@ -188,13 +194,19 @@ def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
     if "learner" in v:
         # a licence is visible exactly when its learner is: no learner is revealed
         found.append(Licence.learner_id == v["learner"])
-    if "status" in v:
-        found.append(in_status(ctx.now, v["status"]))
+    for status in LicenceStatus:
+        if v.get(_status_flag(status)):
+            found.append(in_status(ctx.now, status))
     return found
 
 
 LICENCES: ListSource[Licence, LicenceFilter] = ListSource(
-    Licence, Resource.LICENCE, order=(Licence.id,), prepare=_prepare, conditions=_conditions
+    "licences",
+    Licence,
+    Resource.LICENCE,
+    (Sort("ALLOCATED", (), "In the order they were allocated."),),
+    prepare=_prepare,
+    conditions=_conditions,
 )
 
 
@@ -209,7 +221,7 @@ def _narrowing(limits: Limits, arguments: Mapping[str, Any]) -> dict[str, Any]:
         )
     values = _prepare(limits, f)
     if status is not None:
-        values["status"] = status
+        values[_status_flag(status)] = True
     return values
 
 
@@ -271,16 +283,10 @@ class LicenceCompleted:
 # Reading ------------------------------------------------------------------------------------
 
 
-async def courses(ctx: Context, *, first: int | None, after: str | None) -> Page[Course]:
-    return await paginate(
-        ctx,
-        select(Course).where(ctx.rules.where(Resource.COURSE)),
-        order=[Course.title, Course.id],
-        key=lambda row: (row.title, row.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+# The course catalogue, by title.
+COURSES: ListSource[Course, None] = ListSource(
+    "courses", Course, Resource.COURSE, (Sort("TITLE", (Course.title,), "By title."),)
+)
 
 
 async def pool_of(ctx: Context, course_id: int) -> LicencePool | None:
@@ -297,19 +303,24 @@ def holds_active(ctx: Context, course_id: Any) -> ColumnElement[bool]:
     )
 
 
-async def licence_eligible_learners(
-    ctx: Context,
-    *,
-    course_id: str,
-    first: int | None,
-    after: str | None,
-    filter: EligibleLearnerFilter | None = None,
-    search: str | None = None,
-) -> Page[Learner]:
-    """Visible learners without an ACTIVE (unexpired) licence for a visible course, by name;
-    `search` is the former place of `filter.search`."""
-    search = search_of(None if filter is None else filter.search, search)
-    course = filter_id(course_id, "Course", "courseId")
+def _eligible_prepare(
+    limits: Limits, f: EligibleLearnerFilter | None, arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The course (a malformed id: INVALID) and the search asked for (`search` is the former
+    place of `filter.search`)."""
+    given = arguments or {}
+    values: dict[str, Any] = {
+        "course": filter_id(given.get("course_id"), "Course", "courseId"),
+    }
+    search = search_of(None if f is None else f.search, given.get("search"))
+    pattern = search_pattern(limits, search)
+    if pattern is not None:
+        values["search"] = pattern
+    return values
+
+
+def _eligible_conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    course = v["course"]
     visible_course = exists(
         select(Course.id).where(Course.id == course, ctx.rules.where(Resource.COURSE))
     )
@@ -321,25 +332,22 @@ async def licence_eligible_learners(
             ctx.rules.where(Resource.LICENCE),
         )
     )
-    stmt = select(Learner).where(ctx.rules.where(Resource.LEARNER), visible_course, ~licensed)
-    pattern = search_pattern(ctx.limits, search)
-    if pattern is not None:
-        stmt = stmt.where(matches(Learner.name, pattern) | matches(Learner.email, pattern))
-    return await paginate(
-        ctx,
-        stmt,
-        order=[Learner.name, Learner.id],
-        key=lambda row: (row.name, row.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+    found = [visible_course, ~licensed]
+    if "search" in v:
+        found.append(matches(Learner.name, v["search"]) | matches(Learner.email, v["search"]))
+    return found
 
 
-async def licences(
-    ctx: Context, *, first: int | None, after: str | None, filter: LicenceFilter | None
-) -> Page[Licence]:
-    return await page_of(ctx, LICENCES, filter, first=first, after=after)
+# Visible learners without an ACTIVE (unexpired) licence for a visible course, by name: the
+# list a licence is allocated from.
+ELIGIBLE_LEARNERS: ListSource[Learner, EligibleLearnerFilter] = ListSource(
+    "licenceEligibleLearners",
+    Learner,
+    Resource.LEARNER,
+    LEARNER_SORTS,
+    prepare=_eligible_prepare,
+    conditions=_eligible_conditions,
+)
 
 
 # The catalogue and pools (support) ------------------------------------------------------------

@@ -15,7 +15,7 @@ from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.loaders import Children, ref, scoped
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import ListSource, Sort
 
 LOCATIONS_OF_ORGANISATION = Children(
     Location, Location.organisation_id, Resource.LOCATION, (Location.name, Location.id)
@@ -47,19 +47,13 @@ class DepartmentCreated:
     department: Department
 
 
-async def organisations(
-    ctx: Context, *, first: int | None, after: str | None
-) -> Page[Organisation]:
-    """Organisations the caller can see, by name: support all; others their own."""
-    return await paginate(
-        ctx,
-        select(Organisation).where(ctx.rules.where(Resource.ORGANISATION)),
-        order=[Organisation.name, Organisation.id],
-        key=lambda row: (row.name, row.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+# Organisations the caller can see, by name: support all; others their own.
+ORGANISATIONS: ListSource[Organisation, None] = ListSource(
+    "organisations",
+    Organisation,
+    Resource.ORGANISATION,
+    (Sort("NAME", (Organisation.name,), "By name."),),
+)
 
 
 async def create_organisation(

@@ -1,9 +1,11 @@
-"""Keyset pagination: a page costs the same however far into the list it is."""
+"""Keyset pagination: a page costs the same however far into the list it is, in either
+direction and in every order a list offers."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +14,6 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
 
 from policies.vocabulary import Resource
 from resolvers.context import Context, Limits
@@ -26,7 +27,29 @@ F = TypeVar("F")
 FilterValues = Mapping[str, Any]
 
 
-def _no_filter(_limits: Limits, _filter: Any) -> dict[str, Any]:
+class Direction(enum.StrEnum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@dataclass(frozen=True)
+class Sort:
+    """One order a list can be read in: its leading columns, ties broken by the row's id."""
+
+    field: str  # the value of the list's <Type>OrderField enum
+    columns: tuple[Any, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    """An order a caller asks for: a sort of the list, and its direction."""
+
+    field: str
+    direction: Direction = Direction.ASC
+
+
+def _no_filter(_limits: Limits, _filter: Any, _arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
@@ -36,25 +59,36 @@ def _no_conditions(_ctx: Context, _values: FilterValues) -> list[ColumnElement[b
 
 @dataclass(frozen=True)
 class ListSource(Generic[T, F]):
-    """A list the API pages through: its table, the scope guarding it, its filter and its order.
+    """A list the API pages through: its table, the scope guarding it, its filter and orders.
 
-    Declared once, read by both executors: `prepare` checks a filter against the limits and
-    gives its values (raising InvalidInput), `conditions` turns values into SQL — the values
-    may be bound parameters, so that a compiled plan reuses one statement for every caller of
-    its shape.
+    Declared once, read by both executors: `prepare` checks a filter (and the field's other
+    arguments, by name) against the limits and gives its values (raising InvalidInput),
+    `conditions` turns values into SQL — the values may be bound parameters, so that a compiled
+    plan reuses one statement for every caller of its shape. `sorts` are the orders the list
+    offers, the first its default (in `direction`).
     """
 
+    name: str  # the list's name in its cursors, and of its order types in the SDL
     model: type[T]
     resource: Resource
-    order: tuple[Any, ...]  # unique, ascending: the keyset
-    prepare: Callable[[Limits, F | None], dict[str, Any]] = field(default=_no_filter)
+    sorts: tuple[Sort, ...]
+    direction: Direction = Direction.ASC  # of the default order
+    prepare: Callable[[Limits, F | None, Mapping[str, Any]], dict[str, Any]] = field(
+        default=_no_filter
+    )
     conditions: Callable[[Context, FilterValues], list[ColumnElement[bool]]] = field(
         default=_no_conditions
     )
 
-    @property
-    def key_types(self) -> tuple[type, ...]:
-        return tuple(column.type.python_type for column in self.order)
+    def sort(self, name: str) -> Sort:
+        found = next((s for s in self.sorts if s.field == name), None)
+        if found is None:
+            raise InvalidInput(f"{self.name} cannot be sorted by {name}.", field="orderBy")
+        return found
+
+    def keys(self, sort: Sort) -> tuple[Any, ...]:
+        """The keyset of an order: its columns, then the id."""
+        return (*sort.columns, getattr(self.model, "id"))  # noqa: B009 - a mapped class
 
     def statement(self, ctx: Context, values: FilterValues) -> Select[T]:
         """The caller's rows of the list, filtered."""
@@ -62,8 +96,98 @@ class ListSource(Generic[T, F]):
             ctx.rules.where(self.resource), *self.conditions(ctx, values)
         )
 
-    def key(self, row: Any) -> tuple[Any, ...]:
-        return tuple(getattr(row, column.key) for column in self.order)
+
+@dataclass(frozen=True)
+class Window:
+    """Which page of a list a request asks for: the order, the direction it reads in, how many
+    rows and from which cursors. Checked once, for both executors."""
+
+    sort: Sort
+    descending: bool
+    size: int
+    forward: bool  # first/after; False: last/before (the page ends at `before`)
+    after: tuple[Any, ...] | None
+    before: tuple[Any, ...] | None
+    tag: str  # which list and order the cursors belong to
+    types: tuple[type, ...]  # of the keys' values
+
+    def shape(self) -> tuple[Any, ...]:
+        """What changes the statement (not the values: they are bound)."""
+        return (
+            self.sort.field,
+            self.descending,
+            self.forward,
+            self.size == 0,
+            self.after is not None,
+            self.before is not None,
+        )
+
+    @property
+    def reads_descending(self) -> bool:
+        """The order rows are read in: a backward page reads from its end."""
+        return self.descending == self.forward
+
+    def has_next(self, more: bool) -> bool:
+        return more if self.forward else self.before is not None
+
+    def has_previous(self, more: bool) -> bool:
+        return self.after is not None if self.forward else more
+
+
+def window(
+    limits: Limits,
+    source: ListSource[Any, Any],
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    order_by: Sequence[OrderBy] | None = None,
+) -> Window:
+    """The page a list's arguments ask for; INVALID for arguments that name none."""
+    if first is not None and last is not None:
+        raise InvalidInput("Give first or last, not both.", field="last")
+    if order_by is not None and len(order_by) > 1:
+        raise InvalidInput(f"{source.name} is sorted by one field at a time.", field="orderBy")
+    if order_by:
+        sort = source.sort(order_by[0].field)
+        descending = order_by[0].direction is Direction.DESC
+    else:
+        sort, descending = source.sorts[0], source.direction is Direction.DESC
+    tag = f"{source.name}.{sort.field}.{'DESC' if descending else 'ASC'}"
+    types = tuple(c.type.python_type for c in source.keys(sort))
+    forward = last is None
+    size = _size(limits, last, "last") if last is not None else _size(limits, first, "first")
+    return Window(
+        sort=sort,
+        descending=descending,
+        size=size,
+        forward=forward,
+        after=None if after is None else tuple(decode_cursor(after, tag, types, field="after")),
+        before=None if before is None else tuple(decode_cursor(before, tag, types, field="before")),
+        tag=tag,
+        types=types,
+    )
+
+
+def _size(limits: Limits, given: int | None, name: str) -> int:
+    if given is None:
+        return limits.default_page_size
+    if given < 0 or given > limits.max_page_size:
+        raise InvalidInput(f"{name} must be between 0 and {limits.max_page_size}.", field=name)
+    return given
+
+
+def windowed(stmt: Select[T], keys: Sequence[Any], w: Window, *bounds: Any) -> Select[T]:
+    """`stmt` narrowed to the window's cursors and read in its order (without the limit).
+    `bounds` are the after and before key values as SQL (bound parameters or literals)."""
+    after, before = bounds if bounds else (None, None)
+    row = tuple_(*keys)
+    if after is not None:
+        stmt = stmt.where(row < tuple_(*after) if w.descending else row > tuple_(*after))
+    if before is not None:
+        stmt = stmt.where(row > tuple_(*before) if w.descending else row < tuple_(*before))
+    return stmt.order_by(*(k.desc() for k in keys) if w.reads_descending else keys)
 
 
 async def page_of(
@@ -71,19 +195,19 @@ async def page_of(
     source: ListSource[T, F],
     filter: F | None,
     *,
-    first: int | None,
-    after: str | None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    order_by: Sequence[OrderBy] | None = None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> Page[T]:
     """One page of a list source for the caller."""
-    return await paginate(
-        ctx,
-        source.statement(ctx, source.prepare(ctx.limits, filter)),
-        order=source.order,
-        key=source.key,
-        key_types=source.key_types,
-        first=first,
-        after=after,
+    w = window(
+        ctx.limits, source, first=first, after=after, last=last, before=before, order_by=order_by
     )
+    values = source.prepare(ctx.limits, filter, arguments or {})
+    return await read_page(ctx, source.statement(ctx, values), source.keys(w.sort), w)
 
 
 @dataclass
@@ -95,21 +219,55 @@ class Page(Generic[T]):
     count: Callable[[], Awaitable[int]]
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+async def read_page(ctx: Context, stmt: Select[T], keys: Sequence[Any], w: Window) -> Page[T]:
+    """The window's page of `stmt`, whose rows are ordered by `keys` (unique: the last is the
+    id)."""
+    # Bound with each column's type, so that times compare as the column stores them.
+    bounds = [
+        None if values is None else [literal(v, k.type) for v, k in zip(values, keys, strict=True)]
+        for values in (w.after, w.before)
+    ]
+
+    async def count() -> int:
+        total = select(func.count()).select_from(stmt.order_by(None).subquery())
+        return int((await ctx.db.execute(total)).scalar_one())
+
+    if w.size == 0:
+        return Page([], [], w.has_next(False), w.has_previous(False), count)
+    page = windowed(stmt, keys, w, *bounds).limit(w.size + 1)
+    rows = list(await ctx.db.scalars(page))
+    more = len(rows) > w.size
+    rows = rows[: w.size]
+    if not w.forward:
+        rows.reverse()
+    names = [k.key for k in keys]
+    return Page(
+        rows=rows,
+        cursors=[encode_cursor(w.tag, [getattr(r, n) for n in names]) for r in rows],
+        has_next_page=w.has_next(more),
+        has_previous_page=w.has_previous(more),
+        count=count,
+    )
+
+
+def encode_cursor(tag: str, values: Sequence[Any]) -> str:
+    """A row's position in a list read in one order (`tag`)."""
+    plain = [tag, *(v.isoformat() if isinstance(v, datetime) else v for v in values)]
     return base64.urlsafe_b64encode(orjson.dumps(plain)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
-    foreign = InvalidInput("The cursor is not one this API gave out.", field="after")
+def decode_cursor(cursor: str, tag: str, types: Sequence[type], *, field: str) -> list[Any]:
+    """The key values of a cursor this list gave out in this order; INVALID otherwise (another
+    list's, another order's, made up or tampered with)."""
+    foreign = InvalidInput("The cursor is not one this list gave out in this order.", field=field)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise foreign from exc
-    if not isinstance(values, list) or len(values) != len(types):
+    if not isinstance(values, list) or len(values) != len(types) + 1 or values[0] != tag:
         raise foreign
-    decoded = [_as_key(v, t) for v, t in zip(values, types, strict=True)]
+    decoded = [_as_key(v, t) for v, t in zip(values[1:], types, strict=True)]
     if not all(type(v) is t and _in_range(v) for v, t in zip(decoded, types, strict=True)):
         raise foreign
     return decoded
@@ -133,59 +291,6 @@ def _in_range(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= 1000 and "\x00" not in value
     return True
-
-
-def page_size(ctx: Context, first: int | None) -> int:
-    return page_size_of(ctx.limits, first)
-
-
-def page_size_of(limits: Limits, first: int | None) -> int:
-    if first is None:
-        return limits.default_page_size
-    if first < 0 or first > limits.max_page_size:
-        raise InvalidInput(f"first must be between 0 and {limits.max_page_size}.", field="first")
-    return first
-
-
-async def paginate(
-    ctx: Context,
-    stmt: Select[T],
-    *,
-    order: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
-    key: Callable[[T], Sequence[Any]],
-    key_types: Sequence[type],
-    first: int | None,
-    after: str | None,
-    descending: bool = False,
-) -> Page[T]:
-    """One page of `stmt` in `order` (unique; ascending, or descending on every column),
-    starting after `after`."""
-    size = page_size(ctx, first)
-    filtered = stmt
-    if after is not None:
-        values = decode_cursor(after, key_types)
-        # Bound with each column's type, so that times compare as the column stores them.
-        bound = tuple_(*(literal(v, c.type) for v, c in zip(values, order, strict=True)))
-        keys = tuple_(*order)
-        filtered = stmt.where(keys < bound if descending else keys > bound)
-
-    async def count() -> int:
-        total = select(func.count()).select_from(stmt.order_by(None).subquery())
-        return int((await ctx.db.execute(total)).scalar_one())
-
-    if size == 0:
-        return Page([], [], False, after is not None, count)
-    ordering = [c.desc() for c in order] if descending else order
-    rows = list(await ctx.db.scalars(filtered.order_by(*ordering).limit(size + 1)))
-    has_next = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        rows=rows,
-        cursors=[encode_cursor(key(row)) for row in rows],
-        has_next_page=has_next,
-        has_previous_page=after is not None,
-        count=count,
-    )
 
 
 def escape_like(text: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,13 +36,13 @@ from resolvers.common import (
     filter_id,
     mutation_target,
 )
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.ids import encode_id
 from resolvers.loaders import by_id, loader, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
-from resolvers.pagination import Page, matches, paginate, search_of, search_pattern
+from resolvers.pagination import FilterValues, ListSource, Sort, matches, search_of, search_pattern
 
 ROLE_ORDER = list(Role)
 
@@ -176,33 +176,52 @@ def _people_search(ctx: Context, search: str | None) -> list[ColumnElement[bool]
     return [or_(matches(User.name, pattern), matches(User.email, pattern))]
 
 
-async def staff(
-    ctx: Context, *, first: int | None, after: str | None, filter: StaffFilter | None
-) -> Page[User]:
-    f = filter or StaffFilter()
-    search, roles = f.search, f.roles
-    stmt = select(User).where(
-        ctx.rules.where(Resource.STAFF),
-        staff_membership_here(ctx, deactivated=bool(f.deactivated)),
-        *_people_search(ctx, search),
-    )
+def _staff_prepare(
+    limits: Limits, f: StaffFilter | None, _arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The filter's checked values: each role asked for is a flag (the set of roles shapes the
+    statement), a search its LIKE pattern (too long: INVALID)."""
+    f = f or StaffFilter()
+    values: dict[str, Any] = {"deactivated": bool(f.deactivated)}
+    pattern = search_pattern(limits, f.search)
+    if pattern is not None:
+        values["search"] = pattern
+    for role in f.roles or ():
+        values[f"role_{role.value}"] = True
+    return values
+
+
+def _staff_conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    found = [staff_membership_here(ctx, deactivated=v["deactivated"]), *_searching(v)]
+    roles = [r.value for r in Role if v.get(f"role_{r.value}")]
     if roles:
         membership = select(Membership.user_id).join(
             MembershipRole, MembershipRole.membership_id == Membership.id
         )
-        membership = membership.where(MembershipRole.role.in_([r.value for r in roles]))
+        membership = membership.where(MembershipRole.role.in_(roles))
         if ctx.me.organisation_id is not None:
             membership = membership.where(Membership.organisation_id == ctx.me.organisation_id)
-        stmt = stmt.where(User.id.in_(membership))
-    return await paginate(
-        ctx,
-        stmt,
-        order=[User.name, User.id],
-        key=lambda u: (u.name, u.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+        found.append(User.id.in_(membership))
+    return found
+
+
+def _searching(v: FilterValues) -> list[ColumnElement[bool]]:
+    if "search" not in v:
+        return []
+    return [or_(matches(User.name, v["search"]), matches(User.email, v["search"]))]
+
+
+PEOPLE_SORTS = (Sort("NAME", (User.name,), "By name."),)
+
+# The assignee drop-down: active staff unless the filter asks for deactivated ones, by name.
+STAFF: ListSource[User, StaffFilter] = ListSource(
+    "staff",
+    User,
+    Resource.STAFF,
+    PEOPLE_SORTS,
+    prepare=_staff_prepare,
+    conditions=_staff_conditions,
+)
 
 
 def staff_membership_here(ctx: Context, *, deactivated: bool) -> ColumnElement[bool]:
@@ -221,28 +240,24 @@ def staff_membership_here(ctx: Context, *, deactivated: bool) -> ColumnElement[b
     return exists(select(Membership.id).where(*clauses).correlate(User))
 
 
-async def external_assessors(
-    ctx: Context,
-    *,
-    first: int | None,
-    after: str | None,
-    filter: ExternalAssessorFilter | None = None,
-    search: str | None = None,
-) -> Page[User]:
-    """The directory, by name; `search` is the former place of `filter.search`."""
-    wanted = search_of(None if filter is None else filter.search, search)
-    stmt = select(User).where(
-        ctx.rules.where(Resource.EXTERNAL_ASSESSOR), *_people_search(ctx, wanted)
-    )
-    return await paginate(
-        ctx,
-        stmt,
-        order=[User.name, User.id],
-        key=lambda u: (u.name, u.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+def _directory_prepare(
+    limits: Limits, f: ExternalAssessorFilter | None, arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The search asked for (`search` is the former place of `filter.search`)."""
+    wanted = search_of(None if f is None else f.search, (arguments or {}).get("search"))
+    pattern = search_pattern(limits, wanted)
+    return {} if pattern is None else {"search": pattern}
+
+
+# The external assessor directory, by name.
+EXTERNAL_ASSESSORS: ListSource[User, ExternalAssessorFilter] = ListSource(
+    "externalAssessors",
+    User,
+    Resource.EXTERNAL_ASSESSOR,
+    PEOPLE_SORTS,
+    prepare=_directory_prepare,
+    conditions=lambda _ctx, v: _searching(v),
+)
 
 
 async def create_external_assessor(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -29,9 +29,8 @@ from resolvers.outcomes import Invalid, NotFound, RecordArchived, doc
 from resolvers.pagination import (
     FilterValues,
     ListSource,
-    Page,
+    Sort,
     matches,
-    page_of,
     search_pattern,
 )
 from resolvers.people import seen_user
@@ -102,7 +101,9 @@ async def archived_among(
     return {pk for pk, status in rows if status == RecordStatus.ARCHIVED}
 
 
-def _prepare(limits: Limits, f: RecordFilter | None) -> dict[str, Any]:
+def _prepare(
+    limits: Limits, f: RecordFilter | None, _arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The filter's checked values; a malformed id, an unknown status or too long a search is
     INVALID. The live records view is the default: LIVE unless a status is asked for."""
     values: dict[str, Any] = {"status": RecordStatus.LIVE.value}
@@ -152,18 +153,16 @@ def _conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
 
 
 RECORDS: ListSource[ApprenticeRecord, RecordFilter] = ListSource(
+    "apprenticeRecords",
     ApprenticeRecord,
     Resource.RECORD,
-    order=(ApprenticeRecord.id,),
+    (
+        Sort("CREATED", (), "In the order they were created."),
+        Sort("PROGRAMME", (ApprenticeRecord.programme,), "By programme."),
+    ),
     prepare=_prepare,
     conditions=_conditions,
 )
-
-
-async def apprentice_records(
-    ctx: Context, *, first: int | None, after: str | None, filter: RecordFilter | None
-) -> Page[ApprenticeRecord]:
-    return await page_of(ctx, RECORDS, filter, first=first, after=after)
 
 
 async def create_apprentice_record(

@@ -32,7 +32,7 @@ from db.models import (
 from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.audit import Entry, audit_all
-from resolvers.common import filter_id, mutation_target
+from resolvers.common import LEARNER_SORTS, filter_id, mutation_target
 from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.ids import GlobalId, encode_id, gid_of
@@ -49,7 +49,7 @@ from resolvers.licences import (
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, PoolExhausted
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import ListSource, Page, read_page, window
 from resolvers.relations import Ref
 
 # Which units each scope takes: (location, department).
@@ -154,19 +154,16 @@ async def auto_allocation_rules(
     return await ctx.db.scalars(stmt.order_by(AutoAllocationRule.id))
 
 
-async def preview_learners(
-    ctx: Context, reached: Select[Learner], *, first: int | None, after: str | None
-) -> Page[Learner]:
-    """A page of a preview's learners (`RulePreview.reached`)."""
-    return await paginate(
-        ctx,
-        reached,
-        order=[Learner.name, Learner.id],
-        key=lambda row: (row.name, row.id),
-        key_types=(str, int),
-        first=first,
-        after=after,
-    )
+# A preview's learners (`RulePreview.learners`): the statement is the draft rule's reach.
+PREVIEW_LEARNERS: ListSource[Learner, None] = ListSource(
+    "rulePreviewLearners", Learner, Resource.LEARNER, LEARNER_SORTS
+)
+
+
+async def preview_learners(ctx: Context, reached: Select[Learner], **paging: Any) -> Page[Learner]:
+    """A page of a preview's learners (first/after/last/before/order_by as for any list)."""
+    w = window(ctx.limits, PREVIEW_LEARNERS, **paging)
+    return await read_page(ctx, reached, PREVIEW_LEARNERS.keys(w.sort), w)
 
 
 # Creating, previewing, deleting ------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,9 +13,9 @@ from resolvers import api_keys, audit
 from resolvers.audit import AuditLoaders
 from resolvers.relations import related
 from schema.api_keys import ApiKey
-from schema.connections import FILTER, After, Connection, First
+from schema.connections import connection
 from schema.context import Info
-from schema.derive import input_of, plain
+from schema.derive import input_of
 from schema.enums import AuditAction
 from schema.nodes import Node, computed, gid, maybe, node
 from schema.people import User
@@ -73,18 +72,12 @@ AuditFilter = input_of(audit.AuditFilter)
 
 @strawberry.type
 class AuditQuery:
-    @strawberry.field(
+    audit_events = connection(
+        audit.AUDIT_EVENTS,
+        AuditEvent,
+        order="AuditEvent",
+        filter=audit.AuditFilter,
         description="The audit trail, newest first: admins see their organisation's; support "
         "sees what support users did.",
         extensions=requires(Resource.AUDIT_EVENT),
     )
-    async def audit_events(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[AuditFilter | None, FILTER] = None,  # type: ignore[valid-type]
-    ) -> Connection[AuditEvent]:
-        wanted = plain(filter, audit.AuditFilter)
-        page = await audit.audit_events(info.context, first=first, after=after, filter=wanted)
-        return Connection.from_page(page, AuditEvent.from_row)

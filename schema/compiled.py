@@ -45,7 +45,8 @@ from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import InvalidInput
 from resolvers.loaders import Children
-from resolvers.pagination import decode_cursor, page_size_of
+from resolvers.pagination import window
+from schema.connections import PAGING, paging
 from schema.derive import declared, plain
 from schema.nodes import COMPUTED, NODE_TYPES
 from schema.permissions import Guard
@@ -407,15 +408,14 @@ def _checked(
 
     source = strawberry_field.metadata["list"]
     try:
-        size = page_size_of(limits, kwargs.get("first"))
-        after = kwargs.get("after")
-        decoded = None if after is None else tuple(decode_cursor(after, source.key_types))
+        w = window(limits, source, **paging(kwargs))
         declaration = strawberry_field.metadata.get("filter")
         wanted = None if declaration is None else plain(kwargs.get("filter"), declaration)
-        values = source.prepare(limits, wanted)
+        others = {k: v for k, v in kwargs.items() if k not in PAGING}
+        values = source.prepare(limits, wanted, others)
     except InvalidInput as refused:
         raise sql.NotCompilable("arguments refused") from refused
-    return sql.Arguments(size=size, after=decoded, filter=values)
+    return sql.Arguments(window=w, filter=values)
 
 
 def compile_operation(

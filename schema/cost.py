@@ -192,9 +192,15 @@ class _Walk:
         return False
 
     def first(self, node: FieldNode) -> int:
-        """The connection's page size: `first`, from the document or its variables."""
+        """The connection's page size: `first` or `last`, from the document or its variables
+        (both given: the larger; the request is refused anyway)."""
+        sizes = [self._size(node, name) for name in ("first", "last")]
+        given = [s for s in sizes if s is not None]
+        return max(given) if given else self.page_size
+
+    def _size(self, node: FieldNode, name: str) -> int | None:
         for argument in node.arguments or ():
-            if argument.name.value != "first":
+            if argument.name.value != name:
                 continue
             value = argument.value
             if isinstance(value, VariableNode):
@@ -203,5 +209,5 @@ class _Walk:
                 given = int(value.value)
             else:
                 given = None
-            return given if isinstance(given, int) else self.page_size
-        return self.page_size
+            return given if isinstance(given, int) else None
+        return None

@@ -11,9 +11,8 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import evidence as cases
 from resolvers.evidence import EvidenceLoaders
-from schema.connections import FILTER, After, Connection, First
-from schema.context import Info
-from schema.derive import input_of, plain
+from schema.connections import connection
+from schema.derive import input_of
 from schema.enums import AuditAction, EvidenceStatus, describe_values
 from schema.nodes import Node, node
 from schema.people import User
@@ -89,21 +88,15 @@ class EvidenceDecided:
 
 @strawberry.type
 class EvidenceQuery:
-    @strawberry.field(
+    evidence = connection(
+        cases.WORK_QUEUE,
+        Evidence,
+        order="Evidence",
+        filter=cases.EvidenceFilter,
         description="The work queue: evidence on live records that the caller can see, oldest "
         "first (every status unless filtered; the queue asks for SUBMITTED).",
         extensions=requires(Resource.EVIDENCE),
     )
-    async def evidence(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[EvidenceFilter | None, FILTER] = None,  # type: ignore[valid-type]
-    ) -> Connection[Evidence]:
-        wanted = plain(filter, cases.EvidenceFilter)
-        page = await cases.work_queue(info.context, first=first, after=after, filter=wanted)
-        return Connection.from_page(page, Evidence.from_row)
 
 
 @strawberry.type

@@ -23,7 +23,7 @@ from resolvers.learners import LearnerLoaders
 from resolvers.outcomes import AlreadyExists, BulkRejected
 from resolvers.relations import RelationLoaders, related
 from schema.api_keys import ApiKey
-from schema.connections import FILTER, After, Connection, First
+from schema.connections import FILTER, connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import AuditAction, LicenceStatus, Role, describe_values
@@ -294,21 +294,14 @@ class LearnerUpdated:
 
 @strawberry.type
 class LearnerQuery:
-    @strawberry.field(
+    learners = connection(
+        learners.LEARNERS,
+        Learner,
+        order="Learner",
+        filter=learners.LearnerFilter,
         description="Learners the caller can see, by name.",
         extensions=requires(Resource.LEARNER),
-        metadata={"list": learners.LEARNERS, "filter": learners.LearnerFilter},
     )
-    async def learners(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[LearnerFilter | None, FILTER] = None,  # type: ignore[valid-type]
-    ) -> Connection[Learner]:
-        wanted = plain(filter, learners.LearnerFilter)
-        page = await learners.learners(info.context, first=first, after=after, filter=wanted)
-        return Connection.from_page(page, Learner.from_row)
 
     @strawberry.field(
         description="One learner; null when it does not exist or the caller cannot see it.",

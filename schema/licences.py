@@ -12,13 +12,13 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.licences import LicenceLoaders
 from resolvers.outcomes import AlreadyExists
-from schema.connections import FILTER, After, Connection, First
+from schema.connections import connection
 from schema.context import Info
-from schema.derive import input_of, plain
+from schema.derive import input_of
 from schema.enums import AuditAction, LicenceSource, LicenceStatus
 from schema.learners import Learner
 from schema.nodes import ROW_TYPES, Node, node, project
-from schema.people import SEARCH_MOVED, User
+from schema.people import FORMER_SEARCH, User
 from schema.permissions import changes, requires
 from schema.relations import relation
 from schema.results import answers, mutation, refused, unchanged
@@ -239,62 +239,38 @@ class LicenceCompleted:
 
 @strawberry.type
 class LicenceQuery:
-    @strawberry.field(
+    courses = connection(
+        licences.COURSES,
+        Course,
+        order="Course",
         description="The course catalogue, by title, with the caller's organisation's pools.",
         extensions=requires(Resource.COURSE),
     )
-    async def courses(
-        self, info: Info, first: First = None, after: After = None
-    ) -> Connection[Course]:
-        page = await licences.courses(info.context, first=first, after=after)
-        return Connection.from_page(page, Course.from_row)
 
-    @strawberry.field(
+    licence_eligible_learners = connection(
+        licences.ELIGIBLE_LEARNERS,
+        Learner,
+        order="Learner",
+        filter=licences.EligibleLearnerFilter,
+        arguments={
+            "course_id": Annotated[
+                strawberry.ID, strawberry.argument(description="The course the licences are for.")
+            ],
+            "search": FORMER_SEARCH,
+        },
         description="Learners the caller can see who hold no active licence for the course, "
         "by name: the list to allocate from.",
         extensions=requires(Resource.LEARNER),
     )
-    async def licence_eligible_learners(
-        self,
-        info: Info,
-        course_id: Annotated[
-            strawberry.ID, strawberry.argument(description="The course the licences are for.")
-        ],
-        first: First = None,
-        after: After = None,
-        filter: Annotated[EligibleLearnerFilter | None, FILTER] = None,  # type: ignore[valid-type]
-        search: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Former place of filter.search; giving both is INVALID.",
-                deprecation_reason=SEARCH_MOVED,
-            ),
-        ] = None,
-    ) -> Connection[Learner]:
-        page = await licences.licence_eligible_learners(
-            info.context,
-            course_id=course_id,
-            first=first,
-            after=after,
-            filter=plain(filter, licences.EligibleLearnerFilter),
-            search=search,
-        )
-        return Connection.from_page(page, Learner.from_row)
 
-    @strawberry.field(
+    licences = connection(
+        licences.LICENCES,
+        Licence,
+        order="Licence",
+        filter=licences.LicenceFilter,
         description="Licences the caller can see (those of the learners they see), oldest first.",
         extensions=requires(Resource.LICENCE),
     )
-    async def licences(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[LicenceFilter | None, FILTER] = None,  # type: ignore[valid-type]
-    ) -> Connection[Licence]:
-        wanted = plain(filter, licences.LicenceFilter)
-        page = await licences.licences(info.context, first=first, after=after, filter=wanted)
-        return Connection.from_page(page, Licence.from_row)
 
 
 @strawberry.type

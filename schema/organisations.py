@@ -9,8 +9,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import organisations
 from resolvers.organisations import OrganisationLoaders
 from resolvers.outcomes import AlreadyExists
-from schema.connections import After, Connection, First
-from schema.context import Info
+from schema.connections import connection
 from schema.enums import AuditAction
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
@@ -86,15 +85,13 @@ class DepartmentCreated:
 
 @strawberry.type
 class OrganisationQuery:
-    @strawberry.field(
+    organisations = connection(
+        organisations.ORGANISATIONS,
+        Organisation,
+        order="Organisation",
         description="Organisations the caller can see, by name: support all; others their own.",
         extensions=requires(Resource.ORGANISATION),
     )
-    async def organisations(
-        self, info: Info, first: First = None, after: After = None
-    ) -> Connection[Organisation]:
-        page = await organisations.organisations(info.context, first=first, after=after)
-        return Connection.from_page(page, Organisation.from_row)
 
 
 @strawberry.type

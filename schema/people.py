@@ -12,9 +12,9 @@ from policies.vocabulary import Action, Resource
 from resolvers import assignments, people
 from resolvers.outcomes import AlreadyExists
 from resolvers.people import PeopleLoaders
-from schema.connections import FILTER, After, Connection, First
+from schema.connections import connection
 from schema.context import Info
-from schema.derive import input_of, plain
+from schema.derive import input_of
 from schema.enums import AuditAction, Role
 from schema.nodes import Node, computed, maybe, node
 from schema.permissions import changes, requires, signed_in
@@ -107,6 +107,13 @@ class Viewer:
 StaffFilter = input_of(people.StaffFilter)
 ExternalAssessorFilter = input_of(people.ExternalAssessorFilter)
 SEARCH_MOVED = "Use filter: {search}."
+FORMER_SEARCH = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Former place of filter.search; giving both is INVALID.",
+        deprecation_reason=SEARCH_MOVED,
+    ),
+]
 
 
 @strawberry.input(
@@ -242,45 +249,25 @@ class PeopleQuery:
             roles=found.roles,
         )
 
-    @strawberry.field(
+    staff = connection(
+        people.STAFF,
+        User,
+        order="User",
+        filter=people.StaffFilter,
         description="Staff the caller can see: the assignee drop-down. Active staff unless the "
         "filter asks for deactivated ones.",
         extensions=requires(Resource.STAFF),
     )
-    async def staff(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[StaffFilter | None, FILTER] = None,  # type: ignore[valid-type]
-    ) -> Connection[User]:
-        wanted = plain(filter, people.StaffFilter)
-        page = await people.staff(info.context, first=first, after=after, filter=wanted)
-        return Connection.from_page(page, User.from_row)
 
-    @strawberry.field(
+    external_assessors = connection(
+        people.EXTERNAL_ASSESSORS,
+        User,
+        order="User",
+        filter=people.ExternalAssessorFilter,
+        arguments={"search": FORMER_SEARCH},
         description="The external assessor directory to allocate from.",
         extensions=requires(Resource.EXTERNAL_ASSESSOR),
     )
-    async def external_assessors(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[ExternalAssessorFilter | None, FILTER] = None,  # type: ignore[valid-type]
-        search: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Former place of filter.search; giving both is INVALID.",
-                deprecation_reason=SEARCH_MOVED,
-            ),
-        ] = None,
-    ) -> Connection[User]:
-        wanted = plain(filter, people.ExternalAssessorFilter)
-        page = await people.external_assessors(
-            info.context, first=first, after=after, filter=wanted, search=search
-        )
-        return Connection.from_page(page, User.from_row)
 
 
 @strawberry.type

@@ -12,9 +12,9 @@ from policies.vocabulary import Action, Resource
 from resolvers import assignments, evidence, records
 from resolvers.records import RecordLoaders
 from resolvers.relations import related
-from schema.connections import FILTER, After, Connection, First
+from schema.connections import connection
 from schema.context import Info
-from schema.derive import input_of, plain
+from schema.derive import input_of
 from schema.enums import ApprenticeRecordStatus, AuditAction
 from schema.nodes import Node, node, project_all
 from schema.permissions import changes, requires
@@ -113,24 +113,15 @@ class ApprenticeRecordRestored:
 
 @strawberry.type
 class RecordQuery:
-    @strawberry.field(
+    apprentice_records = connection(
+        records.RECORDS,
+        ApprenticeRecord,
+        order="ApprenticeRecord",
+        filter=records.RecordFilter,
         description="Apprentice records the caller can see: the live records view (LIVE ones "
-        "unless the filter asks for ARCHIVED).",
+        "unless the filter asks for ARCHIVED), oldest first.",
         extensions=requires(Resource.RECORD),
-        metadata={"list": records.RECORDS, "filter": records.RecordFilter},
     )
-    async def apprentice_records(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        filter: Annotated[RecordFilter | None, FILTER] = None,  # type: ignore[valid-type]
-    ) -> Connection[ApprenticeRecord]:
-        wanted = plain(filter, records.RecordFilter)
-        page = await records.apprentice_records(
-            info.context, first=first, after=after, filter=wanted
-        )
-        return Connection.from_page(page, ApprenticeRecord.from_row)
 
 
 @strawberry.type
