@@ -199,6 +199,7 @@ class Learner(Base):
     __tablename__ = "learners"
     __table_args__ = (
         Index("ix_learners_org_name", "organisation_id", "name", "id"),
+        Index("ix_learners_org_created", "organisation_id", "created_at", "id"),
         Index("ix_learners_org_unit", "organisation_id", "location_id", "department_id"),
         Index("ix_learners_org_department", "organisation_id", "department_id"),
         Index("uq_learners_user_organisation", "user_id", "organisation_id", unique=True),
@@ -221,6 +222,7 @@ class ApprenticeRecord(Base):
     __tablename__ = "apprentice_records"
     __table_args__ = (
         Index("ix_records_org", "organisation_id", "id"),
+        Index("ix_records_org_programme", "organisation_id", "programme", "id"),
         Index("ix_records_learner", "learner_id", "id"),
         # Covers "which of the organisation's live records have an assessor" (the unassigned
         # filter and count) as an index-only scan.
@@ -316,6 +318,7 @@ class Evidence(Base):
         Index("ix_evidence_record", "record_id", "id"),
         # The work queue: an organisation's evidence by status, oldest first.
         Index("ix_evidence_queue", "organisation_id", "status", "submitted_at", "id"),
+        Index("ix_evidence_org_submitted", "organisation_id", "submitted_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -460,6 +463,7 @@ class Licence(Base):
             postgresql_where=ACTIVE_LICENCE,
         ),
         Index("ix_licences_learner", "learner_id", "id"),
+        Index("ix_licences_org", "organisation_id", "id"),
         Index("ix_licences_org_course", "organisation_id", "course_id", "id"),
         Index("ix_licences_pool", "pool_id", "status"),
     )

@@ -201,13 +201,16 @@ async def page_of(
     before: str | None = None,
     order_by: Sequence[OrderBy] | None = None,
     arguments: Mapping[str, Any] | None = None,
+    rows: Select[T] | None = None,
 ) -> Page[T]:
-    """One page of a list source for the caller."""
+    """One page of a list source for the caller (of `rows` instead of the source's statement,
+    when a parent gives the rows: a rule preview's learners)."""
     w = window(
         ctx.limits, source, first=first, after=after, last=last, before=before, order_by=order_by
     )
-    values = source.prepare(ctx.limits, filter, arguments or {})
-    return await read_page(ctx, source.statement(ctx, values), source.keys(w.sort), w)
+    if rows is None:
+        rows = source.statement(ctx, source.prepare(ctx.limits, filter, arguments or {}))
+    return await read_page(ctx, rows, source.keys(w.sort), w)
 
 
 @dataclass

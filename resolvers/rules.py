@@ -49,7 +49,7 @@ from resolvers.licences import (
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, PoolExhausted
-from resolvers.pagination import ListSource, Page, read_page, window
+from resolvers.pagination import ListSource
 from resolvers.relations import Ref
 
 # Which units each scope takes: (location, department).
@@ -158,12 +158,6 @@ async def auto_allocation_rules(
 PREVIEW_LEARNERS: ListSource[Learner, None] = ListSource(
     "rulePreviewLearners", Learner, Resource.LEARNER, LEARNER_SORTS
 )
-
-
-async def preview_learners(ctx: Context, reached: Select[Learner], **paging: Any) -> Page[Learner]:
-    """A page of a preview's learners (first/after/last/before/order_by as for any list)."""
-    w = window(ctx.limits, PREVIEW_LEARNERS, **paging)
-    return await read_page(ctx, reached, PREVIEW_LEARNERS.keys(w.sort), w)
 
 
 # Creating, previewing, deleting ------------------------------------------------------------

@@ -177,12 +177,14 @@ def connection(
     filter: type | None = None,
     arguments: Mapping[str, Any] | None = None,
     project: Callable[[Any], Any] | None = None,
+    rows: Callable[[Any], Any] | None = None,
     deprecation_reason: str | None = None,
 ) -> Any:
     """A Relay connection field over a list source: `first/after`, `last/before`, `orderBy`,
     `filter` (the declaration in resolvers/, when the list has one) and the list's other
     `arguments` (name → annotation), passed to the source's `prepare`. Both executors read
-    the same declaration (the compiled one from the field's metadata)."""
+    the same declaration (the compiled one from the field's metadata). `rows`: the parent
+    gives the rows (a statement from the parent object), not the source."""
     order_type = order_input(order, source)
     shown = project or node.from_row
     extra = dict(arguments or {})
@@ -190,7 +192,10 @@ def connection(
     async def resolve(root: Any, info: Info, **kwargs: Any) -> Any:
         wanted = plain(kwargs.get("filter"), filter) if filter is not None else None
         others = {k: v for k, v in kwargs.items() if k not in PAGING}
-        page = await page_of(info.context, source, wanted, arguments=others, **paging(kwargs))
+        given = None if rows is None else rows(root)
+        page = await page_of(
+            info.context, source, wanted, arguments=others, rows=given, **paging(kwargs)
+        )
         return Connection.from_page(page, shown)
 
     parameters = [
@@ -215,7 +220,7 @@ def connection(
     resolve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         parameters, return_annotation=Connection[node]
     )
-    metadata: dict[str, Any] = {"list": source}
+    metadata: dict[str, Any] = {"list": source} if rows is None else {}
     if filter is not None:
         metadata["filter"] = filter
     return strawberry.field(

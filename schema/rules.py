@@ -12,7 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
-from schema.connections import ORDER_BY, After, Before, Connection, First, Last, order_input, paging
+from schema.connections import connection
 from schema.context import Info
 from schema.enums import AuditAction, RuleScope
 from schema.learners import Learner
@@ -102,9 +102,6 @@ class AutoAllocationRuleDeleted:
     )
 
 
-LearnerOrder = order_input("Learner", rules.PREVIEW_LEARNERS)
-
-
 @answers(rules.RulePreview)
 @strawberry.type(description="Who would get a licence now, if the rule applied to existing people.")
 class RulePreview:
@@ -115,33 +112,14 @@ class RulePreview:
     seats_available: int = strawberry.field(description="Seats left in the course's pool.")
     reached: strawberry.Private[Any]
 
-    @strawberry.field(description="Those learners, by name.", extensions=requires(Resource.LEARNER))
-    async def learners(
-        self,
-        info: Info,
-        first: First = None,
-        after: After = None,
-        last: Last = None,
-        before: Before = None,
-        order_by: Annotated[
-            list[LearnerOrder] | None,  # type: ignore[valid-type]
-            ORDER_BY,
-        ] = None,
-    ) -> Connection[Learner]:
-        page = await rules.preview_learners(
-            info.context,
-            self.reached,
-            **paging(
-                {
-                    "first": first,
-                    "after": after,
-                    "last": last,
-                    "before": before,
-                    "order_by": order_by,
-                }
-            ),
-        )
-        return Connection.from_page(page, Learner.from_row)
+    learners = connection(
+        rules.PREVIEW_LEARNERS,
+        Learner,
+        order="Learner",
+        rows=lambda preview: preview.reached,
+        description="Those learners, by name.",
+        extensions=requires(Resource.LEARNER),
+    )
 
 
 @strawberry.type
