@@ -198,7 +198,9 @@ def _staff_conditions(ctx: Context, v: FilterValues) -> list[ColumnElement[bool]
         membership = select(Membership.user_id).join(
             MembershipRole, MembershipRole.membership_id == Membership.id
         )
-        membership = membership.where(MembershipRole.role.in_(roles))
+        # Equalities, not IN: the compiled path binds no list (its statement is compiled once
+        # with every value a parameter, and a list would have to be spelled out there).
+        membership = membership.where(or_(*(MembershipRole.role == r for r in roles)))
         if ctx.me.organisation_id is not None:
             membership = membership.where(Membership.organisation_id == ctx.me.organisation_id)
         found.append(User.id.in_(membership))

@@ -18,7 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
+from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    get_named_type,
+)
 
 from db.models import (
     AssignmentRole,
@@ -149,16 +157,16 @@ async def build_world(world: World, rng: random.Random) -> Facts:
     return Facts(principals, ids)
 
 
-ENUM_FILTERS = {"status"}
-
-
-def literal(name: str, value: Any) -> str:
-    """A filter value written into the document: an enum's value bare, anything else as JSON."""
-    return str(value) if name in ENUM_FILTERS else json.dumps(value)
+def literal(value: Any, kind: Any) -> str:
+    """A filter value written into the document: enum values bare, anything else as JSON."""
+    inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
+    if isinstance(inner, GraphQLList):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value) if isinstance(inner, GraphQLEnumType) else json.dumps(value)
 
 
 class Documents:
-    """Random documents over the learners and records lists and what hangs off them."""
+    """Random documents over every list of the schema and what hangs off them."""
 
     def __init__(self, rng: random.Random, facts: Facts) -> None:
         self.rng = rng
@@ -219,61 +227,85 @@ class Documents:
         chosen = [f"{k}: {v}" for k, v in options.items() if rng.random() < 0.4]
         return f"(filter: {{{', '.join(chosen)}}})"
 
-    def arguments(self, field: str) -> tuple[str, dict[str, Any]]:
+    def value(self, name: str, kind: Any) -> Any:
+        """A value for a filter field or argument, from its name and type: ids of the world
+        (and made-up and malformed ones), enum values, searches, booleans, times."""
+        rng = self.rng
+        kind = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
+        if isinstance(kind, GraphQLList):
+            item = (
+                kind.of_type.of_type if isinstance(kind.of_type, GraphQLNonNull) else kind.of_type
+            )
+            return rng.sample(list(item.values), rng.randint(1, 2))
+        if isinstance(kind, GraphQLEnumType):
+            return rng.choice(list(kind.values))
+        if kind.name == "Boolean":
+            return rng.random() < 0.5
+        if kind.name == "DateTime":
+            return (datetime.now(UTC) + timedelta(days=rng.choice([-400, -1, 0, 1]))).isoformat()
+        if kind.name == "ID":
+            owner = ID_ARGUMENTS.get(name)
+            if owner is None:
+                owner = rng.choice(sorted(self.facts.ids))
+            return rng.choice(self.facts.ids[owner])
+        return rng.choice(SEARCHES)
+
+    def arguments(self, field: GraphQLField) -> tuple[str, dict[str, Any], str | None]:
+        """A list's arguments: paging and order, its required arguments, a filter written in
+        the document or given as a variable (then also its type's name)."""
         rng = self.rng
         args: list[str] = []
         variables: dict[str, Any] = {}
-        if rng.random() < 0.8:
-            args.append(f"first: {rng.choice([0, 1, 2, 5, 50])}")
-
-        def pick(kind: str) -> str:
-            return rng.choice(self.facts.ids[kind])
-
-        options: dict[str, Any]
-        if field == "learners":
-            options = {
-                "search": rng.choice(SEARCHES),
-                "locationId": pick("Location"),
-                "departmentId": pick("Department"),
-                "assignedTo": pick("User"),
-                "assigneeId": pick("User"),
-                "unassigned": rng.random() < 0.5,
+        size = rng.choice([0, 1, 2, 5, 50])
+        paging = rng.random()
+        if paging < 0.6:
+            args.append(f"first: {size}")
+        elif paging < 0.85:
+            args.append(f"last: {size}")
+        if rng.random() < 0.4:
+            order = named(field.args["orderBy"].type)
+            sort = rng.choice(list(named(order.fields["field"].type).values))
+            direction = rng.choice(["", ", direction: ASC", ", direction: DESC"])
+            args.append(f"orderBy: [{{field: {sort}{direction}}}]")
+        for name, argument in field.args.items():
+            if isinstance(argument.type, GraphQLNonNull):
+                args.append(f"{name}: {json.dumps(self.value(name, argument.type))}")
+            elif name == "search" and rng.random() < 0.2:
+                args.append(f"search: {json.dumps(rng.choice(SEARCHES))}")
+        declaration = None
+        if "filter" in field.args:
+            kind = named(field.args["filter"].type)
+            chosen = {
+                name: self.value(name, f.type)
+                for name, f in kind.fields.items()
+                if rng.random() < 0.3
             }
-        else:
-            options = {
-                "search": rng.choice(SEARCHES),
-                "assigneeId": pick("User"),
-                "unassigned": rng.random() < 0.5,
-                "status": rng.choice(["LIVE", "ARCHIVED"]),
-                "learnerId": pick("Learner"),
-            }
-        chosen = {k: v for k, v in options.items() if rng.random() < 0.3}
-        if chosen:
-            if rng.random() < 0.5:
+            if chosen and rng.random() < 0.5:
                 variables["f"] = chosen
                 args.append("filter: $f")
-            else:
-                args.append(
-                    f"filter: {{{', '.join(f'{k}: {literal(k, v)}' for k, v in chosen.items())}}}"
+                declaration = kind.name
+            elif chosen:
+                written = ", ".join(
+                    f"{k}: {literal(v, kind.fields[k].type)}" for k, v in chosen.items()
                 )
-        return ", ".join(args), variables
+                args.append(f"filter: {{{written}}}")
+        return ", ".join(args), variables, declaration
 
     def document(self) -> tuple[str, dict[str, Any]]:
         self.fragments = []
         roots = []
         variables: dict[str, Any] = {}
         declarations = []
-        for n, field in enumerate(
-            self.rng.sample(["learners", "apprenticeRecords"], self.rng.randint(1, 2))
-        ):
-            args, more = self.arguments(field)
+        lists = list_roots()
+        for n, name in enumerate(self.rng.sample(sorted(lists), self.rng.randint(1, 2))):
+            field = lists[name]
+            args, more, kind = self.arguments(field)
             if more:
-                name = f"f{n}"
-                args = args.replace("$f", f"${name}")
-                variables[name] = more["f"]
-                kind = "LearnerFilter" if field == "learners" else "RecordFilter"
-                declarations.append(f"${name}: {kind}")
-            node = "Learner" if field == "learners" else "ApprenticeRecord"
+                variable = f"f{n}"
+                args = args.replace("$f", f"${variable}")
+                variables[variable] = more["f"]
+                declarations.append(f"${variable}: {kind}")
+            node = node_type(field)
             connection = []
             if self.rng.random() < 0.6:
                 connection.append("totalCount")
@@ -285,13 +317,48 @@ class Documents:
                 connection.append("pageInfo { hasNextPage hasPreviousPage startCursor endCursor }")
             alias = f"r{n}: " if self.rng.random() < 0.3 else ""
             roots.append(
-                f"{alias}{field}({args}) {{ {' '.join(connection) or 'totalCount'} }}".replace(
+                f"{alias}{name}({args}) {{ {' '.join(connection) or 'totalCount'} }}".replace(
                     "()", ""
                 )
             )
         header = f"query Q({', '.join(declarations)})" if declarations else "query Q"
         fragments = " ".join(dict.fromkeys(self.fragments))
         return f"{header} {{ {' '.join(roots)} }} {fragments}", variables
+
+
+# Which kind of object an id argument or filter field names.
+ID_ARGUMENTS = {
+    "locationId": "Location",
+    "departmentId": "Department",
+    "assignedTo": "User",
+    "assigneeId": "User",
+    "actorId": "User",
+    "learnerId": "Learner",
+    "recordId": "ApprenticeRecord",
+    "courseId": "Course",
+}
+
+
+def named(kind: Any) -> Any:
+    """The named type under lists and non-nulls (typed loosely: tests read its parts)."""
+    return get_named_type(kind)
+
+
+def list_roots() -> dict[str, GraphQLField]:
+    """Every list of the schema: the Query fields whose type is a connection."""
+    query = schema._schema.query_type
+    assert query is not None
+    return {
+        name: field
+        for name, field in query.fields.items()
+        if named(field.type).name.endswith("Connection")
+    }
+
+
+def node_type(field: GraphQLField) -> str:
+    connection = named(field.type)
+    edge = named(connection.fields["edges"].type)
+    return named(edge.fields["node"].type).name
 
 
 @pytest.fixture
