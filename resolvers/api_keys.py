@@ -108,6 +108,31 @@ def key_budget(points: int | None) -> int | Invalid | None:
     return points
 
 
+@dataclass(frozen=True)
+class NewKey:
+    """What a new key is to be: its name, roles and own budget, as checked by `new_key`."""
+
+    name: str
+    roles: list[Role]
+    rate_points_per_minute: int | None
+
+
+def new_key(
+    *, name: str, roles: Sequence[Role], rate_points_per_minute: int | None
+) -> NewKey | Invalid:
+    """The key asked for, or why it cannot be: the checks of createApiKey (and the CLI's)."""
+    clean = clean_name(name)
+    if isinstance(clean, Invalid):
+        return clean
+    held = key_roles(roles)
+    if isinstance(held, Invalid):
+        return held
+    budget = key_budget(rate_points_per_minute)
+    if isinstance(budget, Invalid):
+        return budget
+    return NewKey(clean, held, budget)
+
+
 def new_key_rows(
     *,
     organisation_id: int,
@@ -169,22 +194,16 @@ async def create_api_key(
         Resource.API_KEY, Action.CREATE, organisation_id
     ):
         raise Forbidden(refusal(Resource.API_KEY, Action.CREATE))
-    clean = clean_name(name)
-    if isinstance(clean, Invalid):
-        return clean
-    held = key_roles(roles)
-    if isinstance(held, Invalid):
-        return held
-    budget = key_budget(rate_points_per_minute)
-    if isinstance(budget, Invalid):
-        return budget
+    asked = new_key(name=name, roles=roles, rate_points_per_minute=rate_points_per_minute)
+    if isinstance(asked, Invalid):
+        return asked
     key, identity, row = new_key_rows(
         organisation_id=organisation_id,
-        name=clean,
-        roles=held,
-        created_by_id=ctx.me.user_id,
+        name=asked.name,
+        roles=asked.roles,
+        created_by_id=ctx.me.actor_id,
         now=ctx.now,
-        rate_points_per_minute=budget,
+        rate_points_per_minute=asked.rate_points_per_minute,
     )
     await ctx.db.add(identity)
     row.user_id = identity.id
@@ -194,7 +213,7 @@ async def create_api_key(
         AuditAction.API_KEY_CREATED,
         row,
         organisation_id=organisation_id,
-        details=created_details(clean, held, budget),
+        details=created_details(asked.name, asked.roles, asked.rate_points_per_minute),
     )
     return ApiKeyCreated(api_key=row, key=key)
 

@@ -296,7 +296,7 @@ async def test_api_key_with_a_budget_of_its_own(env: Backend, cli: Cli) -> None:
 
     await World(env.engine).organisation(slug="acme")
     for bad in ("0", "-5", str(2**31)):
-        assert "--rate-points-per-minute must be from 1 to 2147483647" in await cli(
+        message = await cli(
             "apikeys",
             "create",
             "--org",
@@ -309,6 +309,8 @@ async def test_api_key_with_a_budget_of_its_own(env: Backend, cli: Cli) -> None:
             bad,
             status=2,
         )
+        assert message.startswith("caseload: --rate-points-per-minute: ")
+        assert "cost points a minute from 1 to 2147483647" in message
     async with env.engine.connect() as conn:
         assert (await conn.execute(select(ApiKey.id))).all() == []
     key = await cli(
@@ -435,3 +437,27 @@ async def test_mint_refuses_a_deactivated_membership(env: Backend, cli: Cli) -> 
     assert "deactivated in every organisation" in await cli(
         "tokens", "mint", "--email", person.email, status=1
     )
+
+
+async def test_a_key_from_the_cli_is_checked_as_create_api_key_checks_it(
+    env: Backend, cli: Cli
+) -> None:
+    """The command line calls createApiKey's use case: what the API refuses, it refuses."""
+    from sqlalchemy import select
+
+    from db.models import ApiKey
+    from tests.factories import World
+
+    await World(env.engine).organisation(slug="acme")
+    assert "--name: name must be at most 200 characters" in await cli(
+        "apikeys", "create", "--org", "acme", "--role", "ADMIN", "--name", "x" * 201, status=2
+    )
+    assert "--name: name must not be empty" in await cli(
+        "apikeys", "create", "--org", "acme", "--role", "ADMIN", "--name", "  ", status=2
+    )
+    async with env.engine.connect() as conn:
+        assert (await conn.execute(select(ApiKey.id))).all() == []
+    await cli("apikeys", "create", "--org", "acme", "--role", "ADMIN", "--name", " MIS   feed ")
+    async with env.engine.connect() as conn:
+        row = (await conn.execute(select(ApiKey.name, ApiKey.created_by_id))).one()
+    assert tuple(row) == ("MIS feed", None)  # the operator is nobody's user
