@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from db.models import ApiKey, AuditAction, User, UserKind
+from policies.identity import stored_roles
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.audit import audit
 from resolvers.common import clean_name, mutation_target
@@ -79,7 +80,7 @@ def roles_of(key: ApiKey) -> list[Role]:
 
 def roles_from(text: str) -> list[Role]:
     """A key's roles as stored (comma-separated), in the vocabulary's order."""
-    return sorted((Role(r) for r in text.split(",") if r), key=ROLE_ORDER.index)
+    return sorted(stored_roles(text), key=ROLE_ORDER.index)
 
 
 def key_roles(roles: Sequence[Role]) -> list[Role] | Invalid:

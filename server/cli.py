@@ -28,15 +28,17 @@ from db import seed
 from db.base import Base, utcnow
 from db.engine import create_engine, normalise_url
 from db.migrate import Migration, upgrade
-from db.models import ApiKey, Membership, Organisation, User, UserKind
+from db.models import ApiKey, Organisation, User, UserKind
 from db.session import Database, session_maker
 from policies.enforcer import PolicyStore
-from policies.principal import system_principal
+from policies.identity import Reason
+from policies.principal import Principal, system_principal
 from policies.vocabulary import Role
 from resolvers import api_keys
 from resolvers.context import Context
 from resolvers.ids import encode_id, type_name_of
 from resolvers.outcomes import Invalid
+from server.auth import person_from_rows, person_statement
 from server.settings import ConfigurationError, Settings, jwt_secret
 from server.tokens import mint_token, parse_ttl
 
@@ -331,61 +333,49 @@ async def _create_support(engine: AsyncEngine, email: str, name: str) -> str:
 
 
 async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> str | None:
-    """The `org` claim for a token of this person; CommandError when none would work."""
+    """The `org` claim for a token of this person; CommandError when none would work.
+
+    The token is refused or accepted as sign-in would: the same statement and the same
+    decision (policies/identity.py), worded here for the command line.
+    """
     async with engine.connect() as conn:
-        user = (
-            await conn.execute(
-                select(User.id, User.kind).where(User.email == email.strip().lower())
-            )
-        ).first()
-        if user is None:
-            raise CommandError(
-                f"no user with email {email}. Check the address, or create the person first "
-                "(the demo's users are listed by `make serve`)"
-            )
-        if user.kind == UserKind.SERVICE:
-            raise CommandError(f"{email} is an API key's identity. Use the API key itself")
-        if user.kind != UserKind.STAFF:
-            if org is not None:
-                raise UsageError(
-                    f"{email} is {user.kind.value.lower().replace('_', ' ')} and acts in no "
-                    "organisation. Leave out --org"
+        rows = (await conn.execute(person_statement(), {"email": email.strip().lower()})).all()
+        found = person_from_rows(rows, org)
+        if isinstance(found, Principal):
+            if found.organisation_id is None and org is not None:
+                kind = found.kind.value.lower().replace("_", " ")
+                raise UsageError(f"{email} is {kind} and acts in no organisation. Leave out --org")
+            return org
+        theirs = ", ".join(found.organisations)
+        match found.reason:
+            case Reason.UNKNOWN:
+                raise CommandError(
+                    f"no user with email {email}. Check the address, or create the person "
+                    "first (the demo's users are listed by `make serve`)"
                 )
-            return None
-        memberships = (
-            await conn.execute(
-                select(Organisation.slug, Membership.deactivated_at)
-                .join(Membership, Membership.organisation_id == Organisation.id)
-                .where(Membership.user_id == user.id)
-                .order_by(Organisation.slug)
-            )
-        ).all()
-        slugs = [slug for slug, deactivated_at in memberships if deactivated_at is None]
-        if org is not None:
-            if org in slugs:
-                return org
-            if any(slug == org for slug, _ in memberships):
+            case Reason.SERVICE:
+                raise CommandError(f"{email} is an API key's identity. Use the API key itself")
+            case Reason.DEACTIVATED if org is not None:
                 raise CommandError(f"{email} has been deactivated in {org!r}")
-            exists = (
-                await conn.execute(select(Organisation.id).where(Organisation.slug == org))
-            ).scalar()
-            if exists is None:
-                raise CommandError(f"no organisation with slug {org!r}. Check --org")
-            raise CommandError(
-                f"{email} is not a member of {org!r}"
-                + (f"; their organisations: {', '.join(slugs)}" if slugs else "")
-                + ". Check --org"
-            )
-        if len(slugs) > 1:
-            raise UsageError(
-                f"{email} belongs to several organisations ({', '.join(slugs)}). "
-                "Pass --org with one of them"
-            )
-        if not slugs and memberships:
-            raise CommandError(f"{email} has been deactivated in every organisation")
-        if not slugs:
-            raise CommandError(f"{email} belongs to no organisation. Add them to one first")
-        return None
+            case Reason.DEACTIVATED:
+                raise CommandError(f"{email} has been deactivated in every organisation")
+            case Reason.SEVERAL:
+                raise UsageError(
+                    f"{email} belongs to several organisations ({theirs}). "
+                    "Pass --org with one of them"
+                )
+            case _ if org is None:
+                raise CommandError(f"{email} belongs to no organisation. Add them to one first")
+        exists = (
+            await conn.execute(select(Organisation.id).where(Organisation.slug == org))
+        ).scalar()
+        if exists is None:
+            raise CommandError(f"no organisation with slug {org!r}. Check --org")
+        raise CommandError(
+            f"{email} is not a member of {org!r}"
+            + (f"; their organisations: {theirs}" if theirs else "")
+            + ". Check --org"
+        )
 
 
 async def _create_api_key(

@@ -461,3 +461,74 @@ async def test_a_key_from_the_cli_is_checked_as_create_api_key_checks_it(
     async with env.engine.connect() as conn:
         row = (await conn.execute(select(ApiKey.name, ApiKey.created_by_id))).one()
     assert tuple(row) == ("MIS feed", None)  # the operator is nobody's user
+
+
+async def test_the_cli_mints_exactly_the_tokens_that_sign_in(env: Backend, cli: Cli) -> None:
+    """`tokens mint` decides as sign-in decides (policies/identity.py): for every kind of
+    person and every --org, it mints a token iff that token would sign in."""
+    from sqlalchemy import select
+
+    from db.models import User, UserKind
+    from server.tokens import mint_token
+    from tests.factories import World
+
+    world = World(env.engine)
+    first, second = await world.organisation(slug="first"), await world.organisation(slug="second")
+    one = await world.staff(first, "ADMIN")
+    both = await world.staff(first, "ADMIN")
+    await world.staff(second, "ASSESSOR", user=both)
+    moved = await world.staff(first, "MANAGER")
+    await world.staff(second, "MANAGER", user=moved)
+    await world.deactivate(moved, first)
+    gone = await world.staff(first, "ASSESSOR")
+    await world.deactivate(gone, first)
+    roleless = await world.staff(second)
+    signing = await world.user(UserKind.STAFF)
+    await world.staff(first, "LEARNER", user=signing)
+    await world.learner(first, user=signing)
+    nowhere = await world.user(UserKind.STAFF)
+    key = await world.api_key(first, "ADMIN")
+    async with env.engine.connect() as conn:
+        service = (await conn.execute(select(User.email).where(User.id == key.user_id))).scalar()
+    assert service is not None
+    people = [
+        one.email,
+        both.email,
+        moved.email,
+        gone.email,
+        roleless.email,
+        signing.email,
+        nowhere.email,
+        (await world.support()).email,
+        (await world.external_assessor()).email,
+        service,
+        "nobody@example.org",
+    ]
+
+    settings = make_settings(env.url)
+    services = Services.build(settings)
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    minted, signed_in = [], []
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for email in people:
+                for org in (None, "first", "second", "elsewhere"):
+                    argv = ["tokens", "mint", "--email", email] + (["--org", org] if org else [])
+                    code = await asyncio.to_thread(main, argv)
+                    minted.append((email, org, code == 0))
+                    token = mint_token(settings, email=email, org=org)
+                    response = await client.post(
+                        "/graphql",
+                        json={"query": "{ viewer { roles } }"},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    signed_in.append((email, org, response.status_code == 200))
+    finally:
+        await services.aclose()
+    # Support and external assessors act in no organisation: the CLI asks to leave out --org,
+    # though a token that carries one still signs in.
+    nobodys = {people[-4], people[-3]}
+    assert [m for m in minted if m[0] not in nobodys or m[1] is None] == [
+        s for s in signed_in if s[0] not in nobodys or s[1] is None
+    ]
+    assert sum(ok for _, _, ok in minted) == 12  # not a vacuous agreement
