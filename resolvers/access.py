@@ -10,7 +10,7 @@ candidate scopes. A page of learners costs the same few statements as one learne
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import case, or_, select
 from strawberry.dataloader import DataLoader
 
 from db.models import Allocation, ApiKey, Learner, Membership, MembershipRole, User, UserKind
+from policies.identity import MembershipRow, Refused, key_principal, person_principal
 from policies.principal import Principal
 from policies.scopes import PREDICATES
 from policies.vocabulary import Action, Resource, Role, Scope, refusal
@@ -71,10 +72,10 @@ async def _grants(ctx: Context, ids: Sequence[int]) -> list[list[AccessGrant] | 
         )
     }
     candidates = await _members(ctx, organisations, sign_ins) + await _api_keys(ctx, organisations)
-    candidates += [
-        Principal(a, UserKind.EXTERNAL_ASSESSOR, frozenset({Role.EXTERNAL_ASSESSOR}))
+    candidates += _signed_in(
+        person_principal((a, UserKind.EXTERNAL_ASSESSOR), (), slug=None)
         for a in sorted({assessor for _, assessor in open_allocations})
-    ]
+    )
     store = ctx.rules.store
     checks = [
         (principal, role, scope)
@@ -119,15 +120,15 @@ async def _grants(ctx: Context, ids: Sequence[int]) -> list[list[AccessGrant] | 
 
 
 async def _members(ctx: Context, organisations: set[int], sign_ins: set[int]) -> list[Principal]:
-    """Active staff of the organisations, and the learners' own sign-ins, with their roles there
-    (a deactivated membership no longer signs in, so it grants nothing)."""
+    """Staff of the organisations, and the learners' own sign-ins, as who they are when they sign
+    in there (a deactivated membership signs in as nobody, so it grants nothing)."""
     rows: Sequence[Any] = (
         await ctx.db.execute(
             select(Membership, MembershipRole.role)
             .join(MembershipRole, MembershipRole.membership_id == Membership.id)
             .where(
                 Membership.organisation_id.in_(organisations),
-                Membership.deactivated_at.is_(None),
+                # LEARNER reaches only the learner themself: worth asking of sign-ins only.
                 or_(
                     MembershipRole.role != Role.LEARNER.value,
                     Membership.user_id.in_(sign_ins),
@@ -140,34 +141,41 @@ async def _members(ctx: Context, organisations: set[int], sign_ins: set[int]) ->
     for membership, role in rows:
         roles[membership.id].add(Role(role))
         memberships[membership.id] = membership
-    return [
-        Principal(
-            m.user_id,
-            UserKind.STAFF,
-            frozenset(roles[m.id]),
-            organisation_id=m.organisation_id,
-            location_id=m.location_id,
-            department_id=m.department_id,
+    return _signed_in(
+        person_principal(
+            (m.user_id, UserKind.STAFF),
+            [
+                MembershipRow(
+                    m.organisation_id,
+                    None,
+                    m.location_id,
+                    m.department_id,
+                    frozenset(roles[m.id]),
+                    m.deactivated_at,
+                )
+            ],
+            slug=None,
         )
         for m in memberships.values()
-    ]
+    )
 
 
 async def _api_keys(ctx: Context, organisations: set[int]) -> list[Principal]:
     """The organisations' API keys that still work, as the principals they act as."""
-    keys = await ctx.db.scalars(
-        select(ApiKey).where(
-            ApiKey.organisation_id.in_(organisations),
-            or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > ctx.now),
-        )
-    )
-    return [
-        Principal(
-            key.user_id,
-            UserKind.SERVICE,
-            frozenset(Role(r) for r in key.roles.split(",") if r),
+    keys = await ctx.db.scalars(select(ApiKey).where(ApiKey.organisation_id.in_(organisations)))
+    return _signed_in(
+        key_principal(
+            key_id=key.id,
+            user_id=key.user_id,
             organisation_id=key.organisation_id,
-            api_key_id=key.id,
+            roles=key.roles,
+            revoked_at=key.revoked_at,
+            now=ctx.now,
         )
         for key in keys
-    ]
+    )
+
+
+def _signed_in(found: Iterable[Principal | Refused]) -> list[Principal]:
+    """The candidates who would sign in (policies/identity.py decides who would not)."""
+    return [p for p in found if isinstance(p, Principal)]

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from db.models import ApiKey, AuditAction, User, UserKind
+from policies.identity import stored_roles
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.audit import audit
 from resolvers.common import clean_name, mutation_target
@@ -79,7 +80,7 @@ def roles_of(key: ApiKey) -> list[Role]:
 
 def roles_from(text: str) -> list[Role]:
     """A key's roles as stored (comma-separated), in the vocabulary's order."""
-    return sorted((Role(r) for r in text.split(",") if r), key=ROLE_ORDER.index)
+    return sorted(stored_roles(text), key=ROLE_ORDER.index)
 
 
 def key_roles(roles: Sequence[Role]) -> list[Role] | Invalid:
@@ -106,6 +107,31 @@ def key_budget(points: int | None) -> int | Invalid | None:
             field="ratePointsPerMinute",
         )
     return points
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """What a new key is to be: its name, roles and own budget, as checked by `new_key`."""
+
+    name: str
+    roles: list[Role]
+    rate_points_per_minute: int | None
+
+
+def new_key(
+    *, name: str, roles: Sequence[Role], rate_points_per_minute: int | None
+) -> NewKey | Invalid:
+    """The key asked for, or why it cannot be: the checks of createApiKey (and the CLI's)."""
+    clean = clean_name(name)
+    if isinstance(clean, Invalid):
+        return clean
+    held = key_roles(roles)
+    if isinstance(held, Invalid):
+        return held
+    budget = key_budget(rate_points_per_minute)
+    if isinstance(budget, Invalid):
+        return budget
+    return NewKey(clean, held, budget)
 
 
 def new_key_rows(
@@ -169,22 +195,16 @@ async def create_api_key(
         Resource.API_KEY, Action.CREATE, organisation_id
     ):
         raise Forbidden(refusal(Resource.API_KEY, Action.CREATE))
-    clean = clean_name(name)
-    if isinstance(clean, Invalid):
-        return clean
-    held = key_roles(roles)
-    if isinstance(held, Invalid):
-        return held
-    budget = key_budget(rate_points_per_minute)
-    if isinstance(budget, Invalid):
-        return budget
+    asked = new_key(name=name, roles=roles, rate_points_per_minute=rate_points_per_minute)
+    if isinstance(asked, Invalid):
+        return asked
     key, identity, row = new_key_rows(
         organisation_id=organisation_id,
-        name=clean,
-        roles=held,
-        created_by_id=ctx.me.user_id,
+        name=asked.name,
+        roles=asked.roles,
+        created_by_id=ctx.me.actor_id,
         now=ctx.now,
-        rate_points_per_minute=budget,
+        rate_points_per_minute=asked.rate_points_per_minute,
     )
     await ctx.db.add(identity)
     row.user_id = identity.id
@@ -194,7 +214,7 @@ async def create_api_key(
         AuditAction.API_KEY_CREATED,
         row,
         organisation_id=organisation_id,
-        details=created_details(clean, held, budget),
+        details=created_details(asked.name, asked.roles, asked.rate_points_per_minute),
     )
     return ApiKeyCreated(api_key=row, key=key)
 

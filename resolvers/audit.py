@@ -61,7 +61,7 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
         {
             "organisation_id": e.organisation_id,
             "at": ctx.now,
-            "actor_id": me.user_id,
+            "actor_id": me.actor_id,
             "api_key_id": me.api_key_id,
             "client": ctx.client,
             "user_agent": ctx.user_agent,

@@ -1,18 +1,16 @@
 """Operation-wide behaviour: authentication gate, transaction, limits, error shaping.
 
-Limits, each a setting, each refused with its own code before any resolver runs: depth
-(MAX_DEPTH_EXCEEDED) and aliases (MAX_ALIASES_EXCEEDED) as validation rules; tokens
-(MAX_TOKENS_EXCEEDED) while parsing (both schema/documents.py, once per request); the node
-estimate (MAX_COST_EXCEEDED, see schema/cost.py) at execution, because variables count. Every
-answer carries the estimate as `extensions.cost`.
+Limits, each a setting, each refused with its own code before any resolver runs, all listed
+once in schema/admission.py (which the compiled path calls too): depth and aliases as
+validation rules and tokens while parsing (schema/documents.py, once per request), the node
+estimate and unstorable text at execution, because variables count. Every answer carries the
+estimate as `extensions.cost`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -22,9 +20,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
-    Node,
     OperationDefinitionNode,
-    StringValueNode,
     ValidationContext,
     specified_rules,
 )
@@ -41,15 +37,14 @@ from db.session import ConnectionLost, StatementTimedOut
 from resolvers.codes import ErrorCode
 from resolvers.errors import (
     CommitFailed,
-    InvalidInput,
-    MaxCostExceeded,
     OperationError,
     Timeout,
     Unauthenticated,
     Unavailable,
 )
+from schema.admission import QueryLimits, admission
 from schema.context import RequestContext, Retries
-from schema.cost import DEFAULT_COUNT_COST, DEFAULT_LIST_BOUND, estimate
+from schema.cost import estimate
 from schema.documents import Documents, Prepared
 from schema.introspection import CacheKey, IntrospectionCache, refusal
 
@@ -64,20 +59,6 @@ TIMED_OUT = (
     "The request took longer than the database allows; nothing was changed. Ask for less "
     "(smaller pages, narrower filters, fewer counts)."
 )
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    max_depth: int = 12
-    max_aliases: int = 30
-    max_tokens: int = 4000
-    max_cost: int = 50_000
-    page_size: int = 50  # what a connection without `first` costs
-    list_bound: int = DEFAULT_LIST_BOUND  # what a list without a declared bound costs
-    count_cost: int = DEFAULT_COUNT_COST  # what a totalCount costs
-    document_cache_bytes: int = 64 * 1024 * 1024  # parsed documents kept (schema/documents.py)
-    introspection_cache_bytes: int = 16 * 1024 * 1024  # anonymous introspection answers
-    anonymous_introspection: bool = False
 
 
 def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
@@ -199,22 +180,15 @@ class Operation(SchemaExtension):
             # Signed in: the document may be kept for this caller's next requests (a refusal
             # below included: its next one is then refused without parsing it again).
             ec.schema.documents.keep(self.prepared)  # type: ignore[attr-defined]
-        if ctx.principal is not None and self.cost > self.limits.max_cost:
+        if ctx.principal is not None and self.prepared is not None:
             # Fixed by the document and variables alone: refused before anything runs for it.
-            refuse(
-                ec,
-                MaxCostExceeded(
-                    f"The request may fetch {self.cost} objects; the limit is "
-                    f"{self.limits.max_cost}. Ask for smaller pages (`first`) or fewer nested "
-                    "lists.",
-                    cost=self.cost,
-                    limit=self.limits.max_cost,
-                ),
-            )
-            yield
-            await quietly(ctx.db.rollback())
-            await quietly(ctx.db.close())
-            return
+            refused = admission(self.prepared, ec.variables, self.cost, self.limits)
+            if refused is not None:
+                refuse(ec, refused)
+                yield
+                await quietly(ctx.db.rollback())
+                await quietly(ctx.db.close())
+                return
         if ctx.principal is None:
             key = anonymous_introspection(ctx, ec, self.introspection)
             try:
@@ -225,13 +199,6 @@ class Operation(SchemaExtension):
             finally:
                 await quietly(ctx.db.rollback())
                 await quietly(ctx.db.close())
-            return
-        refused = unstorable(ec)
-        if refused is not None:
-            refuse(ec, refused)
-            yield
-            await quietly(ctx.db.rollback())
-            await quietly(ctx.db.close())
             return
         retries = ctx.retries if mutation else None
         perform = True
@@ -323,65 +290,6 @@ async def quietly(step: Awaitable[None]) -> None:
         await step
     except Exception as exc:
         log.warning("ending the transaction failed", exc_info=exc)
-
-
-def unstorable(ec: ExecutionContext) -> InvalidInput | None:
-    """Text of the request no database can store (U+0000 in PostgreSQL; a lone surrogate, which
-    is not Unicode text, in either): refused as INVALID, with the variable's path as `field`."""
-    if document_has_nul(ec.query, ec.graphql_document):
-        return InvalidInput(f"Text may not contain {NUL}.")
-    found = unstorable_variable(ec.variables)
-    if found is None:
-        return None
-    path, what = found
-    # A key may hold the character itself: named escaped, so that the answer can be sent.
-    path = path.encode("utf-8", "backslashreplace").decode()
-    return InvalidInput(f"Text may not contain {what}: {path} does.", field=path)
-
-
-NUL = "the NUL character (U+0000)"
-LONE_SURROGATE = "a lone surrogate (U+D800 to U+DFFF; send UTF-8 text)"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def document_has_nul(query: str | None, document: Node | None) -> bool:
-    if "\x00" in (query or ""):
-        return True
-    if "\\u" not in (query or "") or document is None:
-        return False  # without an escape, the document's strings are as the text shows
-    return any("\x00" in value for value in _string_literals(document))
-
-
-def unstorable_variable(value: object, path: str = "") -> tuple[str, str] | None:
-    """The path of the first variable (or object key) holding unstorable text, and what."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return path, NUL
-        if _SURROGATE.search(value):
-            return path, LONE_SURROGATE
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            found = unstorable_variable(key, inner) or unstorable_variable(item, inner)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = unstorable_variable(item, f"{path}.{index}")
-            if found is not None:
-                return found
-    return None
-
-
-def _string_literals(node: object) -> Iterator[str]:
-    if isinstance(node, StringValueNode):
-        yield node.value
-    elif isinstance(node, Node):
-        for key in node.keys:
-            child = getattr(node, key, None)
-            for item in child if isinstance(child, tuple | list) else (child,):
-                yield from _string_literals(item)
 
 
 def anonymous_introspection(

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import WRITE_INTENT
 from db.models import ApiKey, Membership, MembershipRole, Organisation, User, UserKind
 from db.session import Database
+from policies.identity import MembershipRow, Refused, key_principal, person_principal
 from policies.principal import Principal
 from policies.vocabulary import Role
 from schema.caches import BoundedCache
@@ -174,7 +174,8 @@ class Authenticator:
         """The principal the statement's rows describe, or why there is none."""
         if isinstance(credentials, Key):
             return _api_key_principal(credentials, rows, now)
-        return _person_principal(credentials, rows)
+        found = person_from_rows(rows, credentials.slug)
+        return AuthFailure(found.message) if isinstance(found, Refused) else found
 
     async def used(
         self,
@@ -276,48 +277,29 @@ def _as_datetime(value: Any) -> datetime | None:
     return found.replace(tzinfo=UTC) if found.tzinfo is None else found
 
 
-def _person_principal(person: Person, rows: Sequence[Sequence[Any]]) -> Principal | AuthFailure:
+def person_from_rows(
+    rows: Sequence[Sequence[Any]], slug: str | None, client: str | None = "jwt"
+) -> Principal | Refused:
+    """Who the rows of `person_statement` say the person is in `slug`'s organisation
+    (policies/identity.py decides; this only reads the statement's columns)."""
     if not rows:
-        return AuthFailure("The token names no user.")
-    user_id, kind = rows[0][0], UserKind(rows[0][1])
-    if kind == UserKind.SERVICE:
-        return AuthFailure("The token names no user.")
-    if kind == UserKind.SUPPORT:
-        return Principal(user_id, kind, frozenset({Role.SUPPORT}), client="jwt")
-    if kind == UserKind.EXTERNAL_ASSESSOR:
-        return Principal(user_id, kind, frozenset({Role.EXTERNAL_ASSESSOR}), client="jwt")
-    memberships: dict[int, tuple[Any, Any, str]] = {}
-    roles: defaultdict[int, set[Role]] = defaultdict(set)
-    deactivated = False
-    for _, _, organisation_id, location_id, department_id, slug, role, ended in rows:
-        if organisation_id is None or (person.slug is not None and slug != person.slug):
-            continue
-        if ended is not None:
-            # A deactivated membership no longer signs in: checked on every request, so a
-            # deactivation takes effect at the next one.
-            deactivated = True
-            continue
-        memberships[organisation_id] = (location_id, department_id, slug)
-        if role is not None:
-            roles[organisation_id].add(Role(role))
-    if not memberships and deactivated:
-        where = " in this organisation" if person.slug is not None else ""
-        return AuthFailure(f"This user has been deactivated{where}.")
-    if len(memberships) != 1:
-        return AuthFailure(
-            "The token names no organisation this user belongs to."
-            if person.slug is not None or not memberships
-            else "This user belongs to several organisations: the token needs `org`."
+        return person_principal(None, (), slug=slug, client=client)
+    places: dict[int, MembershipRow] = {}
+    for _, _, organisation_id, location_id, department_id, org_slug, role, ended in rows:
+        if organisation_id is None:
+            continue  # no membership at all: the outer join's one row
+        seen = places.get(organisation_id)
+        held = frozenset() if role is None else frozenset({Role(role)})
+        places[organisation_id] = MembershipRow(
+            organisation_id,
+            org_slug,
+            location_id,
+            department_id,
+            held if seen is None else seen.roles | held,
+            _as_datetime(ended),
         )
-    ((organisation_id, (location_id, department_id, _slug)),) = memberships.items()
-    return Principal(
-        user_id,
-        kind,
-        frozenset(roles[organisation_id]),
-        organisation_id=organisation_id,
-        location_id=location_id,
-        department_id=department_id,
-        client="jwt",
+    return person_principal(
+        (rows[0][0], UserKind(rows[0][1])), places.values(), slug=slug, client=client
     )
 
 
@@ -327,14 +309,13 @@ def _api_key_principal(
     if not rows or not hmac.compare_digest(rows[0][4], key.digest):
         return AuthFailure("The API key is not valid.")
     key_id, user_id, organisation_id, roles, _digest, revoked_at, prefix, _used, _budget = rows[0]
-    revoked = _as_datetime(revoked_at)
-    if revoked is not None and revoked <= now:
-        return AuthFailure("The API key has been revoked.")
-    return Principal(
-        user_id,
-        UserKind.SERVICE,
-        frozenset(Role(r) for r in roles.split(",") if r),
+    found = key_principal(
+        key_id=key_id,
+        user_id=user_id,
         organisation_id=organisation_id,
-        api_key_id=key_id,
+        roles=roles,
+        revoked_at=_as_datetime(revoked_at),
+        now=now,
         client=f"api-key:{prefix}",
     )
+    return AuthFailure(found.message) if isinstance(found, Refused) else found

@@ -12,13 +12,14 @@ import ipaddress
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,27 +28,17 @@ from db import seed
 from db.base import Base, utcnow
 from db.engine import create_engine, normalise_url
 from db.migrate import Migration, upgrade
-from db.models import (
-    ApiKey,
-    AuditAction,
-    AuditEvent,
-    Membership,
-    Organisation,
-    User,
-    UserKind,
-)
+from db.models import ApiKey, Organisation, User, UserKind
+from db.session import Database, session_maker
+from policies.enforcer import PolicyStore
+from policies.identity import Reason
+from policies.principal import Principal, system_principal
 from policies.vocabulary import Role
-from resolvers.api_keys import (
-    KEY_ROLES,
-    MAX_RATE_POINTS,
-    created_details,
-    key_budget,
-    new_key_rows,
-    prefix_named,
-    roles_of,
-)
-from resolvers.ids import type_name_of
+from resolvers import api_keys
+from resolvers.context import Context
+from resolvers.ids import encode_id, type_name_of
 from resolvers.outcomes import Invalid
+from server.auth import person_from_rows, person_statement
 from server.settings import ConfigurationError, Settings, jwt_secret
 from server.tokens import mint_token, parse_ttl
 
@@ -342,138 +333,120 @@ async def _create_support(engine: AsyncEngine, email: str, name: str) -> str:
 
 
 async def _token_subject(engine: AsyncEngine, email: str, org: str | None) -> str | None:
-    """The `org` claim for a token of this person; CommandError when none would work."""
+    """The `org` claim for a token of this person; CommandError when none would work.
+
+    The token is refused or accepted as sign-in would: the same statement and the same
+    decision (policies/identity.py), worded here for the command line.
+    """
     async with engine.connect() as conn:
-        user = (
-            await conn.execute(
-                select(User.id, User.kind).where(User.email == email.strip().lower())
-            )
-        ).first()
-        if user is None:
-            raise CommandError(
-                f"no user with email {email}. Check the address, or create the person first "
-                "(the demo's users are listed by `make serve`)"
-            )
-        if user.kind == UserKind.SERVICE:
-            raise CommandError(f"{email} is an API key's identity. Use the API key itself")
-        if user.kind != UserKind.STAFF:
-            if org is not None:
-                raise UsageError(
-                    f"{email} is {user.kind.value.lower().replace('_', ' ')} and acts in no "
-                    "organisation. Leave out --org"
+        rows = (await conn.execute(person_statement(), {"email": email.strip().lower()})).all()
+        found = person_from_rows(rows, org)
+        if isinstance(found, Principal):
+            if found.organisation_id is None and org is not None:
+                kind = found.kind.value.lower().replace("_", " ")
+                raise UsageError(f"{email} is {kind} and acts in no organisation. Leave out --org")
+            return org
+        theirs = ", ".join(found.organisations)
+        match found.reason:
+            case Reason.UNKNOWN:
+                raise CommandError(
+                    f"no user with email {email}. Check the address, or create the person "
+                    "first (the demo's users are listed by `make serve`)"
                 )
-            return None
-        memberships = (
-            await conn.execute(
-                select(Organisation.slug, Membership.deactivated_at)
-                .join(Membership, Membership.organisation_id == Organisation.id)
-                .where(Membership.user_id == user.id)
-                .order_by(Organisation.slug)
-            )
-        ).all()
-        slugs = [slug for slug, deactivated_at in memberships if deactivated_at is None]
-        if org is not None:
-            if org in slugs:
-                return org
-            if any(slug == org for slug, _ in memberships):
+            case Reason.SERVICE:
+                raise CommandError(f"{email} is an API key's identity. Use the API key itself")
+            case Reason.DEACTIVATED if org is not None:
                 raise CommandError(f"{email} has been deactivated in {org!r}")
-            exists = (
-                await conn.execute(select(Organisation.id).where(Organisation.slug == org))
-            ).scalar()
-            if exists is None:
-                raise CommandError(f"no organisation with slug {org!r}. Check --org")
-            raise CommandError(
-                f"{email} is not a member of {org!r}"
-                + (f"; their organisations: {', '.join(slugs)}" if slugs else "")
-                + ". Check --org"
-            )
-        if len(slugs) > 1:
-            raise UsageError(
-                f"{email} belongs to several organisations ({', '.join(slugs)}). "
-                "Pass --org with one of them"
-            )
-        if not slugs and memberships:
-            raise CommandError(f"{email} has been deactivated in every organisation")
-        if not slugs:
-            raise CommandError(f"{email} belongs to no organisation. Add them to one first")
-        return None
+            case Reason.DEACTIVATED:
+                raise CommandError(f"{email} has been deactivated in every organisation")
+            case Reason.SEVERAL:
+                raise UsageError(
+                    f"{email} belongs to several organisations ({theirs}). "
+                    "Pass --org with one of them"
+                )
+            case _ if org is None:
+                raise CommandError(f"{email} belongs to no organisation. Add them to one first")
+        exists = (
+            await conn.execute(select(Organisation.id).where(Organisation.slug == org))
+        ).scalar()
+        if exists is None:
+            raise CommandError(f"no organisation with slug {org!r}. Check --org")
+        raise CommandError(
+            f"{email} is not a member of {org!r}"
+            + (f"; their organisations: {theirs}" if theirs else "")
+            + ". Check --org"
+        )
 
 
 async def _create_api_key(
     engine: AsyncEngine, slug: str, roles: list[str], name: str, budget: int | None = None
 ) -> tuple[str, str]:
-    """(the key, its prefix)."""
+    """(the key, its prefix), made by createApiKey's use case."""
     try:
-        wanted = sorted({Role(r.strip().upper()) for r in roles})
+        wanted = [Role(r.strip().upper()) for r in roles]
     except ValueError as exc:
         raise UsageError(f"unknown role: {exc}. Use organisation roles such as ADMIN") from exc
-    if not set(wanted) <= KEY_ROLES:
-        raise UsageError(
-            "an API key holds organisation roles other than SUPER_ADMIN and LEARNER. "
-            "Use roles such as ADMIN"
+    # The use case checks these too, after the organisation; checked first here so that bad
+    # arguments are a usage error whatever --org says.
+    asked = api_keys.new_key(name=name, roles=wanted, rate_points_per_minute=budget)
+    if isinstance(asked, Invalid):
+        raise _usage(asked)
+    async with _operation(engine, write=True) as db:
+        ctx = _operator(db, await _organisation(db, slug))
+        made = await api_keys.create_api_key(
+            ctx, name=name, roles=wanted, rate_points_per_minute=budget
         )
-    if not name.strip():
-        raise UsageError("--name must not be empty")
-    if isinstance(key_budget(budget), Invalid):
-        raise UsageError(f"--rate-points-per-minute must be from 1 to {MAX_RATE_POINTS}")
-
-    from db.session import session_maker
-
-    async with session_maker(engine)() as session, session.begin():
-        org = (
-            await session.execute(select(Organisation).where(Organisation.slug == slug))
-        ).scalar()
-        if org is None:
-            raise CommandError(f"no organisation with slug {slug!r}. Check --org")
-        now = utcnow()
-        key, identity, row = new_key_rows(
-            organisation_id=org.id,
-            name=" ".join(name.split())[:200],
-            roles=wanted,
-            created_by_id=None,
-            now=now,
-            rate_points_per_minute=budget,
-        )
-        session.add(identity)
-        await session.flush()
-        row.user_id = identity.id
-        session.add(row)
-        await session.flush()
-        session.add(_cli_event(AuditAction.API_KEY_CREATED, row, now, wanted))
-    return key, row.prefix
+        if isinstance(made, Invalid):
+            raise _usage(made)
+    return made.key, made.api_key.prefix
 
 
-def _cli_event(
-    action: AuditAction, key: ApiKey, now: datetime, roles: list[Role] | None = None
-) -> AuditEvent:
-    """The audit trail of a change made from the command line: no actor, client `cli`."""
-    return AuditEvent(
-        organisation_id=key.organisation_id,
-        at=now,
-        client="cli",
-        action=action,
-        subject_type=type_name_of(ApiKey),
-        subject_id=key.id,
-        details=(
-            None if roles is None else created_details(key.name, roles, key.rate_points_per_minute)
-        ),
+# The command line's option for each input field the API keys' use cases may refuse.
+_OPTIONS = {"name": "--name", "roles": "--role", "ratePointsPerMinute": "--rate-points-per-minute"}
+
+
+def _usage(invalid: Invalid) -> UsageError:
+    option = _OPTIONS.get(invalid.field or "", invalid.field or "")
+    return UsageError(f"{option}: {invalid.message.rstrip('.')}")
+
+
+@asynccontextmanager
+async def _operation(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Database]:
+    """One transaction, as the API runs an operation: committed unless the block raises."""
+    db = Database(session_maker(engine))
+    db.write_intent = write
+    try:
+        yield db
+        await db.commit()
+    finally:
+        await db.rollback()
+        await db.close()
+
+
+def _operator(db: Database, organisation_id: int) -> Context:
+    """The use cases' context for the operator at the command line: the system principal in
+    one organisation, client `cli` (its audit events name no actor)."""
+    now = utcnow()
+    principal = system_principal(organisation_id)
+    return Context(
+        db=db,
+        now=now,
+        principal=principal,
+        policy=PolicyStore().for_principal(principal, now),
+        client=principal.client,
     )
 
 
-async def _list_api_keys(engine: AsyncEngine, slug: str) -> str:
-    from db.session import session_maker
+async def _organisation(db: Database, slug: str) -> int:
+    found = await db.scalar(select(Organisation.id).where(Organisation.slug == slug))
+    if found is None:
+        raise CommandError(f"no organisation with slug {slug!r}. Check --org")
+    return found
 
-    async with session_maker(engine)() as session:
-        org = (
-            await session.execute(select(Organisation.id).where(Organisation.slug == slug))
-        ).scalar()
-        if org is None:
-            raise CommandError(f"no organisation with slug {slug!r}. Check --org")
-        keys = (
-            await session.scalars(
-                select(ApiKey).where(ApiKey.organisation_id == org).order_by(ApiKey.id)
-            )
-        ).all()
+
+async def _list_api_keys(engine: AsyncEngine, slug: str) -> str:
+    async with _operation(engine, write=False) as db:
+        keys = await api_keys.api_keys(_operator(db, await _organisation(db, slug)))
     if not keys:
         return f"{slug} has no API keys (create one with `caseload apikeys create`)"
 
@@ -485,7 +458,7 @@ async def _list_api_keys(engine: AsyncEngine, slug: str) -> str:
         (
             key.prefix,
             key.name,
-            ",".join(r.value for r in roles_of(key)),
+            ",".join(r.value for r in api_keys.roles_of(key)),
             "-" if key.rate_points_per_minute is None else str(key.rate_points_per_minute),
             when(key.created_at),
             when(key.last_used_at),
@@ -500,23 +473,23 @@ async def _list_api_keys(engine: AsyncEngine, slug: str) -> str:
 
 
 async def _revoke_api_key(engine: AsyncEngine, given: str) -> str:
-    from db.session import session_maker
-
-    prefix = prefix_named(given)
-    now = utcnow()
-    async with session_maker(engine)() as session, session.begin():
-        key = (
-            await session.execute(
-                update(ApiKey)
-                .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=now)
-                .returning(ApiKey)
-                .execution_options(synchronize_session=False)
+    """Revoke by revokeApiKey's use case, acting in the key's own organisation."""
+    prefix = api_keys.prefix_named(given)
+    refused = CommandError(f"no active API key with prefix {prefix!r}. Check --key")
+    async with _operation(engine, write=True) as db:
+        found = (
+            await db.execute(
+                select(ApiKey.id, ApiKey.organisation_id).where(ApiKey.prefix == prefix)
             )
-        ).scalar()
-        if key is None:
-            raise CommandError(f"no active API key with prefix {prefix!r}. Check --key")
-        session.add(_cli_event(AuditAction.API_KEY_REVOKED, key, now))
+        ).first()
+        if found is None:
+            raise refused
+        revoked = await api_keys.revoke_api_key(
+            _operator(db, found.organisation_id),
+            api_key_id=encode_id(type_name_of(ApiKey), found.id),
+        )
+        if not isinstance(revoked, api_keys.ApiKeyRevoked) or revoked.unchanged:
+            raise refused
     return f"API key {prefix} revoked"
 
 

@@ -31,9 +31,10 @@ from policies.principal import Principal
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import OperationError, Timeout, Unavailable
+from schema.admission import admission
 from schema.compiled import CompiledOperation, compile_operation
 from schema.documents import Documents, Prepared
-from schema.extensions import TIMED_OUT, document_has_nul, unstorable_variable
+from schema.extensions import TIMED_OUT
 from server.auth import AuthFailure, Credentials
 from server.http import GraphQLBody
 from server.logs import current_record, describe, statement_ran
@@ -90,8 +91,7 @@ class CompiledReads:
         if operation_name in prepared.plans:
             return prepared.plans[operation_name]  # type: ignore[no-any-return]
         found: CompiledOperation | None = None
-        if prepared.valid and not document_has_nul(prepared.query, prepared.document):
-            assert prepared.document is not None
+        if prepared.document is not None:  # admitted (see plan): a valid document
             try:
                 with budget.running() if budget is not None else contextlib.nullcontext():
                     found = compile_operation(
@@ -107,12 +107,15 @@ class CompiledReads:
         return found
 
     def plan(
-        self, body: GraphQLBody, prepared: Prepared, budget: sql.Budget | None = None
+        self, body: GraphQLBody, prepared: Prepared, cost: int, budget: sql.Budget | None = None
     ) -> Planned | None:
-        """The request's plan and arguments, or None: let the standard executor answer.
-        `budget` bounds planning (CASELOAD_PLAN_BUDGET_MS)."""
+        """The request's plan and arguments, or None: let the standard executor answer, also
+        every request it refuses (schema/admission.py), with its code and body. `budget` bounds
+        planning (CASELOAD_PLAN_BUDGET_MS)."""
+        if admission(prepared, body.variables, cost, self.limits_of_cost) is not None:
+            return None  # refused before planning, by the standard executor
         operation = self.operation(prepared, body.operation_name, budget)
-        if operation is None or unstorable_variable(body.variables) is not None:
+        if operation is None:
             return None
         try:
             arguments = operation.arguments(self.schema, self.limits, body.variables)
@@ -131,8 +134,6 @@ class CompiledReads:
         budget: sql.Budget | None = None,
     ) -> Answer | None:
         """The response, or None: let the standard executor answer."""
-        if cost > self.limits_of_cost.max_cost:
-            return None  # refused, with its code, by the standard executor
         operation, arguments = planned.operation, planned.arguments
         try:
             data = await self._run(operation, arguments, credentials, prepared, now, budget)

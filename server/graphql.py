@@ -329,9 +329,8 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             and retry is None
             and credentials is not None
             and not isinstance(credentials, AuthFailure)
-            and cost <= self.services.query_limits.max_cost  # else refused, before planning
         ):
-            planned = self.compiled.plan(body, prepared, budget)
+            planned = self.compiled.plan(body, prepared, cost, budget)
         planning_ms = parsing_ms + (time.thread_time() - started) * 1000
         # Charged before it runs: its cost, and the CPU it took to get here.
         if not await spending.charge(fair_use_points(cost, planning_ms)):

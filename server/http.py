@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive
 
 from resolvers.codes import ErrorCode
-from schema.extensions import unstorable_variable
+from schema.admission import unstorable_variable
 
 MAX_JSON_DEPTH = 64
 HTTP_CODES = {

@@ -296,7 +296,7 @@ async def test_api_key_with_a_budget_of_its_own(env: Backend, cli: Cli) -> None:
 
     await World(env.engine).organisation(slug="acme")
     for bad in ("0", "-5", str(2**31)):
-        assert "--rate-points-per-minute must be from 1 to 2147483647" in await cli(
+        message = await cli(
             "apikeys",
             "create",
             "--org",
@@ -309,6 +309,8 @@ async def test_api_key_with_a_budget_of_its_own(env: Backend, cli: Cli) -> None:
             bad,
             status=2,
         )
+        assert message.startswith("caseload: --rate-points-per-minute: ")
+        assert "cost points a minute from 1 to 2147483647" in message
     async with env.engine.connect() as conn:
         assert (await conn.execute(select(ApiKey.id))).all() == []
     key = await cli(
@@ -435,3 +437,98 @@ async def test_mint_refuses_a_deactivated_membership(env: Backend, cli: Cli) -> 
     assert "deactivated in every organisation" in await cli(
         "tokens", "mint", "--email", person.email, status=1
     )
+
+
+async def test_a_key_from_the_cli_is_checked_as_create_api_key_checks_it(
+    env: Backend, cli: Cli
+) -> None:
+    """The command line calls createApiKey's use case: what the API refuses, it refuses."""
+    from sqlalchemy import select
+
+    from db.models import ApiKey
+    from tests.factories import World
+
+    await World(env.engine).organisation(slug="acme")
+    assert "--name: name must be at most 200 characters" in await cli(
+        "apikeys", "create", "--org", "acme", "--role", "ADMIN", "--name", "x" * 201, status=2
+    )
+    assert "--name: name must not be empty" in await cli(
+        "apikeys", "create", "--org", "acme", "--role", "ADMIN", "--name", "  ", status=2
+    )
+    async with env.engine.connect() as conn:
+        assert (await conn.execute(select(ApiKey.id))).all() == []
+    await cli("apikeys", "create", "--org", "acme", "--role", "ADMIN", "--name", " MIS   feed ")
+    async with env.engine.connect() as conn:
+        row = (await conn.execute(select(ApiKey.name, ApiKey.created_by_id))).one()
+    assert tuple(row) == ("MIS feed", None)  # the operator is nobody's user
+
+
+async def test_the_cli_mints_exactly_the_tokens_that_sign_in(env: Backend, cli: Cli) -> None:
+    """`tokens mint` decides as sign-in decides (policies/identity.py): for every kind of
+    person and every --org, it mints a token iff that token would sign in."""
+    from sqlalchemy import select
+
+    from db.models import User, UserKind
+    from server.tokens import mint_token
+    from tests.factories import World
+
+    world = World(env.engine)
+    first, second = await world.organisation(slug="first"), await world.organisation(slug="second")
+    one = await world.staff(first, "ADMIN")
+    both = await world.staff(first, "ADMIN")
+    await world.staff(second, "ASSESSOR", user=both)
+    moved = await world.staff(first, "MANAGER")
+    await world.staff(second, "MANAGER", user=moved)
+    await world.deactivate(moved, first)
+    gone = await world.staff(first, "ASSESSOR")
+    await world.deactivate(gone, first)
+    roleless = await world.staff(second)
+    signing = await world.user(UserKind.STAFF)
+    await world.staff(first, "LEARNER", user=signing)
+    await world.learner(first, user=signing)
+    nowhere = await world.user(UserKind.STAFF)
+    key = await world.api_key(first, "ADMIN")
+    async with env.engine.connect() as conn:
+        service = (await conn.execute(select(User.email).where(User.id == key.user_id))).scalar()
+    assert service is not None
+    people = [
+        one.email,
+        both.email,
+        moved.email,
+        gone.email,
+        roleless.email,
+        signing.email,
+        nowhere.email,
+        (await world.support()).email,
+        (await world.external_assessor()).email,
+        service,
+        "nobody@example.org",
+    ]
+
+    settings = make_settings(env.url)
+    services = Services.build(settings)
+    transport = httpx.ASGITransport(app=create_app(services=services))
+    minted, signed_in = [], []
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for email in people:
+                for org in (None, "first", "second", "elsewhere"):
+                    argv = ["tokens", "mint", "--email", email] + (["--org", org] if org else [])
+                    code = await asyncio.to_thread(main, argv)
+                    minted.append((email, org, code == 0))
+                    token = mint_token(settings, email=email, org=org)
+                    response = await client.post(
+                        "/graphql",
+                        json={"query": "{ viewer { roles } }"},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    signed_in.append((email, org, response.status_code == 200))
+    finally:
+        await services.aclose()
+    # Support and external assessors act in no organisation: the CLI asks to leave out --org,
+    # though a token that carries one still signs in.
+    nobodys = {people[-4], people[-3]}
+    assert [m for m in minted if m[0] not in nobodys or m[1] is None] == [
+        s for s in signed_in if s[0] not in nobodys or s[1] is None
+    ]
+    assert sum(ok for _, _, ok in minted) == 12  # not a vacuous agreement
