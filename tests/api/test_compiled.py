@@ -358,7 +358,7 @@ def list_roots() -> dict[str, GraphQLField]:
 def node_type(field: GraphQLField) -> str:
     connection = named(field.type)
     edge = named(connection.fields["edges"].type)
-    return named(edge.fields["node"].type).name
+    return str(named(edge.fields["node"].type).name)
 
 
 @pytest.fixture
