@@ -19,7 +19,7 @@ from resolvers.outcomes import doc
 from resolvers.pagination import Direction, FilterValues, ListSource, Sort
 from resolvers.relations import Ref
 
-ACTOR = Ref(User, "actor_id")
+ACTOR = Ref(User, "actor_id", unless="api_key_id")  # an API key's events name no person
 
 
 class AuditLoaders(LoaderGroup):

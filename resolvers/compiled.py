@@ -25,10 +25,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     Integer,
     Select,
+    and_,
     bindparam,
     case,
     func,
@@ -310,16 +312,20 @@ class Builder:
         columns = row.c
         for item in plan.items:
             if isinstance(item, Column):
-                values.append(columns[item.column])
+                values.append(self.column(columns[item.column]))
             elif isinstance(item, Expression):
                 values.append(item.build(self.ctx, columns))
             elif isinstance(item, NodeId):
                 values.append(columns["id"])
             elif isinstance(item, Computed):
-                values += [columns[c] for c in item.columns]
+                values += [self.column(columns[c]) for c in item.columns]
             elif isinstance(item, Related):
                 values.append(self.json.nested(self.related(item, row)))
         return values
+
+    def column(self, value: Any) -> Any:
+        """A column's value in the gathered arrays: JSON columns as JSON, not as their text."""
+        return self.json.nested(value) if isinstance(value.type, JSON) else value
 
     def enter(self, table: Any) -> None:
         if table in self.chain:
@@ -356,7 +362,10 @@ class Builder:
         self.enter(table)
         self.aliases += 1
         alias = table.alias(f"ref_{self.aliases}")
-        self.joins.append((alias, alias.c.id == parent.c[ref.column]))
+        on = alias.c.id == parent.c[ref.column]
+        if ref.unless is not None:
+            on = and_(on, parent.c[ref.unless].is_(None))
+        self.joins.append((alias, on))
         value = self.json.array(self.object_items(plan, alias))
         self.chain = saved
         return case((alias.c.id.is_(None), None), else_=value)
@@ -374,6 +383,8 @@ class Builder:
         saved = set(self.chain)
         self.enter(table)
         conditions = [table.c.id == parent.c[ref.column]]
+        if ref.unless is not None:
+            conditions.append(parent.c[ref.unless].is_(None))
         if ref.resource is not None:
             conditions.append(self.ctx.rules.where(ref.resource))
         values, joins = self.level(plan, table)
@@ -407,6 +418,8 @@ class Builder:
                 order += list(step.order)
             else:
                 on = table.c.id == previous.c[step.column]
+                if step.unless is not None:
+                    on = and_(on, previous.c[step.unless].is_(None))
                 conditions = [] if step.resource is None else [self.ctx.rules.where(step.resource)]
             if stmt is None:
                 stmt = select(literal(1)).select_from(table).where(on, *conditions)

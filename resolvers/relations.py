@@ -25,11 +25,20 @@ M = TypeVar("M")
 @dataclass(frozen=True)
 class Ref(Generic[M]):
     """The row a parent's `column` points at. With `resource`, only if the caller may read it;
-    without, the parent's visibility is the grant (a visible learner shows its location)."""
+    without, the parent's visibility is the grant (a visible learner shows its location). With
+    `unless`, none when the parent's `unless` column is set (an event an API key did has no
+    person as its actor)."""
 
     model: type[M]
     column: str
     resource: Resource | None = None
+    unless: str | None = None
+
+    def points(self, parent: Any) -> Any:
+        """The parent's key of the row, or None when it points at none."""
+        if self.unless is not None and getattr(parent, self.unless) is not None:
+            return None
+        return getattr(parent, self.column)
 
 
 Step = Children[Any] | Ref[Any]
@@ -95,7 +104,7 @@ async def _step(ctx: Context, step: Step, rows: Sequence[Any]) -> list[Any]:
     if isinstance(step, Children):
         groups = await loaders.children(step).load_many([r.id for r in rows])
         return [child for group in groups for child in group]
-    keys = [getattr(r, step.column) for r in rows]
+    keys = [step.points(r) for r in rows]
     found = await loaders.ref(step).load_many([k for k in keys if k is not None])
     return [row for row in found if row is not None]
 
@@ -107,7 +116,7 @@ async def related(ctx: Context, relation: Relation, parent: Any, **arguments: An
     if isinstance(relation, ByArgument):
         return await related(ctx, relation.choose(**arguments), parent)
     if isinstance(relation, Ref):
-        key = getattr(parent, relation.column)
+        key = relation.points(parent)
         if key is None:
             return None
         return await ctx.loaders(RelationLoaders).ref(relation).load(key)

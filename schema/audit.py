@@ -11,15 +11,14 @@ from db import models
 from policies.vocabulary import Resource
 from resolvers import api_keys, audit
 from resolvers.audit import AuditLoaders
-from resolvers.relations import related
 from schema.api_keys import ApiKey
 from schema.connections import connection
-from schema.context import Info
 from schema.derive import input_of
 from schema.enums import AuditAction
-from schema.nodes import Node, computed, gid, maybe, node
+from schema.nodes import Node, computed, gid, node
 from schema.people import User
 from schema.permissions import requires
+from schema.relations import relation
 
 
 @node(
@@ -48,23 +47,18 @@ class AuditEvent(Node):
     )
     row: strawberry.Private[models.AuditEvent]
 
-    @strawberry.field(
+    actor: User | None = relation(
+        audit.ACTOR,
         description="The person who did it; null when an API key (see `apiKey`) or the "
         "command line did.",
         extensions=requires(Resource.AUDIT_EVENT),
     )
-    async def actor(self, info: Info) -> User | None:
-        if self.row.api_key_id is not None:
-            return None
-        return maybe("User", await related(info.context, audit.ACTOR, self.row))
-
-    @strawberry.field(
+    api_key: ApiKey | None = relation(
+        api_keys.KEY_OF_ACCESS,
         description="The API key that did it, if one did and the caller may read API keys "
         "(super admins); otherwise null (`client` still names the key's prefix).",
         extensions=requires(Resource.AUDIT_EVENT),
     )
-    async def api_key(self, info: Info) -> ApiKey | None:
-        return maybe("ApiKey", await related(info.context, api_keys.KEY_OF_ACCESS, self.row))
 
 
 AuditFilter = input_of(audit.AuditFilter)

@@ -196,8 +196,6 @@ class Documents:
             if name in ("allocations", "assignments") and self.rng.random() < 0.5:
                 arguments = f"(includeEnded: {self.rng.choice(['true', 'false'])})"
             if isinstance(inner, GraphQLScalarType) or not isinstance(inner, GraphQLObjectType):
-                if name == "details":
-                    continue
                 parts.append(f"{alias}{name}")
             elif depth < 3:
                 parts.append(
