@@ -1,7 +1,9 @@
 """Planning the compiled read path: which documents it answers, and from which declarations.
 
 A query is compiled when every field it selects has a declared source: root lists with a
-ListSource (`metadata={"list": …}`), Node fields that are columns or computed fields of their
+ListSource (`metadata={"list": …}`), roots answering one object by global id
+(`metadata={"by_id": ById(…)}`: `learner(id:)`, `node(id:)`, the id's type choosing the
+selection at request time), Node fields that are columns or computed fields of their
 type's registration, fields whose resolver has an SQL form (`metadata={"expression": …}`), and
 relation fields (schema/relations.py). Anything else — mutations,
 directives, unions, fields computed by code (access, roles, caseload counts) — leaves the
@@ -44,10 +46,11 @@ from policies.vocabulary import Action
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import InvalidInput
+from resolvers.ids import MalformedId, decode_id
 from resolvers.loaders import Children
 from resolvers.pagination import decode_cursor, page_size_of
 from schema.derive import declared, plain
-from schema.nodes import COMPUTED, NODE_TYPES
+from schema.nodes import COMPUTED, NODE_TYPES, SCOPES, ById
 from schema.permissions import Guard
 
 
@@ -133,7 +136,7 @@ class _Planner:
 
     def root(self, operation: OperationDefinitionNode) -> sql.RootPlan:
         query = self.schema._schema.query_type
-        items: list[sql.Constant | sql.ConnectionPlan] = []
+        items: list[sql.Constant | sql.ConnectionPlan | sql.ObjectRootPlan] = []
         for key, nodes in self.collector.fields(query, operation.selection_set.selections).items():
             name = nodes[0].name.value
             if name == "__typename":
@@ -143,14 +146,35 @@ class _Planner:
                 raise sql.NotCompilable(f"Query.{name}")  # introspection
             field_def = query.fields[name]
             strawberry_field = _strawberry(field_def)
-            if "list" not in strawberry_field.metadata:
+            by_id = strawberry_field.metadata.get("by_id")
+            if "list" not in strawberry_field.metadata and not isinstance(by_id, ById):
                 raise sql.NotCompilable(f"Query.{name}")
             self._guarded(strawberry_field)
             if len({n.arguments for n in nodes}) > 1:
                 raise sql.NotCompilable("one key, two argument lists")
             self.connections.append((field_def, nodes[0], strawberry_field))
-            items.append(self.connection(key, field_def, strawberry_field, nodes))
+            if isinstance(by_id, ById):
+                items.append(self.object_root(key, by_id, nodes))
+            else:
+                items.append(self.connection(key, field_def, strawberry_field, nodes))
         return sql.RootPlan(tuple(items))
+
+    def object_root(self, key: str, by_id: ById, nodes: list[FieldNode]) -> sql.ObjectRootPlan:
+        """Every Node type the id may name, with what the document selects on it (its
+        fragments on that type or on Node)."""
+        type_map = self.schema._schema.type_map
+        candidates = []
+        for name in [by_id.type_name] if by_id.type_name else sorted(NODE_TYPES):
+            where = SCOPES[name]
+            plan: sql.ObjectPlan | None
+            try:
+                plan = self.object(_object_type(type_map[name]), _children(nodes))
+            except sql.OverBudget:
+                raise
+            except sql.NotCompilable:
+                plan = None  # a request naming this type goes to the standard executor
+            candidates.append(sql.ObjectCandidate(name, plan, where))
+        return sql.ObjectRootPlan(key, tuple(candidates))
 
     def _fixed_arguments(
         self, field_def: GraphQLField, strawberry_field: StrawberryField, nodes: list[FieldNode]
@@ -343,11 +367,11 @@ class CompiledOperation:
     statements: dict[tuple[Any, ...], sql.Statement] = field(default_factory=dict)
     # Shapes whose statement ran past the planning budget: the standard executor answers them.
     over_budget: set[tuple[Any, ...]] = field(default_factory=set)
-    fixed_arguments: list[sql.Arguments] | None = None
+    fixed_arguments: list[sql.RootArguments] | None = None
 
     def arguments(
         self, schema: Any, limits: Limits, variables: dict[str, Any] | None
-    ) -> list[sql.Arguments]:
+    ) -> list[sql.RootArguments]:
         """Each list's arguments for this request; NotCompilable when any is refused (the
         standard executor then answers the error exactly as it always does)."""
         if self.fixed_arguments is not None:
@@ -360,9 +384,15 @@ class CompiledOperation:
             if isinstance(coerced, list):
                 raise sql.NotCompilable("variables refused")
             values = coerced
-        found = []
-        for field_def, node, strawberry_field in self.connections:
+        found: list[sql.RootArguments] = []
+        gathered = self.plan.gathered
+        for (field_def, node, strawberry_field), item in zip(
+            self.connections, gathered, strict=True
+        ):
             raw = get_argument_values(field_def, node, values)
+            if isinstance(item, sql.ObjectRootPlan):
+                found.append(_object_arguments(item, strawberry_field, raw["id"]))
+                continue
             kwargs = convert_arguments(
                 raw,
                 strawberry_field.arguments,
@@ -377,7 +407,7 @@ class CompiledOperation:
         store: PolicyStore,
         principal: Principal,
         dialect: Dialect,
-        args: list[sql.Arguments],
+        args: list[sql.RootArguments],
         signin: Select[Any] | None = None,
         budget: sql.Budget | None = None,
     ) -> sql.Statement:
@@ -398,6 +428,25 @@ class CompiledOperation:
                 raise
             self.statements[key] = found
         return found
+
+
+def _object_arguments(
+    plan: sql.ObjectRootPlan, strawberry_field: StrawberryField, id: str
+) -> sql.ObjectArguments:
+    """The id's type and primary key; none for an id that names no object of the root's
+    types (malformed, of another type, of no Node type): null, as the standard path answers.
+    A type whose selection does not compile sends the request to the standard executor."""
+    by_id: ById = strawberry_field.metadata["by_id"]
+    try:
+        type_name, pk = decode_id(id)
+    except MalformedId:
+        return sql.ObjectArguments(None, None)
+    candidate = plan.candidate(type_name)
+    if candidate is None or (by_id.type_name is not None and type_name != by_id.type_name):
+        return sql.ObjectArguments(None, None)
+    if candidate.plan is None or candidate.where is None:
+        raise sql.NotCompilable(f"{type_name} selected as it does not compile")
+    return sql.ObjectArguments(type_name, pk)
 
 
 def _checked(
@@ -439,7 +488,7 @@ def compile_operation(
     }
     planner = _Planner(schema, _Collector(fragments), limits, budget)
     plan = planner.root(operation)
-    if not plan.connections:
+    if not plan.gathered:
         raise sql.NotCompilable("nothing to gather")
     compiled = CompiledOperation(
         plan=plan,

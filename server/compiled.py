@@ -58,7 +58,7 @@ class Planned:
     """A request the compiled path can answer: its operation and its lists' arguments."""
 
     operation: CompiledOperation
-    arguments: list[sql.Arguments]
+    arguments: list[sql.RootArguments]
 
 
 class CompiledReads:
@@ -168,7 +168,7 @@ class CompiledReads:
     async def _run(
         self,
         operation: CompiledOperation,
-        arguments: list[sql.Arguments],
+        arguments: list[sql.RootArguments],
         credentials: Credentials,
         prepared: Prepared,
         now: Any,
@@ -186,7 +186,7 @@ class CompiledReads:
     async def _read(
         self,
         operation: CompiledOperation,
-        arguments: list[sql.Arguments],
+        arguments: list[sql.RootArguments],
         credentials: Credentials,
         prepared: Prepared,
         now: Any,
@@ -264,7 +264,7 @@ class CompiledReads:
         self,
         driver: Driver,
         operation: CompiledOperation,
-        arguments: list[sql.Arguments],
+        arguments: list[sql.RootArguments],
         credentials: Credentials,
         signin: Select[Any],
         params: dict[str, Any],

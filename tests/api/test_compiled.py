@@ -8,6 +8,7 @@ and enough of the pairs must really have gone through the compiled path.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -38,6 +39,10 @@ from tests.helpers import gid
 SEED = int(os.environ.get("CASELOAD_DIFFERENTIAL_SEED", "20261130"))
 DOCUMENTS_PER_PRINCIPAL = 40
 MIN_COMPILED_PAIRS = 500
+# Of those, pairs whose document asks for one object by id (`learner(id:)`, `node(id:)`), and
+# of those, pairs answering an object (not null).
+MIN_OBJECT_PAIRS = 200
+MIN_FOUND_OBJECT_PAIRS = 60
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
 FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt", "pool"}
@@ -60,7 +65,19 @@ class Facts:
 async def build_world(world: World, rng: random.Random) -> Facts:
     principals: list[Principal] = []
     ids: dict[str, list[str]] = {
-        k: [] for k in ("Location", "Department", "User", "Learner", "ApprenticeRecord")
+        k: []
+        for k in (
+            "Location",
+            "Department",
+            "User",
+            "Learner",
+            "ApprenticeRecord",
+            "Organisation",
+            "Evidence",
+            "Allocation",
+            "Assignment",
+            "Licence",
+        )
     }
     externals = [await world.external_assessor(name=f"Ext {n}") for n in range(2)]
     support = await world.support()
@@ -70,6 +87,7 @@ async def build_world(world: World, rng: random.Random) -> Facts:
     ids["Course"] = [gid("Course", c.id) for c in courses] + [gid("Course", 10**9)]
     for o in range(2):
         org = await world.organisation()
+        ids["Organisation"].append(gid("Organisation", org.id))
         locations = [await world.location(org) for _ in range(2)]
         departments = [await world.department(org) for _ in range(2)]
         ids["Location"] += [gid("Location", u.id) for u in locations]
@@ -107,23 +125,26 @@ async def build_world(world: World, rng: random.Random) -> Facts:
                 record = await world.record(learner, programme=f"Programme {r}", status=live)
                 ids["ApprenticeRecord"].append(gid("ApprenticeRecord", record.id))
                 if rng.random() < 0.6:
-                    await world.assign(record, rng.choice(assessors))
+                    assignment = await world.assign(record, rng.choice(assessors))
+                    ids["Assignment"].append(gid("Assignment", assignment.id))
                 if rng.random() < 0.2:
                     await world.assign(record, rng.choice(assessors), ended=True)
                 if rng.random() < 0.3:
                     await world.assign(record, coordinator, AssignmentRole.TRAINING_COORDINATOR)
                 if rng.random() < 0.5:
                     evidence = await world.evidence(record, title=f"Evidence {r}")
+                    ids["Evidence"].append(gid("Evidence", evidence.id))
                     if rng.random() < 0.3:
                         await world.decide(evidence, EvidenceStatus.SIGNED_OFF, staff["ADMIN"])
             if rng.random() < 0.3:
                 expires = rng.choice([None, timedelta(days=3), timedelta(days=-3)])
-                await world.allocate(
+                allocation = await world.allocate(
                     learner,
                     rng.choice(externals),
                     expires_at=None if expires is None else datetime.now(UTC) + expires,
                     ended=rng.random() < 0.2,
                 )
+                ids["Allocation"].append(gid("Allocation", allocation.id))
             for pool in rng.sample(pools, rng.randint(0, 2)):
                 # active (no expiry, expiring later, or past its expiry: it reads EXPIRED),
                 # recalled, completed, or stored as expired
@@ -137,16 +158,37 @@ async def build_world(world: World, rng: random.Random) -> Facts:
                         (LicenceStatus.EXPIRED, timedelta(days=-5)),
                     ]
                 )
-                await world.licence(
+                licence = await world.licence(
                     pool,
                     learner,
                     status=held,
                     expires_at=None if expiry is None else datetime.now(UTC) + expiry,
                 )
+                ids["Licence"].append(gid("Licence", licence.id))
     ids["User"] += [gid("User", e.id) for e in externals] + [gid("User", 10**9)]
     ids["Learner"].append(gid("Learner", 10**9))
     ids["Location"].append("not-an-id")
+    ids["ApprenticeRecord"].append(gid("ApprenticeRecord", 10**9))
     return Facts(principals, ids)
+
+
+def _raw_id(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# Ids that name no object: malformed, of no Node type, out of range, of a type without `node`.
+MADE_UP_IDS = [
+    "not-an-id",
+    "",
+    "=",
+    _raw_id("Nothing:1"),
+    _raw_id("Learner:0"),
+    _raw_id("Learner:01"),
+    _raw_id("Learner:x"),
+    _raw_id(f"Learner:{2**63}"),
+    _raw_id("LicencePool:1"),
+    _raw_id("Viewer:1"),
+]
 
 
 ENUM_FILTERS = {"status"}
@@ -258,14 +300,62 @@ class Documents:
                 )
         return ", ".join(args), variables
 
+    def any_id(self, type_name: str | None = None) -> str:
+        """An id of the world (visible or not to the caller, of either organisation), of
+        `type_name` mostly, or one made up."""
+        rng = self.rng
+        if rng.random() < 0.15:
+            return rng.choice(MADE_UP_IDS)
+        if type_name is None or rng.random() < 0.15:
+            type_name = rng.choice(sorted(k for k, v in self.facts.ids.items() if v))
+        return rng.choice(self.facts.ids[type_name])
+
+    def by_id(self, n: int, field: str) -> tuple[str, dict[str, Any], str | None]:
+        """`learner(id:)` or `node(id:)`: the root, its variables and its declaration."""
+        rng = self.rng
+        id_ = self.any_id("Learner" if field == "learner" else None)
+        variables: dict[str, Any] = {}
+        declaration = None
+        if rng.random() < 0.5:
+            argument = f"${field}{n}"
+            variables[f"{field}{n}"] = id_
+            declaration = f"${field}{n}: ID!"
+        else:
+            argument = json.dumps(id_)
+        if field == "learner":
+            selection = self.selection("Learner", 1)
+        else:
+            parts = []
+            if rng.random() < 0.5:
+                parts.append("id")
+            if rng.random() < 0.3:
+                parts.append("__typename")
+            types = sorted(k for k in self.facts.ids if k in self.types)
+            for type_name in rng.sample(types, rng.randint(1, 3)):
+                parts.append(f"... on {type_name} {{ {self.selection(type_name, 1)} }}")
+            if rng.random() < 0.2:
+                parts.append("... on Node { id }")
+            if rng.random() < 0.2:
+                self.fragments.append("fragment R on ApprenticeRecord { programme status }")
+                parts.append("...R")
+            selection = " ".join(parts)
+        alias = f"o{n}: " if rng.random() < 0.3 else ""
+        return f"{alias}{field}(id: {argument}) {{ {selection} }}", variables, declaration
+
     def document(self) -> tuple[str, dict[str, Any]]:
         self.fragments = []
         roots = []
         variables: dict[str, Any] = {}
         declarations = []
-        for n, field in enumerate(
-            self.rng.sample(["learners", "apprenticeRecords"], self.rng.randint(1, 2))
-        ):
+        fields = ["learners", "apprenticeRecords", "learner", "node"]
+        for n, field in enumerate(self.rng.sample(fields, self.rng.randint(1, 2))):
+            if field in ("learner", "node"):
+                root, more, declaration = self.by_id(n, field)
+                roots.append(root)
+                variables.update(more)
+                if declaration is not None:
+                    declarations.append(declaration)
+                continue
             args, more = self.arguments(field)
             if more:
                 name = f"f{n}"
@@ -323,7 +413,7 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
     settings = compiled_app.state.services.settings
     from server.tokens import mint_token
 
-    pairs = 0
+    pairs = object_pairs = found_objects = 0
     differences: list[str] = []
     for principal in facts.principals:
         token = mint_token(
@@ -339,12 +429,24 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
             fast = await apps[True].post("/graphql", json=body, headers=headers)
             slow = await apps[False].post("/graphql", json=body, headers=headers)
             pairs += reads.answered - before
+            if reads.answered > before and ("learner(id:" in query or "node(id:" in query):
+                object_pairs += 1
+                data = fast.json().get("data") or {}
+                found_objects += any(
+                    isinstance(v, dict) and not {"edges", "totalCount", "pageInfo"} & v.keys()
+                    for v in data.values()
+                )
             if (fast.status_code, fast.content) != (slow.status_code, slow.content):
                 differences.append(
                     f"{principal.label} {principal.user.email}: {query} {variables}\n"
                     f"  compiled: {fast.content[:3000]!r}\n  standard: {slow.content[:3000]!r}"
                 )
     assert not differences, f"{len(differences)} differences:\n" + "\n".join(differences[:3])
-    print(f"seed {SEED}: {pairs} (document, principal) pairs answered by the compiled path")
+    print(
+        f"seed {SEED}: {pairs} (document, principal) pairs answered by the compiled path, "
+        f"{object_pairs} of them by id ({found_objects} finding an object)"
+    )
     assert pairs >= MIN_COMPILED_PAIRS, pairs
+    assert object_pairs >= MIN_OBJECT_PAIRS, object_pairs
+    assert found_objects >= MIN_FOUND_OBJECT_PAIRS, found_objects
     assert reads.failed == 0  # no statement the database refused, answered by the other path
