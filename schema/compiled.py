@@ -5,7 +5,8 @@ ListSource (`metadata={"list": …}`), roots answering one object by global id
 (`metadata={"by_id": ById(…)}`: `learner(id:)`, `node(id:)`, the id's type choosing the
 selection at request time), Node fields that are columns or computed fields of their
 type's registration, fields whose resolver has an SQL form (`metadata={"expression": …}`), and
-relation fields (schema/relations.py). Anything else — mutations,
+relation fields (schema/relations.py); @include/@skip are decided as the plan is made (a
+plan per combination of the variables they read). Anything else — mutations, other
 directives, unions, fields computed by code (access, roles, caseload counts) — leaves the
 document to the standard executor. resolvers/compiled.py turns a plan into SQL and a transform.
 """
@@ -13,12 +14,14 @@ document to the standard executor. resolvers/compiled.py turns a plan into SQL a
 from __future__ import annotations
 
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Union, cast, get_args, get_origin
 
 from graphql import (
+    BooleanValueNode,
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -86,6 +89,8 @@ def _format(annotation: Any) -> Any:
 @dataclass
 class _Collector:
     fragments: dict[str, FragmentDefinitionNode]
+    # The values of the variables that @include/@skip read (the plan is made for them).
+    conditions: Mapping[str, Any] = field(default_factory=dict)
 
     def fields(
         self, type_: GraphQLObjectType, selections: Sequence[SelectionNode]
@@ -103,8 +108,8 @@ class _Collector:
     ) -> None:
         names = {type_.name, *(i.name for i in type_.interfaces)}
         for selection in selections:
-            if selection.directives:
-                raise sql.NotCompilable("directives")
+            if selection.directives and not self._included(selection):
+                continue
             if isinstance(selection, FieldNode):
                 key = (selection.alias or selection.name).value
                 found.setdefault(key, []).append(selection)
@@ -120,6 +125,95 @@ class _Collector:
                 raise sql.NotCompilable("unknown selection")
             if condition is None or condition.name.value in names:
                 self._collect(type_, nested.selections, found)
+
+    def _included(self, selection: SelectionNode) -> bool:
+        """Whether @include/@skip keep the selection, as the standard executor decides it
+        (graphql-core's should_include_node); any other directive is not compiled."""
+        for directive in selection.directives or ():
+            name = directive.name.value
+            arguments = directive.arguments or ()
+            if name not in ("include", "skip") or len(arguments) != 1:
+                raise sql.NotCompilable("directives")
+            value = arguments[0].value
+            if isinstance(value, VariableNode):
+                condition = self.conditions.get(value.name.value)
+            elif isinstance(value, BooleanValueNode):
+                condition = value.value
+            else:
+                condition = None
+            if not isinstance(condition, bool):
+                raise sql.NotCompilable("a condition that is not a boolean")
+            if condition != (name == "include"):
+                return False
+        return True
+
+
+def condition_variables(document: DocumentNode, operation_name: str | None) -> tuple[str, ...]:
+    """The variables that @include/@skip read in the operation or any fragment: its plans are
+    made per combination of their values."""
+    found: set[str] = set()
+    definitions = [
+        d
+        for d in document.definitions
+        if isinstance(d, FragmentDefinitionNode)
+        or (
+            isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
+        )
+    ]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, DirectiveNode) and node.name.value in ("include", "skip"):
+            for argument in node.arguments or ():
+                if isinstance(argument.value, VariableNode):
+                    found.add(argument.value.name.value)
+            return
+        if isinstance(node, Node):
+            for key in node.keys:
+                child = getattr(node, key, None)
+                for item in child if isinstance(child, tuple | list) else (child,):
+                    walk(item)
+
+    for definition in definitions:
+        walk(definition)
+    return tuple(sorted(found))
+
+
+# Plans kept per document operation for combinations of condition values: beyond it, the
+# standard executor answers the other combinations (2^n of them for n variables).
+MAX_CONDITION_PLANS = 8
+
+
+@dataclass
+class Conditional:
+    """An operation whose @include/@skip read variables: a plan per combination of their values
+    (None: the standard executor answers that combination)."""
+
+    variables: tuple[str, ...]
+    plans: dict[tuple[bool, ...], CompiledOperation | None] = field(default_factory=dict)
+
+    def values(
+        self, schema: Any, document: DocumentNode, operation_name: str | None, variables: Any
+    ) -> tuple[bool, ...] | None:
+        """This request's condition values (None when its variables do not coerce, or a
+        condition is not a boolean: the standard executor answers the error)."""
+        operations = [
+            d
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
+        ]
+        if len(operations) != 1 or not isinstance(variables, dict | None):
+            return None
+        coerced = get_variable_values(
+            schema._schema, operations[0].variable_definitions or (), variables or {}
+        )
+        if isinstance(coerced, list):
+            return None
+        found = tuple(coerced.coerced.get(v) for v in self.variables)
+        if not all(isinstance(v, bool) for v in found):
+            return None
+        return cast(tuple[bool, ...], found)
 
 
 def _children(nodes: list[FieldNode]) -> list[SelectionNode]:
@@ -473,8 +567,10 @@ def compile_operation(
     operation_name: str | None,
     limits: Limits,
     budget: sql.Budget | None = None,
+    conditions: Mapping[str, bool] | None = None,
 ) -> CompiledOperation:
-    """The compiled form of a valid query document; NotCompilable when it has none."""
+    """The compiled form of a valid query document, for these values of the variables its
+    @include/@skip read (`condition_variables`); NotCompilable when it has none."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
@@ -486,7 +582,7 @@ def compile_operation(
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    planner = _Planner(schema, _Collector(fragments), limits, budget)
+    planner = _Planner(schema, _Collector(fragments, conditions or {}), limits, budget)
     plan = planner.root(operation)
     if not plan.gathered:
         raise sql.NotCompilable("nothing to gather")

@@ -31,7 +31,13 @@ from policies.principal import Principal
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import OperationError, Timeout, Unavailable
-from schema.compiled import CompiledOperation, compile_operation
+from schema.compiled import (
+    MAX_CONDITION_PLANS,
+    CompiledOperation,
+    Conditional,
+    compile_operation,
+    condition_variables,
+)
 from schema.documents import Documents, Prepared
 from schema.extensions import TIMED_OUT, document_has_nul, unstorable_variable
 from server.auth import AuthFailure, Credentials
@@ -45,6 +51,7 @@ UNAVAILABLE = "The database could not complete the request. Try again."
 # The caller each recently seen credential named, so that its next read signs in and reads in
 # one statement (the guess is checked against the sign-in's own rows before the answer is used).
 CALLERS_KEPT = 10_000
+_UNPLANNED = object()
 
 
 @dataclass(frozen=True)
@@ -83,35 +90,81 @@ class CompiledReads:
         }
 
     def operation(
-        self, prepared: Prepared, operation_name: str | None, budget: sql.Budget | None = None
+        self,
+        prepared: Prepared,
+        operation_name: str | None,
+        budget: sql.Budget | None = None,
+        variables: Any = None,
     ) -> CompiledOperation | None:
         """The document's plan, made once per document and kept on it (None: the standard
-        executor answers it, also when planning ran past its budget)."""
-        if operation_name in prepared.plans:
-            return prepared.plans[operation_name]  # type: ignore[no-any-return]
+        executor answers it, also when planning ran past its budget); for an operation whose
+        @include/@skip read variables, once per combination of their values (`variables`)."""
+        kept = prepared.plans.get(operation_name, _UNPLANNED)
+        if isinstance(kept, Conditional):
+            return self._conditional(kept, prepared, operation_name, budget, variables)
+        if kept is not _UNPLANNED:
+            return kept  # type: ignore[no-any-return]
         found: CompiledOperation | None = None
         if prepared.valid and not document_has_nul(prepared.query, prepared.document):
             assert prepared.document is not None
-            try:
-                with budget.running() if budget is not None else contextlib.nullcontext():
-                    found = compile_operation(
-                        self.schema, prepared.document, operation_name, self.limits, budget
-                    )
-            except sql.OverBudget:
-                self.over_budget += 1
-                found = None
-            except sql.NotCompilable:
-                found = None
+            read = condition_variables(prepared.document, operation_name)
+            if read:
+                conditional = Conditional(read)
+                if operation_name in prepared.names():
+                    prepared.plans[operation_name] = conditional
+                return self._conditional(conditional, prepared, operation_name, budget, variables)
+            found = self._compile(prepared, operation_name, budget, None)
         if operation_name in prepared.names():
             prepared.plans[operation_name] = found  # a name the document lacks is not kept
         return found
+
+    def _conditional(
+        self,
+        conditional: Conditional,
+        prepared: Prepared,
+        operation_name: str | None,
+        budget: sql.Budget | None,
+        variables: Any,
+    ) -> CompiledOperation | None:
+        assert prepared.document is not None
+        values = conditional.values(self.schema, prepared.document, operation_name, variables)
+        if values is None:
+            return None
+        if values in conditional.plans:
+            return conditional.plans[values]
+        if len(conditional.plans) >= MAX_CONDITION_PLANS:
+            return None  # bounded: the other combinations go to the standard executor
+        found = self._compile(
+            prepared, operation_name, budget, dict(zip(conditional.variables, values, strict=True))
+        )
+        conditional.plans[values] = found
+        return found
+
+    def _compile(
+        self,
+        prepared: Prepared,
+        operation_name: str | None,
+        budget: sql.Budget | None,
+        conditions: dict[str, bool] | None,
+    ) -> CompiledOperation | None:
+        assert prepared.document is not None
+        try:
+            with budget.running() if budget is not None else contextlib.nullcontext():
+                return compile_operation(
+                    self.schema, prepared.document, operation_name, self.limits, budget, conditions
+                )
+        except sql.OverBudget:
+            self.over_budget += 1
+        except sql.NotCompilable:
+            pass
+        return None
 
     def plan(
         self, body: GraphQLBody, prepared: Prepared, budget: sql.Budget | None = None
     ) -> Planned | None:
         """The request's plan and arguments, or None: let the standard executor answer.
         `budget` bounds planning (CASELOAD_PLAN_BUDGET_MS)."""
-        operation = self.operation(prepared, body.operation_name, budget)
+        operation = self.operation(prepared, body.operation_name, budget, body.variables)
         if operation is None or unstorable_variable(body.variables) is not None:
             return None
         try:

@@ -43,6 +43,8 @@ MIN_COMPILED_PAIRS = 500
 # of those, pairs answering an object (not null).
 MIN_OBJECT_PAIRS = 200
 MIN_FOUND_OBJECT_PAIRS = 60
+# Pairs whose document has @include/@skip (on literals or variables).
+MIN_CONDITIONAL_PAIRS = 150
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
 FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt", "pool"}
@@ -207,6 +209,22 @@ class Documents:
         self.facts = facts
         self.types = schema._schema.type_map
         self.fragments: list[str] = []
+        # The document's condition variables: a value, or "true"/"false" for a default the
+        # request leaves to the declaration.
+        self.conditions: dict[str, bool | str] = {}
+
+    def directive(self) -> str:
+        """Now and then @include or @skip, on a literal or a variable (given or defaulted)."""
+        rng = self.rng
+        if rng.random() > 0.12:
+            return ""
+        kind = rng.choice(["include", "skip"])
+        if rng.random() < 0.3:
+            return f" @{kind}(if: {rng.choice(['true', 'false'])})"
+        name = f"c{rng.randint(0, 2)}"
+        choices: list[bool | str] = [True, False, "true", "false"]
+        self.conditions.setdefault(name, rng.choice(choices))
+        return f" @{kind}(if: ${name})"
 
     def selection(self, type_name: str, depth: int) -> str:
         gql_type = self.types[type_name]
@@ -232,18 +250,19 @@ class Documents:
             if isinstance(inner, GraphQLScalarType) or not isinstance(inner, GraphQLObjectType):
                 if name == "details":
                     continue
-                parts.append(f"{alias}{name}")
+                parts.append(f"{alias}{name}{self.directive()}")
             elif depth < 3:
                 parts.append(
-                    f"{alias}{name}{arguments} {{ {self.selection(inner.name, depth + 1)} }}"
+                    f"{alias}{name}{arguments}{self.directive()} "
+                    f"{{ {self.selection(inner.name, depth + 1)} }}"
                 )
         if self.rng.random() < 0.2:
             parts.append("__typename")
         if self.rng.random() < 0.1:
-            parts.append("... on Node { id }")
+            parts.append(f"...{self.directive()} on Node {{ id }}")
         if self.rng.random() < 0.1 and type_name == "Learner":
             self.fragments.append("fragment L on Learner { name initials }")
-            parts.append("...L")
+            parts.append(f"...L{self.directive()}")
         return " ".join(parts) or "__typename"
 
     def licence_arguments(self) -> str:
@@ -332,18 +351,25 @@ class Documents:
                 parts.append("__typename")
             types = sorted(k for k in self.facts.ids if k in self.types)
             for type_name in rng.sample(types, rng.randint(1, 3)):
-                parts.append(f"... on {type_name} {{ {self.selection(type_name, 1)} }}")
+                parts.append(
+                    f"... on {type_name}{self.directive()} {{ {self.selection(type_name, 1)} }}"
+                )
             if rng.random() < 0.2:
                 parts.append("... on Node { id }")
             if rng.random() < 0.2:
                 self.fragments.append("fragment R on ApprenticeRecord { programme status }")
-                parts.append("...R")
+                parts.append(f"...R{self.directive()}")
             selection = " ".join(parts)
         alias = f"o{n}: " if rng.random() < 0.3 else ""
-        return f"{alias}{field}(id: {argument}) {{ {selection} }}", variables, declaration
+        return (
+            f"{alias}{field}(id: {argument}){self.directive()} {{ {selection} }}",
+            variables,
+            declaration,
+        )
 
     def document(self) -> tuple[str, dict[str, Any]]:
         self.fragments = []
+        self.conditions = {}
         roots = []
         variables: dict[str, Any] = {}
         declarations = []
@@ -366,19 +392,25 @@ class Documents:
             node = "Learner" if field == "learners" else "ApprenticeRecord"
             connection = []
             if self.rng.random() < 0.6:
-                connection.append("totalCount")
+                connection.append(f"totalCount{self.directive()}")
             if self.rng.random() < 0.9:
-                edge = ["cursor"] if self.rng.random() < 0.5 else []
-                edge.append(f"node {{ {self.selection(node, 1)} }}")
-                connection.append(f"edges {{ {' '.join(edge)} }}")
+                edge = [f"cursor{self.directive()}"] if self.rng.random() < 0.5 else []
+                edge.append(f"node{self.directive()} {{ {self.selection(node, 1)} }}")
+                connection.append(f"edges{self.directive()} {{ {' '.join(edge)} }}")
             if self.rng.random() < 0.5:
-                connection.append("pageInfo { hasNextPage hasPreviousPage startCursor endCursor }")
-            alias = f"r{n}: " if self.rng.random() < 0.3 else ""
-            roots.append(
-                f"{alias}{field}({args}) {{ {' '.join(connection) or 'totalCount'} }}".replace(
-                    "()", ""
+                connection.append(
+                    f"pageInfo{self.directive()} "
+                    "{ hasNextPage hasPreviousPage startCursor endCursor }"
                 )
-            )
+            alias = f"r{n}: " if self.rng.random() < 0.3 else ""
+            root = f"{alias}{field}({args})".replace("()", "")
+            roots.append(f"{root}{self.directive()} {{ {' '.join(connection) or 'totalCount'} }}")
+        for name, value in self.conditions.items():
+            if isinstance(value, bool):
+                declarations.append(f"${name}: Boolean!")
+                variables[name] = value
+            else:
+                declarations.append(f"${name}: Boolean = {value}")
         header = f"query Q({', '.join(declarations)})" if declarations else "query Q"
         fragments = " ".join(dict.fromkeys(self.fragments))
         return f"{header} {{ {' '.join(roots)} }} {fragments}", variables
@@ -413,7 +445,7 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
     settings = compiled_app.state.services.settings
     from server.tokens import mint_token
 
-    pairs = object_pairs = found_objects = 0
+    pairs = object_pairs = found_objects = conditional_pairs = 0
     differences: list[str] = []
     for principal in facts.principals:
         token = mint_token(
@@ -429,6 +461,8 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
             fast = await apps[True].post("/graphql", json=body, headers=headers)
             slow = await apps[False].post("/graphql", json=body, headers=headers)
             pairs += reads.answered - before
+            conditional = "@include" in query or "@skip" in query
+            conditional_pairs += reads.answered > before and conditional
             if reads.answered > before and ("learner(id:" in query or "node(id:" in query):
                 object_pairs += 1
                 data = fast.json().get("data") or {}
@@ -444,9 +478,58 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
     assert not differences, f"{len(differences)} differences:\n" + "\n".join(differences[:3])
     print(
         f"seed {SEED}: {pairs} (document, principal) pairs answered by the compiled path, "
-        f"{object_pairs} of them by id ({found_objects} finding an object)"
+        f"{object_pairs} of them by id ({found_objects} finding an object), "
+        f"{conditional_pairs} with @include/@skip"
     )
     assert pairs >= MIN_COMPILED_PAIRS, pairs
     assert object_pairs >= MIN_OBJECT_PAIRS, object_pairs
     assert found_objects >= MIN_FOUND_OBJECT_PAIRS, found_objects
+    assert conditional_pairs >= MIN_CONDITIONAL_PAIRS, conditional_pairs
     assert reads.failed == 0  # no statement the database refused, answered by the other path
+
+
+CONDITIONAL = """query C($a: Boolean!, $b: Boolean!, $c: Boolean = false, $d: Boolean = true) {
+  learners(first: 5) @include(if: $d) { totalCount @skip(if: $a)
+    edges { node { id name @include(if: $a) ... on Learner @skip(if: $b) { initials }
+      records @include(if: $c) { programme } } } }
+  learner(id: $id) @skip(if: $c) { name @include(if: $b) } }"""
+
+
+async def test_one_document_is_planned_per_combination_of_its_conditions(
+    apps: dict[bool, httpx.AsyncClient], world: World
+) -> None:
+    """The same document with other condition values answers by another plan; at most
+    MAX_CONDITION_PLANS are kept per operation, the other combinations go to the standard
+    executor (and answer the same)."""
+    from schema.compiled import MAX_CONDITION_PLANS
+    from server.tokens import mint_token
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org, name="Ann Conditional")
+    await world.record(learner, programme="Programme C")
+    compiled_app = apps[True]._transport.app  # type: ignore[attr-defined]
+    reads = compiled_app.state.compiled_reads
+    token = mint_token(compiled_app.state.services.settings, email=admin.email, org=org.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    query = CONDITIONAL.replace("query C(", "query C($id: ID!, ")
+    combinations = [
+        {"a": a, "b": b, "c": c, "d": d}
+        for a in (True, False)
+        for b in (True, False)
+        for c in (False, True)
+        for d in (True, False)
+    ]
+    answered: list[bool] = []
+    for values in [*combinations, *combinations]:  # each combination twice: kept plans
+        body = {"query": query, "variables": {"id": gid("Learner", learner.id), **values}}
+        before = reads.answered
+        fast = await apps[True].post("/graphql", json=body, headers=headers)
+        slow = await apps[False].post("/graphql", json=body, headers=headers)
+        assert fast.content == slow.content, (values, fast.content, slow.content)
+        answered.append(reads.answered > before)
+    # Planned in the order asked; a combination that skips both roots gathers nothing.
+    expected = [
+        n < MAX_CONDITION_PLANS and not (v["c"] and not v["d"]) for n, v in enumerate(combinations)
+    ]
+    assert answered == expected + expected
