@@ -207,12 +207,57 @@ class ConnectionPlan:
 
 
 @dataclass(frozen=True)
+class ObjectCandidate:
+    """One Node type an object root's id may name: what the document selects on it (None:
+    something the compiled path does not gather — a request naming this type goes to the
+    standard executor) and the predicate its lookup applies (resolvers/loaders.py `lookup`)."""
+
+    type_name: str
+    plan: ObjectPlan | None
+    where: Callable[[Context], ColumnElement[bool]] | None
+
+
+@dataclass(frozen=True)
+class ObjectRootPlan:
+    """A root field answering one object by global id (`learner(id:)`, `node(id:)`): the id's
+    type, known at request time, chooses the candidate; its row is looked up through the same
+    scope as the standard executor's loader, so an invisible id answers null like a made-up one."""
+
+    key: str
+    candidates: tuple[ObjectCandidate, ...]
+
+    def candidate(self, type_name: str) -> ObjectCandidate | None:
+        return next((c for c in self.candidates if c.type_name == type_name), None)
+
+
+@dataclass(frozen=True)
+class ObjectArguments:
+    """An object root's id for one request: the Node type it names and its primary key (both
+    None when it names no object the root answers: null, without a lookup)."""
+
+    type_name: str | None
+    pk: int | None
+
+    def shape(self) -> tuple[Any, ...]:
+        return ("object", self.type_name)
+
+
+Gathered = ConnectionPlan | ObjectRootPlan
+RootArguments = Arguments | ObjectArguments
+
+
+@dataclass(frozen=True)
 class RootPlan:
-    items: tuple[Constant | ConnectionPlan, ...]
+    items: tuple[Constant | ConnectionPlan | ObjectRootPlan, ...]
 
     @property
     def connections(self) -> list[ConnectionPlan]:
         return [i for i in self.items if isinstance(i, ConnectionPlan)]
+
+    @property
+    def gathered(self) -> list[Gathered]:
+        """What the statement gathers, in the order of its answer's array (and arguments)."""
+        return [i for i in self.items if isinstance(i, ConnectionPlan | ObjectRootPlan)]
 
 
 # --- The caller, as bound parameters ------------------------------------------------------
@@ -474,6 +519,29 @@ class Builder:
             edges = literal_column("'[]'::json")
         return self.json.array([count, self.json.nested(edges)])
 
+    def object_root(self, plan: ObjectRootPlan, index: int, args: ObjectArguments) -> Any:
+        """One object by primary key, through its lookup's scope: its array, or NULL."""
+        candidate = None if args.type_name is None else plan.candidate(args.type_name)
+        if candidate is None or candidate.plan is None or candidate.where is None:
+            return null()
+        table: Any = getattr(candidate.plan.model, "__table__")  # noqa: B009 - a mapped class
+        found = (
+            select(table)
+            .where(table.c.id == bindparam(f"o{index}_id", type_=BigInteger()))
+            .where(candidate.where(self.ctx))
+            .subquery(f"object_{index}")
+        )
+        values, joins = self.level(candidate.plan, found)
+        stmt = select(self.json.array(values)).select_from(outer_join(found, joins))
+        return stmt.scalar_subquery()
+
+    def gathered(self, item: Gathered, index: int, args: RootArguments) -> Any:
+        if isinstance(item, ObjectRootPlan):
+            assert isinstance(args, ObjectArguments)
+            return self.object_root(item, index, args)
+        assert isinstance(args, Arguments)
+        return self.connection(item, index, args)
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -497,7 +565,7 @@ def compile_statement(
     plan: RootPlan,
     ctx: Context,
     dialect: Dialect,
-    arguments: Sequence[Arguments],
+    arguments: Sequence[RootArguments],
     signin: Select[Any] | None = None,
     budget: Budget | None = None,
 ) -> Statement:
@@ -512,7 +580,7 @@ def _compile_statement(
     plan: RootPlan,
     ctx: Context,
     dialect: Dialect,
-    arguments: Sequence[Arguments],
+    arguments: Sequence[RootArguments],
     signin: Select[Any] | None,
     budget: Budget | None,
 ) -> Statement:
@@ -520,8 +588,8 @@ def _compile_statement(
     building = time.thread_time()
     builder = Builder(ctx, json, budget=budget)
     parts = [
-        builder.connection(connection, index, args)
-        for index, (connection, args) in enumerate(zip(plan.connections, arguments, strict=True))
+        builder.gathered(item, index, args)
+        for index, (item, args) in enumerate(zip(plan.gathered, arguments, strict=True))
     ]
     answer = json.array([json.nested(p) for p in parts])
     stmt: Any = select(answer)
@@ -547,10 +615,14 @@ def _compile_statement(
 
 
 def request_values(
-    plan: RootPlan, principal: Principal, now: datetime, arguments: Sequence[Arguments]
+    plan: RootPlan, principal: Principal, now: datetime, arguments: Sequence[RootArguments]
 ) -> dict[str, Any]:
     values = caller_values(principal, now)
     for index, args in enumerate(arguments):
+        if isinstance(args, ObjectArguments):
+            if args.type_name is not None:
+                values[f"o{index}_id"] = args.pk
+            continue
         w = args.window
         values[f"c{index}_limit"] = w.size + 1
         for side, bound in (("after", w.after), ("before", w.before)):
@@ -596,7 +668,7 @@ def distinct(lists: Sequence[Sequence[Any]], show: Callable[[Any], Any]) -> list
     return found
 
 
-Transform = Callable[[list[Any], Sequence[Arguments]], dict[str, Any]]
+Transform = Callable[[list[Any], Sequence[RootArguments]], dict[str, Any]]
 
 
 class TransformWriter:
@@ -717,16 +789,38 @@ class TransformWriter:
         self.lines.append("\n".join(body))
         return function
 
+    def object_root(self, plan: ObjectRootPlan) -> str:
+        """A function (gathered array or None, the id's type) → the object's dict or None."""
+        function = self.name("object_root_")
+        chosen = {c.type_name: self.object(c.plan) for c in plan.candidates if c.plan is not None}
+        table = self.name("objects_")
+        body = [
+            f"{table} = {{{', '.join(f'{k!r}: {v}' for k, v in chosen.items())}}}",
+            f"def {function}(a, type_name):",
+            f"    return None if a is None else {table}[type_name](a)\n",
+        ]
+        self.lines.append("\n".join(body))
+        return function
+
     def root(self, plan: RootPlan) -> Transform:
-        connections = [self.connection(c) for c in plan.connections]
+        functions = [
+            self.object_root(g) if isinstance(g, ObjectRootPlan) else self.connection(g)
+            for g in plan.gathered
+        ]
         body = ["def transform(data, arguments):", "    out = {}"]
         index = 0
         for item in plan.items:
             if isinstance(item, Constant):
                 body.append(f"    out[{item.key!r}] = {item.value!r}")
+            elif isinstance(item, ObjectRootPlan):
+                body.append(
+                    f"    out[{item.key!r}] = {functions[index]}(data[{index}], "
+                    f"arguments[{index}].type_name)"
+                )
+                index += 1
             else:
                 body.append(
-                    f"    out[{item.key!r}] = {connections[index]}(data[{index}], "
+                    f"    out[{item.key!r}] = {functions[index]}(data[{index}], "
                     f"arguments[{index}].window)"
                 )
                 index += 1
@@ -734,9 +828,7 @@ class TransformWriter:
         self.lines.append("\n".join(body))
         namespace = dict(self.env)
         exec("\n".join(self.lines), namespace)
-        return cast(
-            Callable[[list[Any], Sequence[Arguments]], dict[str, Any]], namespace["transform"]
-        )
+        return cast(Transform, namespace["transform"])
 
 
 def transform_of(plan: RootPlan) -> Transform:

@@ -27,12 +27,29 @@ V = TypeVar("V")
 class loader(Generic[K, V]):
     """A loader of a `LoaderGroup`, built from the request's context on first use."""
 
-    def __init__(self, build: Callable[[Context], DataLoader[K, V]]) -> None:
+    def __init__(
+        self,
+        build: Callable[[Context], DataLoader[K, V]],
+        *,
+        where: Callable[[Context], ColumnElement[bool]] | None = None,
+    ) -> None:
         self.build = build
+        # For a lookup by primary key: the predicate its rows pass, which the compiled read
+        # path (resolvers/compiled.py) applies in SQL where this loader would run.
+        self.where = where
         self.name = ""
+        self.owner: type[LoaderGroup] | None = None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        if issubclass(owner, LoaderGroup):
+            self.owner = owner
+
+    def of(self, ctx: Context) -> DataLoader[K, V]:
+        """The request's instance of this loader."""
+        assert self.owner is not None, "a loader outside a LoaderGroup"
+        found: DataLoader[K, V] = getattr(ctx.loaders(self.owner), self.name)
+        return found
 
     @overload
     def __get__(self, group: None, owner: type) -> Self: ...
@@ -53,7 +70,14 @@ def ref(model: type[M]) -> loader[int, M | None]:
 
 def scoped(model: type[M], resource: Resource) -> loader[int, M | None]:
     """Rows by primary key that the caller may read as `resource`."""
-    return loader(lambda ctx: scoped_by_id(ctx, model, resource))
+    return lookup(model, lambda ctx: ctx.rules.where(resource))
+
+
+def lookup(
+    model: type[M], where: Callable[[Context], ColumnElement[bool]]
+) -> loader[int, M | None]:
+    """Rows by primary key that pass `where` (declared, so the compiled path applies it too)."""
+    return loader(lambda ctx: by_id(ctx, model, where(ctx)), where=where)
 
 
 def by_id(

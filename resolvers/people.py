@@ -39,7 +39,7 @@ from resolvers.common import (
 from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.ids import encode_id
-from resolvers.loaders import by_id, loader, ref
+from resolvers.loaders import loader, lookup, ref
 from resolvers.organisations import OrganisationLoaders, target_organisation, unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, doc
 from resolvers.pagination import FilterValues, ListSource, Sort, matches, search_of, search_pattern
@@ -49,7 +49,7 @@ ROLE_ORDER = list(Role)
 
 class PeopleLoaders(LoaderGroup):
     user_ref = ref(User)
-    user = loader(lambda ctx: by_id(ctx, User, visible_user(ctx)))
+    user = lookup(User, lambda ctx: visible_user(ctx))
 
     @loader
     @staticmethod

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from schema.learners import Learner
 
 
-@node(models.Allocation, lambda ctx: ctx.loaders(AllocationLoaders).allocation)
+@node(models.Allocation, AllocationLoaders.allocation)
 @strawberry.type(description="An external assessor allocated to a learner.")
 class Allocation(Node):
     allocated_at: datetime = strawberry.field(description="When the allocation began.")

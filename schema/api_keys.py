@@ -21,7 +21,7 @@ from schema.results import another, answers, mutation, unchanged
 
 @node(
     models.ApiKey,
-    lambda ctx: ctx.loaders(ApiKeyLoaders).api_key,
+    ApiKeyLoaders.api_key,
     roles=computed(api_keys.roles_from, "roles"),
 )
 @strawberry.type(description="A partner system's credential; the key itself is shown once.")

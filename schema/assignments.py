@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from schema.records import ApprenticeRecord
 
 
-@node(models.RecordAssignment, lambda ctx: ctx.loaders(AssignmentLoaders).assignment)
+@node(models.RecordAssignment, AssignmentLoaders.assignment)
 @strawberry.type(description="A user assigned to an apprentice record.")
 class Assignment(Node):
     role: AssignmentRole = strawberry.field(description="What the assignee does.")

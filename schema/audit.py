@@ -23,7 +23,7 @@ from schema.relations import relation
 
 @node(
     models.AuditEvent,
-    lambda ctx: ctx.loaders(AuditLoaders).event,
+    AuditLoaders.event,
     subject_id=computed(
         lambda kind, pk: None if pk is None else gid(kind, pk), "subject_type", "subject_id"
     ),

@@ -1,9 +1,12 @@
 """Planning the compiled read path: which documents it answers, and from which declarations.
 
 A query is compiled when every field it selects has a declared source: root lists with a
-ListSource (`metadata={"list": …}`), Node fields that are columns or computed fields of their
+ListSource (`metadata={"list": …}`), roots answering one object by global id
+(`metadata={"by_id": ById(…)}`: `learner(id:)`, `node(id:)`, the id's type choosing the
+selection at request time), Node fields that are columns or computed fields of their
 type's registration, fields whose resolver has an SQL form (`metadata={"expression": …}`), and
-relation fields (schema/relations.py). Anything else — mutations,
+relation fields (schema/relations.py); @include/@skip are decided as the plan is made (a
+plan per combination of the variables they read). Anything else — mutations, other
 directives, unions, fields computed by code (access, roles, caseload counts) — leaves the
 document to the standard executor. resolvers/compiled.py turns a plan into SQL and a transform.
 """
@@ -11,12 +14,14 @@ document to the standard executor. resolvers/compiled.py turns a plan into SQL a
 from __future__ import annotations
 
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Union, cast, get_args, get_origin
 
 from graphql import (
+    BooleanValueNode,
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -44,11 +49,12 @@ from policies.vocabulary import Action
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import InvalidInput
+from resolvers.ids import MalformedId, decode_id
 from resolvers.loaders import Children
 from resolvers.pagination import window
 from schema.connections import PAGING, paging
 from schema.derive import declared, plain
-from schema.nodes import COMPUTED, NODE_TYPES
+from schema.nodes import COMPUTED, NODE_TYPES, SCOPES, ById
 from schema.permissions import Guard
 
 
@@ -84,6 +90,8 @@ def _format(annotation: Any) -> Any:
 @dataclass
 class _Collector:
     fragments: dict[str, FragmentDefinitionNode]
+    # The values of the variables that @include/@skip read (the plan is made for them).
+    conditions: Mapping[str, Any] = field(default_factory=dict)
 
     def fields(
         self, type_: GraphQLObjectType, selections: Sequence[SelectionNode]
@@ -101,8 +109,8 @@ class _Collector:
     ) -> None:
         names = {type_.name, *(i.name for i in type_.interfaces)}
         for selection in selections:
-            if selection.directives:
-                raise sql.NotCompilable("directives")
+            if selection.directives and not self._included(selection):
+                continue
             if isinstance(selection, FieldNode):
                 key = (selection.alias or selection.name).value
                 found.setdefault(key, []).append(selection)
@@ -119,6 +127,95 @@ class _Collector:
             if condition is None or condition.name.value in names:
                 self._collect(type_, nested.selections, found)
 
+    def _included(self, selection: SelectionNode) -> bool:
+        """Whether @include/@skip keep the selection, as the standard executor decides it
+        (graphql-core's should_include_node); any other directive is not compiled."""
+        for directive in selection.directives or ():
+            name = directive.name.value
+            arguments = directive.arguments or ()
+            if name not in ("include", "skip") or len(arguments) != 1:
+                raise sql.NotCompilable("directives")
+            value = arguments[0].value
+            if isinstance(value, VariableNode):
+                condition = self.conditions.get(value.name.value)
+            elif isinstance(value, BooleanValueNode):
+                condition = value.value
+            else:
+                condition = None
+            if not isinstance(condition, bool):
+                raise sql.NotCompilable("a condition that is not a boolean")
+            if condition != (name == "include"):
+                return False
+        return True
+
+
+def condition_variables(document: DocumentNode, operation_name: str | None) -> tuple[str, ...]:
+    """The variables that @include/@skip read in the operation or any fragment: its plans are
+    made per combination of their values."""
+    found: set[str] = set()
+    definitions = [
+        d
+        for d in document.definitions
+        if isinstance(d, FragmentDefinitionNode)
+        or (
+            isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
+        )
+    ]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, DirectiveNode) and node.name.value in ("include", "skip"):
+            for argument in node.arguments or ():
+                if isinstance(argument.value, VariableNode):
+                    found.add(argument.value.name.value)
+            return
+        if isinstance(node, Node):
+            for key in node.keys:
+                child = getattr(node, key, None)
+                for item in child if isinstance(child, tuple | list) else (child,):
+                    walk(item)
+
+    for definition in definitions:
+        walk(definition)
+    return tuple(sorted(found))
+
+
+# Plans kept per document operation for combinations of condition values: beyond it, the
+# standard executor answers the other combinations (2^n of them for n variables).
+MAX_CONDITION_PLANS = 8
+
+
+@dataclass
+class Conditional:
+    """An operation whose @include/@skip read variables: a plan per combination of their values
+    (None: the standard executor answers that combination)."""
+
+    variables: tuple[str, ...]
+    plans: dict[tuple[bool, ...], CompiledOperation | None] = field(default_factory=dict)
+
+    def values(
+        self, schema: Any, document: DocumentNode, operation_name: str | None, variables: Any
+    ) -> tuple[bool, ...] | None:
+        """This request's condition values (None when its variables do not coerce, or a
+        condition is not a boolean: the standard executor answers the error)."""
+        operations = [
+            d
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
+        ]
+        if len(operations) != 1 or not isinstance(variables, dict | None):
+            return None
+        coerced = get_variable_values(
+            schema._schema, operations[0].variable_definitions or (), variables or {}
+        )
+        if isinstance(coerced, list):
+            return None
+        found = tuple(coerced.coerced.get(v) for v in self.variables)
+        if not all(isinstance(v, bool) for v in found):
+            return None
+        return cast(tuple[bool, ...], found)
+
 
 def _children(nodes: list[FieldNode]) -> list[SelectionNode]:
     return [s for n in nodes if n.selection_set for s in n.selection_set.selections]
@@ -134,7 +231,7 @@ class _Planner:
 
     def root(self, operation: OperationDefinitionNode) -> sql.RootPlan:
         query = self.schema._schema.query_type
-        items: list[sql.Constant | sql.ConnectionPlan] = []
+        items: list[sql.Constant | sql.ConnectionPlan | sql.ObjectRootPlan] = []
         for key, nodes in self.collector.fields(query, operation.selection_set.selections).items():
             name = nodes[0].name.value
             if name == "__typename":
@@ -144,14 +241,35 @@ class _Planner:
                 raise sql.NotCompilable(f"Query.{name}")  # introspection
             field_def = query.fields[name]
             strawberry_field = _strawberry(field_def)
-            if "list" not in strawberry_field.metadata:
+            by_id = strawberry_field.metadata.get("by_id")
+            if "list" not in strawberry_field.metadata and not isinstance(by_id, ById):
                 raise sql.NotCompilable(f"Query.{name}")
             self._guarded(strawberry_field)
             if len({n.arguments for n in nodes}) > 1:
                 raise sql.NotCompilable("one key, two argument lists")
             self.connections.append((field_def, nodes[0], strawberry_field))
-            items.append(self.connection(key, field_def, strawberry_field, nodes))
+            if isinstance(by_id, ById):
+                items.append(self.object_root(key, by_id, nodes))
+            else:
+                items.append(self.connection(key, field_def, strawberry_field, nodes))
         return sql.RootPlan(tuple(items))
+
+    def object_root(self, key: str, by_id: ById, nodes: list[FieldNode]) -> sql.ObjectRootPlan:
+        """Every Node type the id may name, with what the document selects on it (its
+        fragments on that type or on Node)."""
+        type_map = self.schema._schema.type_map
+        candidates = []
+        for name in [by_id.type_name] if by_id.type_name else sorted(NODE_TYPES):
+            where = SCOPES[name]
+            plan: sql.ObjectPlan | None
+            try:
+                plan = self.object(_object_type(type_map[name]), _children(nodes))
+            except sql.OverBudget:
+                raise
+            except sql.NotCompilable:
+                plan = None  # a request naming this type goes to the standard executor
+            candidates.append(sql.ObjectCandidate(name, plan, where))
+        return sql.ObjectRootPlan(key, tuple(candidates))
 
     def _fixed_arguments(
         self, field_def: GraphQLField, strawberry_field: StrawberryField, nodes: list[FieldNode]
@@ -344,11 +462,11 @@ class CompiledOperation:
     statements: dict[tuple[Any, ...], sql.Statement] = field(default_factory=dict)
     # Shapes whose statement ran past the planning budget: the standard executor answers them.
     over_budget: set[tuple[Any, ...]] = field(default_factory=set)
-    fixed_arguments: list[sql.Arguments] | None = None
+    fixed_arguments: list[sql.RootArguments] | None = None
 
     def arguments(
         self, schema: Any, limits: Limits, variables: dict[str, Any] | None
-    ) -> list[sql.Arguments]:
+    ) -> list[sql.RootArguments]:
         """Each list's arguments for this request; NotCompilable when any is refused (the
         standard executor then answers the error exactly as it always does)."""
         if self.fixed_arguments is not None:
@@ -361,9 +479,15 @@ class CompiledOperation:
             if isinstance(coerced, list):
                 raise sql.NotCompilable("variables refused")
             values = coerced
-        found = []
-        for field_def, node, strawberry_field in self.connections:
+        found: list[sql.RootArguments] = []
+        gathered = self.plan.gathered
+        for (field_def, node, strawberry_field), item in zip(
+            self.connections, gathered, strict=True
+        ):
             raw = get_argument_values(field_def, node, values)
+            if isinstance(item, sql.ObjectRootPlan):
+                found.append(_object_arguments(item, strawberry_field, raw["id"]))
+                continue
             kwargs = convert_arguments(
                 raw,
                 strawberry_field.arguments,
@@ -378,7 +502,7 @@ class CompiledOperation:
         store: PolicyStore,
         principal: Principal,
         dialect: Dialect,
-        args: list[sql.Arguments],
+        args: list[sql.RootArguments],
         signin: Select[Any] | None = None,
         budget: sql.Budget | None = None,
     ) -> sql.Statement:
@@ -399,6 +523,25 @@ class CompiledOperation:
                 raise
             self.statements[key] = found
         return found
+
+
+def _object_arguments(
+    plan: sql.ObjectRootPlan, strawberry_field: StrawberryField, id: str
+) -> sql.ObjectArguments:
+    """The id's type and primary key; none for an id that names no object of the root's
+    types (malformed, of another type, of no Node type): null, as the standard path answers.
+    A type whose selection does not compile sends the request to the standard executor."""
+    by_id: ById = strawberry_field.metadata["by_id"]
+    try:
+        type_name, pk = decode_id(id)
+    except MalformedId:
+        return sql.ObjectArguments(None, None)
+    candidate = plan.candidate(type_name)
+    if candidate is None or (by_id.type_name is not None and type_name != by_id.type_name):
+        return sql.ObjectArguments(None, None)
+    if candidate.plan is None or candidate.where is None:
+        raise sql.NotCompilable(f"{type_name} selected as it does not compile")
+    return sql.ObjectArguments(type_name, pk)
 
 
 def _checked(
@@ -424,8 +567,10 @@ def compile_operation(
     operation_name: str | None,
     limits: Limits,
     budget: sql.Budget | None = None,
+    conditions: Mapping[str, bool] | None = None,
 ) -> CompiledOperation:
-    """The compiled form of a valid query document; NotCompilable when it has none."""
+    """The compiled form of a valid query document, for these values of the variables its
+    @include/@skip read (`condition_variables`); NotCompilable when it has none."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
@@ -437,9 +582,9 @@ def compile_operation(
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    planner = _Planner(schema, _Collector(fragments), limits, budget)
+    planner = _Planner(schema, _Collector(fragments, conditions or {}), limits, budget)
     plan = planner.root(operation)
-    if not plan.connections:
+    if not plan.gathered:
         raise sql.NotCompilable("nothing to gather")
     compiled = CompiledOperation(
         plan=plan,

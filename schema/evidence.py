@@ -32,7 +32,7 @@ describe_values(
 )
 
 
-@node(models.Evidence, lambda ctx: ctx.loaders(EvidenceLoaders).evidence)
+@node(models.Evidence, EvidenceLoaders.evidence)
 @strawberry.type(description="Coursework a learner submitted on a record.")
 class Evidence(Node):
     title: str = strawberry.field(description="What the evidence is.")

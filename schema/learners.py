@@ -27,7 +27,7 @@ from schema.connections import FILTER, connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import AuditAction, LicenceStatus, Role, describe_values
-from schema.nodes import Node, computed, maybe, node, project_all
+from schema.nodes import ById, Node, computed, maybe, node, project_all
 from schema.people import AVATAR_URL, User, initials_of
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -66,7 +66,7 @@ LicenceFilter = input_of(licences.LicenceFilter)
 
 @node(
     models.Learner,
-    lambda ctx: ctx.loaders(LearnerLoaders).learner,
+    LearnerLoaders.learner,
     initials=computed(initials_of, "name"),
 )
 @strawberry.type(description="A person in an organisation who learns.")
@@ -306,6 +306,7 @@ class LearnerQuery:
     @strawberry.field(
         description="One learner; null when it does not exist or the caller cannot see it.",
         extensions=requires(Resource.LEARNER),
+        metadata={"by_id": ById("Learner")},
     )
     async def learner(
         self,

@@ -47,7 +47,7 @@ class LicencePool:
 ROW_TYPES[models.LicencePool] = LicencePool  # pool rows in outcomes answer as this type
 
 
-@node(models.Course, lambda ctx: ctx.loaders(LicenceLoaders).course)
+@node(models.Course, LicenceLoaders.course)
 @strawberry.type(description="A course in the catalogue.")
 class Course(Node):
     title: str = strawberry.field(description="Title.")
@@ -64,7 +64,7 @@ class Course(Node):
         return None if row is None else LicencePool.from_row(row)
 
 
-@node(models.Licence, lambda ctx: ctx.loaders(LicenceLoaders).licence)
+@node(models.Licence, LicenceLoaders.licence)
 @strawberry.type(description="One learner's right to take one course.")
 class Licence(Node):
     source: LicenceSource = strawberry.field(

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Self, TypeVar
 
 import strawberry
+from sqlalchemy import ColumnElement
 
 from resolvers import nodes
+from resolvers.context import Context
 from resolvers.ids import encode_id
+from resolvers.loaders import loader
 from resolvers.nodes import Lookup
 from schema.context import Info
 from schema.permissions import signed_in
@@ -32,6 +35,9 @@ _PROJECTIONS: dict[type, Callable[[Any], Any]] = {}
 # GraphQL type name → the type, and how `node(id:)` finds a row of it for the caller.
 NODE_TYPES: dict[str, Any] = {}
 LOOKUPS: dict[str, Lookup] = {}
+# GraphQL type name → the predicate its lookup applies, for `node(id:)` in the compiled path:
+# the declaration LOOKUPS' loaders are built from, so the two paths cannot drift apart.
+SCOPES: dict[str, Callable[[Context], ColumnElement[bool]] | None] = {}
 # Table → the Node type that projects its rows.
 ROW_TYPES: dict[type, Any] = {}
 
@@ -55,10 +61,18 @@ def computed(compute: Callable[..., Any], *columns: str) -> FromColumns:
 COMPUTED: dict[type, dict[str, FromColumns]] = {}
 
 
-def node(model: type, lookup: Lookup, **computed: FromColumns) -> Callable[[T], T]:
+@dataclass(frozen=True)
+class ById:
+    """Declares a root field that answers the object whose global id is its `id` argument:
+    of `type_name` only, or (None) of any Node type. The compiled path plans it from this."""
+
+    type_name: str | None = None
+
+
+def node(model: type, lookup: loader[int, Any], **computed: FromColumns) -> Callable[[T], T]:
     """Register the Node type of `model`'s rows.
 
-    `lookup` gives the request's scoped loader for `node(id:)`; `computed` names the fields
+    `lookup` is the scoped loader (of a LoaderGroup) `node(id:)` uses; `computed` names the fields
     that are not a column of the same name, with the columns each is computed from.
     """
 
@@ -78,7 +92,8 @@ def node(model: type, lookup: Lookup, **computed: FromColumns) -> Callable[[T], 
 
         COMPUTED[cls] = dict(computed)
         NODE_TYPES[name] = cls
-        LOOKUPS[name] = lookup
+        LOOKUPS[name] = lookup.of
+        SCOPES[name] = lookup.where
         ROW_TYPES[model] = cls
         _PROJECTIONS[cls] = project
         return cls
@@ -117,6 +132,7 @@ class NodeQuery:
     @strawberry.field(
         description="Any object by global id; null when missing or not visible to the caller.",
         extensions=signed_in(),
+        metadata={"by_id": ById()},
     )
     async def node(
         self,

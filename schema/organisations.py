@@ -17,7 +17,7 @@ from schema.relations import relation
 from schema.results import answers, mutation, refused
 
 
-@node(models.Organisation, lambda ctx: ctx.loaders(OrganisationLoaders).organisation)
+@node(models.Organisation, OrganisationLoaders.organisation)
 @strawberry.type(description="A customer account.")
 class Organisation(Node):
     name: str = strawberry.field(description="Display name.")
@@ -35,14 +35,14 @@ class Organisation(Node):
     )
 
 
-@node(models.Location, lambda ctx: ctx.loaders(OrganisationLoaders).location)
+@node(models.Location, OrganisationLoaders.location)
 @strawberry.type(description="A site of an organisation.")
 class Location(Node):
     name: str = strawberry.field(description="Display name.")
     row: strawberry.Private[models.Location]
 
 
-@node(models.Department, lambda ctx: ctx.loaders(OrganisationLoaders).department)
+@node(models.Department, OrganisationLoaders.department)
 @strawberry.type(description="A department of an organisation.")
 class Department(Node):
     name: str = strawberry.field(description="Display name.")

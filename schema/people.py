@@ -47,7 +47,7 @@ IN_ORGANISATION = strawberry.argument(
 
 @node(
     models.User,
-    lambda ctx: ctx.loaders(PeopleLoaders).user,
+    PeopleLoaders.user,
     initials=computed(initials_of, "name"),
     is_external_assessor=computed(lambda kind: kind == models.UserKind.EXTERNAL_ASSESSOR, "kind"),
 )

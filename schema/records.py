@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from schema.learners import Learner
 
 
-@node(models.ApprenticeRecord, lambda ctx: ctx.loaders(RecordLoaders).record)
+@node(models.ApprenticeRecord, RecordLoaders.record)
 @strawberry.type(description="A learner's programme, e.g. a Level 3 diploma.")
 class ApprenticeRecord(Node):
     programme: str = strawberry.field(description="The programme followed.")

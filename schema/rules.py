@@ -25,7 +25,7 @@ from schema.relations import relation
 from schema.results import answers, mutation, read, reads, refused, unchanged
 
 
-@node(models.AutoAllocationRule, lambda ctx: ctx.loaders(RuleLoaders).rule)
+@node(models.AutoAllocationRule, RuleLoaders.rule)
 @strawberry.type(
     description="Issues a licence for its course to each matching learner created after it."
 )

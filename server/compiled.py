@@ -32,7 +32,13 @@ from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import OperationError, Timeout, Unavailable
 from schema.admission import admission
-from schema.compiled import CompiledOperation, compile_operation
+from schema.compiled import (
+    MAX_CONDITION_PLANS,
+    CompiledOperation,
+    Conditional,
+    compile_operation,
+    condition_variables,
+)
 from schema.documents import Documents, Prepared
 from schema.extensions import TIMED_OUT
 from server.auth import AuthFailure, Credentials
@@ -46,6 +52,7 @@ UNAVAILABLE = "The database could not complete the request. Try again."
 # The caller each recently seen credential named, so that its next read signs in and reads in
 # one statement (the guess is checked against the sign-in's own rows before the answer is used).
 CALLERS_KEPT = 10_000
+_UNPLANNED = object()
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class Planned:
     """A request the compiled path can answer: its operation and its lists' arguments."""
 
     operation: CompiledOperation
-    arguments: list[sql.Arguments]
+    arguments: list[sql.RootArguments]
 
 
 class CompiledReads:
@@ -84,27 +91,73 @@ class CompiledReads:
         }
 
     def operation(
-        self, prepared: Prepared, operation_name: str | None, budget: sql.Budget | None = None
+        self,
+        prepared: Prepared,
+        operation_name: str | None,
+        budget: sql.Budget | None = None,
+        variables: Any = None,
     ) -> CompiledOperation | None:
         """The document's plan, made once per document and kept on it (None: the standard
-        executor answers it, also when planning ran past its budget)."""
-        if operation_name in prepared.plans:
-            return prepared.plans[operation_name]  # type: ignore[no-any-return]
+        executor answers it, also when planning ran past its budget); for an operation whose
+        @include/@skip read variables, once per combination of their values (`variables`)."""
+        kept = prepared.plans.get(operation_name, _UNPLANNED)
+        if isinstance(kept, Conditional):
+            return self._conditional(kept, prepared, operation_name, budget, variables)
+        if kept is not _UNPLANNED:
+            return kept  # type: ignore[no-any-return]
         found: CompiledOperation | None = None
         if prepared.document is not None:  # admitted (see plan): a valid document
-            try:
-                with budget.running() if budget is not None else contextlib.nullcontext():
-                    found = compile_operation(
-                        self.schema, prepared.document, operation_name, self.limits, budget
-                    )
-            except sql.OverBudget:
-                self.over_budget += 1
-                found = None
-            except sql.NotCompilable:
-                found = None
+            read = condition_variables(prepared.document, operation_name)
+            if read:
+                conditional = Conditional(read)
+                if operation_name in prepared.names():
+                    prepared.plans[operation_name] = conditional
+                return self._conditional(conditional, prepared, operation_name, budget, variables)
+            found = self._compile(prepared, operation_name, budget, None)
         if operation_name in prepared.names():
             prepared.plans[operation_name] = found  # a name the document lacks is not kept
         return found
+
+    def _conditional(
+        self,
+        conditional: Conditional,
+        prepared: Prepared,
+        operation_name: str | None,
+        budget: sql.Budget | None,
+        variables: Any,
+    ) -> CompiledOperation | None:
+        assert prepared.document is not None
+        values = conditional.values(self.schema, prepared.document, operation_name, variables)
+        if values is None:
+            return None
+        if values in conditional.plans:
+            return conditional.plans[values]
+        if len(conditional.plans) >= MAX_CONDITION_PLANS:
+            return None  # bounded: the other combinations go to the standard executor
+        found = self._compile(
+            prepared, operation_name, budget, dict(zip(conditional.variables, values, strict=True))
+        )
+        conditional.plans[values] = found
+        return found
+
+    def _compile(
+        self,
+        prepared: Prepared,
+        operation_name: str | None,
+        budget: sql.Budget | None,
+        conditions: dict[str, bool] | None,
+    ) -> CompiledOperation | None:
+        assert prepared.document is not None
+        try:
+            with budget.running() if budget is not None else contextlib.nullcontext():
+                return compile_operation(
+                    self.schema, prepared.document, operation_name, self.limits, budget, conditions
+                )
+        except sql.OverBudget:
+            self.over_budget += 1
+        except sql.NotCompilable:
+            pass
+        return None
 
     def plan(
         self, body: GraphQLBody, prepared: Prepared, cost: int, budget: sql.Budget | None = None
@@ -114,7 +167,7 @@ class CompiledReads:
         planning (CASELOAD_PLAN_BUDGET_MS)."""
         if admission(prepared, body.variables, cost, self.limits_of_cost) is not None:
             return None  # refused before planning, by the standard executor
-        operation = self.operation(prepared, body.operation_name, budget)
+        operation = self.operation(prepared, body.operation_name, budget, body.variables)
         if operation is None:
             return None
         try:
@@ -169,7 +222,7 @@ class CompiledReads:
     async def _run(
         self,
         operation: CompiledOperation,
-        arguments: list[sql.Arguments],
+        arguments: list[sql.RootArguments],
         credentials: Credentials,
         prepared: Prepared,
         now: Any,
@@ -187,7 +240,7 @@ class CompiledReads:
     async def _read(
         self,
         operation: CompiledOperation,
-        arguments: list[sql.Arguments],
+        arguments: list[sql.RootArguments],
         credentials: Credentials,
         prepared: Prepared,
         now: Any,
@@ -265,7 +318,7 @@ class CompiledReads:
         self,
         driver: Driver,
         operation: CompiledOperation,
-        arguments: list[sql.Arguments],
+        arguments: list[sql.RootArguments],
         credentials: Credentials,
         signin: Select[Any],
         params: dict[str, Any],

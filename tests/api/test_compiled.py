@@ -8,6 +8,7 @@ and enough of the pairs must really have gone through the compiled path.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -46,6 +47,12 @@ from tests.helpers import gid
 SEED = int(os.environ.get("CASELOAD_DIFFERENTIAL_SEED", "20261130"))
 DOCUMENTS_PER_PRINCIPAL = 40
 MIN_COMPILED_PAIRS = 500
+# Of those, pairs whose document asks for one object by id (`learner(id:)`, `node(id:)`), and
+# of those, pairs answering an object (not null).
+MIN_OBJECT_PAIRS = 200
+MIN_FOUND_OBJECT_PAIRS = 60
+# Pairs whose document has @include/@skip (on literals or variables).
+MIN_CONDITIONAL_PAIRS = 150
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
 FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt", "pool"}
@@ -68,7 +75,19 @@ class Facts:
 async def build_world(world: World, rng: random.Random) -> Facts:
     principals: list[Principal] = []
     ids: dict[str, list[str]] = {
-        k: [] for k in ("Location", "Department", "User", "Learner", "ApprenticeRecord")
+        k: []
+        for k in (
+            "Location",
+            "Department",
+            "User",
+            "Learner",
+            "ApprenticeRecord",
+            "Organisation",
+            "Evidence",
+            "Allocation",
+            "Assignment",
+            "Licence",
+        )
     }
     externals = [await world.external_assessor(name=f"Ext {n}") for n in range(2)]
     support = await world.support()
@@ -78,6 +97,7 @@ async def build_world(world: World, rng: random.Random) -> Facts:
     ids["Course"] = [gid("Course", c.id) for c in courses] + [gid("Course", 10**9)]
     for o in range(2):
         org = await world.organisation()
+        ids["Organisation"].append(gid("Organisation", org.id))
         locations = [await world.location(org) for _ in range(2)]
         departments = [await world.department(org) for _ in range(2)]
         ids["Location"] += [gid("Location", u.id) for u in locations]
@@ -115,23 +135,26 @@ async def build_world(world: World, rng: random.Random) -> Facts:
                 record = await world.record(learner, programme=f"Programme {r}", status=live)
                 ids["ApprenticeRecord"].append(gid("ApprenticeRecord", record.id))
                 if rng.random() < 0.6:
-                    await world.assign(record, rng.choice(assessors))
+                    assignment = await world.assign(record, rng.choice(assessors))
+                    ids["Assignment"].append(gid("Assignment", assignment.id))
                 if rng.random() < 0.2:
                     await world.assign(record, rng.choice(assessors), ended=True)
                 if rng.random() < 0.3:
                     await world.assign(record, coordinator, AssignmentRole.TRAINING_COORDINATOR)
                 if rng.random() < 0.5:
                     evidence = await world.evidence(record, title=f"Evidence {r}")
+                    ids["Evidence"].append(gid("Evidence", evidence.id))
                     if rng.random() < 0.3:
                         await world.decide(evidence, EvidenceStatus.SIGNED_OFF, staff["ADMIN"])
             if rng.random() < 0.3:
                 expires = rng.choice([None, timedelta(days=3), timedelta(days=-3)])
-                await world.allocate(
+                allocation = await world.allocate(
                     learner,
                     rng.choice(externals),
                     expires_at=None if expires is None else datetime.now(UTC) + expires,
                     ended=rng.random() < 0.2,
                 )
+                ids["Allocation"].append(gid("Allocation", allocation.id))
             for pool in rng.sample(pools, rng.randint(0, 2)):
                 # active (no expiry, expiring later, or past its expiry: it reads EXPIRED),
                 # recalled, completed, or stored as expired
@@ -145,15 +168,17 @@ async def build_world(world: World, rng: random.Random) -> Facts:
                         (LicenceStatus.EXPIRED, timedelta(days=-5)),
                     ]
                 )
-                await world.licence(
+                licence = await world.licence(
                     pool,
                     learner,
                     status=held,
                     expires_at=None if expiry is None else datetime.now(UTC) + expiry,
                 )
+                ids["Licence"].append(gid("Licence", licence.id))
     ids["User"] += [gid("User", e.id) for e in externals] + [gid("User", 10**9)]
     ids["Learner"].append(gid("Learner", 10**9))
     ids["Location"].append("not-an-id")
+    ids["ApprenticeRecord"].append(gid("ApprenticeRecord", 10**9))
     return Facts(principals, ids)
 
 
@@ -165,6 +190,25 @@ def literal(value: Any, kind: Any) -> str:
     return str(value) if isinstance(inner, GraphQLEnumType) else json.dumps(value)
 
 
+def _raw_id(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# Ids that name no object: malformed, of no Node type, out of range, of a type without `node`.
+MADE_UP_IDS = [
+    "not-an-id",
+    "",
+    "=",
+    _raw_id("Nothing:1"),
+    _raw_id("Learner:0"),
+    _raw_id("Learner:01"),
+    _raw_id("Learner:x"),
+    _raw_id(f"Learner:{2**63}"),
+    _raw_id("LicencePool:1"),
+    _raw_id("Viewer:1"),
+]
+
+
 class Documents:
     """Random documents over every list of the schema and what hangs off them."""
 
@@ -173,6 +217,22 @@ class Documents:
         self.facts = facts
         self.types = schema._schema.type_map
         self.fragments: list[str] = []
+        # The document's condition variables: a value, or "true"/"false" for a default the
+        # request leaves to the declaration.
+        self.conditions: dict[str, bool | str] = {}
+
+    def directive(self) -> str:
+        """Now and then @include or @skip, on a literal or a variable (given or defaulted)."""
+        rng = self.rng
+        if rng.random() > 0.12:
+            return ""
+        kind = rng.choice(["include", "skip"])
+        if rng.random() < 0.3:
+            return f" @{kind}(if: {rng.choice(['true', 'false'])})"
+        name = f"c{rng.randint(0, 2)}"
+        choices: list[bool | str] = [True, False, "true", "false"]
+        self.conditions.setdefault(name, rng.choice(choices))
+        return f" @{kind}(if: ${name})"
 
     def selection(self, type_name: str, depth: int) -> str:
         gql_type = self.types[type_name]
@@ -196,18 +256,19 @@ class Documents:
             if name in ("allocations", "assignments") and self.rng.random() < 0.5:
                 arguments = f"(includeEnded: {self.rng.choice(['true', 'false'])})"
             if isinstance(inner, GraphQLScalarType) or not isinstance(inner, GraphQLObjectType):
-                parts.append(f"{alias}{name}")
+                parts.append(f"{alias}{name}{self.directive()}")
             elif depth < 3:
                 parts.append(
-                    f"{alias}{name}{arguments} {{ {self.selection(inner.name, depth + 1)} }}"
+                    f"{alias}{name}{arguments}{self.directive()} "
+                    f"{{ {self.selection(inner.name, depth + 1)} }}"
                 )
         if self.rng.random() < 0.2:
             parts.append("__typename")
         if self.rng.random() < 0.1:
-            parts.append("... on Node { id }")
+            parts.append(f"...{self.directive()} on Node {{ id }}")
         if self.rng.random() < 0.1 and type_name == "Learner":
             self.fragments.append("fragment L on Learner { name initials }")
-            parts.append("...L")
+            parts.append(f"...L{self.directive()}")
         return " ".join(parts) or "__typename"
 
     def licence_arguments(self) -> str:
@@ -289,13 +350,75 @@ class Documents:
                 args.append(f"filter: {{{written}}}")
         return ", ".join(args), variables, declaration
 
+    def any_id(self, type_name: str | None = None) -> str:
+        """An id of the world (visible or not to the caller, of either organisation), of
+        `type_name` mostly, or one made up."""
+        rng = self.rng
+        if rng.random() < 0.15:
+            return rng.choice(MADE_UP_IDS)
+        if type_name is None or rng.random() < 0.15:
+            type_name = rng.choice(sorted(k for k, v in self.facts.ids.items() if v))
+        return rng.choice(self.facts.ids[type_name])
+
+    def by_id(self, n: int, field: str) -> tuple[str, dict[str, Any], str | None]:
+        """`learner(id:)` or `node(id:)`: the root, its variables and its declaration."""
+        rng = self.rng
+        id_ = self.any_id("Learner" if field == "learner" else None)
+        variables: dict[str, Any] = {}
+        declaration = None
+        if rng.random() < 0.5:
+            argument = f"${field}{n}"
+            variables[f"{field}{n}"] = id_
+            declaration = f"${field}{n}: ID!"
+        else:
+            argument = json.dumps(id_)
+        if field == "learner":
+            selection = self.selection("Learner", 1)
+        else:
+            parts = []
+            if rng.random() < 0.5:
+                parts.append("id")
+            if rng.random() < 0.3:
+                parts.append("__typename")
+            types = sorted(k for k in self.facts.ids if k in self.types)
+            for type_name in rng.sample(types, rng.randint(1, 3)):
+                parts.append(
+                    f"... on {type_name}{self.directive()} {{ {self.selection(type_name, 1)} }}"
+                )
+            if rng.random() < 0.2:
+                parts.append("... on Node { id }")
+            if rng.random() < 0.2:
+                self.fragments.append("fragment R on ApprenticeRecord { programme status }")
+                parts.append(f"...R{self.directive()}")
+            selection = " ".join(parts)
+        alias = f"o{n}: " if rng.random() < 0.3 else ""
+        return (
+            f"{alias}{field}(id: {argument}){self.directive()} {{ {selection} }}",
+            variables,
+            declaration,
+        )
+
     def document(self) -> tuple[str, dict[str, Any]]:
         self.fragments = []
+        self.conditions = {}
         roots = []
         variables: dict[str, Any] = {}
         declarations = []
         lists = list_roots()
-        for n, name in enumerate(self.rng.sample(sorted(lists), self.rng.randint(1, 2))):
+        chosen: list[str] = []
+        for _ in range(self.rng.randint(1, 2)):
+            # a root by id about as often as before the lists grew from two to all of them
+            by_id = self.rng.random() < 0.4
+            pool = ["learner", "node"] if by_id else sorted(lists)
+            chosen.append(self.rng.choice([f for f in pool if f not in chosen]))
+        for n, name in enumerate(chosen):
+            if name in ("learner", "node"):
+                root, more, declaration = self.by_id(n, name)
+                roots.append(root)
+                variables.update(more)
+                if declaration is not None:
+                    declarations.append(declaration)
+                continue
             field = lists[name]
             args, more, kind = self.arguments(field)
             if more:
@@ -306,19 +429,25 @@ class Documents:
             node = node_type(field)
             connection = []
             if self.rng.random() < 0.6:
-                connection.append("totalCount")
+                connection.append(f"totalCount{self.directive()}")
             if self.rng.random() < 0.9:
-                edge = ["cursor"] if self.rng.random() < 0.5 else []
-                edge.append(f"node {{ {self.selection(node, 1)} }}")
-                connection.append(f"edges {{ {' '.join(edge)} }}")
+                edge = [f"cursor{self.directive()}"] if self.rng.random() < 0.5 else []
+                edge.append(f"node{self.directive()} {{ {self.selection(node, 1)} }}")
+                connection.append(f"edges{self.directive()} {{ {' '.join(edge)} }}")
             if self.rng.random() < 0.5:
-                connection.append("pageInfo { hasNextPage hasPreviousPage startCursor endCursor }")
-            alias = f"r{n}: " if self.rng.random() < 0.3 else ""
-            roots.append(
-                f"{alias}{name}({args}) {{ {' '.join(connection) or 'totalCount'} }}".replace(
-                    "()", ""
+                connection.append(
+                    f"pageInfo{self.directive()} "
+                    "{ hasNextPage hasPreviousPage startCursor endCursor }"
                 )
-            )
+            alias = f"r{n}: " if self.rng.random() < 0.3 else ""
+            root = f"{alias}{name}({args})".replace("()", "")
+            roots.append(f"{root}{self.directive()} {{ {' '.join(connection) or 'totalCount'} }}")
+        for name, value in self.conditions.items():
+            if isinstance(value, bool):
+                declarations.append(f"${name}: Boolean!")
+                variables[name] = value
+            else:
+                declarations.append(f"${name}: Boolean = {value}")
         header = f"query Q({', '.join(declarations)})" if declarations else "query Q"
         fragments = " ".join(dict.fromkeys(self.fragments))
         return f"{header} {{ {' '.join(roots)} }} {fragments}", variables
@@ -388,7 +517,7 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
     settings = compiled_app.state.services.settings
     from server.tokens import mint_token
 
-    pairs = 0
+    pairs = object_pairs = found_objects = conditional_pairs = 0
     differences: list[str] = []
     for principal in facts.principals:
         token = mint_token(
@@ -404,12 +533,75 @@ async def test_the_compiled_path_answers_exactly_as_the_standard_one(
             fast = await apps[True].post("/graphql", json=body, headers=headers)
             slow = await apps[False].post("/graphql", json=body, headers=headers)
             pairs += reads.answered - before
+            conditional = "@include" in query or "@skip" in query
+            conditional_pairs += reads.answered > before and conditional
+            if reads.answered > before and ("learner(id:" in query or "node(id:" in query):
+                object_pairs += 1
+                data = fast.json().get("data") or {}
+                found_objects += any(
+                    isinstance(v, dict) and not {"edges", "totalCount", "pageInfo"} & v.keys()
+                    for v in data.values()
+                )
             if (fast.status_code, fast.content) != (slow.status_code, slow.content):
                 differences.append(
                     f"{principal.label} {principal.user.email}: {query} {variables}\n"
                     f"  compiled: {fast.content[:3000]!r}\n  standard: {slow.content[:3000]!r}"
                 )
     assert not differences, f"{len(differences)} differences:\n" + "\n".join(differences[:3])
-    print(f"seed {SEED}: {pairs} (document, principal) pairs answered by the compiled path")
+    print(
+        f"seed {SEED}: {pairs} (document, principal) pairs answered by the compiled path, "
+        f"{object_pairs} of them by id ({found_objects} finding an object), "
+        f"{conditional_pairs} with @include/@skip"
+    )
     assert pairs >= MIN_COMPILED_PAIRS, pairs
+    assert object_pairs >= MIN_OBJECT_PAIRS, object_pairs
+    assert found_objects >= MIN_FOUND_OBJECT_PAIRS, found_objects
+    assert conditional_pairs >= MIN_CONDITIONAL_PAIRS, conditional_pairs
     assert reads.failed == 0  # no statement the database refused, answered by the other path
+
+
+CONDITIONAL = """query C($a: Boolean!, $b: Boolean!, $c: Boolean = false, $d: Boolean = true) {
+  learners(first: 5) @include(if: $d) { totalCount @skip(if: $a)
+    edges { node { id name @include(if: $a) ... on Learner @skip(if: $b) { initials }
+      records @include(if: $c) { programme } } } }
+  learner(id: $id) @skip(if: $c) { name @include(if: $b) } }"""
+
+
+async def test_one_document_is_planned_per_combination_of_its_conditions(
+    apps: dict[bool, httpx.AsyncClient], world: World
+) -> None:
+    """The same document with other condition values answers by another plan; at most
+    MAX_CONDITION_PLANS are kept per operation, the other combinations go to the standard
+    executor (and answer the same)."""
+    from schema.compiled import MAX_CONDITION_PLANS
+    from server.tokens import mint_token
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org, name="Ann Conditional")
+    await world.record(learner, programme="Programme C")
+    compiled_app = apps[True]._transport.app  # type: ignore[attr-defined]
+    reads = compiled_app.state.compiled_reads
+    token = mint_token(compiled_app.state.services.settings, email=admin.email, org=org.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    query = CONDITIONAL.replace("query C(", "query C($id: ID!, ")
+    combinations = [
+        {"a": a, "b": b, "c": c, "d": d}
+        for a in (True, False)
+        for b in (True, False)
+        for c in (False, True)
+        for d in (True, False)
+    ]
+    answered: list[bool] = []
+    for values in [*combinations, *combinations]:  # each combination twice: kept plans
+        body = {"query": query, "variables": {"id": gid("Learner", learner.id), **values}}
+        before = reads.answered
+        fast = await apps[True].post("/graphql", json=body, headers=headers)
+        slow = await apps[False].post("/graphql", json=body, headers=headers)
+        assert fast.content == slow.content, (values, fast.content, slow.content)
+        answered.append(reads.answered > before)
+    # Planned in the order asked; a combination that skips both roots gathers nothing.
+    expected = [
+        n < MAX_CONDITION_PLANS and not (v["c"] and not v["d"]) for n, v in enumerate(combinations)
+    ]
+    assert answered == expected + expected

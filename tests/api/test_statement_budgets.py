@@ -138,10 +138,18 @@ def principal(facts: Facts, role: str) -> Who:
 
 
 @asynccontextmanager
-async def app_on(backend: Backend) -> AsyncIterator[tuple[Api, Services]]:
+async def app_on(
+    backend: Backend, *, compiled_reads: bool = True
+) -> AsyncIterator[tuple[Api, Services]]:
     """The app with room for node(id:) of 50 ids in one operation (the fragment has aliases)."""
     services = Services.build(
-        make_settings(backend.url, max_aliases=1_000, max_tokens=20_000, max_cost=10_000_000)
+        make_settings(
+            backend.url,
+            max_aliases=1_000,
+            max_tokens=20_000,
+            max_cost=10_000_000,
+            compiled_reads=compiled_reads,
+        )
     )
     try:
         transport = httpx.ASGITransport(app=create_app(services=services))
@@ -239,7 +247,9 @@ async def test_node_costs_the_same_for_5_and_50_ids(backend: Backend) -> None:
 
     allocated = {a.learner_id for a in facts.allocations}
     learners = [lf.id for lf in facts.learners[1:] if lf.id in allocated]
-    async with app_on(backend) as (api, services):
+    # The standard executor's batching (the compiled path answers `node` in one statement, as
+    # far as its planning budget goes: 5 ids of the fragment, not 50).
+    async with app_on(backend, compiled_reads=False) as (api, services):
         call = caller_for(api, facts, admin(facts))
         counts: dict[int, int] = {}
         shown: dict[int, list[str]] = {}
@@ -629,3 +639,54 @@ async def test_learner_page_statement_count_does_not_grow(
         counts,
         [s.split("\n")[0][:90] for s in statements],
     )
+
+
+# The client's screens that show one object by id (tests/screens.graphql): the standard
+# executor's statements (sign-in, the object, then one batch per nested level), and the
+# compiled path's, for a caller seen before (the sign-in and the answer in one statement).
+OBJECT_SCREENS = {"LearnerProfile": {False: 10, True: 1}, "RecordHistory": {False: 4, True: 1}}
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "executor"])
+@pytest.mark.parametrize("screen", sorted(OBJECT_SCREENS))
+async def test_a_screen_of_one_object_costs_one_statement_compiled(
+    backend: Backend, world: World, compiled: bool, screen: str
+) -> None:
+    from tests.api.test_cost import screens
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    location = await world.location(org)
+    department = await world.department(org)
+    assessors = [await world.staff(org, "ASSESSOR") for _ in range(3)]
+    externals = [await world.external_assessor() for _ in range(2)]
+    learner = await world.learner(org, location=location, department=department)
+    records = [await world.record(learner) for _ in range(3)]
+    for n, record in enumerate(records):
+        await world.assign(record, assessors[n % 3])
+        await world.assign(record, assessors[(n + 1) % 3], ended=True)
+        await world.assign(record, assessors[(n + 2) % 3], AssignmentRole.TRAINING_COORDINATOR)
+    for external in externals:
+        await world.allocate(learner, external)
+        await world.allocate(learner, external, ended=True)
+    target = gid("Learner", learner.id) if screen == "LearnerProfile" else None
+    target = target or gid("ApprenticeRecord", records[0].id)
+    services = Services.build(make_settings(backend.url, compiled_reads=compiled))
+    try:
+        transport = httpx.ASGITransport(app=create_app(services=services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://caseload.test") as c:
+            call = Api(c, services.settings).as_(admin, org)
+            reads = c._transport.app.state.compiled_reads  # type: ignore[attr-defined]
+            first = (await call(screens()[screen], id=target)).ok()
+            answered = reads.answered if reads is not None else 0
+            with counting(services.engine) as statements:
+                again = (await call(screens()[screen], id=target)).ok()
+            compiled_now = reads is not None and reads.answered > answered
+    finally:
+        await services.aclose()
+    (shown,) = again.values()
+    assert shown is not None and again == first
+    assert compiled_now == compiled
+    assert len(statements) <= OBJECT_SCREENS[screen][compiled], [
+        s.split("\n")[0][:90] for s in statements
+    ]
