@@ -215,6 +215,7 @@ class ObjectCandidate:
     type_name: str
     plan: ObjectPlan | None
     where: Callable[[Context], ColumnElement[bool]] | None
+    reason: str | None = None  # why the selection does not compile
 
 
 @dataclass(frozen=True)

@@ -262,13 +262,15 @@ class _Planner:
         for name in [by_id.type_name] if by_id.type_name else sorted(NODE_TYPES):
             where = SCOPES[name]
             plan: sql.ObjectPlan | None
+            reason = None
             try:
                 plan = self.object(_object_type(type_map[name]), _children(nodes))
             except sql.OverBudget:
                 raise
-            except sql.NotCompilable:
+            except sql.NotCompilable as refused:
                 plan = None  # a request naming this type goes to the standard executor
-            candidates.append(sql.ObjectCandidate(name, plan, where))
+                reason = str(refused)
+            candidates.append(sql.ObjectCandidate(name, plan, where, reason))
         return sql.ObjectRootPlan(key, tuple(candidates))
 
     def _fixed_arguments(
@@ -540,7 +542,7 @@ def _object_arguments(
     if candidate is None or (by_id.type_name is not None and type_name != by_id.type_name):
         return sql.ObjectArguments(None, None)
     if candidate.plan is None or candidate.where is None:
-        raise sql.NotCompilable(f"{type_name} selected as it does not compile")
+        raise sql.NotCompilable(f"{type_name} selected: {candidate.reason}")
     return sql.ObjectArguments(type_name, pk)
 
 
