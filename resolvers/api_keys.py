@@ -25,6 +25,7 @@ from resolvers.context import Context, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.loaders import scoped
 from resolvers.outcomes import Invalid, NotFound
+from resolvers.pagination import ListSource, Sort, rows_of
 from resolvers.relations import Ref
 
 SCHEME = "ck"
@@ -181,10 +182,15 @@ class ApiKeyRevoked:
     unchanged: bool = False
 
 
+# The keys the caller may list (super admins: their organisation's), oldest first.
+API_KEYS: ListSource[ApiKey, None] = ListSource(
+    "apiKeys", ApiKey, Resource.API_KEY, (Sort("CREATED", (), "In the order they were made."),)
+)
+
+
 async def api_keys(ctx: Context) -> list[ApiKey]:
     """The keys the caller may list (super admins: their organisation's), oldest first."""
-    stmt = select(ApiKey).where(ctx.rules.where(Resource.API_KEY)).order_by(ApiKey.id)
-    return list(await ctx.db.scalars(stmt))
+    return await rows_of(ctx, API_KEYS)
 
 
 async def create_api_key(

@@ -50,7 +50,7 @@ from policies.principal import Principal
 from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
-from resolvers.pagination import ListSource, Window, encode_cursor, windowed
+from resolvers.pagination import Direction, ListSource, Window, encode_cursor, windowed
 from resolvers.relations import ByArgument, Distinct, Path, Ref, Relation
 
 
@@ -179,16 +179,17 @@ class ObjectPlan:
 
 @dataclass(frozen=True)
 class Arguments:
-    """A connection's arguments for one request: checked, and split into shape and values."""
+    """A list's arguments for one request: checked, and split into shape and values (a plain
+    list has no window)."""
 
-    window: Window
+    window: Window | None
     filter: Mapping[str, Any]
 
     def shape(self) -> tuple[Any, ...]:
         """What changes the statement: the window's order and bounds, booleans of the filter,
         which values are present."""
         return (
-            self.window.shape(),
+            None if self.window is None else self.window.shape(),
             tuple(sorted((k, v if isinstance(v, bool) else None) for k, v in self.filter.items())),
         )
 
@@ -243,13 +244,23 @@ class ObjectArguments:
         return ("object", self.type_name)
 
 
-Gathered = ConnectionPlan | ObjectRootPlan
+@dataclass(frozen=True)
+class ItemsPlan:
+    """A root plain list field (not paged): its source and what the document selects on each
+    item, in the source's own order."""
+
+    key: str
+    source: ListSource[Any, Any]
+    node: ObjectPlan
+
+
+Gathered = ConnectionPlan | ObjectRootPlan | ItemsPlan
 RootArguments = Arguments | ObjectArguments
 
 
 @dataclass(frozen=True)
 class RootPlan:
-    items: tuple[Constant | ConnectionPlan | ObjectRootPlan, ...]
+    items: tuple[Constant | ConnectionPlan | ObjectRootPlan | ItemsPlan, ...]
 
     @property
     def connections(self) -> list[ConnectionPlan]:
@@ -258,7 +269,7 @@ class RootPlan:
     @property
     def gathered(self) -> list[Gathered]:
         """What the statement gathers, in the order of its answer's array (and arguments)."""
-        return [i for i in self.items if isinstance(i, ConnectionPlan | ObjectRootPlan)]
+        return [i for i in self.items if not isinstance(i, Constant)]
 
 
 # --- The caller, as bound parameters ------------------------------------------------------
@@ -484,18 +495,32 @@ class Builder:
         self.chain = saved
         return aggregated
 
-    def connection(self, plan: ConnectionPlan, index: int, args: Arguments) -> Any:
-        source = plan.source
-        symbolic: dict[str, Any] = {
+    def symbolic(self, index: int, args: Arguments) -> dict[str, Any]:
+        """A list's filter values as bound parameters (booleans shape the statement)."""
+        return {
             name: value if isinstance(value, bool) else bindparam(f"c{index}_{name}")
             for name, value in args.filter.items()
         }
-        base = source.statement(self.ctx, symbolic)
+
+    def items(self, plan: ItemsPlan, index: int, args: Arguments) -> Any:
+        """A plain list: every row of the source for the caller, in its own order."""
+        source = plan.source
+        rows = source.statement(self.ctx, self.symbolic(index, args)).subquery("items")
+        keys = [rows.c[c.key] for c in source.keys(source.sorts[0])]
+        values, joins = self.level(plan.node, rows)
+        order = [k.desc() for k in keys] if source.direction is Direction.DESC else keys
+        stmt = select(literal(1)).select_from(outer_join(rows, joins))
+        return self.json.aggregate(stmt, self.json.array(values), order)
+
+    def connection(self, plan: ConnectionPlan, index: int, args: Arguments) -> Any:
+        source = plan.source
+        base = source.statement(self.ctx, self.symbolic(index, args))
         count: Any = None
         if plan.total_count:
             count = select(func.count()).select_from(base.subquery()).scalar_subquery()
         edges: Any = literal_column("'[]'") if not self.json.postgresql else None
         w = args.window
+        assert w is not None
         if (plan.edges or plan.page_info) and w.size > 0:
             keys = source.keys(w.sort)
             # Bound with each column's type, so that times compare as the column stores them.
@@ -541,6 +566,8 @@ class Builder:
             assert isinstance(args, ObjectArguments)
             return self.object_root(item, index, args)
         assert isinstance(args, Arguments)
+        if isinstance(item, ItemsPlan):
+            return self.items(item, index, args)
         return self.connection(item, index, args)
 
 
@@ -625,10 +652,11 @@ def request_values(
                 values[f"o{index}_id"] = args.pk
             continue
         w = args.window
-        values[f"c{index}_limit"] = w.size + 1
-        for side, bound in (("after", w.after), ("before", w.before)):
-            for k, value in enumerate(bound or ()):
-                values[f"c{index}_{side}{k}"] = value
+        if w is not None:
+            values[f"c{index}_limit"] = w.size + 1
+            for side, bound in (("after", w.after), ("before", w.before)):
+                for k, value in enumerate(bound or ()):
+                    values[f"c{index}_{side}{k}"] = value
         for name, value in args.filter.items():
             if not isinstance(value, bool):
                 values[f"c{index}_{name}"] = value
@@ -805,7 +833,11 @@ class TransformWriter:
 
     def root(self, plan: RootPlan) -> Transform:
         functions = [
-            self.object_root(g) if isinstance(g, ObjectRootPlan) else self.connection(g)
+            self.object_root(g)
+            if isinstance(g, ObjectRootPlan)
+            else f"(lambda a, _: [{self.object(g.node)}(x) for x in a])"
+            if isinstance(g, ItemsPlan)
+            else self.connection(g)
             for g in plan.gathered
         ]
         body = ["def transform(data, arguments):", "    out = {}"]

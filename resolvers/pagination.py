@@ -213,6 +213,22 @@ async def page_of(
     return await read_page(ctx, rows, source.keys(w.sort), w)
 
 
+async def rows_of(
+    ctx: Context,
+    source: ListSource[T, F],
+    filter: F | None = None,
+    *,
+    arguments: Mapping[str, Any] | None = None,
+) -> list[T]:
+    """Every row of a list that is not paged (a plain list field), in its own order."""
+    rows = source.statement(ctx, source.prepare(ctx.limits, filter, arguments or {}))
+    keys = source.keys(source.sorts[0])
+    descending = source.direction is Direction.DESC
+    return list(
+        await ctx.db.scalars(rows.order_by(*(k.desc() for k in keys) if descending else keys))
+    )
+
+
 @dataclass
 class Page(Generic[T]):
     rows: list[T]

@@ -8,7 +8,7 @@ match and however many learners are created at once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from db.queries import insert_skipping_conflicts
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.audit import Entry, audit_all
 from resolvers.common import LEARNER_SORTS, filter_id, mutation_target
-from resolvers.context import Context, LoaderGroup
+from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden
 from resolvers.ids import GlobalId, encode_id, gid_of
 from resolvers.licences import (
@@ -49,7 +49,7 @@ from resolvers.licences import (
 from resolvers.loaders import scoped
 from resolvers.organisations import unit_in
 from resolvers.outcomes import AlreadyExists, Invalid, NotFound, PoolExhausted
-from resolvers.pagination import ListSource
+from resolvers.pagination import FilterValues, ListSource, Sort
 from resolvers.relations import Ref
 
 # Which units each scope takes: (location, department).
@@ -142,16 +142,30 @@ def rule_matches(rule: AutoAllocationRule, learner: Learner) -> bool:
 # Reading ------------------------------------------------------------------------------------
 
 
-async def auto_allocation_rules(
-    ctx: Context, *, course_id: str | None
-) -> Sequence[AutoAllocationRule]:
-    stmt = select(AutoAllocationRule).where(
-        ctx.rules.where(Resource.AUTO_ALLOCATION_RULE), AutoAllocationRule.deleted_at.is_(None)
-    )
-    course = filter_id(course_id, "Course", "courseId")
-    if course is not None:
-        stmt = stmt.where(AutoAllocationRule.course_id == course)
-    return await ctx.db.scalars(stmt.order_by(AutoAllocationRule.id))
+def _rules_prepare(
+    _limits: Limits, _filter: None, arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The course asked for (a malformed id: INVALID; another type's matches none)."""
+    course = filter_id((arguments or {}).get("course_id"), "Course", "courseId")
+    return {} if course is None else {"course": course}
+
+
+def _rules_conditions(_ctx: Context, v: FilterValues) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = [AutoAllocationRule.deleted_at.is_(None)]
+    if "course" in v:
+        found.append(AutoAllocationRule.course_id == v["course"])
+    return found
+
+
+# The organisation's auto-allocation rules in force, oldest first.
+RULES: ListSource[AutoAllocationRule, None] = ListSource(
+    "autoAllocationRules",
+    AutoAllocationRule,
+    Resource.AUTO_ALLOCATION_RULE,
+    (Sort("CREATED", (), "In the order they were made."),),
+    prepare=_rules_prepare,
+    conditions=_rules_conditions,
+)
 
 
 # A preview's learners (`RulePreview.learners`): the statement is the draft rule's reach.

@@ -10,7 +10,7 @@ from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import api_keys
 from resolvers.api_keys import ApiKeyLoaders
-from schema.context import Info
+from schema.connections import items
 from schema.enums import AuditAction, Role
 from schema.nodes import Node, computed, node
 from schema.people import User
@@ -89,12 +89,12 @@ class ApiKeyRevoked:
 
 @strawberry.type
 class ApiKeyQuery:
-    @strawberry.field(
+    api_keys = items(
+        api_keys.API_KEYS,
+        ApiKey,
         description="The organisation's API keys, revoked ones included (super admins).",
         extensions=requires(Resource.API_KEY),
     )
-    async def api_keys(self, info: Info) -> list[ApiKey]:
-        return [ApiKey.from_row(row) for row in await api_keys.api_keys(info.context)]
 
 
 @strawberry.type

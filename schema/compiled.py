@@ -231,7 +231,7 @@ class _Planner:
 
     def root(self, operation: OperationDefinitionNode) -> sql.RootPlan:
         query = self.schema._schema.query_type
-        items: list[sql.Constant | sql.ConnectionPlan | sql.ObjectRootPlan] = []
+        items: list[sql.Constant | sql.ConnectionPlan | sql.ObjectRootPlan | sql.ItemsPlan] = []
         for key, nodes in self.collector.fields(query, operation.selection_set.selections).items():
             name = nodes[0].name.value
             if name == "__typename":
@@ -242,14 +242,18 @@ class _Planner:
             field_def = query.fields[name]
             strawberry_field = _strawberry(field_def)
             by_id = strawberry_field.metadata.get("by_id")
-            if "list" not in strawberry_field.metadata and not isinstance(by_id, ById):
-                raise sql.NotCompilable(f"Query.{name}")
+            listed = "list" in strawberry_field.metadata or "items" in strawberry_field.metadata
+            if not listed and not isinstance(by_id, ById):
+                raise sql.NotCompilable(f"Query.{name}: no list source, not by id")
             self._guarded(strawberry_field)
             if len({n.arguments for n in nodes}) > 1:
                 raise sql.NotCompilable("one key, two argument lists")
             self.connections.append((field_def, nodes[0], strawberry_field))
             if isinstance(by_id, ById):
                 items.append(self.object_root(key, by_id, nodes))
+            elif "items" in strawberry_field.metadata:
+                node = self.object(_object_type(field_def.type), _children(nodes))
+                items.append(sql.ItemsPlan(key, strawberry_field.metadata["items"], node))
             else:
                 items.append(self.connection(key, field_def, strawberry_field, nodes))
         return sql.RootPlan(tuple(items))
@@ -551,6 +555,12 @@ def _checked(
 ) -> sql.Arguments:
     from resolvers.errors import InvalidInput
 
+    if "items" in strawberry_field.metadata:  # a plain list: no window, no filter
+        try:
+            values = strawberry_field.metadata["items"].prepare(limits, None, kwargs)
+        except InvalidInput as refused:
+            raise sql.NotCompilable("arguments refused") from refused
+        return sql.Arguments(window=None, filter=values)
     source = strawberry_field.metadata["list"]
     try:
         w = window(limits, source, **paging(kwargs))

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import strawberry
 from strawberry.extensions import FieldExtension
 
-from resolvers.pagination import Direction, ListSource, OrderBy, Page, page_of
+from resolvers.pagination import Direction, ListSource, OrderBy, Page, page_of, rows_of
 from schema.context import Info
 from schema.cost import counted
 from schema.derive import input_of, plain
@@ -229,4 +229,35 @@ def connection(
         extensions=extensions,
         metadata=metadata,
         deprecation_reason=deprecation_reason,
+    )
+
+
+def items(
+    source: ListSource[Any, Any],
+    node: Any,
+    *,
+    description: str,
+    extensions: list[FieldExtension],
+    arguments: Mapping[str, Any] | None = None,
+) -> Any:
+    """A plain list field (not paged: lists that stay short, e.g. an organisation's rules)
+    over a list source, in its own order, with the list's `arguments` (name → annotation)
+    passed to the source's `prepare`. Both executors read the same declaration."""
+
+    async def resolve(root: Any, info: Info, **kwargs: Any) -> Any:
+        return [node.from_row(r) for r in await rows_of(info.context, source, arguments=kwargs)]
+
+    parameters = [
+        inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+    ]
+    for name, annotation in (arguments or {}).items():
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+        )
+    resolve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters, return_annotation=list[node]
+    )
+    return strawberry.field(
+        resolver=resolve, description=description, extensions=extensions, metadata={"items": source}
     )

@@ -12,8 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import licences, rules
 from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
-from schema.connections import connection
-from schema.context import Info
+from schema.connections import connection, items
 from schema.enums import AuditAction, RuleScope
 from schema.learners import Learner
 from schema.licences import Course
@@ -124,22 +123,20 @@ class RulePreview:
 
 @strawberry.type
 class RuleQuery:
-    @strawberry.field(
+    auto_allocation_rules = items(
+        rules.RULES,
+        AutoAllocationRule,
+        arguments={
+            "course_id": Annotated[
+                strawberry.ID | None,
+                strawberry.argument(
+                    description="Only this course's rules; every course when not given."
+                ),
+            ]
+        },
         description="The organisation's auto-allocation rules in force, oldest first.",
         extensions=requires(Resource.AUTO_ALLOCATION_RULE),
     )
-    async def auto_allocation_rules(
-        self,
-        info: Info,
-        course_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(
-                description="Only this course's rules; every course when not given."
-            ),
-        ] = None,
-    ) -> list[AutoAllocationRule]:
-        rows = await rules.auto_allocation_rules(info.context, course_id=course_id)
-        return [AutoAllocationRule.from_row(r) for r in rows]
 
     auto_allocation_rule_preview = read(
         rules.preview_auto_allocation_rule,

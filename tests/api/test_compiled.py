@@ -35,6 +35,7 @@ from db.models import (
     LicenceStatus,
     Organisation,
     RecordStatus,
+    RuleScope,
     User,
 )
 from schema import schema
@@ -103,6 +104,11 @@ async def build_world(world: World, rng: random.Random) -> Facts:
         ids["Location"] += [gid("Location", u.id) for u in locations]
         ids["Department"] += [gid("Department", u.id) for u in departments]
         pools = [await world.pool(org, c, 100) for c in courses]
+        await world.rule(org, courses[0])
+        await world.rule(org, courses[1], deleted=True)
+        await world.rule(org, courses[2], RuleScope.LOCATION, location=locations[0])
+        await world.api_key(org, "ADMIN", name=f"Feed {o}")
+        await world.api_key(org, "MANAGER", name=f"Old feed {o}", revoked=True)
         staff = {
             "ADMIN": await world.staff(org, "ADMIN"),
             "SENIOR_ASSESSOR": await world.staff(org, "SENIOR_ASSESSOR"),
@@ -113,6 +119,8 @@ async def build_world(world: World, rng: random.Random) -> Facts:
         }
         assessors = [await world.staff(org, "ASSESSOR", name=f"Assessor {o}{n}") for n in range(3)]
         coordinator = await world.staff(org, "TRAINING_COORDINATOR")
+        if o == 0:  # who reads API keys
+            staff["SUPER_ADMIN"] = await world.staff(org, "SUPER_ADMIN")
         for role, person in staff.items():
             principals.append(Principal(person, org, role))
         principals += [Principal(a, org, "ASSESSOR") for a in assessors[:2]]
@@ -409,7 +417,7 @@ class Documents:
         for _ in range(self.rng.randint(1, 2)):
             # a root by id about as often as before the lists grew from two to all of them
             by_id = self.rng.random() < 0.4
-            pool = ["learner", "node"] if by_id else sorted(lists)
+            pool = ["learner", "node"] if by_id else [*sorted(lists), *PLAIN_LISTS]
             chosen.append(self.rng.choice([f for f in pool if f not in chosen]))
         for n, name in enumerate(chosen):
             if name in ("learner", "node"):
@@ -418,6 +426,14 @@ class Documents:
                 variables.update(more)
                 if declaration is not None:
                     declarations.append(declaration)
+                continue
+            if name in PLAIN_LISTS:
+                course = self.value("courseId", self.types["ID"])
+                narrowed = ""
+                if name == "autoAllocationRules" and self.rng.random() < 0.5:
+                    narrowed = f"(courseId: {json.dumps(course)})"
+                selection = self.selection(PLAIN_LISTS[name], 1)
+                roots.append(f"{name}{narrowed} {{ {selection} }}")
                 continue
             field = lists[name]
             args, more, kind = self.arguments(field)
@@ -464,6 +480,10 @@ ID_ARGUMENTS = {
     "recordId": "ApprenticeRecord",
     "courseId": "Course",
 }
+
+
+# The lists that are not paged, by the type of their items.
+PLAIN_LISTS = {"autoAllocationRules": "AutoAllocationRule", "apiKeys": "ApiKey"}
 
 
 def named(kind: Any) -> Any:
