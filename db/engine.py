@@ -95,6 +95,7 @@ def create_engine(
     pool_timeout: float = 30.0,
     random_page_cost: float | None = None,
     statement_timeout_ms: int | None = None,
+    plan_cache_mode: str | None = None,
 ) -> AsyncEngine:
     """A pool of `pool_size` (+ `max_overflow`) connections, each waited for at most
     `pool_timeout` seconds; SQLite one file per URL.
@@ -102,7 +103,8 @@ def create_engine(
     `random_page_cost` is set on every PostgreSQL session: the scope predicates read a
     caller's few rows through indexes, and with the server's default (4, for uncached disks)
     the planner hashes a whole table instead when it is small (at 10,000 learners, q1's
-    statement went from 3.45 to 2.55 ms with 1.1).
+    statement went from 3.45 to 2.55 ms with 1.1). `plan_cache_mode` likewise (PostgreSQL's
+    own for prepared statements: `force_generic_plan` plans each statement once).
 
     No ping on checkout (a round trip per operation): a connection found dead is replaced
     where it is found, and its statement run again where that is safe (db/session.py).
@@ -140,6 +142,8 @@ def create_engine(
         server_settings["random_page_cost"] = str(random_page_cost)
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
+    if plan_cache_mode:
+        server_settings["plan_cache_mode"] = plan_cache_mode
     return create_async_engine(
         url,
         echo=echo,

@@ -41,6 +41,7 @@ class Services:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
             random_page_cost=settings.db_random_page_cost,
+            plan_cache_mode=settings.db_plan_cache_mode,
             statement_timeout_ms=settings.statement_timeout_ms,
         )
         count_statements(engine)

@@ -1,5 +1,5 @@
-"""Caseload's PostgreSQL sessions carry its planner setting (random_page_cost); empty leaves
-the server's own."""
+"""Caseload's PostgreSQL sessions carry its planner settings (random_page_cost,
+plan_cache_mode); empty leaves the server's own."""
 
 from __future__ import annotations
 
@@ -11,13 +11,26 @@ from server.settings import Settings
 from tests.conftest import Backend, make_settings
 
 
-async def _random_page_cost(backend: Backend, **overrides: object) -> str:
+async def _show(backend: Backend, name: str, **overrides: object) -> str:
     services = Services.build(make_settings(backend.url, **overrides))
     try:
         async with services.engine.connect() as connection:
-            return str((await connection.execute(text("SHOW random_page_cost"))).scalar_one())
+            return str((await connection.execute(text(f"SHOW {name}"))).scalar_one())
     finally:
         await services.aclose()
+
+
+async def _random_page_cost(backend: Backend, **overrides: object) -> str:
+    return await _show(backend, "random_page_cost", **overrides)
+
+
+async def test_every_session_plans_each_statement_once(postgresql_backend: Backend) -> None:
+    """Prepared statements get one generic plan (planning q1n's statement anew each time cost
+    more than running it)."""
+    server = await _show(postgresql_backend, "plan_cache_mode", db_plan_cache_mode=None)
+    assert await _show(postgresql_backend, "plan_cache_mode") == "force_generic_plan" != server
+    chosen = await _show(postgresql_backend, "plan_cache_mode", db_plan_cache_mode="auto")
+    assert chosen == "auto"
 
 
 async def test_every_session_plans_with_caseloads_random_page_cost(
