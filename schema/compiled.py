@@ -381,9 +381,12 @@ class _Planner:
     ) -> sql.ObjectPlan:
         if self.budget is not None:
             self.budget.check()
-        cls = NODE_TYPES.get(type_.name)
+        # A Node type, or a type that shows rows otherwise (a course's pool)
+        cls = NODE_TYPES.get(type_.name) or next(
+            (t for t in _row_types().values() if t.__name__ == type_.name), None
+        )
         if cls is None:
-            raise sql.NotCompilable(f"{type_.name} is not a Node type")
+            raise sql.NotCompilable(f"{type_.name} shows no table's rows")
         model = next(m for m, t in _row_types().items() if t is cls)
         computed = COMPUTED.get(cls, {})
         items: list[sql.Item] = []
