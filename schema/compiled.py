@@ -523,8 +523,15 @@ class CompiledOperation:
                 # Remembered for this shape only: other callers' statements are unaffected.
                 self.over_budget.add(shape)
                 raise
-            self.statements[key] = found
+            if len(self.statements) < MAX_STATEMENTS:
+                self.statements[key] = found
         return found
+
+
+# Statements kept per operation: the shapes multiply (each `node(id:)` root has one per Node
+# type its id names), and a caller must not grow them without bound by varying the ids; past
+# it a statement is built for its request only (its planning budget still applies).
+MAX_STATEMENTS = 64
 
 
 def _object_arguments(

@@ -543,3 +543,43 @@ async def test_one_document_is_planned_per_combination_of_its_conditions(
         n < MAX_CONDITION_PLANS and not (v["c"] and not v["d"]) for n, v in enumerate(combinations)
     ]
     assert answered == expected + expected
+
+
+async def test_the_statements_kept_for_one_document_are_bounded(
+    apps: dict[bool, httpx.AsyncClient], world: World
+) -> None:
+    """Ids of other types choose other statements (a shape per type of each `node(id:)`); an
+    operation keeps at most MAX_STATEMENTS of them and answers the others all the same."""
+    from schema.compiled import MAX_STATEMENTS
+    from server.tokens import mint_token
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org)
+    record = await world.record(learner)
+    ids = [
+        gid("Learner", learner.id),
+        gid("ApprenticeRecord", record.id),
+        gid("User", admin.id),
+        gid("Organisation", org.id),
+        gid("Course", 10**9),
+    ]
+    compiled_app = apps[True]._transport.app  # type: ignore[attr-defined]
+    reads = compiled_app.state.compiled_reads
+    token = mint_token(compiled_app.state.services.settings, email=admin.email, org=org.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    query = (
+        "query N($a: ID!, $b: ID!, $c: ID!) { a: node(id: $a) { id } b: node(id: $b) { id } "
+        "c: node(id: $c) { id __typename } }"
+    )
+    before = reads.answered
+    for a in ids:
+        for b in ids:
+            for c in ids:
+                body = {"query": query, "variables": {"a": a, "b": b, "c": c}}
+                fast = await apps[True].post("/graphql", json=body, headers=headers)
+                slow = await apps[False].post("/graphql", json=body, headers=headers)
+                assert fast.content == slow.content
+    assert reads.answered - before == len(ids) ** 3
+    operation = reads.documents.kept.get(query).plans[None]
+    assert len(operation.statements) == MAX_STATEMENTS < len(ids) ** 3
