@@ -51,7 +51,7 @@ from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
 from resolvers.pagination import Direction, ListSource, Window, encode_cursor, windowed
-from resolvers.relations import ByArgument, Distinct, Path, Ref, Relation
+from resolvers.relations import ByArgument, Distinct, Path, Ref, Relation, Single
 
 
 class NotCompilable(Exception):
@@ -403,6 +403,8 @@ class Builder:
         if isinstance(relation, Children):
             narrowing = relation.narrowing(self.ctx, dict(item.arguments))
             return self.path(Path(relation), item.node, parent, with_id=False, more=narrowing)
+        if isinstance(relation, Single):
+            return self.single(relation.children, item.node, parent)
         if isinstance(relation, Path):
             return self.path(relation, item.node, parent, with_id=False)
         return self.json.array(
@@ -426,6 +428,22 @@ class Builder:
         value = self.json.array(self.object_items(plan, alias))
         self.chain = saved
         return case((alias.c.id.is_(None), None), else_=value)
+
+    def single(self, spec: Children[Any], plan: ObjectPlan, parent: Any) -> Any:
+        """The one child of the parent (or NULL), through the children's scope."""
+        table: Any = getattr(spec.model, "__table__")  # noqa: B009 - a mapped class
+        saved = set(self.chain)
+        self.enter(table)
+        conditions = [
+            spec.key == parent.c.id,
+            self.ctx.rules.where(spec.resource),
+            *(spec.only(self.ctx) if spec.only else ()),
+        ]
+        values, joins = self.level(plan, table)
+        stmt = select(self.json.array(values)).select_from(outer_join(table, joins))
+        stmt = stmt.where(*conditions).order_by(*spec.order).limit(1)
+        self.chain = saved
+        return stmt.correlate(parent).scalar_subquery()
 
     def level(self, plan: ObjectPlan, row: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
         """The values of one object and the left joins they need, for a statement level."""
@@ -746,7 +764,7 @@ class TransformWriter:
                 relation = item.relation
                 if isinstance(relation, ByArgument):
                     relation = relation.choose(**dict(item.arguments))
-                if isinstance(relation, Ref):
+                if isinstance(relation, Ref | Single):
                     value = f"(None if a[{position}] is None else {nested}(a[{position}]))"
                 elif isinstance(relation, Distinct):
                     value = f"distinct(a[{position}], {nested})"

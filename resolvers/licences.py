@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, literal, or_, select, text, update
 from sqlalchemy.orm.attributes import set_committed_value
-from strawberry.dataloader import DataLoader
 
 from db.models import (
     AuditAction,
@@ -43,7 +42,7 @@ from resolvers.common import LEARNER_SORTS, clean_name, filter_id, mutation_targ
 from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import Forbidden, InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id, gid_of
-from resolvers.loaders import Children, loader, scoped
+from resolvers.loaders import Children, scoped
 from resolvers.organisations import target_organisation
 from resolvers.outcomes import (
     AlreadyExists,
@@ -63,7 +62,7 @@ from resolvers.pagination import (
     search_of,
     search_pattern,
 )
-from resolvers.relations import Ref
+from resolvers.relations import Ref, Single
 
 # The partial unique index's predicate, written as the index has it (a literal, not a bound
 # parameter), so that PostgreSQL can prove a query uses the index and ON CONFLICT infers it.
@@ -127,26 +126,6 @@ ALLOCATED_BY = Ref(User, "allocated_by_id")
 class LicenceLoaders(LoaderGroup):
     course = scoped(Course, Resource.COURSE)
     licence = scoped(Licence, Resource.LICENCE)
-
-    @loader
-    @staticmethod
-    def pool_of_course(ctx: Context) -> DataLoader[int, LicencePool | None]:
-        """The caller's organisation's pool for each course, where the caller may read it."""
-        organisation_id = ctx.me.organisation_id
-        visible = ctx.rules.where(Resource.LICENCE_POOL)
-
-        async def load(course_ids: Sequence[int]) -> list[LicencePool | None]:
-            if organisation_id is None:
-                return [None for _ in course_ids]
-            stmt = select(LicencePool).where(
-                LicencePool.course_id.in_(course_ids),
-                LicencePool.organisation_id == organisation_id,
-                visible,
-            )
-            found = {row.course_id: row for row in await ctx.db.scalars(stmt)}
-            return [found.get(c) for c in course_ids]
-
-        return DataLoader(load_fn=load)
 
 
 @dataclass(frozen=True)
@@ -289,8 +268,21 @@ COURSES: ListSource[Course, None] = ListSource(
 )
 
 
-async def pool_of(ctx: Context, course_id: int) -> LicencePool | None:
-    return await ctx.loaders(LicenceLoaders).pool_of_course.load(course_id)
+# A course's pool in the caller's organisation, where the caller may read pools (none for a
+# caller without an organisation: no pool's organisation is NULL).
+POOL_OF_COURSE = Single(
+    Children(
+        LicencePool,
+        LicencePool.course_id,
+        Resource.LICENCE_POOL,
+        order=(LicencePool.id,),
+        only=lambda ctx: [LicencePool.organisation_id == ctx.me.organisation_id],
+    )
+)
+
+
+def seats_available(seats_total: int, seats_used: int) -> int:
+    return max(seats_total - seats_used, 0)
 
 
 def holds_active(ctx: Context, course_id: Any) -> ColumnElement[bool]:

@@ -1,10 +1,11 @@
 """Relations between rows, declared once and read by both executors.
 
 A field that shows related rows names its relation here: `Ref` (the row a column points at),
-`Children` (rows hanging off a parent, see resolvers/loaders.py), `Path` (a chain of them,
-flattened) or `Distinct` (several paths, each person once, in order). The standard executor
-walks a relation with batching loaders; the compiled executor turns the same declaration into
-correlated SQL. Both apply the same scopes and conditions, so they cannot drift apart.
+`Children` (rows hanging off a parent, see resolvers/loaders.py), `Single` (the one such row),
+`Path` (a chain of them, flattened) or `Distinct` (several paths, each person once, in
+order). The standard executor walks a relation with batching loaders; the compiled executor
+turns the same declaration into correlated SQL. Both apply the same scopes and conditions, so
+they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -65,14 +66,22 @@ class Distinct:
 
 
 @dataclass(frozen=True, eq=False)
+class Single:
+    """The one row (or none) of `children` hanging off a parent: a course's pool in the
+    caller's organisation."""
+
+    children: Children[Any]
+
+
+@dataclass(frozen=True, eq=False)
 class ByArgument:
     """A field whose relation its arguments choose: `choose(**arguments)` names it (e.g. the
     active assignments, or with `includeEnded` the whole history)."""
 
-    choose: Callable[..., Ref[Any] | Children[Any] | Path | Distinct]
+    choose: Callable[..., Ref[Any] | Children[Any] | Path | Distinct | Single]
 
 
-Relation = Ref[Any] | Children[Any] | Path | Distinct | ByArgument
+Relation = Ref[Any] | Children[Any] | Path | Distinct | Single | ByArgument
 
 
 class RelationLoaders(LoaderGroup):
@@ -122,6 +131,9 @@ async def related(ctx: Context, relation: Relation, parent: Any, **arguments: An
         return await ctx.loaders(RelationLoaders).ref(relation).load(key)
     if isinstance(relation, Children):
         return await ctx.loaders(RelationLoaders).children(relation, arguments).load(parent.id)
+    if isinstance(relation, Single):
+        rows = await ctx.loaders(RelationLoaders).children(relation.children).load(parent.id)
+        return rows[0] if rows else None
     if isinstance(relation, Path):
         rows = [parent]
         for step in relation.steps:

@@ -388,9 +388,12 @@ class _Planner:
     ) -> sql.ObjectPlan:
         if self.budget is not None:
             self.budget.check()
-        cls = NODE_TYPES.get(type_.name)
+        # A Node type, or a type that shows rows otherwise (a course's pool)
+        cls = NODE_TYPES.get(type_.name) or next(
+            (t for t in _row_types().values() if t.__name__ == type_.name), None
+        )
         if cls is None:
-            raise sql.NotCompilable(f"{type_.name} is not a Node type")
+            raise sql.NotCompilable(f"{type_.name} shows no table's rows")
         model = next(m for m, t in _row_types().items() if t is cls)
         computed = COMPUTED.get(cls, {})
         items: list[sql.Item] = []
@@ -527,8 +530,15 @@ class CompiledOperation:
                 # Remembered for this shape only: other callers' statements are unaffected.
                 self.over_budget.add(shape)
                 raise
-            self.statements[key] = found
+            if len(self.statements) < MAX_STATEMENTS:
+                self.statements[key] = found
         return found
+
+
+# Statements kept per operation: the shapes multiply (each `node(id:)` root has one per Node
+# type its id names), and a caller must not grow them without bound by varying the ids; past
+# it a statement is built for its request only (its planning budget still applies).
+MAX_STATEMENTS = 64
 
 
 def _object_arguments(

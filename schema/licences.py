@@ -17,7 +17,7 @@ from schema.context import Info
 from schema.derive import input_of
 from schema.enums import AuditAction, LicenceSource, LicenceStatus
 from schema.learners import Learner
-from schema.nodes import ROW_TYPES, Node, node, project
+from schema.nodes import COMPUTED, ROW_TYPES, Node, computed, node, project
 from schema.people import FORMER_SEARCH, User
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -40,11 +40,15 @@ class LicencePool:
         return cls(
             seats_total=row.seats_total,
             seats_used=row.seats_used,
-            seats_available=max(row.seats_total - row.seats_used, 0),
+            seats_available=licences.seats_available(row.seats_total, row.seats_used),
         )
 
 
 ROW_TYPES[models.LicencePool] = LicencePool  # pool rows in outcomes answer as this type
+# What the compiled path computes of a pool (a course's `pool`), as `from_row` does.
+COMPUTED[LicencePool] = {
+    "seats_available": computed(licences.seats_available, "seats_total", "seats_used")
+}
 
 
 @node(models.Course, LicenceLoaders.course)
@@ -54,14 +58,12 @@ class Course(Node):
     code: str = strawberry.field(description="Catalogue code, unique.")
     row: strawberry.Private[models.Course]
 
-    @strawberry.field(
+    pool: LicencePool | None = relation(
+        licences.POOL_OF_COURSE,
         description="The caller's organisation's seats for this course; null where it has "
         "none, or the caller may not see pools.",
         extensions=requires(Resource.LICENCE_POOL),
     )
-    async def pool(self, info: Info) -> LicencePool | None:
-        row = await licences.pool_of(info.context, self.row.id)
-        return None if row is None else LicencePool.from_row(row)
 
 
 @node(models.Licence, LicenceLoaders.licence)
