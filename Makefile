@@ -30,11 +30,11 @@ types: $(STAMP)
 	$(BIN)/mypy .
 
 # The authorisation proof first, stopping at its first failure, so that a widened policy row
-# fails the run within minutes (on $(WORKERS) processes, pytest-xdist: SQLite's visibility
-# proof beside PostgreSQL's and the policy mutants, each kept in one process by its
-# xdist_group); then the rest of the suite on $(WORKERS) processes; then, one at a time, the
-# tests that bound wall-clock time (marked `alone`). Both later steps run even when the first
-# of them fails; the run fails if either did.
+# fails the run within minutes (on $(WORKERS) processes, pytest-xdist: two xdist_groups of
+# about equal length, each half of SQLite's visibility proof beside PostgreSQL's or beside
+# the policy mutants, tests/authz/__init__.py); then the rest of the suite on $(WORKERS)
+# processes; then, one at a time, the tests that bound wall-clock time (marked `alone`).
+# Both later steps run even when the first of them fails; the run fails if either did.
 PROOF   := tests/api/test_visibility.py tests/api/test_policy_mutants.py
 WORKERS ?= 2
 REST    := $(PROOF:%=--ignore=%)

@@ -17,6 +17,7 @@ import re
 from base64 import urlsafe_b64encode
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import graphql
@@ -130,13 +131,15 @@ def operations(target: Target, field: str) -> st.SearchStrategy[str]:
     return _STRATEGIES[key]
 
 
-def root_fields(schema: str) -> list[str]:
+# Once per schema: building it from the SDL took most of each operation's time.
+@cache
+def root_fields(schema: str) -> tuple[str, ...]:
     parsed = graphql.build_schema(schema)
     found = ["*"]
     for root in (parsed.query_type, parsed.mutation_type):
         if root is not None:
             found += sorted(root.fields)
-    return found
+    return tuple(found)
 
 
 def depth_and_aliases(document: str) -> tuple[int, int, int]:

@@ -48,7 +48,7 @@ from policies.scopes import PREDICATES
 from policies.vocabulary import Resource, Scope
 from server.app import create_app
 from server.services import Services
-from tests.authz import NOTES, TALLY
+from tests.authz import NOTES, PROCESS, TALLY
 from tests.authz.checks import PROOF_LIMITS, Check, NewProblem, Problems, check_principal
 from tests.authz.model import Model
 from tests.authz.world import (
@@ -78,8 +78,8 @@ from tests.conftest import Backend, make_settings
 from tests.helpers import Api, row_counts
 
 # Spread over processes (`make pytest`: -n 2 --dist loadgroup), the mutants run in one, so
-# that the fixed world and its baseline are built once.
-pytestmark = pytest.mark.xdist_group("policy-mutants")
+# that the fixed world and its baseline are built once (tests/authz/__init__.py).
+pytestmark = pytest.mark.xdist_group(PROCESS["policy-mutants"])
 MUTANTS_PER_RUN = 16
 RANK = {
     Scope.SELF: 0,
