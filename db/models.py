@@ -394,14 +394,21 @@ class Change(Base):
 
     __tablename__ = "changes"
     __table_args__ = (
-        Index("ix_changes_position", "xid", "id"),
+        Index("ix_changes_position", "position", "id"),
+        # The rows a committing transaction stamps: its own, until it commits.
+        Index(
+            "ix_changes_unpositioned",
+            "id",
+            sqlite_where=text("position IS NULL"),
+            postgresql_where=text("position IS NULL"),
+        ),
         Index("ix_changes_subject", "subject_type", "subject_id"),
         Index("ix_changes_at", "at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    # PostgreSQL: the writing transaction's id (pg_current_xact_id); SQLite: 0.
-    xid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The writing transaction's place in commit order, given just before it commits.
+    position: Mapped[int | None] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -4,15 +4,17 @@ order, under the reader's scopes."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, or_, select
 
-from db.models import AuditAction, Change
+from db.models import ApprenticeRecord, AuditAction, Change
+from resolvers.pagination import decode_cursor, encode_cursor
 from tests.cast import cast
 from tests.conftest import Backend
 from tests.factories import World
-from tests.helpers import Api, gid
+from tests.helpers import Api, Caller, gid
 
 CREATE = """mutation($input: CreateLearnerInput!) { createLearner(input: $input) { __typename } }"""
 IMPORT = """mutation($input: ImportLearnersInput!) {
@@ -33,7 +35,7 @@ async def outbox(backend: Backend) -> list[tuple[Any, ...]]:
     async with backend.engine.connect() as conn:
         rows = await conn.execute(
             select(Change.action, Change.subject_type, Change.subject_id).order_by(
-                Change.xid, Change.id
+                Change.position, Change.id
             )
         )
         return [tuple(r) for r in rows]
@@ -78,3 +80,176 @@ async def test_a_rolled_back_mutation_writes_no_change(
     )
     assert result.codes == ["FORBIDDEN"]
     assert await outbox(backend) == []
+
+
+# Reading the feed ---------------------------------------------------------------------------
+
+FEED = """query($after: String, $first: Int, $filter: ChangeFilter) {
+  changes(after: $after, first: $first, filter: $filter) {
+    edges { cursor node {
+      action at actor { id } apiKey { id }
+      subject { __typename id }
+      details {
+        __typename
+        ... on ApprenticeRecordCreatedDetails { learnerId programme }
+        ... on LearnerUpdatedDetails { fields }
+      }
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+RECORD = """mutation($learnerId: ID!, $programme: String!) {
+  createApprenticeRecord(input: {learnerId: $learnerId, programme: $programme}) { __typename }
+}"""
+RENAME = """mutation($learnerId: ID!, $name: String!) {
+  updateLearner(input: {learnerId: $learnerId, name: $name}) { __typename }
+}"""
+UNIT = """mutation($input: CreateUnitInput!) { createLocation(input: $input) { __typename } }"""
+COURSE = """mutation($title: String!, $code: String!) {
+  createCourse(input: {title: $title, code: $code}) { __typename }
+}"""
+
+
+async def feed(caller: Caller, **variables: Any) -> dict[str, Any]:
+    result = (await caller(FEED, **variables)).ok()
+    return dict(result["changes"])
+
+
+def subjects(page: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(e["node"]["action"], e["node"]["subject"]["id"]) for e in page["edges"]]
+
+
+async def test_the_feed_reads_oldest_first_and_resumes_from_the_stored_cursor(
+    api: Api, world: World
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    learner = gid("Learner", c.learner.id)
+    (await admin(RECORD, learnerId=learner, programme="Level 3 Diploma")).ok()
+    (await admin(RENAME, learnerId=learner, name="Lee Renamed")).ok()
+    (await admin(CREATE, input={"name": "Ada Lovelace"})).ok()
+
+    first = await feed(admin, first=2)
+    assert [a for a, _ in subjects(first)] == ["APPRENTICE_RECORD_CREATED", "LEARNER_UPDATED"]
+    node = first["edges"][0]["node"]
+    assert node["details"] == {
+        "__typename": "ApprenticeRecordCreatedDetails",
+        "learnerId": learner,
+        "programme": "Level 3 Diploma",
+    }
+    assert node["actor"] == {"id": gid("User", c.people["ADMIN"].id)} and node["apiKey"] is None
+    assert first["edges"][1]["node"]["details"]["fields"] == ["name"]
+    assert first["pageInfo"]["hasNextPage"]
+    rest = await feed(admin, first=2, after=first["pageInfo"]["endCursor"])
+    assert subjects(rest)[0][0] == "LEARNER_CREATED" and not rest["pageInfo"]["hasNextPage"]
+    assert rest["edges"][0]["node"]["details"] is None  # nothing more than its subject
+    # caught up: nothing new, and the position to store stays where it was
+    done = await feed(admin, after=rest["pageInfo"]["endCursor"])
+    assert done["edges"] == [] and done["pageInfo"]["endCursor"] == rest["pageInfo"]["endCursor"]
+    (await admin(RENAME, learnerId=learner, name="Lee Again")).ok()
+    later = await feed(admin, after=rest["pageInfo"]["endCursor"])
+    assert subjects(later) == [("LEARNER_UPDATED", learner)]
+
+
+async def test_a_manager_follows_changes_to_team_learners_only(
+    api: Api, world: World, backend: Backend
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    outsider = await world.learner(c.org, location=c.there)
+    mine, theirs = gid("Learner", c.learner.id), gid("Learner", outsider.id)
+    (await admin(RENAME, learnerId=theirs, name="Out Side")).ok()
+    (await admin(RECORD, learnerId=mine, programme="Level 2")).ok()
+    (await admin(RECORD, learnerId=theirs, programme="Level 2")).ok()
+    (await admin(RENAME, learnerId=mine, name="In Side")).ok()
+
+    in_team = c.as_(api, "MANAGER_IN_TEAM")
+    seen = await feed(in_team)
+    assert [a for a, _ in subjects(seen)] == ["APPRENTICE_RECORD_CREATED", "LEARNER_UPDATED"]
+    assert subjects(seen)[1] == ("LEARNER_UPDATED", mine)
+    outside = await feed(c.as_(api, "MANAGER_OUTSIDE_TEAM"))
+    assert subjects(outside)[0][1] == theirs and len(outside["edges"]) == 2
+    assert (await feed(c.as_(api, "OTHER_ADMIN")))["edges"] == []
+    assert len((await feed(admin))["edges"]) == 4
+
+    # a change the manager cannot see answers exactly as if it had never been written
+    async with backend.engine.begin() as conn:
+        await conn.execute(
+            delete(Change).where(
+                or_(
+                    and_(Change.subject_type == "Learner", Change.subject_id == outsider.id),
+                    and_(
+                        Change.subject_type == "ApprenticeRecord",
+                        Change.subject_id.in_(
+                            select(ApprenticeRecord.id).where(
+                                ApprenticeRecord.learner_id == outsider.id
+                            )
+                        ),
+                    ),
+                )
+            )
+        )
+    assert await feed(in_team) == seen
+    assert await feed(in_team, first=1) == {
+        "edges": seen["edges"][:1],
+        "pageInfo": {"hasNextPage": True, "endCursor": seen["edges"][0]["cursor"]},
+    }
+
+
+async def test_support_follows_organisations_staff_courses_and_pools_only(
+    api: Api, world: World
+) -> None:
+    c = await cast(world)
+    support = c.as_(api, "SUPPORT")
+    (await support(COURSE, title="Welding", code="WLD-1")).ok()
+    # support may read locations, but the feed follows only organisations, staff, courses, pools
+    (
+        await support(
+            UNIT, input={"organisationId": gid("Organisation", c.org.id), "name": "Annex"}
+        )
+    ).ok()
+    (await c.as_(api, "ADMIN")(RENAME, learnerId=gid("Learner", c.learner.id), name="X Y")).ok()
+    assert [a for a, _ in subjects(await feed(support))] == ["COURSE_CREATED"]
+    learner = [a for a, _ in subjects(await feed(c.as_(api, "LEARNER")))]
+    assert learner == ["COURSE_CREATED", "LOCATION_CREATED", "LEARNER_UPDATED"]
+
+
+async def test_the_filter_narrows_by_kind_action_and_learner(api: Api, world: World) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    other = await world.learner(c.org)
+    mine = gid("Learner", c.learner.id)
+    (await admin(RECORD, learnerId=mine, programme="Level 2")).ok()
+    (await admin(RENAME, learnerId=mine, name="In Side")).ok()
+    (await admin(RENAME, learnerId=gid("Learner", other.id), name="Else Where")).ok()
+
+    by_kind = await feed(admin, filter={"subjectTypes": ["APPRENTICE_RECORD"]})
+    assert [a for a, _ in subjects(by_kind)] == ["APPRENTICE_RECORD_CREATED"]
+    by_action = await feed(admin, filter={"actions": ["LEARNER_UPDATED"]})
+    assert len(by_action["edges"]) == 2
+    of_learner = await feed(admin, filter={"learnerId": mine})
+    assert [a for a, _ in subjects(of_learner)] == ["APPRENTICE_RECORD_CREATED", "LEARNER_UPDATED"]
+    assert (await feed(admin, filter={"learnerId": gid("Course", 1)}))["edges"] == []
+    assert (await admin(FEED, filter={"learnerId": "nope"})).codes == ["INVALID"]
+
+
+async def test_foreign_and_expired_cursors_are_invalid(api: Api, world: World) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    (await admin(RENAME, learnerId=gid("Learner", c.learner.id), name="In Side")).ok()
+    listed = (await admin("{ learners(first: 1) { pageInfo { endCursor } } }")).ok()
+    foreign = listed["learners"]["pageInfo"]["endCursor"]
+    for cursor in (foreign, "not-a-cursor", encode_cursor("changes", [1, 2])):
+        result = await admin(FEED, after=cursor)
+        assert result.codes == ["INVALID"], cursor
+    stored = (await feed(admin))["edges"][0]["cursor"]
+    xid, pk, at = decode_cursor(stored, "changes", (int, int, datetime), field="after")
+    old = encode_cursor("changes", [xid, pk, at - timedelta(days=31)])
+    expired = await admin(FEED, after=old)
+    assert expired.codes == ["INVALID"]
+    assert (
+        "resync" in expired.errors[0]["message"] or "read the lists" in expired.errors[0]["message"]
+    )
+    # inside the retention, the same position reads on
+    fine = encode_cursor("changes", [xid, pk, at - timedelta(days=29)])
+    assert (await admin(FEED, after=fine)).ok()["changes"]["edges"] == []

@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "changes",
         sa.Column("id", ID, nullable=False),
-        sa.Column("xid", sa.BigInteger(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=True),
         sa.Column("at", db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("organisation_id", ID, nullable=True),
         sa.Column("actor_id", ID, nullable=True),
@@ -42,7 +42,14 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_changes"),
     )
-    op.create_index("ix_changes_position", "changes", ["xid", "id"])
+    op.create_index("ix_changes_position", "changes", ["position", "id"])
+    op.create_index(
+        "ix_changes_unpositioned",
+        "changes",
+        ["id"],
+        sqlite_where=sa.text("position IS NULL"),
+        postgresql_where=sa.text("position IS NULL"),
+    )
     op.create_index("ix_changes_subject", "changes", ["subject_type", "subject_id"])
     op.create_index("ix_changes_at", "changes", ["at"])
 
@@ -50,5 +57,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_changes_at", table_name="changes")
     op.drop_index("ix_changes_subject", table_name="changes")
+    op.drop_index("ix_changes_unpositioned", table_name="changes")
     op.drop_index("ix_changes_position", table_name="changes")
     op.drop_table("changes")
