@@ -4,6 +4,7 @@ order, under the reader's scopes."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,10 +12,11 @@ from sqlalchemy import and_, delete, or_, select
 
 from db.models import ApprenticeRecord, AuditAction, Change
 from resolvers.pagination import decode_cursor, encode_cursor
+from server.services import Services
 from tests.cast import cast
 from tests.conftest import Backend
 from tests.factories import World
-from tests.helpers import Api, Caller, gid
+from tests.helpers import Api, Caller, counting, gid
 
 CREATE = """mutation($input: CreateLearnerInput!) { createLearner(input: $input) { __typename } }"""
 IMPORT = """mutation($input: ImportLearnersInput!) {
@@ -253,3 +255,39 @@ async def test_foreign_and_expired_cursors_are_invalid(api: Api, world: World) -
     # inside the retention, the same position reads on
     fine = encode_cursor("changes", [xid, pk, at - timedelta(days=29)])
     assert (await admin(FEED, after=fine)).ok()["changes"]["edges"] == []
+
+
+FULL = """query($first: Int) {
+  changes(first: $first) {
+    edges { cursor node {
+      action at actor { id name } apiKey { id }
+      subject { __typename id ... on Learner { name } ... on ApprenticeRecord { programme } }
+      details { __typename ... on ApprenticeRecordCreatedDetails { learnerId programme } }
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+
+async def test_a_feed_page_costs_the_same_statements_for_5_changes_as_for_50(
+    api: Api, world: World, services: Services
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    people = [{"name": f"Person {n}"} for n in range(25)]
+    for n in range(25):  # a page of 5 holds both kinds of subject, as a page of 50 does
+        if n == 2:
+            (await admin(IMPORT, input={"learners": people})).ok()
+        (await admin(RECORD, learnerId=gid("Learner", c.learner.id), programme=f"P{n}")).ok()
+    counts, times = [], []
+    for size in (5, 50):
+        with counting(services.engine) as statements:
+            started = time.perf_counter()
+            page = (await admin(FULL, first=size)).ok()["changes"]
+            times.append(time.perf_counter() - started)
+        assert len(page["edges"]) == size
+        counts.append(len(statements))
+    # sign-in, the page, the actors, and one per kind of subject on it (learners, records)
+    assert counts[0] == counts[1] <= 5, counts
+    ms = [f"{t * 1000:.1f} ms" for t in times]
+    print(f"feed page: {counts[1]} statements; 5 changes {ms[0]}, 50 changes {ms[1]}")
