@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select
 
 from db.models import ApprenticeRecord, AuditAction, Change
+from resolvers.changes import changes_of
 from resolvers.pagination import decode_cursor, encode_cursor
 from server.services import Services
 from tests.cast import cast
@@ -291,3 +292,29 @@ async def test_a_feed_page_costs_the_same_statements_for_5_changes_as_for_50(
     assert counts[0] == counts[1] <= 5, counts
     ms = [f"{t * 1000:.1f} ms" for t in times]
     print(f"feed page: {counts[1]} statements; 5 changes {ms[0]}, 50 changes {ms[1]}")
+
+
+def test_a_bulk_event_stands_for_one_change_per_object_it_names() -> None:
+    licences = [gid("Licence", 7), gid("Licence", 9)]
+    allocated = changes_of(
+        AuditAction.LICENCES_ALLOCATED,
+        "Licence",
+        None,
+        {"courseId": gid("Course", 1), "learnerIds": [gid("Learner", 3)], "licenceIds": licences},
+    )
+    assert [(w.subject_type, w.subject_id, w.details) for w in allocated] == [
+        ("Licence", 7, {"courseId": gid("Course", 1)}),
+        ("Licence", 9, {"courseId": gid("Course", 1)}),
+    ]
+    assigned = changes_of(
+        AuditAction.RECORDS_ASSIGNED,
+        "User",
+        5,
+        {"role": "ASSESSOR", "recordIds": [], "assignmentIds": [gid("Assignment", 2)]},
+    )
+    assert [(w.subject_type, w.subject_id, w.details) for w in assigned] == [
+        ("Assignment", 2, {"role": "ASSESSOR", "assigneeId": gid("User", 5)})
+    ]
+    # an event on a table that names no object stands for none
+    ended = {"recordIds": [], "endedAssignmentIds": [], "role": None, "assigneeId": None}
+    assert changes_of(AuditAction.RECORDS_UNASSIGNED, "ApprenticeRecord", None, ended) == []
