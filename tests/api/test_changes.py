@@ -316,5 +316,10 @@ def test_a_bulk_event_stands_for_one_change_per_object_it_names() -> None:
         ("Assignment", 2, {"role": "ASSESSOR", "assigneeId": gid("User", 5)})
     ]
     # an event on a table that names no object stands for none
-    ended = {"recordIds": [], "endedAssignmentIds": [], "role": None, "assigneeId": None}
+    ended: dict[str, Any] = {
+        "recordIds": [],
+        "endedAssignmentIds": [],
+        "role": None,
+        "assigneeId": None,
+    }
     assert changes_of(AuditAction.RECORDS_UNASSIGNED, "ApprenticeRecord", None, ended) == []
