@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     Enum,
     ForeignKey,
@@ -384,6 +385,39 @@ class AuditEvent(Base):
     )
     subject_type: Mapped[str] = mapped_column(String(64))
     subject_id: Mapped[int | None] = mapped_column(Id)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Change(Base):
+    """One committed change to one object: the outbox the change feed reads (resolvers/changes.py
+    explains the position). Written with the audit event, in the mutation's transaction."""
+
+    __tablename__ = "changes"
+    __table_args__ = (
+        Index("ix_changes_position", "position", "id"),
+        # The rows a committing transaction stamps: its own, until it commits.
+        Index(
+            "ix_changes_unpositioned",
+            "id",
+            sqlite_where=text("position IS NULL"),
+            postgresql_where=text("position IS NULL"),
+        ),
+        Index("ix_changes_subject", "subject_type", "subject_id"),
+        Index("ix_changes_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The writing transaction's place in commit order, given just before it commits.
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    action: Mapped[AuditAction] = mapped_column(
+        Enum(AuditAction, name="audit_action", native_enum=False, length=64, validate_strings=True)
+    )
+    subject_type: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[int] = mapped_column(Id)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Result, Select
@@ -51,6 +52,8 @@ class Database:
         self.timed_out: DBAPIError | None = None
         self.write_intent = False
         self.statements = 0
+        # Statements the transaction runs last, just before it commits, in order (each once).
+        self.before_commit: list[Executable] = []
         bind = maker.kw.get("bind")
         self.dialect: str = bind.dialect.name if bind is not None else "unknown"
 
@@ -190,14 +193,18 @@ class Database:
             if self.timed_out is not None:
                 raise StatementTimedOut("A statement ran out of time.") from self.timed_out
             if self._session is not None:
+                for stmt in self.before_commit:
+                    await self._run(partial(_execute, stmt))
                 await self._session.commit()
             self._begun = False
+            self.before_commit = []
 
     async def rollback(self) -> None:
         async with self._lock:
             if self._session is not None:
                 await self._session.rollback()
             self._begun, self.lost, self.timed_out = False, None, None
+            self.before_commit = []
 
     async def close(self) -> None:
         async with self._lock:
@@ -205,6 +212,10 @@ class Database:
                 await self._session.close()
                 self._session = None
             self._begun, self.lost, self.timed_out = False, None, None
+
+
+async def _execute(stmt: Executable, session: AsyncSession) -> None:
+    await session.execute(stmt)
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

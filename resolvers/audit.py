@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, false, insert, select
 
 from db.models import ApiKey, AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
+from resolvers.changes import write_changes
 from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, type_name_of
@@ -57,6 +58,13 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
     if not entries:
         return
     me = ctx.me
+    subjects = [
+        (
+            type_name_of(e.subject if isinstance(e.subject, type) else type(e.subject)),
+            None if isinstance(e.subject, type) else e.subject.id,
+        )
+        for e in entries
+    ]
     rows = [
         {
             "organisation_id": e.organisation_id,
@@ -66,16 +74,22 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
             "client": ctx.client,
             "user_agent": ctx.user_agent,
             "action": e.action,
-            "subject_type": type_name_of(
-                e.subject if isinstance(e.subject, type) else type(e.subject)
-            ),
-            "subject_id": None if isinstance(e.subject, type) else e.subject.id,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
             "details": e.details,
         }
-        for e in entries
+        for e, (subject_type, subject_id) in zip(entries, subjects, strict=True)
     ]
     # Core executemany: one statement however many events (no ids are needed back).
     await ctx.db.execute(insert(AuditEvent), rows)
+    await write_changes(
+        ctx,
+        ctx.now,
+        [
+            (e.action, subject_type, subject_id, e.organisation_id, e.details)
+            for e, (subject_type, subject_id) in zip(entries, subjects, strict=True)
+        ],
+    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ class Limits:
     max_page_size: int = 500
     max_bulk_items: int = 1000
     max_search_length: int = 100  # characters of a search term, without the whitespace around it
+    changes_retention_days: int = 30  # how far back the change feed reads
 
 
 class LoaderGroup:

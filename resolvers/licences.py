@@ -126,6 +126,7 @@ ALLOCATED_BY = Ref(User, "allocated_by_id")
 class LicenceLoaders(LoaderGroup):
     course = scoped(Course, Resource.COURSE)
     licence = scoped(Licence, Resource.LICENCE)
+    pool = scoped(LicencePool, Resource.LICENCE_POOL)
 
 
 @dataclass(frozen=True)

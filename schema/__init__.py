@@ -21,6 +21,7 @@ from schema.documents import Documents
 from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation, EvidenceQuery
 from schema.extensions import QueryLimits, documents, extensions
+from schema.feed import ChangeQuery
 from schema.learners import LearnerMutation, LearnerQuery
 from schema.licences import LicenceMutation, LicenceQuery
 from schema.nodes import NODE_TYPES, NodeQuery
@@ -42,6 +43,7 @@ Query = merge_types(
         LicenceQuery,
         RuleQuery,
         AuditQuery,
+        ChangeQuery,
         ApiKeyQuery,
         EvidenceQuery,
         OrganisationQuery,

@@ -17,7 +17,7 @@ from schema.context import Info
 from schema.derive import input_of
 from schema.enums import AuditAction, LicenceSource, LicenceStatus
 from schema.learners import Learner
-from schema.nodes import COMPUTED, ROW_TYPES, Node, computed, node, project
+from schema.nodes import ROW_TYPES, Node, computed, node, project
 from schema.people import FORMER_SEARCH, User
 from schema.permissions import changes, requires
 from schema.relations import relation
@@ -27,28 +27,19 @@ if TYPE_CHECKING:
     from schema.rules import AutoAllocationRule
 
 
+@node(
+    models.LicencePool,
+    LicenceLoaders.pool,
+    seats_available=computed(licences.seats_available, "seats_total", "seats_used"),
+)
 @strawberry.type(description="An organisation's seats for one course.")
-class LicencePool:
+class LicencePool(Node):
     seats_total: int = strawberry.field(description="Seats bought.")
     seats_used: int = strawberry.field(
         description="Seats taken: every licence issued from the pool that was not recalled."
     )
     seats_available: int = strawberry.field(description="Seats left to allocate.")
-
-    @classmethod
-    def from_row(cls, row: models.LicencePool) -> Self:
-        return cls(
-            seats_total=row.seats_total,
-            seats_used=row.seats_used,
-            seats_available=licences.seats_available(row.seats_total, row.seats_used),
-        )
-
-
-ROW_TYPES[models.LicencePool] = LicencePool  # pool rows in outcomes answer as this type
-# What the compiled path computes of a pool (a course's `pool`), as `from_row` does.
-COMPUTED[LicencePool] = {
-    "seats_available": computed(licences.seats_available, "seats_total", "seats_used")
-}
+    row: strawberry.Private[models.LicencePool]
 
 
 @node(models.Course, LicenceLoaders.course)

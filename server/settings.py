@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     max_bulk_items: int = 1000
     max_search_length: int = 100  # characters of a search term (INVALID above)
+    # How long the change feed keeps changes; an older cursor is INVALID (resync from the lists).
+    changes_retention_days: int = Field(default=30, ge=1)
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000

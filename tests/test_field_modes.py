@@ -106,6 +106,11 @@ def test_every_fields_mode_is_as_listed() -> None:
     )
 
 
+# Lists the executor answers by design: the change feed reads in commit order with its own
+# paging (resolvers/changes.py), polled by machines rather than read on screens.
+STANDARD_LISTS = frozenset({"Query.changes"})
+
+
 def test_every_list_compiles() -> None:
     """Every connection root compiles: a document falling back costs the executor's ~10 ms."""
     query = schema._schema.query_type
@@ -114,6 +119,7 @@ def test_every_list_compiles() -> None:
         f"Query.{name}"
         for name, field in query.fields.items()
         if get_named_type(field.type).name.endswith("Connection")
+        and f"Query.{name}" not in STANDARD_LISTS
     }
     lists = [line for line in listing() if line.split(":")[0] in roots]
     assert len(lists) == len(roots) >= 10

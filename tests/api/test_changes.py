@@ -1,0 +1,325 @@
+"""The change outbox and the `changes` feed (issue 22): one change per audit verb and object,
+written with the mutation; nothing for a rollback or a repeat; read oldest first in commit
+order, under the reader's scopes."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select
+
+from db.models import ApprenticeRecord, AuditAction, Change
+from resolvers.changes import changes_of
+from resolvers.pagination import decode_cursor, encode_cursor
+from server.services import Services
+from tests.cast import cast
+from tests.conftest import Backend
+from tests.factories import World
+from tests.helpers import Api, Caller, counting, gid
+
+CREATE = """mutation($input: CreateLearnerInput!) { createLearner(input: $input) { __typename } }"""
+IMPORT = """mutation($input: ImportLearnersInput!) {
+  importLearners(input: $input) { __typename }
+}"""
+ARCHIVE = """mutation($id: ID!) {
+  archiveApprenticeRecord(input: {recordId: $id}) {
+    __typename ... on ApprenticeRecordArchived { unchanged }
+  }
+}"""
+CREATE_THEN_FAIL = """mutation($first: CreateLearnerInput!, $second: UpdateLearnerInput!) {
+  first: createLearner(input: $first) { __typename }
+  second: updateLearner(input: $second) { __typename }
+}"""
+
+
+async def outbox(backend: Backend) -> list[tuple[Any, ...]]:
+    async with backend.engine.connect() as conn:
+        rows = await conn.execute(
+            select(Change.action, Change.subject_type, Change.subject_id).order_by(
+                Change.position, Change.id
+            )
+        )
+        return [tuple(r) for r in rows]
+
+
+async def test_each_change_writes_one_row_per_object_and_a_repeat_none(
+    api: Api, world: World, backend: Backend
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    (await admin(CREATE, input={"name": "Ada Lovelace"})).ok()
+    (await admin(IMPORT, input={"learners": [{"name": "Bo One"}, {"name": "Cy Two"}]})).ok()
+    first = (await admin(ARCHIVE, id=gid("ApprenticeRecord", c.record.id))).ok()
+    again = (await admin(ARCHIVE, id=gid("ApprenticeRecord", c.record.id))).ok()
+    assert (
+        first["archiveApprenticeRecord"]["unchanged"],
+        again["archiveApprenticeRecord"]["unchanged"],
+    ) == (False, True)
+
+    rows = await outbox(backend)
+    assert [(a, t) for a, t, _ in rows] == [
+        (AuditAction.LEARNER_CREATED, "Learner"),
+        (AuditAction.LEARNERS_IMPORTED, "Learner"),  # one per learner imported
+        (AuditAction.LEARNERS_IMPORTED, "Learner"),
+        (AuditAction.APPRENTICE_RECORD_ARCHIVED, "ApprenticeRecord"),  # the repeat: none
+    ]
+    assert rows[-1][2] == c.record.id
+    assert len({pk for _, _, pk in rows[:3]}) == 3
+
+
+async def test_a_rolled_back_mutation_writes_no_change(
+    api: Api, world: World, backend: Backend
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    # the learner also belongs elsewhere: renaming them is FORBIDDEN, a top-level error
+    await world.staff(c.other, "ASSESSOR", user=c.people["LEARNER"])
+    result = await admin(
+        CREATE_THEN_FAIL,
+        first={"name": "Never Committed"},
+        second={"learnerId": gid("Learner", c.learner.id), "name": "Renamed"},
+    )
+    assert result.codes == ["FORBIDDEN"]
+    assert await outbox(backend) == []
+
+
+# Reading the feed ---------------------------------------------------------------------------
+
+FEED = """query($after: String, $first: Int, $filter: ChangeFilter) {
+  changes(after: $after, first: $first, filter: $filter) {
+    edges { cursor node {
+      action at actor { id } apiKey { id }
+      subject { __typename id }
+      details {
+        __typename
+        ... on ApprenticeRecordCreatedDetails { learnerId programme }
+        ... on LearnerUpdatedDetails { fields }
+      }
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+RECORD = """mutation($learnerId: ID!, $programme: String!) {
+  createApprenticeRecord(input: {learnerId: $learnerId, programme: $programme}) { __typename }
+}"""
+RENAME = """mutation($learnerId: ID!, $name: String!) {
+  updateLearner(input: {learnerId: $learnerId, name: $name}) { __typename }
+}"""
+UNIT = """mutation($input: CreateUnitInput!) { createLocation(input: $input) { __typename } }"""
+COURSE = """mutation($title: String!, $code: String!) {
+  createCourse(input: {title: $title, code: $code}) { __typename }
+}"""
+
+
+async def feed(caller: Caller, **variables: Any) -> dict[str, Any]:
+    result = (await caller(FEED, **variables)).ok()
+    return dict(result["changes"])
+
+
+def subjects(page: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(e["node"]["action"], e["node"]["subject"]["id"]) for e in page["edges"]]
+
+
+async def test_the_feed_reads_oldest_first_and_resumes_from_the_stored_cursor(
+    api: Api, world: World
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    learner = gid("Learner", c.learner.id)
+    (await admin(RECORD, learnerId=learner, programme="Level 3 Diploma")).ok()
+    (await admin(RENAME, learnerId=learner, name="Lee Renamed")).ok()
+    (await admin(CREATE, input={"name": "Ada Lovelace"})).ok()
+
+    first = await feed(admin, first=2)
+    assert [a for a, _ in subjects(first)] == ["APPRENTICE_RECORD_CREATED", "LEARNER_UPDATED"]
+    node = first["edges"][0]["node"]
+    assert node["details"] == {
+        "__typename": "ApprenticeRecordCreatedDetails",
+        "learnerId": learner,
+        "programme": "Level 3 Diploma",
+    }
+    assert node["actor"] == {"id": gid("User", c.people["ADMIN"].id)} and node["apiKey"] is None
+    assert first["edges"][1]["node"]["details"]["fields"] == ["name"]
+    assert first["pageInfo"]["hasNextPage"]
+    rest = await feed(admin, first=2, after=first["pageInfo"]["endCursor"])
+    assert subjects(rest)[0][0] == "LEARNER_CREATED" and not rest["pageInfo"]["hasNextPage"]
+    assert rest["edges"][0]["node"]["details"] is None  # nothing more than its subject
+    # caught up: nothing new, and the position to store stays where it was
+    done = await feed(admin, after=rest["pageInfo"]["endCursor"])
+    assert done["edges"] == [] and done["pageInfo"]["endCursor"] == rest["pageInfo"]["endCursor"]
+    (await admin(RENAME, learnerId=learner, name="Lee Again")).ok()
+    later = await feed(admin, after=rest["pageInfo"]["endCursor"])
+    assert subjects(later) == [("LEARNER_UPDATED", learner)]
+
+
+async def test_a_manager_follows_changes_to_team_learners_only(
+    api: Api, world: World, backend: Backend
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    outsider = await world.learner(c.org, location=c.there)
+    mine, theirs = gid("Learner", c.learner.id), gid("Learner", outsider.id)
+    (await admin(RENAME, learnerId=theirs, name="Out Side")).ok()
+    (await admin(RECORD, learnerId=mine, programme="Level 2")).ok()
+    (await admin(RECORD, learnerId=theirs, programme="Level 2")).ok()
+    (await admin(RENAME, learnerId=mine, name="In Side")).ok()
+
+    in_team = c.as_(api, "MANAGER_IN_TEAM")
+    seen = await feed(in_team)
+    assert [a for a, _ in subjects(seen)] == ["APPRENTICE_RECORD_CREATED", "LEARNER_UPDATED"]
+    assert subjects(seen)[1] == ("LEARNER_UPDATED", mine)
+    outside = await feed(c.as_(api, "MANAGER_OUTSIDE_TEAM"))
+    assert subjects(outside)[0][1] == theirs and len(outside["edges"]) == 2
+    assert (await feed(c.as_(api, "OTHER_ADMIN")))["edges"] == []
+    assert len((await feed(admin))["edges"]) == 4
+
+    # a change the manager cannot see answers exactly as if it had never been written
+    async with backend.engine.begin() as conn:
+        await conn.execute(
+            delete(Change).where(
+                or_(
+                    and_(Change.subject_type == "Learner", Change.subject_id == outsider.id),
+                    and_(
+                        Change.subject_type == "ApprenticeRecord",
+                        Change.subject_id.in_(
+                            select(ApprenticeRecord.id).where(
+                                ApprenticeRecord.learner_id == outsider.id
+                            )
+                        ),
+                    ),
+                )
+            )
+        )
+    assert await feed(in_team) == seen
+    assert await feed(in_team, first=1) == {
+        "edges": seen["edges"][:1],
+        "pageInfo": {"hasNextPage": True, "endCursor": seen["edges"][0]["cursor"]},
+    }
+
+
+async def test_support_follows_organisations_staff_courses_and_pools_only(
+    api: Api, world: World
+) -> None:
+    c = await cast(world)
+    support = c.as_(api, "SUPPORT")
+    (await support(COURSE, title="Welding", code="WLD-1")).ok()
+    # support may read locations, but the feed follows only organisations, staff, courses, pools
+    (
+        await support(
+            UNIT, input={"organisationId": gid("Organisation", c.org.id), "name": "Annex"}
+        )
+    ).ok()
+    (await c.as_(api, "ADMIN")(RENAME, learnerId=gid("Learner", c.learner.id), name="X Y")).ok()
+    assert [a for a, _ in subjects(await feed(support))] == ["COURSE_CREATED"]
+    learner = [a for a, _ in subjects(await feed(c.as_(api, "LEARNER")))]
+    assert learner == ["COURSE_CREATED", "LOCATION_CREATED", "LEARNER_UPDATED"]
+
+
+async def test_the_filter_narrows_by_kind_action_and_learner(api: Api, world: World) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    other = await world.learner(c.org)
+    mine = gid("Learner", c.learner.id)
+    (await admin(RECORD, learnerId=mine, programme="Level 2")).ok()
+    (await admin(RENAME, learnerId=mine, name="In Side")).ok()
+    (await admin(RENAME, learnerId=gid("Learner", other.id), name="Else Where")).ok()
+
+    by_kind = await feed(admin, filter={"subjectTypes": ["APPRENTICE_RECORD"]})
+    assert [a for a, _ in subjects(by_kind)] == ["APPRENTICE_RECORD_CREATED"]
+    by_action = await feed(admin, filter={"actions": ["LEARNER_UPDATED"]})
+    assert len(by_action["edges"]) == 2
+    of_learner = await feed(admin, filter={"learnerId": mine})
+    assert [a for a, _ in subjects(of_learner)] == ["APPRENTICE_RECORD_CREATED", "LEARNER_UPDATED"]
+    assert (await feed(admin, filter={"learnerId": gid("Course", 1)}))["edges"] == []
+    assert (await admin(FEED, filter={"learnerId": "nope"})).codes == ["INVALID"]
+
+
+async def test_foreign_and_expired_cursors_are_invalid(api: Api, world: World) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    (await admin(RENAME, learnerId=gid("Learner", c.learner.id), name="In Side")).ok()
+    listed = (await admin("{ learners(first: 1) { pageInfo { endCursor } } }")).ok()
+    foreign = listed["learners"]["pageInfo"]["endCursor"]
+    for cursor in (foreign, "not-a-cursor", encode_cursor("changes", [1, 2])):
+        result = await admin(FEED, after=cursor)
+        assert result.codes == ["INVALID"], cursor
+    stored = (await feed(admin))["edges"][0]["cursor"]
+    xid, pk, at = decode_cursor(stored, "changes", (int, int, datetime), field="after")
+    old = encode_cursor("changes", [xid, pk, at - timedelta(days=31)])
+    expired = await admin(FEED, after=old)
+    assert expired.codes == ["INVALID"]
+    assert (
+        "resync" in expired.errors[0]["message"] or "read the lists" in expired.errors[0]["message"]
+    )
+    # inside the retention, the same position reads on
+    fine = encode_cursor("changes", [xid, pk, at - timedelta(days=29)])
+    assert (await admin(FEED, after=fine)).ok()["changes"]["edges"] == []
+
+
+FULL = """query($first: Int) {
+  changes(first: $first) {
+    edges { cursor node {
+      action at actor { id name } apiKey { id }
+      subject { __typename id ... on Learner { name } ... on ApprenticeRecord { programme } }
+      details { __typename ... on ApprenticeRecordCreatedDetails { learnerId programme } }
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+
+async def test_a_feed_page_costs_the_same_statements_for_5_changes_as_for_50(
+    api: Api, world: World, services: Services
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    people = [{"name": f"Person {n}"} for n in range(25)]
+    for n in range(25):  # a page of 5 holds both kinds of subject, as a page of 50 does
+        if n == 2:
+            (await admin(IMPORT, input={"learners": people})).ok()
+        (await admin(RECORD, learnerId=gid("Learner", c.learner.id), programme=f"P{n}")).ok()
+    counts, times = [], []
+    for size in (5, 50):
+        with counting(services.engine) as statements:
+            started = time.perf_counter()
+            page = (await admin(FULL, first=size)).ok()["changes"]
+            times.append(time.perf_counter() - started)
+        assert len(page["edges"]) == size
+        counts.append(len(statements))
+    # sign-in, the page, the actors, and one per kind of subject on it (learners, records)
+    assert counts[0] == counts[1] <= 5, counts
+    ms = [f"{t * 1000:.1f} ms" for t in times]
+    print(f"feed page: {counts[1]} statements; 5 changes {ms[0]}, 50 changes {ms[1]}")
+
+
+def test_a_bulk_event_stands_for_one_change_per_object_it_names() -> None:
+    licences = [gid("Licence", 7), gid("Licence", 9)]
+    allocated = changes_of(
+        AuditAction.LICENCES_ALLOCATED,
+        "Licence",
+        None,
+        {"courseId": gid("Course", 1), "learnerIds": [gid("Learner", 3)], "licenceIds": licences},
+    )
+    assert [(w.subject_type, w.subject_id, w.details) for w in allocated] == [
+        ("Licence", 7, {"courseId": gid("Course", 1)}),
+        ("Licence", 9, {"courseId": gid("Course", 1)}),
+    ]
+    assigned = changes_of(
+        AuditAction.RECORDS_ASSIGNED,
+        "User",
+        5,
+        {"role": "ASSESSOR", "recordIds": [], "assignmentIds": [gid("Assignment", 2)]},
+    )
+    assert [(w.subject_type, w.subject_id, w.details) for w in assigned] == [
+        ("Assignment", 2, {"role": "ASSESSOR", "assigneeId": gid("User", 5)})
+    ]
+    # an event on a table that names no object stands for none
+    ended: dict[str, Any] = {
+        "recordIds": [],
+        "endedAssignmentIds": [],
+        "role": None,
+        "assigneeId": None,
+    }
+    assert changes_of(AuditAction.RECORDS_UNASSIGNED, "ApprenticeRecord", None, ended) == []
