@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _pytest.nodeid import NodeId
 from hypothesis import HealthCheck, Phase, settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -85,7 +84,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             for mark in item.iter_markers("xdist_group")
         }
         suffix = "@" + "_".join(sorted(names))
-        if names and not item.nodeid.endswith(suffix) and isinstance(item._id, NodeId):
+        if names and not item.nodeid.endswith(suffix):
+            from _pytest.nodeid import NodeId  # pytest 9.2's ids (earlier, xdist's suffix holds)
+
             item._id = NodeId.parse(item.nodeid + suffix)
 
 

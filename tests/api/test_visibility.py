@@ -31,10 +31,11 @@ worlds, and CASELOAD_PAIRS=N checks more pairs (tests/conftest.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -142,7 +143,7 @@ SCHEDULES: dict[Part, Schedule] = {}
 
 
 def rows(spec: WorldSpec) -> int:
-    return sum(len(getattr(spec, f.name)) for f in fields(spec))
+    return sum(len(getattr(spec, f.name)) for f in dataclasses.fields(spec))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
