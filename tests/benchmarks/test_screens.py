@@ -161,6 +161,8 @@ async def test_screens(api: Api, backend: Backend, services: Services) -> None:
                 timings.append((time.perf_counter() - t0) * 1000)
         cpu_ms = (time.thread_time() - cpu) * 1000 / ROUNDS
         compiled = (reads.answered - answered) == ROUNDS
+        if not compiled and os.environ.get("SCREENS_WHY"):
+            print(name, "over budget:", reads.over_budget, "failed:", reads.failed)
         print(
             f"[{backend.name}] {name:<22} {ROLES[name]:<17} "
             f"statements={len(statements) / ROUNDS:>4.1f} compiled={compiled!s:<5} "
