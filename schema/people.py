@@ -9,9 +9,10 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import assignments, people
+from resolvers import assignments, capabilities, people
 from resolvers.outcomes import AlreadyExists
 from resolvers.people import PeopleLoaders
+from schema.capabilities import ViewerCapabilities
 from schema.connections import connection
 from schema.context import Info
 from schema.derive import input_of
@@ -107,10 +108,19 @@ class Viewer:
         description="Every active membership of the signed-in person, in every organisation, "
         "whichever one the credential names (for an organisation switcher); deactivated ones "
         "are left out. Empty for support users, external assessors, API keys and the command "
-        "line: they belong to no organisation as a person."
+        "line: they belong to no organisation as a person.",
+        extensions=signed_in(),
     )
     async def memberships(self, info: Info) -> list[ViewerMembership]:
         return [ViewerMembership.of(m) for m in await people.viewer_memberships(info.context)]
+
+    @strawberry.field(
+        description="The actions without a target object the caller may take (what each "
+        "object's viewerCan says for the others).",
+        extensions=signed_in(),
+    )
+    def can(self, info: Info) -> ViewerCapabilities:
+        return ViewerCapabilities(**capabilities.viewer_can(info.context))
 
 
 @strawberry.type(description="The signed-in person's place in one organisation.")
