@@ -142,9 +142,12 @@ COURSE = Capabilities(
     Resource.COURSE,
     {
         # allocateLicences for this course: the learners and seats are the call's items.
-        "allocate": lambda ctx: and_(
-            ctx.rules.where(Resource.LEARNER, Action.ALLOCATE_LICENCES),
-            true() if ctx.me.organisation_id is not None else false(),
+        # It holds the action at all (no learner is read: that would join learners in).
+        "allocate": lambda ctx: (
+            true()
+            if ctx.rules.holds(Resource.LEARNER, Action.ALLOCATE_LICENCES)
+            and ctx.me.organisation_id is not None
+            else false()
         ),
     },
 )
