@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, false, or_, select, true
+from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from db.models import (
@@ -28,11 +29,14 @@ from db.models import (
     Learner,
     Licence,
     LicenceStatus,
+    Membership,
+    MembershipRole,
     RecordStatus,
+    User,
 )
 from policies.enforcer import ORGANISATION_SCOPES
 from policies.scopes import in_organisation
-from policies.vocabulary import Action, Resource, Scope
+from policies.vocabulary import Action, Resource, Role, Scope
 from resolvers.context import Context, LoaderGroup
 from resolvers.licences import is_current
 from resolvers.loaders import loader
@@ -152,6 +156,70 @@ COURSE = Capabilities(
     },
 )
 
+
+def _membership_here(ctx: Context, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The user (correlated) has a membership of the caller's organisation meeting these."""
+    return exists(
+        select(Membership.id)
+        .where(
+            Membership.user_id == User.id,
+            in_organisation(Membership.organisation_id, ctx.me),
+            *conditions,
+        )
+        .correlate(User)
+    )
+
+
+def _super_admin(membership: Any) -> ColumnElement[bool]:
+    return exists(
+        select(MembershipRole.role).where(
+            MembershipRole.membership_id == membership.id,
+            MembershipRole.role == Role.SUPER_ADMIN.value,
+        )
+    )
+
+
+def _other_active_super_admin(ctx: Context) -> ColumnElement[bool]:
+    """Another active super admin of the caller's organisation than the user (correlated)."""
+    other = aliased(Membership)
+    return exists(
+        select(other.id)
+        .where(
+            other.user_id != User.id,
+            in_organisation(other.organisation_id, ctx.me),
+            other.deactivated_at.is_(None),
+            _super_admin(other),
+        )
+        .correlate(User)
+    )
+
+
+def _update_user(ctx: Context) -> ColumnElement[bool]:
+    """updateStaffMember: support changes a name or picture; an admin only a member still active
+    here (a deactivated one answers a ValidationError)."""
+    allowed = ctx.rules.where(Resource.STAFF, Action.UPDATE)
+    if ctx.me.organisation_id is None:
+        return allowed
+    return and_(allowed, _membership_here(ctx, Membership.deactivated_at.is_(None)))
+
+
+def _deactivate_user(ctx: Context) -> ColumnElement[bool]:
+    """deactivateStaffMember: a super admin only by a super admin (else FORBIDDEN), never the
+    organisation's last active one (a ValidationError); deactivating again is "unchanged"."""
+    allowed = ctx.rules.where(Resource.STAFF, Action.DEACTIVATE)
+    held_here = _membership_here(ctx, _super_admin(Membership))
+    if Role.SUPER_ADMIN not in ctx.me.roles:
+        return and_(allowed, ~held_here)
+    last = _membership_here(ctx, Membership.deactivated_at.is_(None), _super_admin(Membership))
+    return and_(allowed, or_(~last, _other_active_super_admin(ctx)))
+
+
+USER = Capabilities(
+    User,
+    Resource.STAFF,
+    {"update": _update_user, "deactivate": _deactivate_user},
+)
+
 API_KEY = Capabilities(
     ApiKey,
     Resource.API_KEY,
@@ -194,6 +262,7 @@ class CapabilityLoaders(LoaderGroup):
     course = loader(lambda ctx: capabilities_by_id(ctx, COURSE))
     api_key = loader(lambda ctx: capabilities_by_id(ctx, API_KEY))
     rule = loader(lambda ctx: capabilities_by_id(ctx, RULE))
+    user = loader(lambda ctx: capabilities_by_id(ctx, USER))
 
 
 LOADERS: dict[type, loader[int, dict[str, bool]]] = {
@@ -204,6 +273,7 @@ LOADERS: dict[type, loader[int, dict[str, bool]]] = {
     Course: CapabilityLoaders.course,
     ApiKey: CapabilityLoaders.api_key,
     AutoAllocationRule: CapabilityLoaders.rule,
+    User: CapabilityLoaders.user,
 }
 
 

@@ -79,6 +79,19 @@ class CourseCapabilities:
     )
 
 
+@strawberry.type(description="What the caller may do with a person (as a staff member).")
+class UserCapabilities:
+    update: bool = _flag(
+        "updateStaffMember",
+        "Admins: a member still active here (support: the name and picture of anyone).",
+    )
+    deactivate: bool = _flag(
+        "deactivateStaffMember",
+        "A super admin only by a super admin, never the organisation's last active one; "
+        "true for one deactivated already (answered unchanged).",
+    )
+
+
 @strawberry.type(description="What the caller may do with an API key.")
 class ApiKeyCapabilities:
     revoke: bool = _flag("revokeApiKey", "True on a revoked key too (answered unchanged).")

@@ -12,7 +12,7 @@ from policies.vocabulary import Action, Resource
 from resolvers import assignments, capabilities, people
 from resolvers.outcomes import AlreadyExists
 from resolvers.people import PeopleLoaders
-from schema.capabilities import ViewerCapabilities
+from schema.capabilities import VIEWER_CAN, UserCapabilities, ViewerCapabilities
 from schema.connections import connection
 from schema.context import Info
 from schema.derive import input_of
@@ -64,6 +64,10 @@ class User(Node):
         description="True for assessors outside every customer organisation."
     )
     row: strawberry.Private[models.User]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> UserCapabilities:
+        return UserCapabilities(**await capabilities.of(info.context, self.row))
 
     @strawberry.field(
         description="Active record assignments this person holds, as far as the caller can see.",

@@ -37,6 +37,7 @@ PUBLIC = {
             "Course",
             "ApiKey",
             "AutoAllocationRule",
+            "User",
         )
     ),
 }

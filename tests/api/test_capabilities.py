@@ -186,3 +186,36 @@ async def test_a_page_of_learners_with_capabilities_costs_the_same_for_5_as_for_
     assert len(data["learners"]["edges"]) == size
     # authentication, the page, and one statement for every flag of every learner on it
     assert len(statements) <= CAPABILITY_PAGE_BUDGET, "\n".join(statements)
+
+
+USER_CAN = (
+    """query($id: ID!) { node(id: $id) { ... on User { viewerCan { update deactivate } } } }"""
+)
+
+
+async def test_only_a_super_admin_deactivates_a_super_admin_and_never_the_last(
+    api: Api, world: World
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    boss = await world.staff(org, "SUPER_ADMIN")
+    assessor = await world.staff(org, "ASSESSOR")
+    gone = await world.staff(org, "ASSESSOR")
+    await world.deactivate(gone, org)
+
+    async def can(who: User, user: User) -> dict[str, bool]:
+        found: dict[str, bool] = (await api.as_(who, org)(USER_CAN, id=gid("User", user.id))).ok()[
+            "node"
+        ]["viewerCan"]
+        return found
+
+    assert await can(admin, assessor) == {"update": True, "deactivate": True}
+    assert await can(admin, boss) == {"update": True, "deactivate": False}
+    assert await can(boss, boss) == {"update": True, "deactivate": False}  # the last one
+    # a member deactivated here: no change of details, deactivating again is "unchanged"
+    assert await can(admin, gone) == {"update": False, "deactivate": True}
+    assert await can(assessor, assessor) == {"update": False, "deactivate": False}
+    second = await world.staff(org, "SUPER_ADMIN")
+    assert await can(boss, boss) == {"update": True, "deactivate": True}
+    assert await can(second, boss) == {"update": True, "deactivate": True}
+    assert await can(admin, second) == {"update": True, "deactivate": False}

@@ -1618,6 +1618,11 @@ async def check_capabilities(check: Check) -> None:
             _, pk = decode_id(target)
             if model.evidence_row[pk].status != "SUBMITTED":
                 continue
+        if operation == "updateStaffMember" and did and not said:
+            # A blank name is refused as input before a member deactivated here is.
+            _, pk = decode_id(target)
+            if (pk, who.organisation_id) in model.deactivated:
+                continue
         if said != did:
             check.add(
                 f"{type_name}.viewerCan.{flag}({readable(target)})",

@@ -879,6 +879,7 @@ CAPABILITY_FLAGS: dict[str, tuple[str, ...]] = {
     "Course": ("allocate",),
     "ApiKey": ("revoke",),
     "AutoAllocationRule": ("delete",),
+    "User": ("update", "deactivate"),
 }
 # Each flag's mutation (the operation that must be held at all).
 FLAG_OPERATIONS: dict[tuple[str, str], str] = {
@@ -896,6 +897,8 @@ FLAG_OPERATIONS: dict[tuple[str, str], str] = {
     ("Course", "allocate"): "allocateLicences",
     ("ApiKey", "revoke"): "revokeApiKey",
     ("AutoAllocationRule", "delete"): "deleteAutoAllocationRule",
+    ("User", "update"): "updateStaffMember",
+    ("User", "deactivate"): "deactivateStaffMember",
 }
 VIEWER_CAN = (
     "createOrganisation",
@@ -917,7 +920,9 @@ def may(model: Model, who: Who, type_name: str, flag: str, pk: int) -> bool:
     """Whether `flag`'s mutation on this object, visible or not, would be accepted."""
     if not model.holds(who, FLAG_OPERATIONS[(type_name, flag)]):
         return False
-    if pk not in model.visible(who)[type_name]:
+    # A person is a mutation's target as a staff member (the staff scope, not the directory).
+    seen = model.staff(who) if type_name == "User" else model.visible(who)[type_name]
+    if pk not in seen:
         return False
     if type_name == "Learner":
         lf = model.learner[pk]
@@ -950,6 +955,27 @@ def may(model: Model, who: Who, type_name: str, flag: str, pk: int) -> bool:
             "launch": lambda: status == "ACTIVE" and model.may_launch(who, pk),
             "complete": lambda: status in ("ACTIVE", "COMPLETED") and model.may_complete(who, pk),
         }[flag]()
+    if type_name == "User":
+        if not model.may_change_staff(who, pk):
+            return False
+        gone = (pk, who.organisation_id) in model.deactivated
+        if flag == "update":  # admins change members still active here; support anyone
+            return who.organisation_id is None or not gone
+        # "only SUPPORT or a SUPER_ADMIN grants SUPER_ADMIN; the last active SUPER_ADMIN
+        # cannot be demoted or deactivated"; deactivating again changes nothing
+        if SUPER_ADMIN in model.roles_of(who, pk):
+            if SUPER_ADMIN not in who.roles:
+                return False
+            others = {
+                m.user_id
+                for m in model.facts.memberships
+                if m.organisation_id == who.organisation_id
+                and SUPER_ADMIN in m.roles
+                and not m.deactivated
+                and m.user_id != pk
+            }
+            return gone or bool(others)
+        return True
     if type_name == "Course":  # allocateLicences in the caller's organisation, with this course
         return who.organisation_id is not None
     return True  # an API key, a rule: held and visible (SUPER_ADMIN, ADMIN of its organisation)
