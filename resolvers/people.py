@@ -155,6 +155,56 @@ class StaffMemberDeactivated:
     unchanged: bool = False
 
 
+@dataclass(frozen=True)
+class ViewerMembership:
+    """One active membership of the signed-in person, in any organisation."""
+
+    organisation: Organisation
+    roles: list[Role]
+    location: Location | None
+    department: Department | None
+
+
+async def viewer_memberships(ctx: Context) -> list[ViewerMembership]:
+    """Every active membership of the signed-in person, whichever organisation the credential
+    names: two statements (the memberships with their units, then their roles). An API key or
+    the command line acts for an organisation, not a person: none."""
+    me = ctx.me
+    if me.api_key_id is not None or me.system or me.kind is not UserKind.STAFF:
+        return []
+    rows: Sequence[Any] = (
+        await ctx.db.execute(
+            select(Membership.id, Organisation, Location, Department)
+            .join(Organisation, Organisation.id == Membership.organisation_id)
+            .outerjoin(Location, Location.id == Membership.location_id)
+            .outerjoin(Department, Department.id == Membership.department_id)
+            .where(Membership.user_id == me.user_id, Membership.deactivated_at.is_(None))
+            .order_by(Organisation.name, Organisation.id)
+        )
+    ).all()
+    if not rows:
+        return []
+    roles: defaultdict[int, list[Role]] = defaultdict(list)
+    held: Sequence[Any] = (
+        await ctx.db.execute(
+            select(MembershipRole.membership_id, MembershipRole.role).where(
+                MembershipRole.membership_id.in_([row[0] for row in rows])
+            )
+        )
+    ).all()
+    for membership_id, role in held:
+        roles[membership_id].append(Role(role))
+    return [
+        ViewerMembership(
+            organisation=organisation,
+            roles=sorted(roles[membership_id], key=ROLE_ORDER.index),
+            location=location,
+            department=department,
+        )
+        for membership_id, organisation, location, department in rows
+    ]
+
+
 async def viewer(ctx: Context) -> Viewer:
     me = ctx.me
     user = await ctx.loaders(PeopleLoaders).user_ref.load(me.user_id)

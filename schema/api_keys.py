@@ -8,13 +8,15 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import api_keys
+from resolvers import api_keys, capabilities
 from resolvers.api_keys import ApiKeyLoaders
+from schema.capabilities import VIEWER_CAN, ApiKeyCapabilities
 from schema.connections import items
+from schema.context import Info
 from schema.enums import AuditAction, Role
 from schema.nodes import Node, computed, node
 from schema.people import User
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import another, answers, mutation, unchanged
 
@@ -44,6 +46,11 @@ class ApiKey(Node):
         "(`CASELOAD_RATE_POINTS_PER_MINUTE`)."
     )
     row: strawberry.Private[models.ApiKey]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> ApiKeyCapabilities:
+        return ApiKeyCapabilities(**await capabilities.of(info.context, self.row))
+
     created_by: User | None = relation(
         api_keys.CREATED_BY,
         description="Who created it (the key outlives them).",

@@ -9,14 +9,17 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
+from resolvers import capabilities
 from resolvers import evidence as cases
 from resolvers.evidence import EvidenceLoaders
+from schema.capabilities import VIEWER_CAN, EvidenceCapabilities
 from schema.connections import connection
+from schema.context import Info
 from schema.derive import input_of
 from schema.enums import AuditAction, EvidenceStatus, describe_values
 from schema.nodes import Node, node
 from schema.people import User
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import another, answers, mutation, unchanged
 
@@ -41,6 +44,10 @@ class Evidence(Node):
     decided_at: datetime | None = strawberry.field(description="When it was decided.")
     comment: str | None = strawberry.field(description="The assessor's comment.")
     row: strawberry.Private[models.Evidence]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> EvidenceCapabilities:
+        return EvidenceCapabilities(**await capabilities.of(info.context, self.row))
 
     record: Annotated[ApprenticeRecord, strawberry.lazy("schema.records")] = relation(
         cases.RECORD_OF_EVIDENCE,

@@ -14,6 +14,7 @@ from resolvers import (
     allocations,
     api_keys,
     assignments,
+    capabilities,
     evidence,
     learners,
     licences,
@@ -23,13 +24,14 @@ from resolvers.learners import LearnerLoaders
 from resolvers.outcomes import AlreadyExists, BulkRejected
 from resolvers.relations import RelationLoaders, related
 from schema.api_keys import ApiKey
+from schema.capabilities import VIEWER_CAN, LearnerCapabilities
 from schema.connections import FILTER, connection
 from schema.context import Info
 from schema.derive import input_of, plain
 from schema.enums import AuditAction, LicenceStatus, Role, describe_values
 from schema.nodes import ById, Node, computed, maybe, node, project_all
 from schema.people import AVATAR_URL, User, initials_of
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import answers, mutation, refused, unchanged
 
@@ -79,6 +81,10 @@ class Learner(Node):
     )
     created_at: datetime = strawberry.field(description="When the learner was added.")
     row: strawberry.Private[models.Learner]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> LearnerCapabilities:
+        return LearnerCapabilities(**await capabilities.of(info.context, self.row))
 
     organisation: Annotated[Organisation, strawberry.lazy("schema.organisations")] = relation(
         learners.ORGANISATION_OF_LEARNER,

@@ -9,9 +9,10 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import licences, rules
+from resolvers import capabilities, licences, rules
 from resolvers.licences import LicenceLoaders
 from resolvers.outcomes import AlreadyExists
+from schema.capabilities import VIEWER_CAN, CourseCapabilities, LicenceCapabilities
 from schema.connections import connection
 from schema.context import Info
 from schema.derive import input_of
@@ -19,7 +20,7 @@ from schema.enums import AuditAction, LicenceSource, LicenceStatus
 from schema.learners import Learner
 from schema.nodes import ROW_TYPES, Node, computed, node, project
 from schema.people import FORMER_SEARCH, User
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import answers, mutation, refused, unchanged
 
@@ -49,6 +50,10 @@ class Course(Node):
     code: str = strawberry.field(description="Catalogue code, unique.")
     row: strawberry.Private[models.Course]
 
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> CourseCapabilities:
+        return CourseCapabilities(**await capabilities.of(info.context, self.row))
+
     pool: LicencePool | None = relation(
         licences.POOL_OF_COURSE,
         description="The caller's organisation's seats for this course; null where it has "
@@ -76,6 +81,10 @@ class Licence(Node):
     )
     recalled_at: datetime | None = strawberry.field(description="When it was recalled, if it was.")
     row: strawberry.Private[models.Licence]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> LicenceCapabilities:
+        return LicenceCapabilities(**await capabilities.of(info.context, self.row))
 
     @strawberry.field(
         description="Where the licence stands now: an active licence whose expiry has passed "

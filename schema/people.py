@@ -9,19 +9,20 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import assignments, people
+from resolvers import assignments, capabilities, people
 from resolvers.outcomes import AlreadyExists
 from resolvers.people import PeopleLoaders
+from schema.capabilities import VIEWER_CAN, UserCapabilities, ViewerCapabilities
 from schema.connections import connection
 from schema.context import Info
 from schema.derive import input_of
 from schema.enums import AuditAction, Role
-from schema.nodes import Node, computed, maybe, node
+from schema.nodes import NODE_TYPES, Node, computed, maybe, node
 from schema.permissions import changes, requires, signed_in
 from schema.results import answers, mutation, refused, unchanged
 
 if TYPE_CHECKING:
-    from schema.organisations import Organisation
+    from schema.organisations import Department, Location, Organisation
 
 
 AVATAR_URL = (
@@ -64,6 +65,10 @@ class User(Node):
     )
     row: strawberry.Private[models.User]
 
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> UserCapabilities:
+        return UserCapabilities(**await capabilities.of(info.context, self.row))
+
     @strawberry.field(
         description="Active record assignments this person holds, as far as the caller can see.",
         extensions=requires(Resource.ASSIGNMENT),
@@ -102,6 +107,47 @@ class Viewer:
         )
     )
     roles: list[Role] = strawberry.field(description="The caller's roles there.")
+
+    @strawberry.field(
+        description="Every active membership of the signed-in person, in every organisation, "
+        "whichever one the credential names (for an organisation switcher); deactivated ones "
+        "are left out. Empty for support users, external assessors, API keys and the command "
+        "line: they belong to no organisation as a person.",
+        extensions=signed_in(),
+    )
+    async def memberships(self, info: Info) -> list[ViewerMembership]:
+        return [ViewerMembership.of(m) for m in await people.viewer_memberships(info.context)]
+
+    @strawberry.field(
+        description="The actions without a target object the caller may take (what each "
+        "object's viewerCan says for the others).",
+        extensions=signed_in(),
+    )
+    def can(self, info: Info) -> ViewerCapabilities:
+        return ViewerCapabilities(**capabilities.viewer_can(info.context))
+
+
+@strawberry.type(description="The signed-in person's place in one organisation.")
+class ViewerMembership:
+    organisation: Annotated[Organisation, strawberry.lazy("schema.organisations")] = (
+        strawberry.field(description="The organisation.")
+    )
+    roles: list[Role] = strawberry.field(description="Their roles there.")
+    location: Annotated[Location, strawberry.lazy("schema.organisations")] | None = (
+        strawberry.field(description="Their location there, if any.")
+    )
+    department: Annotated[Department, strawberry.lazy("schema.organisations")] | None = (
+        strawberry.field(description="Their department there, if any.")
+    )
+
+    @classmethod
+    def of(cls, found: people.ViewerMembership) -> ViewerMembership:
+        return cls(
+            organisation=NODE_TYPES["Organisation"].from_row(found.organisation),
+            roles=found.roles,
+            location=maybe("Location", found.location),
+            department=maybe("Department", found.department),
+        )
 
 
 StaffFilter = input_of(people.StaffFilter)

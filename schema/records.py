@@ -9,15 +9,16 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import assignments, evidence, records
+from resolvers import assignments, capabilities, evidence, records
 from resolvers.records import RecordLoaders
 from resolvers.relations import related
+from schema.capabilities import VIEWER_CAN, ApprenticeRecordCapabilities
 from schema.connections import connection
 from schema.context import Info
 from schema.derive import input_of
 from schema.enums import ApprenticeRecordStatus, AuditAction
 from schema.nodes import Node, node, project_all
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import another, answers, mutation, unchanged
 
@@ -37,6 +38,10 @@ class ApprenticeRecord(Node):
     )
     start_date: date | None = strawberry.field(description="When the programme started.")
     row: strawberry.Private[models.ApprenticeRecord]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> ApprenticeRecordCapabilities:
+        return ApprenticeRecordCapabilities(**await capabilities.of(info.context, self.row))
 
     learner: Annotated[Learner, strawberry.lazy("schema.learners")] = relation(
         records.LEARNER_OF_RECORD,

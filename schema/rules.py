@@ -9,17 +9,19 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import licences, rules
+from resolvers import capabilities, licences, rules
 from resolvers.outcomes import AlreadyExists
 from resolvers.rules import RuleLoaders
+from schema.capabilities import VIEWER_CAN, AutoAllocationRuleCapabilities
 from schema.connections import connection, items
+from schema.context import Info
 from schema.enums import AuditAction, RuleScope
 from schema.learners import Learner
 from schema.licences import Course
 from schema.nodes import Node, node
 from schema.organisations import Department, Location
 from schema.people import User
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import answers, mutation, read, reads, refused, unchanged
 
@@ -35,6 +37,11 @@ class AutoAllocationRule(Node):
         description="When it was deleted, if it was; it then issues nothing."
     )
     row: strawberry.Private[models.AutoAllocationRule]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> AutoAllocationRuleCapabilities:
+        return AutoAllocationRuleCapabilities(**await capabilities.of(info.context, self.row))
+
     course: Course = relation(
         licences.COURSE_OF,
         description="The course it issues licences for.",

@@ -21,7 +21,26 @@ PROJECTIONS = {
     ("Licence", "status"),  # the row's status as of the request's time
 }
 # Root fields any signed-in caller may use; what they return is scoped inside.
-PUBLIC = {("Query", "viewer"), ("Query", "node")}
+PUBLIC = {
+    ("Query", "viewer"),
+    ("Query", "node"),
+    ("Viewer", "memberships"),  # the caller's own
+    ("Viewer", "can"),
+    # What the caller may do with an object they were shown: decided by the same scopes.
+    *(
+        (t, "viewerCan")
+        for t in (
+            "Learner",
+            "ApprenticeRecord",
+            "Evidence",
+            "Licence",
+            "Course",
+            "ApiKey",
+            "AutoAllocationRule",
+            "User",
+        )
+    ),
+}
 
 
 def _fields() -> list[tuple[str, str, StrawberryField]]:

@@ -59,7 +59,7 @@ MIN_CONDITIONAL_PAIRS = 150
 MIN_PAIRS_WITH = {"pool": 50}
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
-FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt"}
+FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt", "viewerCan"}
 SEARCHES = ["a", "Le", "zz", "%", "_", "\\", " ", "o'n", "Z", "ë"]
 
 

@@ -185,6 +185,9 @@ GRANTS = (
     "p, TRAINING_COORDINATOR, auto_allocation_rule, read, organisation",
     "p, LEARNER, auto_allocation_rule, read, organisation",
     "p, ADMIN, api_key, read, organisation",
+    # No probe of the Actions table asks a manager to archive (the model says they never
+    # may): only viewerCan tells, on their team's records.
+    "p, MANAGER, record, archive, team",
 )
 
 

@@ -17,7 +17,9 @@ For one principal of a built world, `check_principal` checks
 - the Actions table, without changing anything: each mutation is sent with input that
   fails validation only after the permission check, so a permitted target answers a typed
   validation (or NotFound-for-the-other-id) error, an invisible one NOT_FOUND, and a
-  visible one the caller may not change FORBIDDEN.
+  visible one the caller may not change FORBIDDEN;
+- `viewerCan` on every object it sees and `Viewer.can`: the model's Actions table, and what
+  the mutations probed above answered on the same objects.
 
 Every disagreement is collected in `Problems`, so one run shows the whole picture.
 """
@@ -27,13 +29,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from resolvers.ids import MalformedId, decode_id
 from schema import schema
-from tests.authz.model import ACTION_ROLES, Model
+from tests.authz.model import (
+    ACTION_ROLES,
+    CAPABILITY_FLAGS,
+    FLAG_OPERATIONS,
+    Model,
+    capabilities,
+    viewer_can,
+)
 from tests.authz.world import SUPER_ADMIN as SUPER_ADMIN_ROLE
 from tests.authz.world import Facts, Who
 from tests.helpers import Api, Caller, gid
@@ -198,6 +207,8 @@ class Check:
     who: Who
     problems: Problems
     access_selection: str = "user { id } role reason expiresAt apiKey { id }"
+    # What each probe of the Actions table answered: (operation, target id) → outcome.
+    outcomes: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.caller = caller_for(self.api, self.facts, self.who)
@@ -227,6 +238,7 @@ async def check_principal(check: Check, *, small_pages: bool = False) -> None:
     await check_nodes(check)
     await check_access(check)
     await check_actions(check)
+    await check_capabilities(check)
 
 
 # --- viewer -------------------------------------------------------------------------------
@@ -1509,6 +1521,8 @@ async def check_actions(check: Check) -> None:
         if outcomes is None:
             outcomes = [("null",)]
         for probe, got in zip(batch, outcomes, strict=True):
+            if "t" in probe.variables:
+                check.outcomes[(probe.operation, probe.variables["t"])] = got
             if got != probe.expected:
                 target = ", ".join(readable(v) for v in probe.variables.values()) or "no target"
                 check.add(
@@ -1526,3 +1540,91 @@ def small_pages_for(principals: Sequence[Who]) -> Callable[[Who], bool]:
         chosen.setdefault(key, who)
     picked = set(chosen.values())
     return lambda who: who in picked
+
+
+# --- capabilities ---------------------------------------------------------------------------
+
+# Mutations whose probes tell what a flag says (several mutations share one permission).
+OPERATION_FLAGS: dict[str, tuple[str, str]] = {
+    operation: key for key, operation in FLAG_OPERATIONS.items() if key[0] != "Course"
+} | {
+    "deallocateAssessor": ("Learner", "allocateAssessor"),
+    "unassignRecords": ("ApprenticeRecord", "assign"),
+    "assignTrainingCoordinator": ("ApprenticeRecord", "assign"),
+}
+# Answers that refuse the target itself: the flag must then be false.
+STATE_ERRORS = {"RECORD_ARCHIVED", "LICENCE_NOT_ACTIVE", "EVIDENCE_LOCKED"}
+BULK_REFUSALS = {"FORBIDDEN", "NOT_FOUND", "RECORD_ARCHIVED", "LICENCE_IN_USE", "INVALID"}
+
+
+def accepted(got: tuple[Any, ...], target: str) -> bool:
+    """Whether a probe's answer accepted its target (an input error on other fields is no
+    refusal of the target): FORBIDDEN, NOT_FOUND for it, or a state error are refusals."""
+    if got == ("error", "FORBIDDEN") or got == ("not_found", target):
+        return False
+    if got[0] == "typed" and got[1] in STATE_ERRORS:
+        return False
+    if got == ("invalid", "licenceId"):  # "Only an active licence can be launched."
+        return False
+    if got[0] == "bulk":
+        return not any(i == target and code in BULK_REFUSALS for i, code in got[1])
+    return bool(got[0] != "error")
+
+
+async def check_capabilities(check: Check) -> None:
+    """`viewerCan` on every object the principal sees equals the model's Actions table and what
+    the probed mutations answered on it; `Viewer.can` equals the held actions."""
+    who, model = check.who, check.model
+    held = viewer_can(model, who)
+    data = await check.ask("{ viewer { can { " + " ".join(held) + " } } }")
+    if data is not None and data["viewer"]["can"] != held:
+        check.add("viewer.can", f"answered {data['viewer']['can']}, model {held}")
+    visible = model.visible(who)
+    answered: dict[str, dict[str, bool]] = {}
+    for type_name, flags in CAPABILITY_FLAGS.items():
+        selection = f"... on {type_name} {{ viewerCan {{ {' '.join(flags)} }} }}"
+        for batch in batches(sorted(visible[type_name])):
+            ids = [gid(type_name, pk) for pk in batch]
+            query = (
+                "{ "
+                + " ".join(
+                    f"a{k}: node(id: {json.dumps(i)}) {{ {selection} }}" for k, i in enumerate(ids)
+                )
+                + " }"
+            )
+            data = await check.ask(query)
+            if data is None:
+                continue
+            for k, (pk, i) in enumerate(zip(batch, ids, strict=True)):
+                node = data[f"a{k}"]
+                if node is None:
+                    continue  # check_nodes reports a visible object answered null
+                answered[i] = node["viewerCan"]
+                expected = capabilities(model, who, type_name, pk)
+                if node["viewerCan"] != expected:
+                    check.add(
+                        f"{type_name}.viewerCan({readable(i)})",
+                        f"answered {node['viewerCan']}, model {expected}",
+                    )
+    # what the mutations answered on the same targets
+    for (operation, target), got in check.outcomes.items():
+        if operation not in OPERATION_FLAGS or target not in answered:
+            continue
+        type_name, flag = OPERATION_FLAGS[operation]
+        said, did = answered[target][flag], accepted(got, target)
+        if operation == "signOffEvidence" and did and not said:
+            # A REFER without a comment is refused as input before decided evidence is
+            # found locked: no answer about the state.
+            _, pk = decode_id(target)
+            if model.evidence_row[pk].status != "SUBMITTED":
+                continue
+        if operation == "updateStaffMember" and did and not said:
+            # A blank name is refused as input before a member deactivated here is.
+            _, pk = decode_id(target)
+            if (pk, who.organisation_id) in model.deactivated:
+                continue
+        if said != did:
+            check.add(
+                f"{type_name}.viewerCan.{flag}({readable(target)})",
+                f"says {said}, but {operation} answered {got}",
+            )

@@ -862,3 +862,130 @@ def matches(search: str, *values: str | None) -> bool:
     """Case-insensitive substring of any value (blank searches match everything)."""
     term = search.strip().lower()
     return not term or any(v is not None and term in v.lower() for v in values)
+
+
+# --- Capabilities (`viewerCan`, `Viewer.can`) ---------------------------------------------
+# From the Actions table, with DESIGN.md's state rules: an archived record takes no new
+# assignments or evidence; only a licence never launched can be recalled; only an active one
+# launched or completed; decided evidence is locked. A repeat answered "unchanged" is no
+# refusal: archiving an archived record, restoring a live one, completing a completed licence,
+# recalling a recalled one, revoking a revoked key, deleting a deleted rule are all allowed.
+
+CAPABILITY_FLAGS: dict[str, tuple[str, ...]] = {
+    "Learner": ("update", "allocateAssessor", "allocateLicence"),
+    "ApprenticeRecord": ("assign", "submitEvidence", "archive", "restore"),
+    "Evidence": ("decide",),
+    "Licence": ("recall", "launch", "complete"),
+    "Course": ("allocate",),
+    "ApiKey": ("revoke",),
+    "AutoAllocationRule": ("delete",),
+    "User": ("update", "deactivate"),
+}
+# Each flag's mutation (the operation that must be held at all).
+FLAG_OPERATIONS: dict[tuple[str, str], str] = {
+    ("Learner", "update"): "updateLearner",
+    ("Learner", "allocateAssessor"): "allocateAssessor",
+    ("Learner", "allocateLicence"): "allocateLicences",
+    ("ApprenticeRecord", "assign"): "assignRecords",
+    ("ApprenticeRecord", "submitEvidence"): "submitEvidence",
+    ("ApprenticeRecord", "archive"): "archiveApprenticeRecord",
+    ("ApprenticeRecord", "restore"): "restoreApprenticeRecord",
+    ("Evidence", "decide"): "signOffEvidence",
+    ("Licence", "recall"): "recallLicences",
+    ("Licence", "launch"): "markLicenceLaunched",
+    ("Licence", "complete"): "markLicenceCompleted",
+    ("Course", "allocate"): "allocateLicences",
+    ("ApiKey", "revoke"): "revokeApiKey",
+    ("AutoAllocationRule", "delete"): "deleteAutoAllocationRule",
+    ("User", "update"): "updateStaffMember",
+    ("User", "deactivate"): "deactivateStaffMember",
+}
+VIEWER_CAN = (
+    "createOrganisation",
+    "createLocation",
+    "createDepartment",
+    "createStaffMember",
+    "createExternalAssessor",
+    "createLearner",
+    "importLearners",
+    "createApprenticeRecord",
+    "createCourse",
+    "setLicencePool",
+    "createAutoAllocationRule",
+    "createApiKey",
+)
+
+
+def may(model: Model, who: Who, type_name: str, flag: str, pk: int) -> bool:
+    """Whether `flag`'s mutation on this object, visible or not, would be accepted."""
+    if not model.holds(who, FLAG_OPERATIONS[(type_name, flag)]):
+        return False
+    # A person is a mutation's target as a staff member (the staff scope, not the directory).
+    seen = model.staff(who) if type_name == "User" else model.visible(who)[type_name]
+    if pk not in seen:
+        return False
+    if type_name == "Learner":
+        lf = model.learner[pk]
+        return {
+            "update": lambda: model.may_create_record(who, lf),  # ADMIN (org)
+            "allocateAssessor": lambda: model.may_allocate(who, lf),
+            "allocateLicence": lambda: model.may_allocate_licences(who, lf),
+        }[flag]()
+    if type_name == "ApprenticeRecord":
+        r = model.record[pk]
+        return {
+            "assign": lambda: r.live and model.may_assign(who, r),
+            "submitEvidence": lambda: r.live and model.may_submit(who, r),
+            "archive": lambda: model.may_create_record(who, model.learner[r.learner_id]),
+            "restore": lambda: model.may_create_record(who, model.learner[r.learner_id]),
+        }[flag]()
+    if type_name == "Evidence":
+        e = model.evidence_row[pk]
+        live = model.record[e.record_id].live
+        return live and e.status == "SUBMITTED" and model.may_decide(who, pk)
+    if type_name == "Licence":
+        x = model.licence[pk]
+        status = x.status.value
+        return {
+            "recall": lambda: (
+                not x.launched
+                and status in ("ACTIVE", "RECALLED")
+                and model.may_allocate_licences(who, model.learner[x.learner_id])
+            ),
+            "launch": lambda: status == "ACTIVE" and model.may_launch(who, pk),
+            "complete": lambda: status in ("ACTIVE", "COMPLETED") and model.may_complete(who, pk),
+        }[flag]()
+    if type_name == "User":
+        if not model.may_change_staff(who, pk):
+            return False
+        gone = (pk, who.organisation_id) in model.deactivated
+        if flag == "update":  # admins change members still active here; support anyone
+            return who.organisation_id is None or not gone
+        # "only SUPPORT or a SUPER_ADMIN grants SUPER_ADMIN; the last active SUPER_ADMIN
+        # cannot be demoted or deactivated"; deactivating again changes nothing
+        if SUPER_ADMIN in model.roles_of(who, pk):
+            if SUPER_ADMIN not in who.roles:
+                return False
+            others = {
+                m.user_id
+                for m in model.facts.memberships
+                if m.organisation_id == who.organisation_id
+                and SUPER_ADMIN in m.roles
+                and not m.deactivated
+                and m.user_id != pk
+            }
+            return gone or bool(others)
+        return True
+    if type_name == "Course":  # allocateLicences in the caller's organisation, with this course
+        return who.organisation_id is not None
+    return True  # an API key, a rule: held and visible (SUPER_ADMIN, ADMIN of its organisation)
+
+
+def capabilities(model: Model, who: Who, type_name: str, pk: int) -> dict[str, bool]:
+    return {flag: may(model, who, type_name, flag, pk) for flag in CAPABILITY_FLAGS[type_name]}
+
+
+def viewer_can(model: Model, who: Who) -> dict[str, bool]:
+    """Actions without a target: held at all (every role holding one acts in an organisation
+    or, as support, in any)."""
+    return {operation: model.holds(who, operation) for operation in VIEWER_CAN}
