@@ -26,6 +26,13 @@ PUBLIC = {
     ("Query", "node"),
     ("Viewer", "memberships"),  # the caller's own
     ("Viewer", "can"),
+    # The change feed: each change shown only where its subject is visible to the reader (its
+    # table's scope in SQL); its actor through the staff scope, its key through the key scope,
+    # its subject as that subject's own read.
+    ("Query", "changes"),
+    ("Change", "actor"),
+    ("Change", "apiKey"),
+    ("Change", "subject"),
     # What the caller may do with an object they were shown: decided by the same scopes.
     *(
         (t, "viewerCan")
