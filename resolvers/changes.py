@@ -71,7 +71,7 @@ from resolvers.context import Context
 from resolvers.errors import InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, encode_id
 from resolvers.outcomes import doc
-from resolvers.pagination import decode_cursor, encode_cursor
+from resolvers.pagination import decode_cursor, encode_cursor, page_size
 from resolvers.relations import Ref
 
 
@@ -315,9 +315,7 @@ async def feed(
 ) -> FeedPage:
     """The reader's next page of changes, oldest first in commit order."""
     limits = ctx.limits
-    size = limits.default_page_size if first is None else first
-    if size < 0 or size > limits.max_page_size:
-        raise InvalidInput(f"first must be between 0 and {limits.max_page_size}.", field="first")
+    size = page_size(limits, first)
     kept_from = ctx.now - timedelta(days=limits.changes_retention_days)
     conditions: list[ColumnElement[bool]] = [Change.position.is_not(None), Change.at >= kept_from]
     if after is not None:

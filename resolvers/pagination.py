@@ -157,7 +157,9 @@ def window(
     tag = f"{source.name}.{sort.field}.{'DESC' if descending else 'ASC'}"
     types = tuple(c.type.python_type for c in source.keys(sort))
     forward = last is None
-    size = _size(limits, last, "last") if last is not None else _size(limits, first, "first")
+    size = (
+        page_size(limits, last, "last") if last is not None else page_size(limits, first, "first")
+    )
     return Window(
         sort=sort,
         descending=descending,
@@ -170,7 +172,9 @@ def window(
     )
 
 
-def _size(limits: Limits, given: int | None, name: str) -> int:
+def page_size(limits: Limits, given: int | None, name: str = "first") -> int:
+    """How many items a page argument asks for: the default when not given; INVALID outside
+    0 to the largest page."""
     if given is None:
         return limits.default_page_size
     if given < 0 or given > limits.max_page_size:
