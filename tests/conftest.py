@@ -245,11 +245,11 @@ async def backend(database: Backend) -> Backend:
 LISTED_CODES = {"response": [codes_are_listed]}
 
 
-# Tests assert which read path answers; a first plan in a fresh process on a loaded machine can
-# pass the 50 ms default planning budget and send a request to the standard executor (seen
-# once in CI: the learner page's budget test). The budget itself is tested with its own values
-# (tests/api/test_under_load.py).
-PLAN_BUDGET_MS_IN_TESTS = 250
+# Tests assert which read path answers, so they plan without a budget (0: no limit). The budget
+# is thread CPU time, and a garbage collection of a long-running test worker's heap can land in a
+# first plan: CI saw a learner page pass 50 ms, and once a one-root search page pass 250 ms. The
+# budget itself is tested with its own values (tests/api/test_under_load.py).
+PLAN_BUDGET_MS_IN_TESTS = 0
 
 
 def make_settings(url: str, **overrides: object) -> Settings:
