@@ -163,6 +163,26 @@ class ErrorCode(StrEnum):
         "METHOD_NOT_ALLOWED",
         "HTTP 405: the method is not one the path answers (Allow names those it does).",
     )
+    PERSISTED_QUERY_NOT_FOUND = (
+        "PERSISTED_QUERY_NOT_FOUND",
+        "HTTP 200: the document's SHA-256 (`extensions.persistedQuery`) is not registered (yet): "
+        "send it again with its document (`query`), as automatic persisted queries do.",
+    )
+    PERSISTED_QUERY_HASH_MISMATCH = (
+        "PERSISTED_QUERY_HASH_MISMATCH",
+        "HTTP 400: `extensions.persistedQuery.sha256Hash` is not the SHA-256 of the `query` "
+        "sent with it; nothing ran or was registered.",
+    )
+    PERSISTED_QUERY_ONLY = (
+        "PERSISTED_QUERY_ONLY",
+        "HTTP 400: this server runs only its trusted documents: name one by `documentId` (or "
+        "its SHA-256 in `extensions.persistedQuery`) instead of sending a document.",
+    )
+    TRUSTED_DOCUMENT_NOT_FOUND = (
+        "TRUSTED_DOCUMENT_NOT_FOUND",
+        "HTTP 400: the `documentId` (or SHA-256) names none of this server's trusted "
+        "documents; nothing ran.",
+    )
     CORS_REFUSED = (
         "CORS_REFUSED",
         "HTTP 400: a cross-origin preflight asked for an origin, method or header that is not "

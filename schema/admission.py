@@ -45,6 +45,7 @@ class QueryLimits:
     count_cost: int = DEFAULT_COUNT_COST  # what a totalCount costs
     document_cache_bytes: int = 64 * 1024 * 1024  # parsed documents kept (schema/documents.py)
     introspection_cache_bytes: int = 16 * 1024 * 1024  # anonymous introspection answers
+    persisted_query_cache_bytes: int = 16 * 1024 * 1024  # registered hashes' documents
     anonymous_introspection: bool = False
 
 

@@ -7,6 +7,12 @@ when its own request signed in (`Documents.keep`): a request that fails authenti
 validation leaves no entry behind, so anonymous 1 MB bodies cannot fill the process. What is
 kept is bounded in bytes (schema/caches.py); the compiled path's plans for a document are kept
 on it, so they leave with it.
+
+Automatic persisted queries register the same way: a request sending a document with its
+SHA-256 (`extensions.persistedQuery`) registers that hash for the document only when the
+document is kept, so a later request may send the hash alone (`Documents.registered`, bounded
+in bytes too). Trusted documents (`CASELOAD_TRUSTED_DOCUMENTS`) are pinned: parsed at start and
+never evicted.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from schema.caches import BoundedCache
 BYTES_PER_CHARACTER = 200
 # Larger documents are parsed for their own request and not kept.
 MAX_KEPT_CHARACTERS = 16 * 1024
+# What a registered hash holds alive besides its document's text: the hash, the entry, the
+# text object's header.
+REGISTRATION_BYTES = 300
+# Larger documents are not registered: their clients keep sending them.
+MAX_REGISTERED_CHARACTERS = 256 * 1024
 
 
 @dataclass(eq=False)
@@ -80,6 +91,9 @@ class Prepared:
 # the request's cost estimate (None: not made yet).
 _current: ContextVar[Prepared | None] = ContextVar("caseload_prepared", default=None)
 _cost: ContextVar[int | None] = ContextVar("caseload_cost", default=None)
+# The SHA-256 the request sent with its document (automatic persisted queries), checked against
+# the document already: registered when the document is kept.
+_registering: ContextVar[str | None] = ContextVar("caseload_registering", default=None)
 
 
 class Documents:
@@ -92,6 +106,7 @@ class Documents:
         max_tokens: int,
         budget: int,
         estimate: Callable[[DocumentNode, str | None, dict[str, Any] | None], int],
+        registered_budget: int = 16 * 1024 * 1024,
     ) -> None:
         self.schema = schema
         self.rules = tuple(rules)
@@ -100,6 +115,12 @@ class Documents:
         self.kept: BoundedCache[str, Prepared] = BoundedCache(
             budget, MAX_KEPT_CHARACTERS * BYTES_PER_CHARACTER
         )
+        # Automatic persisted queries: SHA-256 (hex) → the document's text.
+        self.registered: BoundedCache[str, str] = BoundedCache(
+            registered_budget, MAX_REGISTERED_CHARACTERS + REGISTRATION_BYTES
+        )
+        # Trusted documents, parsed at start and kept for the process's life.
+        self.pinned: dict[str, Prepared] = {}
         self.parsed = 0  # documents parsed (tests read it)
 
     def prepare(self, query: str) -> Prepared:
@@ -108,6 +129,9 @@ class Documents:
         current = _current.get()
         if current is not None and current.query == query:
             return current
+        pinned = self.pinned.get(query)
+        if pinned is not None:
+            return pinned
         kept = self.kept.get(query)
         if kept is not None:
             return kept
@@ -119,9 +143,30 @@ class Documents:
         return Prepared(query, document, validate_document(self.schema, document, self.rules))
 
     def keep(self, prepared: Prepared) -> None:
-        """Keep a valid document for later requests: its request has signed in."""
-        if prepared.valid and prepared.query not in self.kept:
+        """Keep a valid document for later requests, and register the hash its request sent
+        with it: its request has signed in."""
+        if not prepared.valid:
+            return
+        if prepared.query not in self.kept and prepared.query not in self.pinned:
             self.kept.put(prepared.query, prepared, len(prepared.query) * BYTES_PER_CHARACTER)
+        sha256 = _registering.get()
+        if sha256 is not None and sha256 not in self.registered:
+            self.registered.put(sha256, prepared.query, len(prepared.query) + REGISTRATION_BYTES)
+
+    def pin(self, prepared: Prepared) -> None:
+        """Keep a valid document for the process's life (a trusted document)."""
+        assert prepared.valid
+        self.pinned[prepared.query] = prepared
+        self.kept.pop(prepared.query)
+
+    @staticmethod
+    def registering(sha256: str | None) -> Any:
+        """Register `sha256` for the request's document if it is kept (returns a reset token)."""
+        return _registering.set(sha256)
+
+    @staticmethod
+    def registered_done(token: Any) -> None:
+        _registering.reset(token)
 
     def cost(
         self, prepared: Prepared, operation_name: str | None, variables: dict[str, Any] | None

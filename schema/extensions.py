@@ -414,7 +414,14 @@ def documents(schema: GraphQLSchema, limits: QueryLimits) -> Documents:
             count_cost=limits.count_cost,
         )
 
-    return Documents(schema, rules, limits.max_tokens, limits.document_cache_bytes, cost)
+    return Documents(
+        schema,
+        rules,
+        limits.max_tokens,
+        limits.document_cache_bytes,
+        cost,
+        limits.persisted_query_cache_bytes,
+    )
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -505,6 +505,14 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
         os.environ["CASELOAD_DEMO"] = "true"
         settings = settings.model_copy(update={"demo": True})
     jwt_secret(settings)  # refuse to start without one; in debug or demo, make it now, once
+    if settings.trusted_documents is not None:
+        # Refuse to start on a file the server cannot use, before anything else is done.
+        from schema import build_schema
+        from server.persisted import load_trusted
+        from server.services import limits_of
+
+        built: Any = build_schema(limits_of(settings))
+        load_trusted(settings.trusted_documents, built.documents)
     migration = _async(settings, lambda engine: _prepare(engine, demo))
     if migration.before != migration.after:
         print(describe_migration(migration))

@@ -10,6 +10,7 @@ that answers a top-level error changed nothing and keeps nothing: its retry runs
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -54,6 +55,7 @@ from server.http import (
     ClientGone,
     GraphQLBody,
     Refused,
+    SentBody,
     challenge,
     error_response,
     graphql_status,
@@ -62,6 +64,7 @@ from server.http import (
     read_graphql_body,
 )
 from server.logs import current_record, describe
+from server.persisted import load_trusted, resolve
 from server.services import Services
 
 log = logging.getLogger("caseload.graphql")
@@ -70,6 +73,8 @@ log = logging.getLogger("caseload.graphql")
 _body: ContextVar[GraphQLBody | None] = ContextVar("caseload_graphql_body", default=None)
 # The media type the request's answer is in (server.http.negotiate), for create_response.
 _media: ContextVar[str] = ContextVar("caseload_media", default=JSON)
+# A GET whose query string names a document (as text, by id, or by its hash).
+GET_BODY = frozenset({"query", "documentId", "extensions"})
 _FIRST_OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -85,13 +90,15 @@ def principal_key(principal: Principal) -> str:
 
 
 def fingerprint(body: GraphQLBody) -> str:
-    """The request body, as far as it decides what the operation does."""
+    """The request body, as far as it decides what the operation does (a document named by its
+    hash is that document)."""
+    extensions = {k: v for k, v in (body.extensions or {}).items() if k != "persistedQuery"}
     canonical = json.dumps(
         {
             "query": body.query,
             "variables": body.variables or {},
             "operationName": body.operation_name,
-            "extensions": body.extensions or {},
+            "extensions": extensions,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -178,6 +185,17 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         )
         self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None
+        self.trusted = (
+            load_trusted(settings.trusted_documents, self.documents)
+            if settings.trusted_documents is not None
+            else None
+        )
+        if self.trusted is not None and self.compiled is not None:
+            # Their plans are made now, not by their first requests.
+            for prepared in self.documents.pinned.values():
+                for name in prepared.names():
+                    if prepared.reads(name):
+                        self.compiled.operation(prepared, name)
 
     def encode_json(self, data: object) -> bytes:
         # orjson, for speed; the compiled path answers through it too, byte for byte alike.
@@ -195,6 +213,8 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         if response is None:
             return  # the client left
         finish(response, media, request.headers.get("authorization"))
+        if request.method == "GET":
+            response = validated(response, request.headers.get("if-none-match"))
         await response(scope, receive, send)
 
     async def respond_within_lanes(self, request: Request, receive: Receive) -> Response | None:
@@ -234,12 +254,18 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     ) -> Response | None:
         """The response to send; None when the client has left."""
         try:
-            body = await self.body_of(request)
-            if body is None:
+            sent = await self.body_of(request)
+            if sent is None:
                 return await self.answer(request, None, None, None)  # GraphiQL, or refused
+            body, registering = resolve(sent, self.documents, self.trusted)
             _record_operation(body.operation_name, body.query)
             # The body is read: a client that leaves now cancels what runs for it.
-            return await until_gone(receive, self.admit(request, body, credentials, now, spending))
+            token = self.documents.registering(registering)
+            try:
+                work = self.admit(request, body, credentials, now, spending)
+                return await until_gone(receive, work)
+            finally:
+                self.documents.registered_done(token)
         except ClientGone:
             return None
         except Refused as refused:
@@ -251,12 +277,13 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             headers = {"Allow": "GET, POST"} if exc.status_code == 405 else None
             return error_response(exc.status_code, code, exc.reason, headers)
 
-    async def body_of(self, request: Request) -> GraphQLBody | None:
+    async def body_of(self, request: Request) -> SentBody | None:
         """The request's GraphQL body: a POST's, checked before anything else runs, or a GET's
-        query string (None without a `query`: GraphiQL, or Strawberry's refusal)."""
+        query string (None without a `query`, `documentId` or `extensions`: GraphiQL, or
+        Strawberry's refusal)."""
         if request.method == "POST":
             return await read_graphql_body(request, self.services.settings.max_body_bytes)
-        if request.method != "GET" or "query" not in request.query_params:
+        if request.method != "GET" or not GET_BODY.intersection(request.query_params.keys()):
             return None
         return query_string_body(request)
 
@@ -285,7 +312,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                 return spending.refusal()
             _record_codes([Unauthenticated.code])
             return unauthenticated(credentials, body.query, _media.get())
-        kept = body.query in self.documents.kept
+        kept = body.query in self.documents.kept or body.query in self.documents.pinned
         # Parsed and validated once, for whichever executor answers.
         prepared = self.documents.prepare(body.query)
         if prepared.valid:
@@ -394,6 +421,10 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         if isinstance(data, GraphQLRequestData):
             _record_operation(data.operation_name, data.query)
         return data
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming its document by id has no `query` either: it is run, not GraphiQL.
+        return _body.get() is None and super().should_render_graphql_ide(request)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         assert self.render_page is not None
@@ -570,6 +601,42 @@ def finish(response: Response, media: str, authorization: str | None) -> None:
         response.headers["content-type"] = GRAPHQL_RESPONSE_CONTENT_TYPE
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = challenge(authorization)
+
+
+# What a GET's answer may be revalidated with: no shared cache keeps it (it is one caller's),
+# and a browser asks again each time, sending the ETag it holds (If-None-Match).
+CACHE_CONTROL = "private, no-cache"
+_CACHEABLE = (JSON, GRAPHQL_RESPONSE)
+
+
+def validated(response: Response, if_none_match: str | None) -> Response:
+    """A GET's answer with a strong ETag (the SHA-256 of its body) and Cache-Control; 304 with
+    no body when the client holds the same (RFC 9110 13.1.2: compared weakly)."""
+    content_type = response.headers.get("content-type", "").split(";", 1)[0]
+    if response.status_code != 200 or content_type not in _CACHEABLE:
+        return response
+    digest = hashlib.sha256(bytes(response.body)).digest()
+    tag = '"' + base64.urlsafe_b64encode(digest).rstrip(b"=").decode() + '"'
+    response.headers["ETag"] = tag
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    if if_none_match is None or not _matches(if_none_match, tag):
+        return response
+    _record_outcome("not_modified")
+    unchanged = Response(status_code=304)
+    unchanged.raw_headers = [
+        (name, value)
+        for name, value in response.raw_headers
+        if name not in (b"content-length", b"content-type")
+    ]
+    return unchanged
+
+
+def _matches(if_none_match: str, tag: str) -> bool:
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == tag:
+            return True
+    return False
 
 
 def signed_in(ctx: RequestContext, principal: Principal, services: Services) -> None:

@@ -4,6 +4,7 @@ the media type of the answer, and its status."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,28 @@ class GraphQLBody:
     extensions: dict[str, Any] | None
 
 
-async def read_graphql_body(request: Request, limit: int) -> GraphQLBody:
+@dataclass(frozen=True)
+class SentBody:
+    """A body as sent: its document as text, or named by id (server/persisted.py resolves it)."""
+
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+    document_id: str | None = None  # a trusted document's id (GraphQL-over-HTTP's `documentId`)
+    sha256: str | None = None  # `extensions.persistedQuery.sha256Hash`, in lower-case hex
+
+    def with_query(self, query: str) -> GraphQLBody:
+        return GraphQLBody(query, self.variables, self.operation_name, self.extensions)
+
+
+# What `documentId` may be: the ids of a persisted-documents file (a hash, `sha256:<hex>`, a
+# name), never a document.
+MAX_DOCUMENT_ID = 200
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+async def read_graphql_body(request: Request, limit: int) -> SentBody:
     """Read, cap and parse a POST body; Refused or ClientGone otherwise."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
@@ -118,7 +140,7 @@ def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_graphql_body(raw: bytes) -> GraphQLBody:
+def parse_graphql_body(raw: bytes) -> SentBody:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -143,12 +165,14 @@ def parse_graphql_body(raw: bytes) -> GraphQLBody:
     return checked_body(data)
 
 
-def query_string_body(request: Request) -> GraphQLBody:
-    """A GET's query string as a body: `query`, and `variables` and `extensions` as JSON."""
+def query_string_body(request: Request) -> SentBody:
+    """A GET's query string as a body: `query` or `documentId`, and `variables` and
+    `extensions` as JSON."""
     params = request.query_params
     data: dict[str, Any] = {"query": params.get("query")}
-    if "operationName" in params:
-        data["operationName"] = params["operationName"]
+    for name in ("operationName", "documentId"):
+        if name in params:
+            data[name] = params[name]
     for name in ("variables", "extensions"):
         text = params.get(name)
         if text:
@@ -165,14 +189,15 @@ def query_string_body(request: Request) -> GraphQLBody:
     return checked_body(data)
 
 
-def checked_body(data: dict[str, Any]) -> GraphQLBody:
-    """The body's members, each of the type the GraphQL-over-HTTP convention gives it."""
+def checked_body(data: dict[str, Any]) -> SentBody:
+    """The body's members, each of the type the GraphQL-over-HTTP convention gives it: the
+    document as `query`, or named by `documentId` or by Apollo's
+    `extensions.persistedQuery` (version 1, `sha256Hash`)."""
     query = data.get("query")
     variables = data.get("variables")
     operation_name = data.get("operationName")
     extensions = data.get("extensions")
-    if not isinstance(query, str) or not query.strip():
-        raise Refused(400, ErrorCode.BAD_REQUEST, "`query` must be a non-empty string.")
+    document_id = data.get("documentId")
     if variables is not None and not isinstance(variables, dict):
         raise Refused(400, ErrorCode.BAD_REQUEST, "`variables` must be an object or null.")
     if operation_name is not None and not isinstance(operation_name, str):
@@ -186,7 +211,56 @@ def checked_body(data: dict[str, Any]) -> GraphQLBody:
                 ErrorCode.BAD_REQUEST,
                 f"`{name}` holds text that is not Unicode (a lone surrogate or U+0000).",
             )
-    return GraphQLBody(query, variables, operation_name, extensions)
+    sha256 = persisted_hash(extensions)
+    if document_id is not None:
+        if not isinstance(document_id, str) or not 0 < len(document_id) <= MAX_DOCUMENT_ID:
+            raise Refused(
+                400,
+                ErrorCode.BAD_REQUEST,
+                f"`documentId` must be a string of 1 to {MAX_DOCUMENT_ID} characters.",
+            )
+        if unstorable_variable(document_id) is not None:
+            raise Refused(
+                400, ErrorCode.BAD_REQUEST, "`documentId` holds text that is not Unicode."
+            )
+        if query is not None:
+            raise Refused(
+                400,
+                ErrorCode.BAD_REQUEST,
+                "Send the document as `query` or `documentId`, not both.",
+            )
+        return SentBody(None, variables, operation_name, extensions, document_id, sha256)
+    if query is None and sha256 is not None:
+        return SentBody(None, variables, operation_name, extensions, None, sha256)
+    if not isinstance(query, str) or not query.strip():
+        raise Refused(400, ErrorCode.BAD_REQUEST, "`query` must be a non-empty string.")
+    return SentBody(query, variables, operation_name, extensions, None, sha256)
+
+
+def persisted_hash(extensions: dict[str, Any] | None) -> str | None:
+    """`extensions.persistedQuery.sha256Hash` (Apollo's automatic persisted queries), checked:
+    an object of version 1 with 64 hexadecimal digits (None: no such extension)."""
+    persisted = (extensions or {}).get("persistedQuery")
+    if persisted is None:
+        return None
+    if not isinstance(persisted, dict):
+        raise Refused(
+            400,
+            ErrorCode.BAD_REQUEST,
+            '`extensions.persistedQuery` must be an object: {"version": 1, "sha256Hash": …}.',
+        )
+    version = persisted.get("version")
+    if type(version) is not int or version != 1:
+        raise Refused(400, ErrorCode.BAD_REQUEST, "`extensions.persistedQuery.version` must be 1.")
+    sha256 = persisted.get("sha256Hash")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise Refused(
+            400,
+            ErrorCode.BAD_REQUEST,
+            "`extensions.persistedQuery.sha256Hash` must be the SHA-256 of the document, "
+            "64 hexadecimal digits.",
+        )
+    return sha256.lower()
 
 
 def too_deep() -> Refused:

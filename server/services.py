@@ -46,18 +46,7 @@ class Services:
         )
         count_statements(engine)
         maker = session_maker(engine)
-        query_limits = QueryLimits(
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_aliases,
-            max_tokens=settings.max_tokens,
-            max_cost=settings.max_cost,
-            page_size=settings.default_page_size,
-            list_bound=settings.list_bound,
-            count_cost=settings.count_cost,
-            document_cache_bytes=settings.document_cache_bytes,
-            introspection_cache_bytes=settings.document_cache_bytes // 4,
-            anonymous_introspection=settings.anonymous_introspection_enabled,
-        )
+        query_limits = limits_of(settings)
         authenticator = Authenticator(settings, secret, maker)
         fair_use = FairUse(settings)
         authenticator.on_key = lambda key, limit: fair_use.remember(budget_key(key, None), limit)
@@ -78,3 +67,20 @@ class Services:
         await self.authenticator.usage.aclose()
         await self.fair_use.aclose()
         await self.engine.dispose()
+
+
+def limits_of(settings: Settings) -> QueryLimits:
+    """The limits on what a document asks, from the settings."""
+    return QueryLimits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_cost,
+        page_size=settings.default_page_size,
+        list_bound=settings.list_bound,
+        count_cost=settings.count_cost,
+        document_cache_bytes=settings.document_cache_bytes,
+        introspection_cache_bytes=settings.document_cache_bytes // 4,
+        persisted_query_cache_bytes=settings.persisted_query_cache_bytes,
+        anonymous_introspection=settings.anonymous_introspection_enabled,
+    )

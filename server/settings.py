@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     count_cost: int = 2_000  # what the estimate counts for a totalCount
     # Parsed documents kept for callers who signed in, and anonymous introspection answers.
     document_cache_bytes: int = 64 * 1024 * 1024
+    # Documents registered by their SHA-256 (automatic persisted queries), by callers who
+    # signed in.
+    persisted_query_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # A JSON file of trusted documents, id → document (as GraphQL codegen's client preset
+    # writes persisted-documents.json): when set, only these are run, named by id.
+    trusted_documents: Path | None = None
     idempotency_ttl_seconds: int = 24 * 3600
     # Fair use: cost points each credential may spend a minute (an API key may have its own).
     # 1,000 requests a second of cost 10,000 from one credential spend 600,000,000.
@@ -99,6 +105,13 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return default_data_dir()
         return Path(str(value)).expanduser().resolve()
+
+    @field_validator("trusted_documents", mode="before")
+    @classmethod
+    def _trusted_documents(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return Path(str(value)).expanduser()
 
     @field_validator("db_random_page_cost", "db_plan_cache_mode", mode="before")
     @classmethod
