@@ -57,12 +57,14 @@ CORS_ALLOWED_HEADERS = [
     "Authorization",
     "Content-Type",
     "Idempotency-Key",
+    "If-None-Match",  # a GET's answer revalidated by its ETag
     REQUEST_ID_HEADER,
     "X-Caseload-Client",  # what the client says it is, kept with its audit events
     "X-Caseload-Organisation",  # which membership a sign-in acts in
 ]
 CORS_EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
+    "ETag",
     "RateLimit-Limit",
     "RateLimit-Remaining",
     "RateLimit-Reset",

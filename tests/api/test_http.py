@@ -285,6 +285,7 @@ async def test_cors_answers_allowed_origins_only(api_with: AppFactory, world: Wo
     assert response.headers["access-control-allow-origin"] == "https://app.example"
     assert _header_list(response, "access-control-expose-headers") == {
         "x-request-id",
+        "etag",
         "ratelimit-limit",
         "ratelimit-remaining",
         "ratelimit-reset",
