@@ -29,13 +29,15 @@ from sqlalchemy import func, select
 
 from db.models import Membership, MembershipRole, Organisation, RecordAssignment, User
 from db.seed import seed_preset
+from server.app import create_app
+from server.services import Services
 from server.tokens import mint_token
 from tests.conftest import TEST_SECRET, Backend, make_settings
 from tests.servers import serve
 
 PRESET = os.environ.get("BENCH_PRESET", "small")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "200"))  # per block
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "100"))  # per block
 Q1 = (
     "query Q1N { learners(first: 50) { edges { node { "
     "id name location { name } department { name } assessors { name } } } } }"
@@ -94,7 +96,29 @@ async def test_q1_by_id_against_by_text(backend: Backend, tmp_path: Path) -> Non
     await seed_preset(backend.engine, PRESET)
     email, org = await busiest_assessor(backend)
     token = mint_token(make_settings(backend.url), email=email, org=org)
+    await first_sight(backend)
     measure(backend, token, tmp_path)
+
+
+async def first_sight(backend: Backend) -> None:
+    """What a document never seen before costs on top of a kept one: parsing, validation and
+    the compiled path's plan, which trusted documents are given at start (in process)."""
+    services = Services.build(make_settings(backend.url))
+    try:
+        compiled = create_app(services=services).state.compiled_reads
+        documents = services.schema.documents
+        spent = []
+        for _ in range(20):
+            started = time.thread_time()
+            prepared = documents.prepare(Q1)  # not kept: parsed and validated anew
+            assert compiled.operation(prepared, "Q1N") is not None
+            spent.append((time.thread_time() - started) * 1000)
+    finally:
+        await services.aclose()
+    print(
+        f"\n[{backend.name}] q1 seen for the first time: parse, validate and plan "
+        f"{statistics.median(spent):.2f} ms CPU (median of 20)"
+    )
 
 
 def measure(backend: Backend, token: str, tmp_path: Path) -> None:
@@ -135,13 +159,15 @@ def measure(backend: Backend, token: str, tmp_path: Path) -> None:
                 walls[mode].extend(took)
     edges = len(first["data"]["learners"]["edges"])
     print(f"\n[{backend.name}] q1 ({edges} learners), {ROUNDS} rounds x {REQUESTS} requests a mode")
-    text = statistics.median(cpu["text"])
     for mode in modes:
         spent = statistics.median(cpu[mode])
+        # Each round's blocks ran back to back: compared within the round, then the median.
+        ratio = statistics.median(a / b for a, b in zip(cpu[mode], cpu["text"], strict=True))
         print(
             f"[{backend.name}] {mode:<10} server CPU/request median {spent:.3f} ms "
             f"(rounds {min(cpu[mode]):.3f}-{max(cpu[mode]):.3f}), "
-            f"{spent / text * 100:.0f}% of text; wall p50 {statistics.median(walls[mode]):.2f} ms"
+            f"{ratio * 100:.0f}% of text's in the same round (median); "
+            f"wall p50 {statistics.median(walls[mode]):.2f} ms"
         )
     body: dict[str, Any] = {"query": Q1}
     print(
