@@ -422,3 +422,18 @@ async def test_hostile_persisted_queries_are_refused_with_a_code(
             "/graphql", params={"extensions": "{persistedQuery"}, headers=headers
         )
         assert (bad_json.status_code, code_of(bad_json)) == (400, "BAD_REQUEST")
+
+
+async def test_browsers_may_revalidate_across_origins(api_with: AppFactory) -> None:
+    api = await api_with(allowed_origins="https://app.example")
+    preflight = await api.client.options(
+        "/graphql",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Authorization, If-None-Match",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "if-none-match" in allowed
