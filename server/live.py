@@ -171,7 +171,13 @@ class Follower:
     cap: int
     queue: asyncio.Queue[tuple[list[models.Change], Reading]] = field(default_factory=asyncio.Queue)
     waiting: int = 0  # changes queued
-    catching_up: bool = False  # the last read filled a page: more wait in the outbox
+
+    @property
+    def catching_up(self) -> bool:
+        """Reading a backlog (resumed with `after`, or a page came back full): read a page
+        at a time, each once the last is sent. Otherwise live: every change as it commits,
+        and a subscriber that leaves more than its queue holds waiting is closed."""
+        return self.cursor[1] != changes.FOLLOWED
 
     def offer(self, rows: list[models.Change], reading: Reading) -> bool:
         """Queue changes; False when the subscriber already has its fill waiting."""
@@ -204,7 +210,7 @@ class Hub:
         self.per_credential: Counter[str] = Counter()
         self.wakeup = asyncio.Event()
         self.sweep = settings.subscription_sweep_seconds
-        self.page = min(settings.max_page_size, settings.subscription_queue)
+        self.page = settings.max_page_size
         self.announced = 0  # the highest position a commit announced
         self.delivered = 0  # the head of the last wake
         self._task: asyncio.Task[None] | None = None
@@ -365,18 +371,20 @@ class Hub:
             client=principal.client,
             debug=services.settings.debug,
         )
+        limit = self.page
+        if members[0].catching_up:
+            limit = min(limit, members[0].cap)
         rows = await changes.since(
-            ctx, after=cursor, until=until, filter=members[0].filter, limit=self.page
+            ctx, after=cursor, until=until, filter=members[0].filter, limit=limit
         )
         self.reads += 1
-        full = len(rows) == self.page
+        full = len(rows) == limit
         after = (rows[-1].position or 0, rows[-1].id) if full else (until, changes.FOLLOWED)
         if full:
             self.wake()  # the rest of the backlog, once this page is sent
         reading = Reading(ctx, batch)
         for follower in members:
             follower.cursor = after
-            follower.catching_up = full
             if rows and not follower.offer(rows, reading):
                 self.remove(follower)
                 await follower.connection.close(
