@@ -42,8 +42,10 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Select,
     String,
     and_,
+    bindparam,
     cast,
     false,
     func,
@@ -407,29 +409,31 @@ async def start(ctx: Context, after: str | None, filter: ChangeFilter | None) ->
     return await head(ctx), FOLLOWED
 
 
-async def since(
-    ctx: Context,
-    *,
-    after: tuple[int, int],
-    until: int,
-    filter: ChangeFilter | None,
-    limit: int,
-) -> list[Change]:
-    """The changes after `after` up to position `until` the reader may see, at most `limit`,
-    in commit order: the feed's read, for followers (one read serves every follower with the
-    same scopes, filter and place)."""
-    stmt = (
+def since(ctx: Context, filter: ChangeFilter | None) -> Select[Change]:
+    """The feed's read for followers: the changes after (`:after_position`, `:after_id`) up to
+    position `:until` the reader may see, at most `:limit`, in commit order. Built once for a
+    reader and filter, run with new bounds as the outbox grows (one read serves every follower
+    with the same scopes, filter and place)."""
+    return (
         select(Change)
         .where(
             Change.position.is_not(None),
-            Change.position <= until,
-            _beyond(*after),
+            Change.position <= bindparam("until", type_=BigInteger),
+            tuple_(Change.position, Change.id)
+            > tuple_(
+                bindparam("after_position", type_=BigInteger),
+                bindparam("after_id", type_=BigInteger),
+            ),
             *_readable(ctx, filter),
         )
         .order_by(Change.position, Change.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    return list(await ctx.db.scalars(stmt))
+
+
+def bounds(after: tuple[int, int], until: int, limit: int) -> dict[str, int]:
+    """The parameters of `since`."""
+    return {"after_position": after[0], "after_id": after[1], "until": until, "limit": limit}
 
 
 def cursor_of(row: Change) -> str:

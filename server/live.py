@@ -72,6 +72,8 @@ log = logging.getLogger("caseload.live")
 UNAUTHORIZED = 4401  # no usable credentials
 FORBIDDEN = 4403  # a known user or key that may not act
 TOO_SLOW = 1013  # the subscriber left too many changes waiting ("try again later")
+MAX_STATEMENTS = 10_000  # reads kept, one per principal and filter (built once a second)
+LINGER = 1.0  # seconds a wake's connection is kept for its subscribers' reads
 MAX_REASON = 120  # bytes of a close frame's reason (the protocol allows 123)
 SIGN_IN_FIRST = "Sign in first: send Authorization in connection_init's payload."
 NOT_OVER_WEBSOCKET = (
@@ -141,7 +143,10 @@ class Reading:
 
 
 class Batch:
-    """One wake's connection, shared by its readings, closed when the last reader is done."""
+    """One wake's connection, shared by its readings: kept while subscribers read their
+    changes (their subjects through the loaders), closed when the last is done with it, or
+    `LINGER` seconds after the wake, whichever is first (a slow subscriber's reads then take
+    a connection again, and give it back when it is done)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -151,10 +156,19 @@ class Batch:
         self.holders += 1
 
     async def release(self) -> None:
-        """Closed after each use (rows read stay loaded): nobody holds a connection between
-        deliveries; one is taken again only if a subscriber's selection reads past what the
-        loaders hold."""
         self.holders -= 1
+        if self.holders <= 0:
+            await self.close()
+
+    def linger(self) -> None:
+        """The hub is done reading: close by `LINGER` at the latest."""
+        if self.holders > 1:
+            asyncio.get_running_loop().call_later(
+                LINGER, lambda: asyncio.ensure_future(self.close())
+            )
+
+    async def close(self) -> None:
+        """Closed (rows read stay loaded); a later read takes a connection again."""
         try:
             await self.db.close()
         except Exception as exc:  # a connection lost meanwhile: the next read takes another
@@ -214,6 +228,7 @@ class Hub:
         self.announced = 0  # the highest position a commit announced
         self.delivered = 0  # the head of the last wake
         self._task: asyncio.Task[None] | None = None
+        self.statements: dict[Any, tuple[int, Any]] = {}
         self.wakes = 0
         self.reads = 0
 
@@ -316,6 +331,24 @@ class Hub:
 
     # Delivery --------------------------------------------------------------------------
 
+    def _statement(
+        self, ctx: RequestContext, filter: changes.ChangeFilter | None, now: datetime
+    ) -> Any:
+        """The read for a principal and filter: built (and its SQL compiled) once a second at
+        most, then run with new bounds. Its scopes are the principal's, as checked at this
+        wake; a time in them (an allocation's expiry) is at most a second old."""
+        assert ctx.principal is not None
+        key = (dataclasses.replace(ctx.principal, client=None), _filter_key(filter))
+        second = int(now.timestamp())
+        kept = self.statements.get(key)
+        if kept is not None and kept[0] == second:
+            return kept[1]
+        if len(self.statements) >= MAX_STATEMENTS:
+            self.statements.clear()
+        read = changes.since(ctx, filter)
+        self.statements[key] = (second, read)
+        return read
+
     async def deliver(self) -> None:
         """One wake: check credentials, read the outbox per group, queue what each may see."""
         services = self.services
@@ -350,6 +383,7 @@ class Hub:
             for key, members in groups.items():
                 await self._read(batch, now, until, shapes[key], key[2], members)
         finally:
+            batch.linger()
             await batch.release()
 
     async def _read(
@@ -374,9 +408,9 @@ class Hub:
         limit = self.page
         if members[0].catching_up:
             limit = min(limit, members[0].cap)
-        rows = await changes.since(
-            ctx, after=cursor, until=until, filter=members[0].filter, limit=limit
-        )
+        read = self._statement(ctx, members[0].filter, now)
+        found = await batch.db.execute(read, changes.bounds(cursor, until, limit))
+        rows = list(found.scalars().all())
         self.reads += 1
         full = len(rows) == limit
         after = (rows[-1].position or 0, rows[-1].id) if full else (until, changes.FOLLOWED)
