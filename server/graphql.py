@@ -63,7 +63,7 @@ from server.http import (
     query_string_body,
     read_graphql_body,
 )
-from server.live import Connection, Hub, LiveOperation, Refusal, TransportWS, check
+from server.live import Connection, Hub, LiveOperation, Refusal, TextFrames, TransportWS, check
 from server.logs import current_record, describe
 from server.services import Services
 
@@ -162,6 +162,7 @@ _retry: ContextVar[Retry | None] = ContextVar("caseload_retry", default=None)
 
 class CaseloadGraphQL(GraphQL[RequestContext, None]):
     graphql_transport_ws_handler_class = TransportWS
+    websocket_adapter_class = TextFrames
 
     def __init__(
         self, services: Services, render_page: Callable[[Request], Response] | None = None

@@ -33,14 +33,18 @@ import contextlib
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from sqlalchemy import make_url
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -500,6 +504,16 @@ def operation_type(app: CaseloadGraphQL, query: str, name: str | None) -> Operat
         and (name is None or (d.name is not None and d.name.value == name))
     ]
     return operations[0].operation if len(operations) == 1 else None
+
+
+class TextFrames(ASGIWebSocketAdapter):
+    """graphql-transport-ws speaks in text frames (the HTTP answers' JSON is bytes)."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
 
 class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
