@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import OperationDefinitionNode, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -590,6 +591,8 @@ def refuse_unnamed(request: Request, body: GraphQLBody, prepared: Prepared) -> N
         raise Refused(
             400, ErrorCode.BAD_REQUEST, f'Unknown operation named "{body.operation_name}".'
         )
+    if subscribes(prepared, body.operation_name):
+        raise Refused(400, ErrorCode.BAD_REQUEST, SUBSCRIBE_OVER_WEBSOCKET)
     if (
         request.method == "GET"
         and _media.get() == GRAPHQL_RESPONSE
@@ -601,6 +604,22 @@ def refuse_unnamed(request: Request, body: GraphQLBody, prepared: Prepared) -> N
             "Only queries are answered over GET: send mutations with POST.",
             {"Allow": "POST"},
         )
+
+
+SUBSCRIBE_OVER_WEBSOCKET = (
+    "Subscriptions run over the websocket on /graphql (graphql-transport-ws, with "
+    "Authorization in connection_init's payload), not over HTTP."
+)
+
+
+def subscribes(prepared: Prepared, operation_name: str | None) -> bool:
+    """Whether the operation the request picks is a subscription."""
+    for d in prepared.document.definitions if prepared.document is not None else ():
+        if isinstance(d, OperationDefinitionNode) and (
+            operation_name is None or (d.name is not None and d.name.value == operation_name)
+        ):
+            return d.operation is OperationType.SUBSCRIPTION
+    return False
 
 
 def finish(response: Response, media: str, authorization: str | None) -> None:

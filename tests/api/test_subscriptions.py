@@ -318,6 +318,9 @@ async def test_sign_in_and_the_credential_checked_on_every_event(
             assert (await subscriber.closed())[0] == 4401
         async with connect(server, "Bearer not-a-token", ack=False) as subscriber:
             assert (await subscriber.closed())[0] == 4401
+        # subscriptions do not run over HTTP
+        over_http = await post(server, by_admin, CHANGES)
+        assert over_http["errors"][0]["extensions"]["code"] == "BAD_REQUEST", over_http
         # queries and mutations go over HTTP
         async with connect(server, by_admin) as subscriber:
             await subscriber.subscribe("q", query="{ viewer { roles } }")
