@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from sqlalchemy import update
+from sqlalchemy import select, update
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from db.base import utcnow
-from db.models import ApiKey, Organisation, User
+from db.models import ApiKey, Membership, MembershipRole, Organisation, User
 from server.tokens import mint_token
 from tests.conftest import TEST_SECRET, Backend, make_settings
 from tests.factories import World
@@ -343,6 +343,38 @@ async def test_sign_in_and_the_credential_checked_on_every_event(
             await world.deactivate(leaving, org)
             await post(server, by_admin, UPDATE_LEARNER, id=gid("Learner", learner.id), name="Now")
             assert (await subscriber.closed())[0] == 4403
+        # a role narrowed while subscribed: the next changes are read under the new scopes
+        narrowed = await world.staff(org, "ADMIN")
+        assigned = await world.learner(org, name="Assigned")
+        await world.assign(await world.record(assigned), narrowed)
+        async with connect(server, bearer(backend, narrowed, org)) as subscriber:
+            await subscriber.subscribe("1")
+            await started(subscriber, server, "")
+            await post(server, by_admin, UPDATE_LEARNER, id=gid("Learner", learner.id), name="A1")
+            await subscriber.until(lambda: len(subscriber.events.get("1", [])) == 1)
+            async with world.maker() as session, session.begin():
+                membership = await session.scalar(
+                    select(Membership.id).where(
+                        Membership.user_id == narrowed.id, Membership.organisation_id == org.id
+                    )
+                )
+                await session.execute(
+                    update(MembershipRole)
+                    .where(MembershipRole.membership_id == membership)
+                    .values(role="ASSESSOR")
+                )
+            await post(server, by_admin, UPDATE_LEARNER, id=gid("Learner", learner.id), name="A2")
+            await post(server, by_admin, UPDATE_LEARNER, id=gid("Learner", assigned.id), name="B")
+            await subscriber.until(lambda: len(subscriber.events.get("1", [])) == 2)
+            await asyncio.sleep(1.5)
+            subjects = [e["subject"]["id"] for e in subscriber.events["1"]]
+            assert subjects == [gid("Learner", learner.id), gid("Learner", assigned.id)]
+        # a subscription passes the same limits as a query (here: aliases)
+        async with connect(server, by_admin) as subscriber:
+            aliased = " ".join(f"a{n}: action" for n in range(40))
+            await subscriber.subscribe("many", query=f"subscription {{ changes {{ {aliased} }} }}")
+            await subscriber.until(lambda: "many" in subscriber.errors)
+            assert subscriber.errors["many"][0]["extensions"]["code"] == "MAX_ALIASES_EXCEEDED"
         # a token that expires while subscribed: 4401, within a sweep, changes or not
         short = bearer(backend, admin, org, ttl=timedelta(seconds=2))
         async with connect(server, short) as subscriber:
