@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType
-from sqlalchemy import make_url
+from sqlalchemy import bindparam, make_url
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -56,6 +56,7 @@ from strawberry.utils.aio import aclosing
 
 from db import models, notify
 from db.base import utcnow
+from db.models import Allocation
 from db.session import Database
 from policies.principal import Principal
 from resolvers import changes
@@ -76,7 +77,10 @@ log = logging.getLogger("caseload.live")
 UNAUTHORIZED = 4401  # no usable credentials
 FORBIDDEN = 4403  # a known user or key that may not act
 TOO_SLOW = 1013  # the subscriber left too many changes waiting ("try again later")
-MAX_STATEMENTS = 10_000  # reads kept, one per principal and filter (built once a second)
+MAX_STATEMENTS = 10_000  # reads kept, one per principal and filter
+# The instant the scopes are read at, as a parameter of the reads kept (policies/scopes.py
+# compares times with it only in SQL).
+NOW: Any = bindparam("caseload_now", type_=Allocation.expires_at.type)
 LINGER = 1.0  # seconds a wake's connection is kept for its subscribers' reads
 MAX_REASON = 120  # bytes of a close frame's reason (the protocol allows 123)
 SIGN_IN_FIRST = "Sign in first: send Authorization in connection_init's payload."
@@ -232,7 +236,7 @@ class Hub:
         self.announced = 0  # the highest position a commit announced
         self.delivered = 0  # the head of the last wake
         self._task: asyncio.Task[None] | None = None
-        self.statements: dict[Any, tuple[int, Any]] = {}
+        self.statements: dict[Any, Any] = {}
         self.wakes = 0
         self.reads = 0
 
@@ -335,22 +339,23 @@ class Hub:
 
     # Delivery --------------------------------------------------------------------------
 
-    def _statement(
-        self, ctx: RequestContext, filter: changes.ChangeFilter | None, now: datetime
-    ) -> Any:
-        """The read for a principal and filter: built (and its SQL compiled) once a second at
-        most, then run with new bounds. Its scopes are the principal's, as checked at this
-        wake; a time in them (an allocation's expiry) is at most a second old."""
-        assert ctx.principal is not None
-        key = (dataclasses.replace(ctx.principal, client=None), _filter_key(filter))
-        second = int(now.timestamp())
-        kept = self.statements.get(key)
-        if kept is not None and kept[0] == second:
-            return kept[1]
-        if len(self.statements) >= MAX_STATEMENTS:
-            self.statements.clear()
-        read = changes.since(ctx, filter)
-        self.statements[key] = (second, read)
+    def _statement(self, principal: Principal, filter: changes.ChangeFilter | None) -> Any:
+        """The read for a principal and filter, built (and its SQL compiled) once and run with
+        new bounds at each wake. Its scopes' instant (an allocation's expiry) is a parameter,
+        `:caseload_now`, given the wake's time."""
+        key = (dataclasses.replace(principal, client=None), _filter_key(filter))
+        read = self.statements.get(key)
+        if read is None:
+            if len(self.statements) >= MAX_STATEMENTS:
+                self.statements.clear()
+            symbolic = RequestContext(
+                db=Database(self.services.maker),  # never used: the statement is only built
+                now=utcnow(),
+                principal=principal,
+                policy=self.services.policies.for_principal(principal, NOW),
+                limits=self.limits,
+            )
+            read = self.statements[key] = changes.since(symbolic, filter)
         return read
 
     async def deliver(self) -> None:
@@ -412,8 +417,8 @@ class Hub:
         limit = self.page
         if members[0].catching_up:
             limit = min(limit, members[0].cap)
-        read = self._statement(ctx, members[0].filter, now)
-        found = await batch.db.execute(read, changes.bounds(cursor, until, limit))
+        read = self._statement(principal, members[0].filter)
+        found = await batch.db.execute(read, {**changes.bounds(cursor, until, limit), NOW.key: now})
         rows = list(found.scalars().all())
         self.reads += 1
         full = len(rows) == limit

@@ -198,6 +198,7 @@ async def test_each_principal_receives_exactly_what_the_feed_shows_it(
     record = await world.record(mine)
     await world.assign(record, assessor)
     await world.allocate(allocated, external)
+    await world.allocate(far, external, expires_at=utcnow() - timedelta(hours=1))  # expired
     principals = {
         "admin": bearer(backend, admin, org),
         "manager": bearer(backend, manager, org),
@@ -249,6 +250,7 @@ async def test_each_principal_receives_exactly_what_the_feed_shows_it(
         assert expected["stranger"] == []
         assert 0 < len(expected["assessor"]) < len(expected["manager"]) < len(expected["admin"])
         assert 0 < len(expected["external"]) < len(expected["admin"])
+        assert gid("Learner", far.id) not in [subject for _, subject in expected["external"]]
         for name, subscriber in subscribers.items():
             await subscriber.until(
                 lambda s=subscriber, n=name: len(s.events.get("1", [])) >= len(expected[n])
