@@ -54,8 +54,12 @@ class Database:
         self.statements = 0
         # Statements the transaction runs last, just before it commits, in order (each once).
         self.before_commit: list[Executable] = []
+        # Called once the transaction has committed (never after a rollback), in order.
+        self.after_commit: list[Callable[[], None]] = []
         bind = maker.kw.get("bind")
         self.dialect: str = bind.dialect.name if bind is not None else "unknown"
+        # Which database this is (its URL, password hidden), for db/notify.py.
+        self.url: str = str(bind.url) if bind is not None else ""
 
     async def _ensure(self) -> AsyncSession:
         if self._session is None:
@@ -198,6 +202,9 @@ class Database:
                 await self._session.commit()
             self._begun = False
             self.before_commit = []
+            done, self.after_commit = self.after_commit, []
+        for callback in done:
+            callback()
 
     async def rollback(self) -> None:
         async with self._lock:
@@ -205,6 +212,7 @@ class Database:
                 await self._session.rollback()
             self._begun, self.lost, self.timed_out = False, None, None
             self.before_commit = []
+            self.after_commit = []
 
     async def close(self) -> None:
         async with self._lock:

@@ -23,6 +23,11 @@ on. Writers queue on the lock only for that last statement and their commit. The
 row, a rolled-back savepoint none of its own.
 
 On SQLite writers are serialised (BEGIN IMMEDIATE), so the same stamp needs no lock.
+
+Telling subscribers. On PostgreSQL the same transaction, after its stamp, sends NOTIFY with its
+position on `db.notify.CHANNEL`: PostgreSQL delivers it to every listening process only if the
+transaction commits, so a rolled-back mutation tells nobody. On SQLite (one process writes) the
+committed transaction tells this process's subscribers itself (`db.notify.committed`).
 """
 
 from __future__ import annotations
@@ -31,12 +36,17 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Select,
+    String,
     and_,
+    bindparam,
+    cast,
     false,
     func,
     insert,
@@ -48,6 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from db import notify
 from db.models import (
     Allocation,
     ApiKey,
@@ -128,15 +139,25 @@ _STAMP = (
     .values(position=select(func.coalesce(func.max(_later.position), 0) + 1).scalar_subquery())
     .execution_options(synchronize_session=False)
 )
+# After the stamp, under the sequencer's lock: the highest position is the transaction's own.
+_NOTIFY = select(
+    func.pg_notify(
+        notify.CHANNEL, cast(select(func.max(Change.position)).scalar_subquery(), String)
+    )
+)
 
 
 def sequence_at_commit(ctx: Context) -> None:
-    """Have the transaction stamp its changes with their commit position, once, last."""
+    """Have the transaction stamp its changes with their commit position, once, last, and
+    tell subscribers once it has committed."""
     if _STAMP in ctx.db.before_commit:
         return
     if ctx.db.dialect == "postgresql":
         ctx.db.before_commit.append(select(func.pg_advisory_xact_lock(SEQUENCER_LOCK)))
+        ctx.db.before_commit.extend([_STAMP, _NOTIFY])
+        return
     ctx.db.before_commit.append(_STAMP)
+    ctx.db.after_commit.append(partial(notify.committed, ctx.db.url))
 
 
 async def write_changes(
@@ -306,25 +327,25 @@ def _of_learner(value: str) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-async def feed(
-    ctx: Context,
-    *,
-    after: str | None = None,
-    first: int | None = None,
-    filter: ChangeFilter | None = None,
-) -> FeedPage:
-    """The reader's next page of changes, oldest first in commit order."""
-    limits = ctx.limits
-    size = page_size(limits, first)
-    kept_from = ctx.now - timedelta(days=limits.changes_retention_days)
-    conditions: list[ColumnElement[bool]] = [Change.position.is_not(None), Change.at >= kept_from]
-    if after is not None:
-        position, pk, at = decode_cursor(after, TAG, (int, int, datetime), field="after")
-        if at < kept_from:
-            raise InvalidInput(RESYNC.format(days=limits.changes_retention_days), field="after")
-        conditions.append(
-            tuple_(Change.position, Change.id) > tuple_(literal(position, BigInteger), pk)
-        )
+def _kept_from(ctx: Context) -> datetime:
+    return ctx.now - timedelta(days=ctx.limits.changes_retention_days)
+
+
+def _after(ctx: Context, after: str) -> tuple[int, int]:
+    """A cursor's (position, id); INVALID when older than the feed keeps."""
+    position, pk, at = decode_cursor(after, TAG, (int, int, datetime), field="after")
+    if at < _kept_from(ctx):
+        raise InvalidInput(RESYNC.format(days=ctx.limits.changes_retention_days), field="after")
+    return position, pk
+
+
+def _beyond(position: int, pk: int) -> ColumnElement[bool]:
+    return tuple_(Change.position, Change.id) > tuple_(literal(position, BigInteger), pk)
+
+
+def _readable(ctx: Context, filter: ChangeFilter | None) -> list[ColumnElement[bool]]:
+    """The changes the reader may see, narrowed by the filter: the one rule of visibility."""
+    conditions: list[ColumnElement[bool]] = []
     kinds = list(_SUBJECTS)
     if Role.SUPPORT in ctx.me.roles:
         kinds = [k for k in kinds if k in _SUPPORT_FOLLOWS]
@@ -335,6 +356,25 @@ async def feed(
     if filter is not None and filter.learner_id is not None:
         conditions.append(_of_learner(filter.learner_id))
     conditions.append(_visible(ctx, kinds))
+    return conditions
+
+
+async def feed(
+    ctx: Context,
+    *,
+    after: str | None = None,
+    first: int | None = None,
+    filter: ChangeFilter | None = None,
+) -> FeedPage:
+    """The reader's next page of changes, oldest first in commit order."""
+    size = page_size(ctx.limits, first)
+    conditions: list[ColumnElement[bool]] = [
+        Change.position.is_not(None),
+        Change.at >= _kept_from(ctx),
+    ]
+    if after is not None:
+        conditions.append(_beyond(*_after(ctx, after)))
+    conditions.extend(_readable(ctx, filter))
     if size == 0:
         return FeedPage([], [], False)
     stmt = select(Change).where(*conditions).order_by(Change.position, Change.id).limit(size + 1)
@@ -343,6 +383,58 @@ async def feed(
     rows = rows[:size]
     return FeedPage(
         rows=rows,
-        cursors=[encode_cursor(TAG, [r.position, r.id, r.at]) for r in rows],
+        cursors=[cursor_of(r) for r in rows],
         has_next_page=more,
     )
+
+
+# Following the feed live (subscriptions) --------------------------------------------------
+
+# An id past every row's: (position, FOLLOWED) stands after every change at that position.
+FOLLOWED = 2**62
+
+
+async def head(ctx: Context) -> int:
+    """The highest position committed (0 before the first change)."""
+    return await ctx.db.scalar(select(func.coalesce(func.max(Change.position), 0))) or 0
+
+
+async def start(ctx: Context, after: str | None, filter: ChangeFilter | None) -> tuple[int, int]:
+    """Where a follower starts: after its cursor (checked as the feed checks it), else after
+    everything committed so far. The filter is checked here too, before anything is followed."""
+    if filter is not None:
+        _readable(ctx, filter)  # a malformed learnerId is INVALID now, not at the first change
+    if after is not None:
+        return _after(ctx, after)
+    return await head(ctx), FOLLOWED
+
+
+def since(ctx: Context, filter: ChangeFilter | None) -> Select[Change]:
+    """The feed's read for followers: the changes after (`:after_position`, `:after_id`) up to
+    position `:until` the reader may see, at most `:limit`, in commit order. Built once for a
+    reader and filter, run with new bounds as the outbox grows (one read serves every follower
+    with the same scopes, filter and place)."""
+    return (
+        select(Change)
+        .where(
+            Change.position.is_not(None),
+            Change.position <= bindparam("until", type_=BigInteger),
+            tuple_(Change.position, Change.id)
+            > tuple_(
+                bindparam("after_position", type_=BigInteger),
+                bindparam("after_id", type_=BigInteger),
+            ),
+            *_readable(ctx, filter),
+        )
+        .order_by(Change.position, Change.id)
+        .limit(bindparam("limit"))
+    )
+
+
+def bounds(after: tuple[int, int], until: int, limit: int) -> dict[str, int]:
+    """The parameters of `since`."""
+    return {"after_position": after[0], "after_id": after[1], "until": until, "limit": limit}
+
+
+def cursor_of(row: Change) -> str:
+    return encode_cursor(TAG, [row.position, row.id, row.at])

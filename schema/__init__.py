@@ -21,7 +21,7 @@ from schema.documents import Documents
 from schema.errors import ERROR_TYPES
 from schema.evidence import EvidenceMutation, EvidenceQuery
 from schema.extensions import QueryLimits, documents, extensions
-from schema.feed import ChangeQuery
+from schema.feed import ChangeQuery, ChangeSubscription
 from schema.learners import LearnerMutation, LearnerQuery
 from schema.licences import LicenceMutation, LicenceQuery
 from schema.nodes import NODE_TYPES, NodeQuery
@@ -76,6 +76,11 @@ Mutation.__strawberry_definition__.description = (  # type: ignore[attr-defined]
     "FORBIDDEN, an id the caller cannot see `NotFoundError`. Send `Idempotency-Key` to retry "
     "safely."
 )
+Subscription = merge_types("Subscription", (ChangeSubscription,))
+Subscription.__strawberry_definition__.description = (  # type: ignore[attr-defined]
+    "What the caller may follow live, over the websocket on /graphql (graphql-transport-ws). "
+    "Every event is read under the caller's scopes when it is delivered."
+)
 
 
 class CaseloadSchema(strawberry.Schema):
@@ -96,6 +101,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     built = CaseloadSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[*NODE_TYPES.values(), *ERROR_TYPES.values(), ErrorCode],
         extensions=extensions(limits),  # type: ignore[arg-type]
         config=StrawberryConfig(disable_field_suggestions=True, scalar_map=SCALAR_MAP),

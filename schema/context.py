@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +29,18 @@ class Retries(Protocol):
         ...
 
 
+class Live(Protocol):
+    """A websocket operation's access to the change outbox as it grows (server/live.py)."""
+
+    async def follow(
+        self, ctx: RequestContext, after: str | None, filter: Any
+    ) -> AsyncIterator[Any]:
+        """Each change after `after` (else from now) the subscriber may see, as it commits;
+        before each, `ctx` is the subscriber's as re-checked for that change. Raises (the
+        cursor, the filter, the caps) before the stream begins."""
+        ...
+
+
 @dataclass
 class RequestContext(Context):
     request: Any = None
@@ -38,6 +50,8 @@ class RequestContext(Context):
     # Finds the principal inside the operation's transaction (set by the server).
     sign_in: Callable[[RequestContext], Awaitable[None]] | None = None
     retries: Retries | None = None
+    # Subscriptions: set for an operation sent over the websocket.
+    live: Live | None = None
 
 
 Info = strawberry.Info[RequestContext, None]

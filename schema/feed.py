@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from strawberry.utils.str_converters import to_camel_case
 
 from db import models
 from resolvers import api_keys, changes
+from resolvers.errors import Unavailable
 from resolvers.evidence import Decision
 from schema.api_keys import ApiKey
 from schema.connections import PageInfo
@@ -321,6 +323,13 @@ class Change:
     )
 
     @strawberry.field(
+        description="The change's position in the feed (the same as its edge's `cursor`); "
+        "store it and pass it as `after` to read on or to resume a subscription."
+    )
+    def cursor(self) -> str:
+        return changes.cursor_of(self.row)
+
+    @strawberry.field(
         description="The object changed, as the reader sees it now.", extensions=signed_in()
     )
     async def subject(self, info: Info) -> Node | None:
@@ -399,3 +408,41 @@ class ChangeQuery:
                 end_cursor=page.cursors[-1] if page.cursors else after,
             ),
         )
+
+
+@strawberry.type
+class ChangeSubscription:
+    @strawberry.subscription(
+        description="Each committed change to an object the subscriber can see, as it commits, "
+        "in commit order (graphql-transport-ws on /graphql, `Authorization` in "
+        "`connection_init`). Each change is read under the subscriber's scopes when it is "
+        "delivered: one to an object they cannot see then is not sent. With `after`, the "
+        "changes the feed holds since that cursor come first, then the live ones.",
+        extensions=signed_in(),
+    )
+    async def changes(
+        self,
+        info: Info,
+        filter: Annotated[
+            ChangeFilter | None,  # type: ignore[valid-type]
+            strawberry.argument(description="Narrow the changes; nothing narrowed when not given."),
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The cursor of the last change received: resume after it. When not "
+                "given, from the changes that commit next."
+            ),
+        ] = None,
+    ) -> AsyncGenerator[Change, None]:
+        live = info.context.live
+        if live is None:
+            raise Unavailable("Subscriptions are served over the websocket on /graphql.")
+        # Checked (cursor, filter, caps) before the stream begins: an error, not an event.
+        rows = await live.follow(info.context, after, plain(filter, changes.ChangeFilter))
+        return _events(rows)
+
+
+async def _events(rows: AsyncIterator[models.Change]) -> AsyncGenerator[Change, None]:
+    async for row in rows:
+        yield Change.from_row(row)

@@ -8,6 +8,7 @@ SQL by the resolvers, through the same policy.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -80,7 +81,9 @@ class Public(FieldExtension):
         self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any
     ) -> Any:
         info.context.rules  # noqa: B018 - authenticates
-        return await next_(source, info, **kwargs)
+        result = next_(source, info, **kwargs)
+        # A subscription's resolver gives its stream itself, not an awaitable.
+        return await result if inspect.isawaitable(result) else result
 
 
 def signed_in() -> list[FieldExtension]:

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from db.migrate import current_revision, head_revision, upgrade
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             with set_for_serving():
                 yield
         finally:
+            await graphql.hub.aclose()
             await services.aclose()
 
     async def healthz(request: Request) -> Response:
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),  # subscriptions (server/live.py)
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/", home, methods=["GET"]),

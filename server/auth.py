@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import WRITE_INTENT
 from db.models import ApiKey, Membership, MembershipRole, Organisation, User, UserKind
 from db.session import Database
-from policies.identity import MembershipRow, Refused, key_principal, person_principal
+from policies.identity import MembershipRow, Reason, Refused, key_principal, person_principal
 from policies.principal import Principal
 from policies.vocabulary import Role
 from schema.caches import BoundedCache
@@ -48,6 +48,13 @@ MAX_PENDING_KEYS = 10_000
 @dataclass(frozen=True)
 class AuthFailure:
     message: str
+    # Who the credentials name is known, and refused: a revoked key, a deactivated or missing
+    # membership (a subscription closes with 4403 rather than 4401).
+    forbidden: bool = False
+
+
+# The refusals of a known user or key (AuthFailure.forbidden).
+FORBIDDEN = frozenset({Reason.REVOKED, Reason.DEACTIVATED, Reason.NOT_A_MEMBER, Reason.SEVERAL})
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ class Authenticator:
         if isinstance(credentials, Key):
             return _api_key_principal(credentials, rows, now)
         found = person_from_rows(rows, credentials.slug)
-        return AuthFailure(found.message) if isinstance(found, Refused) else found
+        return refused(found) if isinstance(found, Refused) else found
 
     async def used(
         self,
@@ -318,4 +325,8 @@ def _api_key_principal(
         now=now,
         client=f"api-key:{prefix}",
     )
-    return AuthFailure(found.message) if isinstance(found, Refused) else found
+    return refused(found) if isinstance(found, Refused) else found
+
+
+def refused(found: Refused) -> AuthFailure:
+    return AuthFailure(found.message, forbidden=found.reason in FORBIDDEN)

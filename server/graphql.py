@@ -24,11 +24,14 @@ from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import OperationDefinitionNode, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from db import idempotency
@@ -63,6 +66,7 @@ from server.http import (
     query_string_body,
     read_graphql_body,
 )
+from server.live import Connection, Hub, LiveOperation, Refusal, TextFrames, TransportWS, check
 from server.logs import current_record, describe
 from server.persisted import load_trusted, resolve
 from server.services import Services
@@ -165,17 +169,27 @@ _retry: ContextVar[Retry | None] = ContextVar("caseload_retry", default=None)
 
 
 class CaseloadGraphQL(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = TransportWS
+    websocket_adapter_class = TextFrames
+
     def __init__(
         self, services: Services, render_page: Callable[[Request], Response] | None = None
     ) -> None:
+        settings = services.settings
         super().__init__(
             services.schema,
             graphql_ide="graphiql" if render_page is not None else None,
             allow_queries_via_get=True,
+            # Subscriptions: graphql-transport-ws only (server/live.py signs it in).
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(
+                seconds=settings.subscription_init_timeout_seconds
+            ),
+            max_subscriptions_per_connection=settings.subscriptions_per_connection,
+            allowed_origins=settings.origins,
         )
         self.services = services
         self.render_page = render_page
-        settings = services.settings
         self.limits = Limits(
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
@@ -196,12 +210,16 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
                 for name in prepared.names():
                     if prepared.reads(name):
                         self.compiled.operation(prepared, name)
+        self.hub = Hub(services, self.limits)
 
     def encode_json(self, data: object) -> bytes:
         # orjson, for speed; the compiled path answers through it too, byte for byte alike.
         return orjson.dumps(data)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.run(WebSocket(scope, receive=receive, send=send))
+            return
         request = Request(scope, receive)
         response: Response | None
         media = negotiate(request.headers.get("accept"))
@@ -454,6 +472,30 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             )
         return await super().process_result(request, result)
 
+    def socket_context(self, connection: Connection) -> RequestContext:
+        """One websocket operation's context: signed in again, in its own transaction, with
+        the websocket's credentials."""
+        services = self.services
+
+        async def sign_in(ctx: RequestContext) -> None:
+            found = await check(services, ctx.db, connection.header, ctx.now)
+            if isinstance(found, Refusal):
+                ctx.auth_error = found.reason
+                await connection.close(found.code, found.reason)
+                return
+            signed_in(ctx, found, services)
+
+        return RequestContext(
+            db=Database(services.maker),
+            now=utcnow(),
+            principal=None,
+            policy=None,
+            limits=self.limits,
+            debug=services.settings.debug,
+            sign_in=sign_in,
+            live=LiveOperation(self.hub, connection),
+        )
+
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         services = self.services
         now = utcnow()
@@ -580,6 +622,8 @@ def refuse_unnamed(request: Request, body: GraphQLBody, prepared: Prepared) -> N
         raise Refused(
             400, ErrorCode.BAD_REQUEST, f'Unknown operation named "{body.operation_name}".'
         )
+    if subscribes(prepared, body.operation_name):
+        raise Refused(400, ErrorCode.BAD_REQUEST, SUBSCRIBE_OVER_WEBSOCKET)
     if (
         request.method == "GET"
         and _media.get() == GRAPHQL_RESPONSE
@@ -591,6 +635,22 @@ def refuse_unnamed(request: Request, body: GraphQLBody, prepared: Prepared) -> N
             "Only queries are answered over GET: send mutations with POST.",
             {"Allow": "POST"},
         )
+
+
+SUBSCRIBE_OVER_WEBSOCKET = (
+    "Subscriptions run over the websocket on /graphql (graphql-transport-ws, with "
+    "Authorization in connection_init's payload), not over HTTP."
+)
+
+
+def subscribes(prepared: Prepared, operation_name: str | None) -> bool:
+    """Whether the operation the request picks is a subscription."""
+    for d in prepared.document.definitions if prepared.document is not None else ():
+        if isinstance(d, OperationDefinitionNode) and (
+            operation_name is None or (d.name is not None and d.name.value == operation_name)
+        ):
+            return d.operation is OperationType.SUBSCRIPTION
+    return False
 
 
 def finish(response: Response, media: str, authorization: str | None) -> None:

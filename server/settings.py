@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # Requests of one credential running at once in a process, and waiting their turn.
     max_concurrent_per_credential: int = Field(default=4, gt=0)
     max_queued_per_credential: int = Field(default=100, ge=0)
+    # Subscriptions (graphql-transport-ws on /graphql): at once on one websocket, and of one
+    # credential in one process; changes waiting to be sent to one subscription before its
+    # websocket is closed (1013); how long a websocket may wait before `connection_init`
+    # (4408); how often the outbox is read, and credentials checked, without news of a commit.
+    subscriptions_per_connection: int = Field(default=20, gt=0)
+    subscriptions_per_credential: int = Field(default=100, gt=0)
+    subscription_queue: int = Field(default=200, gt=0)
+    subscription_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    subscription_sweep_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ PROJECTIONS = {
     ("EvidenceConnection", "totalCount"),
     ("OrganisationConnection", "totalCount"),
     ("Licence", "status"),  # the row's status as of the request's time
+    ("Change", "cursor"),  # the change's own position, from its row
 }
 # Root fields any signed-in caller may use; what they return is scoped inside.
 PUBLIC = {
@@ -30,6 +31,7 @@ PUBLIC = {
     # table's scope in SQL); its actor through the staff scope, its key through the key scope,
     # its subject as that subject's own read.
     ("Query", "changes"),
+    ("Subscription", "changes"),  # the same rule, per event, when it is delivered
     ("Change", "actor"),
     ("Change", "apiKey"),
     ("Change", "subject"),

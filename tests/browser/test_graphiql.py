@@ -1,4 +1,5 @@
-"""GraphiQL in headless Chromium with no network but loopback: a demo user runs a query.
+"""GraphiQL in headless Chromium with no network but loopback: a demo user runs a query, and
+subscribes to changes and sees one made by another client.
 
 `make test` installs Debian's `chromium` when it is missing (as root, with apt-get); only
 where that cannot be done does this test skip, and it says so.
@@ -9,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.browser.cdp import BrowserError, Chromium, find_chromium
@@ -89,3 +92,56 @@ def test_a_demo_user_runs_a_query_with_no_network(
     assert not browser.console_problems()
     # The page asked the server for the token; the server logged no token.
     assert headers["Authorization"].split()[1] not in demo_server.log_text()
+
+
+SUBSCRIPTION = "subscription { changes { action subject { ... on Learner { name } } } }"
+
+
+def test_graphiql_subscribes_and_sees_a_change_made_elsewhere(
+    demo_server: Server, browser: Chromium
+) -> None:
+    browser.navigate(f"{demo_server.url}/graphql")
+    browser.wait_for("document.querySelector('[data-demo-user=\"admin\"]') !== null")
+    browser.wait_for("document.querySelector('.graphiql-query-editor .CodeMirror') !== null")
+    browser.evaluate("document.querySelector('[data-demo-user=\"admin\"]').click()")
+    headers = json.loads(browser.wait_for(EDITOR_WITH.format(word="'Bearer ey'")))
+    browser.evaluate(
+        "document.querySelector('.graphiql-query-editor .CodeMirror')"
+        f".CodeMirror.setValue({json.dumps(SUBSCRIPTION)})"
+    )
+    time.sleep(1)  # GraphiQL parses the document a moment after it changes
+    browser.evaluate("document.querySelector('.graphiql-execute-button').click()")
+    # Another client changes a learner the admin sees, over HTTP.
+    auth = {"Authorization": headers["Authorization"]}
+    found = httpx.post(
+        f"{demo_server.url}/graphql",
+        json={"query": "{ learners(first: 1) { edges { node { id } } } }"},
+        headers=auth,
+    ).json()
+    learner = found["data"]["learners"]["edges"][0]["node"]["id"]
+    rename = 'mutation($id: ID!) { updateLearner(input: {learnerId: $id, name: "Seen Live"}) '
+    rename += "{ __typename } }"
+    for _ in range(20):  # until the subscription has started, the first renames may pass it by
+        changed = httpx.post(
+            f"{demo_server.url}/graphql",
+            json={"query": rename, "variables": {"id": learner}},
+            headers=auth,
+        ).json()
+        assert changed["data"]["updateLearner"]["__typename"] in ("LearnerUpdated",), changed
+        try:
+            answer = browser.wait_for(
+                f"(() => {{ const r = {RESULT_EDITOR}; const v = r && r.CodeMirror.getValue();"
+                " return v && v.includes('Seen Live') ? v : null; })()",
+                timeout=3,
+            )
+            break
+        except BrowserError:
+            continue
+    else:
+        shown = browser.evaluate(
+            f"(() => {{ const r = {RESULT_EDITOR}; return r && r.CodeMirror.getValue(); }})()"
+        )
+        raise AssertionError(f"GraphiQL showed no event: {shown!r} {browser.console_problems()}")
+    event = json.loads(answer)["data"]["changes"]
+    assert event == {"action": "LEARNER_UPDATED", "subject": {"name": "Seen Live"}}
+    assert not browser.console_problems()

@@ -1,11 +1,15 @@
-// Caseload's GraphiQL page: every file it loads comes from this server.
+// Caseload's GraphiQL page: every file it loads comes from this server; subscriptions run over
+// its websocket on the same endpoint.
 // In demo mode a bar above the editor offers the demo users; one click asks the server for a
 // fresh token and puts it in the Headers pane as the Authorization header.
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("caseload-config").textContent);
   var h = React.createElement;
-  var fetcher = GraphiQL.createFetcher({ url: config.endpoint });
+  // Subscriptions over this server's own websocket (graphql-transport-ws, the client bundled in
+  // graphiql.min.js): connection_init carries the Headers pane, Authorization included.
+  var socketUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + config.endpoint;
+  var fetcher = GraphiQL.createFetcher({ url: config.endpoint, subscriptionUrl: socketUrl });
 
   function DemoUsers(props) {
     var buttons = config.demoUsers.map(function (user) {
