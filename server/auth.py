@@ -1,9 +1,12 @@
 """Authentication: `Authorization: Bearer <JWT>` or `Authorization: ApiKey <key>` → Principal.
 
-Reading the header costs no I/O (a token's signature is checked once per process and its
-claims kept until it expires); finding the principal is ONE statement, run inside the
-operation's own transaction — by the standard executor through its session, by the compiled
-path on its connection.
+A bearer token is either HS256, signed with CASELOAD_JWT_SECRET (the command line and the demo
+mint these), or signed by an OpenID Connect provider (RS256, ES256, EdDSA): the platform's
+issuer (CASELOAD_OIDC_ISSUER or CASELOAD_JWKS_URL). Reading the header touches no database:
+a token's signature is checked once per process and its claims kept until it expires, and a
+provider's keys are fetched only when missing (server/oidc.py). Finding the principal is ONE
+statement, run inside the operation's own transaction — by the standard executor through its
+session, by the compiled path on its connection. Sign-in creates nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from policies.identity import MembershipRow, Refused, key_principal, person_prin
 from policies.principal import Principal
 from policies.vocabulary import Role
 from schema.caches import BoundedCache
+from server.oidc import ALGORITHMS, KeySet, Timing
 from server.settings import Settings
+from server.tokens import ALGORITHM as HS256
 from server.tokens import api_key_prefix, decode_token, hash_api_key
 
 log = logging.getLogger("caseload.auth")
@@ -39,6 +44,13 @@ log = logging.getLogger("caseload.auth")
 TOKEN_CACHE_BYTES = 4 * 1024 * 1024
 TOKEN_ENTRY_OVERHEAD = 400
 MAX_CACHED_TOKEN = 8 * 1024
+# A longer token is refused unread.
+MAX_TOKEN = 8 * 1024
+# A slug in X-Caseload-Organisation longer than this names no organisation.
+MAX_SLUG = 100
+# Seconds of difference between the provider's clock and this server's that are forgiven.
+LEEWAY_SECONDS = 30
+ORGANISATION_HEADER = "X-Caseload-Organisation"
 # An API key's last use is written at most this often, so that reads stay reads.
 LAST_USED_EVERY = timedelta(minutes=1)
 # Keys whose use waits to be written (a key is noted once until then).
@@ -52,7 +64,16 @@ class AuthFailure:
 
 @dataclass(frozen=True)
 class Person:
-    """A verified token: who it names and for which organisation (slug)."""
+    """A verified token: who it names and for which organisation (slug: the token's claim,
+    else the request's X-Caseload-Organisation header, else None: their only membership)."""
+
+    email: str
+    slug: str | None
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What a verified token says, kept per token until it expires."""
 
     email: str
     slug: str | None
@@ -110,22 +131,41 @@ def _param(name: str) -> Any:
 
 class Authenticator:
     def __init__(
-        self, settings: Settings, secret: str, maker: async_sessionmaker[AsyncSession]
+        self, settings: Settings, secret: str | None, maker: async_sessionmaker[AsyncSession]
     ) -> None:
+        """`secret`: what HS256 tokens are checked with (None: they are refused)."""
         self.settings = settings
         self.secret = secret
         self.maker = maker
-        self._tokens: BoundedCache[str, tuple[Person, datetime]] = BoundedCache(
+        self._tokens: BoundedCache[str, tuple[Signed, datetime]] = BoundedCache(
             TOKEN_CACHE_BYTES, MAX_CACHED_TOKEN + TOKEN_ENTRY_OVERHEAD
         )
+        self.timing = Timing(
+            refetch=settings.oidc_refetch_seconds,
+            max_age=settings.oidc_keys_max_age_seconds,
+            timeout=settings.oidc_fetch_timeout_seconds,
+        )
+        # The platform's issuer: trusted for everyone.
+        self.platform: KeySet | None = None
+        if settings.oidc_enabled:
+            self.platform = KeySet(
+                issuer=settings.oidc_issuer,
+                jwks_url=settings.jwks_url,
+                timing=self.timing,
+                allow_http=settings.oidc_allow_http,
+            )
         self.person = person_statement()
         self.key = key_statement()
         self.usage = KeyUsage(maker)
         # Told of each API key that signs in, with its own fair-use budget (server/services.py).
         self.on_key: Callable[[Key, int | None], None] | None = None
 
-    def read(self, header: str | None, now: datetime) -> Credentials | AuthFailure | None:
-        """What the header claims, checked without I/O; None without credentials."""
+    async def read(
+        self, header: str | None, now: datetime, organisation: str | None = None
+    ) -> Credentials | AuthFailure | None:
+        """What the Authorization header claims, checked without the database (a provider's
+        keys may be fetched); None without credentials. `organisation`: the request's
+        X-Caseload-Organisation header, the slug a token without an organisation acts in."""
         if not header or not header.strip():
             return None
         scheme, _, credential = header.strip().partition(" ")
@@ -133,7 +173,15 @@ class Authenticator:
         if not credential:
             return AuthFailure("Malformed Authorization header.")
         if scheme.lower() == "bearer":
-            return self._token(credential, now)
+            signed = await self._token(credential, now)
+            if isinstance(signed, AuthFailure):
+                return signed
+            slug = signed.slug
+            if slug is None and organisation is not None and organisation.strip():
+                slug = organisation.strip()
+                if len(slug) > MAX_SLUG:
+                    return AuthFailure(f"{ORGANISATION_HEADER} names no organisation.")
+            return Person(signed.email, slug)
         if scheme.lower() == "apikey":
             prefix = api_key_prefix(credential)
             if prefix is None:
@@ -141,26 +189,68 @@ class Authenticator:
             return Key(prefix, hash_api_key(credential))
         return AuthFailure("Use `Authorization: Bearer <token>` or `Authorization: ApiKey <key>`.")
 
-    def _token(self, token: str, now: datetime) -> Person | AuthFailure:
+    async def _token(self, token: str, now: datetime) -> Signed | AuthFailure:
         cached = self._tokens.get(token)
         if cached is not None:
-            person, expires = cached
+            signed, expires = cached
             if now < expires:
-                return person
+                return signed
             self._tokens.pop(token)
+        if len(token) > MAX_TOKEN:
+            return AuthFailure("The token is too long.")
         try:
-            claims = decode_token(self.settings, self.secret, token)
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm == HS256:
+                found = self._hs256(token)
+            elif algorithm in ALGORITHMS:
+                found = await self._provider(token, algorithm)
+            else:
+                return AuthFailure("The token is not valid.")
         except jwt.ExpiredSignatureError:
             return AuthFailure("The token has expired.")
         except jwt.InvalidTokenError:
             return AuthFailure("The token is not valid.")
+        if isinstance(found, AuthFailure):
+            return found
+        signed, claims = found
+        expires = datetime.fromtimestamp(claims["exp"], UTC)
+        self._tokens.put(token, (signed, expires), len(token) + TOKEN_ENTRY_OVERHEAD)
+        return signed
+
+    def _hs256(self, token: str) -> tuple[Signed, dict[str, Any]] | AuthFailure:
+        """A token of the command line or the demo, signed with the shared secret."""
+        if self.secret is None:
+            return AuthFailure("The token is not valid.")
+        claims = decode_token(self.settings, self.secret, token)
         email, slug = claims.get("sub"), claims.get("org")
         if not isinstance(email, str) or (slug is not None and not isinstance(slug, str)):
             return AuthFailure("The token is not valid.")
-        person = Person(email.lower(), slug)
-        expires = datetime.fromtimestamp(claims["exp"], UTC)
-        self._tokens.put(token, (person, expires), len(token) + TOKEN_ENTRY_OVERHEAD)
-        return person
+        return Signed(email.lower(), slug), claims
+
+    async def _provider(
+        self, token: str, algorithm: str
+    ) -> tuple[Signed, dict[str, Any]] | AuthFailure:
+        """A token an OpenID Connect provider signed: the platform's issuer."""
+        settings = self.settings
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        keys = self.platform
+        if keys is None or (keys.issuer is not None and issuer != keys.issuer):
+            return AuthFailure("The token's issuer is not trusted.")
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = await keys.key(kid if isinstance(kid, str) else None)
+        if key is None or key.algorithm_name != algorithm:
+            return AuthFailure("The token is signed with a key the issuer does not hold.")
+        required = ["exp", "aud"] + (["iss"] if keys.issuer is not None else [])
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            issuer=keys.issuer,
+            audience=settings.jwt_audience,
+            leeway=LEEWAY_SECONDS,
+            options={"require": required},
+        )
+        return _provider_claims(claims, settings.oidc_email_claim, settings.oidc_org_claim)
 
     def statement(self, credentials: Credentials) -> tuple[Select[Any], dict[str, Any]]:
         """The one statement that finds the principal, with its parameters."""
@@ -267,6 +357,22 @@ class KeyUsage:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.flush()
+
+
+def _provider_claims(
+    claims: dict[str, Any], email_claim: str, org_claim: str
+) -> tuple[Signed, dict[str, Any]] | AuthFailure:
+    """Who a provider's verified token names: an email the provider has verified (a token
+    saying `email_verified: false` is refused; one that says nothing is the provider's word),
+    and the organisation's slug when it names one."""
+    email, slug = claims.get(email_claim), claims.get(org_claim)
+    if not isinstance(email, str) or not email.strip():
+        return AuthFailure(f"The token has no `{email_claim}` claim.")
+    if claims.get("email_verified") in (False, "false"):
+        return AuthFailure("The token's email address is not verified.")
+    if slug is not None and not isinstance(slug, str):
+        return AuthFailure(f"The token's `{org_claim}` claim is not an organisation's slug.")
+    return Signed(email.strip().lower(), slug), claims
 
 
 def _as_datetime(value: Any) -> datetime | None:

@@ -40,7 +40,7 @@ from resolvers.context import Limits
 from resolvers.errors import IdempotencyKeyReused, Unauthenticated
 from schema.context import RequestContext
 from schema.documents import Documents, Prepared
-from server.auth import AuthFailure, Credentials
+from server.auth import ORGANISATION_HEADER, AuthFailure, Credentials
 from server.compiled import CompiledReads
 from server.fairuse import RATE_LIMITED, FairUse, Verdict, budget_key, crowded
 from server.fairuse import headers as fair_use_headers
@@ -202,7 +202,9 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         response: Response | None
         # Whose budget the request spends, from what its credentials say (no I/O).
         now = utcnow()
-        credentials = self.services.authenticator.read(request.headers.get("authorization"), now)
+        credentials = await self.services.authenticator.read(
+            request.headers.get("authorization"), now, request.headers.get(ORGANISATION_HEADER)
+        )
         spending = Spending(
             self.services.fair_use,
             budget_key(credentials, request.client.host if request.client else None),
@@ -426,7 +428,9 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         services = self.services
         now = utcnow()
-        credentials = services.authenticator.read(request.headers.get("authorization"), now)
+        credentials = await services.authenticator.read(
+            request.headers.get("authorization"), now, request.headers.get(ORGANISATION_HEADER)
+        )
         said = request.headers.get("x-caseload-client") or request.headers.get("user-agent")
 
         async def sign_in(ctx: RequestContext) -> None:
