@@ -175,6 +175,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             max_bulk_items=settings.max_bulk_items,
             max_search_length=settings.max_search_length,
             changes_retention_days=settings.changes_retention_days,
+            allow_http_issuers=settings.oidc_allow_http,
         )
         self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None
