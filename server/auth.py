@@ -2,11 +2,15 @@
 
 A bearer token is either HS256, signed with CASELOAD_JWT_SECRET (the command line and the demo
 mint these), or signed by an OpenID Connect provider (RS256, ES256, EdDSA): the platform's
-issuer (CASELOAD_OIDC_ISSUER or CASELOAD_JWKS_URL). Reading the header touches no database:
-a token's signature is checked once per process and its claims kept until it expires, and a
-provider's keys are fetched only when missing (server/oidc.py). Finding the principal is ONE
-statement, run inside the operation's own transaction — by the standard executor through its
-session, by the compiled path on its connection. Sign-in creates nothing.
+issuer (CASELOAD_OIDC_ISSUER or CASELOAD_JWKS_URL), trusted for everyone, or an issuer support
+bound to one organisation (`identity_providers`), trusted only for that organisation's
+members. A token's signature is checked once per process and its claims kept until it
+expires; a provider's keys are fetched only when missing (server/oidc.py); which issuers are
+bound is read from the database every BINDINGS_FRESH_SECONDS, and again (at most once a
+second) for a token of an issuer not among them. Finding the principal is ONE statement, run
+inside the operation's own transaction — by the standard executor through its session, by the
+compiled path on its connection — and it reads the binding again: a removed or changed binding
+refuses the next request. Sign-in creates nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +31,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import WRITE_INTENT
-from db.models import ApiKey, Membership, MembershipRole, Organisation, User, UserKind
+from db.models import (
+    ApiKey,
+    IdentityProvider,
+    Membership,
+    MembershipRole,
+    Organisation,
+    User,
+    UserKind,
+)
 from db.session import Database
 from policies.identity import MembershipRow, Refused, key_principal, person_principal
 from policies.principal import Principal
@@ -51,6 +64,9 @@ MAX_SLUG = 100
 # Seconds of difference between the provider's clock and this server's that are forgiven.
 LEEWAY_SECONDS = 30
 ORGANISATION_HEADER = "X-Caseload-Organisation"
+# Bound issuers are read again this often, and for an unknown issuer at most this often.
+BINDINGS_FRESH_SECONDS = 30.0
+BINDINGS_UNKNOWN_SECONDS = 1.0
 # An API key's last use is written at most this often, so that reads stay reads.
 LAST_USED_EVERY = timedelta(minutes=1)
 # Keys whose use waits to be written (a key is noted once until then).
@@ -69,6 +85,8 @@ class Person:
 
     email: str
     slug: str | None
+    # (issuer, audience) of an issuer bound to an organisation: its members only.
+    bound: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,86 @@ class Signed:
 
     email: str
     slug: str | None
+    bound: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An issuer bound to an organisation, as last read (the organisation: in the sign-in)."""
+
+    issuer: str
+    audience: str
+    email_claim: str
+
+
+class Bindings:
+    """The issuers support bound to organisations, read from the database now and then, with
+    each issuer's keys (one KeySet per issuer, shared by the organisations it serves)."""
+
+    def __init__(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        timing: Timing,
+        allow_http: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.maker = maker
+        self.timing = timing
+        self.allow_http = allow_http
+        self.clock = clock
+        self.by_issuer: dict[str, list[Binding]] = {}
+        self.keys: dict[str, KeySet] = {}
+        self.loaded_at: float | None = None
+        self.loads = 0  # reads of the table (tests read it)
+        self._lock = asyncio.Lock()
+
+    async def find(self, issuer: str) -> list[Binding]:
+        if self._due(issuer):
+            async with self._lock:
+                if self._due(issuer):
+                    await self._load()
+        return self.by_issuer.get(issuer, [])
+
+    def _due(self, issuer: str) -> bool:
+        if self.loaded_at is None:
+            return True
+        age = self.clock() - self.loaded_at
+        if issuer in self.by_issuer:
+            return age >= BINDINGS_FRESH_SECONDS
+        return age >= BINDINGS_UNKNOWN_SECONDS
+
+    async def _load(self) -> None:
+        self.loaded_at = self.clock()
+        self.loads += 1
+        try:
+            async with self.maker() as session:
+                rows = (
+                    await session.execute(
+                        select(
+                            IdentityProvider.issuer,
+                            IdentityProvider.audience,
+                            IdentityProvider.email_claim,
+                        )
+                    )
+                ).all()
+        except SQLAlchemyError as exc:
+            log.warning("could not read the bound identity providers", exc_info=exc)
+            return
+        found: dict[str, list[Binding]] = {}
+        for issuer, audience, claim in rows:
+            found.setdefault(issuer, []).append(Binding(issuer, audience, claim))
+        self.by_issuer = found
+        self.keys = {
+            issuer: self.keys.get(issuer)
+            or KeySet(
+                issuer=issuer,
+                jwks_url=None,
+                timing=self.timing,
+                allow_http=self.allow_http,
+                clock=self.clock,
+            )
+            for issuer in found
+        }
 
 
 @dataclass(frozen=True)
@@ -91,7 +189,8 @@ Credentials = Person | Key
 
 
 def person_statement() -> Select[*tuple[Any, ...]]:
-    """The user named by `:email`, one row per (membership, role)."""
+    """The user named by `:email`, one row per (membership, role), with the issuer and
+    audience bound to the membership's organisation, if any."""
     return (
         select(
             User.id,
@@ -102,10 +201,13 @@ def person_statement() -> Select[*tuple[Any, ...]]:
             Organisation.slug,
             MembershipRole.role,
             Membership.deactivated_at,
+            IdentityProvider.issuer,
+            IdentityProvider.audience,
         )
         .outerjoin(Membership, Membership.user_id == User.id)
         .outerjoin(Organisation, Organisation.id == Membership.organisation_id)
         .outerjoin(MembershipRole, MembershipRole.membership_id == Membership.id)
+        .outerjoin(IdentityProvider, IdentityProvider.organisation_id == Membership.organisation_id)
         .where(User.email == _param("email"))
     )
 
@@ -154,6 +256,8 @@ class Authenticator:
                 timing=self.timing,
                 allow_http=settings.oidc_allow_http,
             )
+        # Issuers bound to one organisation each.
+        self.bindings = Bindings(maker, self.timing, settings.oidc_allow_http)
         self.person = person_statement()
         self.key = key_statement()
         self.usage = KeyUsage(maker)
@@ -181,7 +285,7 @@ class Authenticator:
                 slug = organisation.strip()
                 if len(slug) > MAX_SLUG:
                     return AuthFailure(f"{ORGANISATION_HEADER} names no organisation.")
-            return Person(signed.email, slug)
+            return Person(signed.email, slug, signed.bound)
         if scheme.lower() == "apikey":
             prefix = api_key_prefix(credential)
             if prefix is None:
@@ -230,12 +334,55 @@ class Authenticator:
     async def _provider(
         self, token: str, algorithm: str
     ) -> tuple[Signed, dict[str, Any]] | AuthFailure:
-        """A token an OpenID Connect provider signed: the platform's issuer."""
+        """A token an OpenID Connect provider signed: the platform's issuer, or one bound to
+        an organisation (told apart by the token's `iss` and `aud`, then checked)."""
         settings = self.settings
-        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-        keys = self.platform
-        if keys is None or (keys.issuer is not None and issuer != keys.issuer):
-            return AuthFailure("The token's issuer is not trusted.")
+        unverified = jwt.decode(token, options={"verify_signature": False})
+        issuer, audience = unverified.get("iss"), unverified.get("aud")
+        platform = self.platform
+        if platform is not None and platform.issuer is not None and issuer == platform.issuer:
+            return await self._verify(
+                token, algorithm, platform, settings.jwt_audience, settings.oidc_email_claim
+            )
+        if isinstance(issuer, str) and issuer:
+            audiences = [audience] if isinstance(audience, str) else audience
+            named = (
+                {a for a in audiences if isinstance(a, str)}
+                if isinstance(audiences, list)
+                else set()
+            )
+            bound = [b for b in await self.bindings.find(issuer) if b.audience in named]
+            if len(bound) > 1:
+                return AuthFailure("The token names the audiences of several organisations.")
+            if bound:
+                (binding,) = bound
+                keys = self.bindings.keys.get(issuer)
+                if keys is None:
+                    return AuthFailure("The token's issuer is not trusted.")
+                return await self._verify(
+                    token,
+                    algorithm,
+                    keys,
+                    binding.audience,
+                    binding.email_claim,
+                    (binding.issuer, binding.audience),
+                )
+        if platform is not None and platform.issuer is None:
+            # Keys from CASELOAD_JWKS_URL alone: any issuer those keys sign for.
+            return await self._verify(
+                token, algorithm, platform, settings.jwt_audience, settings.oidc_email_claim
+            )
+        return AuthFailure("The token's issuer is not trusted.")
+
+    async def _verify(
+        self,
+        token: str,
+        algorithm: str,
+        keys: KeySet,
+        audience: str,
+        email_claim: str,
+        bound: tuple[str, str] | None = None,
+    ) -> tuple[Signed, dict[str, Any]] | AuthFailure:
         kid = jwt.get_unverified_header(token).get("kid")
         key = await keys.key(kid if isinstance(kid, str) else None)
         if key is None or key.algorithm_name != algorithm:
@@ -246,11 +393,15 @@ class Authenticator:
             key,
             algorithms=[algorithm],
             issuer=keys.issuer,
-            audience=settings.jwt_audience,
+            audience=audience,
             leeway=LEEWAY_SECONDS,
             options={"require": required},
         )
-        return _provider_claims(claims, settings.oidc_email_claim, settings.oidc_org_claim)
+        found = _provider_claims(claims, email_claim, self.settings.oidc_org_claim)
+        if isinstance(found, AuthFailure) or bound is None:
+            return found
+        signed, claims = found
+        return Signed(signed.email, signed.slug, bound), claims
 
     def statement(self, credentials: Credentials) -> tuple[Select[Any], dict[str, Any]]:
         """The one statement that finds the principal, with its parameters."""
@@ -264,7 +415,7 @@ class Authenticator:
         """The principal the statement's rows describe, or why there is none."""
         if isinstance(credentials, Key):
             return _api_key_principal(credentials, rows, now)
-        found = person_from_rows(rows, credentials.slug)
+        found = person_from_rows(rows, credentials.slug, bound=credentials.bound)
         return AuthFailure(found.message) if isinstance(found, Refused) else found
 
     async def used(
@@ -384,16 +535,25 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 def person_from_rows(
-    rows: Sequence[Sequence[Any]], slug: str | None, client: str | None = "jwt"
+    rows: Sequence[Sequence[Any]],
+    slug: str | None,
+    client: str | None = "jwt",
+    bound: tuple[str, str] | None = None,
 ) -> Principal | Refused:
     """Who the rows of `person_statement` say the person is in `slug`'s organisation
-    (policies/identity.py decides; this only reads the statement's columns)."""
+    (policies/identity.py decides; this only reads the statement's columns). `bound`: the
+    (issuer, audience) of an organisation's identity provider that signed the token: only
+    the organisation it is bound to now counts."""
     if not rows:
         return person_principal(None, (), slug=slug, client=client)
     places: dict[int, MembershipRow] = {}
-    for _, _, organisation_id, location_id, department_id, org_slug, role, ended in rows:
+    only: set[int] = set()
+    for row in rows:
+        organisation_id, location_id, department_id, org_slug, role, ended = row[2:8]
         if organisation_id is None:
             continue  # no membership at all: the outer join's one row
+        if bound is not None and (row[8], row[9]) == bound:
+            only.add(organisation_id)
         seen = places.get(organisation_id)
         held = frozenset() if role is None else frozenset({Role(role)})
         places[organisation_id] = MembershipRow(
@@ -405,7 +565,11 @@ def person_from_rows(
             _as_datetime(ended),
         )
     return person_principal(
-        (rows[0][0], UserKind(rows[0][1])), places.values(), slug=slug, client=client
+        (rows[0][0], UserKind(rows[0][1])),
+        places.values(),
+        slug=slug,
+        client=client,
+        only=None if bound is None else frozenset(only),
     )
 
 
