@@ -1485,6 +1485,23 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                     ),
                 )
             )
+    if model.holds(who, "setOrganisationIdentityProvider"):
+        for pk in [*(o.id for o in facts.organisations), None]:
+            target = gid("Organisation", pk or MISSING_PK)
+            found.append(
+                Probe(
+                    "setOrganisationIdentityProvider",
+                    "setOrganisationIdentityProvider(input: {organisationId: $t, "
+                    'issuer: "not a URL", audience: "caseload"})',
+                    {"t": target},
+                    decide(
+                        pk is not None and pk in model.organisations(who),
+                        True,
+                        target,
+                        ("invalid", "issuer"),
+                    ),
+                )
+            )
     return found
 
 
