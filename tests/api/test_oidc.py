@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from server.services import Services
+from server.settings import Settings
 from tests.conftest import AppFactory
 from tests.factories import World
 from tests.helpers import Api, Result, assert_denied
@@ -377,3 +378,22 @@ async def test_refused_malformed_claims(signed_in: tuple[Api, str, Provider]) ->
         provider.token(email, exp=None),
     ):
         refused(await call(api, token))
+
+
+async def test_refused_while_the_provider_was_never_reached(
+    api_with: AppFactory, world: World, provider: Provider
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    api = await oidc_app(api_with, provider, oidc_fetch_timeout_seconds=1)
+    provider.stop()
+    refused(await call(api, provider.token(admin.email)))  # 401, not an error of the server
+
+
+def test_an_http_issuer_needs_the_setting() -> None:
+    with pytest.raises(ValueError, match="https"):
+        Settings(_env_file=None, oidc_issuer="http://login.example.org")
+    with pytest.raises(ValueError, match="https"):
+        Settings(_env_file=None, oidc_issuer="login.example.org")
+    allowed = Settings(_env_file=None, oidc_issuer="http://127.0.0.1:1", oidc_allow_http=True)
+    assert allowed.oidc_enabled
