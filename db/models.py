@@ -98,6 +98,8 @@ class AuditAction(enum.StrEnum):
     LICENCES_WITHHELD = "LICENCES_WITHHELD"
     LICENCE_LAUNCHED = "LICENCE_LAUNCHED"
     LICENCE_COMPLETED = "LICENCE_COMPLETED"
+    IDENTITY_PROVIDER_SET = "IDENTITY_PROVIDER_SET"
+    IDENTITY_PROVIDER_REMOVED = "IDENTITY_PROVIDER_REMOVED"
     AUTO_ALLOCATION_RULE_CREATED = "AUTO_ALLOCATION_RULE_CREATED"
     AUTO_ALLOCATION_RULE_DELETED = "AUTO_ALLOCATION_RULE_DELETED"
     API_KEY_CREATED = "API_KEY_CREATED"
@@ -123,6 +125,22 @@ class Organisation(Base):
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class IdentityProvider(Base):
+    """An OpenID Connect issuer support bound to one organisation: its tokens sign people in
+    to that organisation's memberships only. One per organisation; an issuer may serve
+    several organisations, each with its own audience (its own client of the provider)."""
+
+    __tablename__ = "identity_providers"
+    __table_args__ = (UniqueConstraint("issuer", "audience"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), unique=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    audience: Mapped[str] = mapped_column(String(500))
+    email_claim: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Location(Base):

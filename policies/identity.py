@@ -17,6 +17,7 @@ from policies.principal import Principal
 from policies.vocabulary import Role
 
 NO_USER = "The token names no user."
+BOUND_ISSUER = "This token's issuer signs in only the members of the organisation it is bound to."
 
 
 class Reason(enum.StrEnum):
@@ -55,15 +56,26 @@ def person_principal(
     *,
     slug: str | None,
     client: str | None = None,
+    only: frozenset[int] | None = None,
 ) -> Principal | Refused:
     """The principal a user is when they act in the organisation `slug` names (None: the only
     one they belong to). Support and external assessors belong to none and act everywhere
-    their roles reach; `slug` does not change them."""
+    their roles reach; `slug` does not change them.
+
+    `only`: the organisations the credential may sign in to at all (an identity provider
+    bound to an organisation vouches for that organisation's members alone): memberships
+    elsewhere are not considered, and support and external assessors are refused."""
     if user is None:
         return Refused(Reason.UNKNOWN, NO_USER)
     user_id, kind = user
     if kind == UserKind.SERVICE:
         return Refused(Reason.SERVICE, NO_USER)
+    if only is not None:
+        if kind in (UserKind.SUPPORT, UserKind.EXTERNAL_ASSESSOR):
+            return Refused(Reason.NOT_A_MEMBER, BOUND_ISSUER)
+        memberships = [m for m in memberships if m.organisation_id in only]
+        if not memberships:
+            return Refused(Reason.NOT_A_MEMBER, BOUND_ISSUER)
     if kind == UserKind.SUPPORT:
         return Principal(user_id, kind, frozenset({Role.SUPPORT}), client=client)
     if kind == UserKind.EXTERNAL_ASSESSOR:

@@ -70,6 +70,8 @@ class Action(enum.StrEnum):
     """Deactivate a staff member: their sign-in stops working here and their assignments end."""
     ARCHIVE = "archive"
     """Archive an apprentice record (it becomes read-only), or restore it."""
+    BIND = "bind"
+    """Bind an OpenID Connect issuer to an organisation, or remove it."""
 
 
 class Scope(enum.StrEnum):
@@ -126,6 +128,7 @@ VERBS: dict[Action, str] = {
     Action.UPDATE: "changing",
     Action.DEACTIVATE: "deactivating",
     Action.ARCHIVE: "archiving or restoring",
+    Action.BIND: "binding identity providers to",
 }
 
 

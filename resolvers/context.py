@@ -19,6 +19,7 @@ class Limits:
     max_bulk_items: int = 1000
     max_search_length: int = 100  # characters of a search term, without the whitespace around it
     changes_retention_days: int = 30  # how far back the change feed reads
+    allow_http_issuers: bool = False  # identity providers over plain http (tests only)
 
 
 class LoaderGroup:

@@ -158,6 +158,8 @@ describe_values(
         "AUTO_ALLOCATION_RULE_DELETED": "`deleteAutoAllocationRule`.",
         "API_KEY_CREATED": "`createApiKey`.",
         "API_KEY_REVOKED": "`revokeApiKey`.",
+        "IDENTITY_PROVIDER_SET": "`setOrganisationIdentityProvider` that bound or changed it.",
+        "IDENTITY_PROVIDER_REMOVED": "`removeOrganisationIdentityProvider` that removed one.",
     },
 )
 

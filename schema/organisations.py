@@ -6,7 +6,7 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import organisations
+from resolvers import identity_providers, organisations
 from resolvers.organisations import OrganisationLoaders
 from resolvers.outcomes import AlreadyExists
 from schema.connections import connection
@@ -14,7 +14,7 @@ from schema.enums import AuditAction
 from schema.nodes import Node, node
 from schema.permissions import changes, requires
 from schema.relations import relation
-from schema.results import answers, mutation, refused
+from schema.results import answers, mutation, refused, unchanged
 
 
 @node(models.Organisation, OrganisationLoaders.organisation)
@@ -83,6 +83,49 @@ class DepartmentCreated:
     department: Department = strawberry.field(description="The new department.")
 
 
+@strawberry.input(description="The OpenID Connect issuer whose tokens sign in to an organisation.")
+class SetOrganisationIdentityProviderInput:
+    organisation_id: strawberry.ID = strawberry.field(description="The organisation.")
+    issuer: str = strawberry.field(
+        description="The provider's issuer URL, exactly as its tokens' `iss` claim says it "
+        "(https); its keys are found through `/.well-known/openid-configuration`."
+    )
+    audience: str = strawberry.field(
+        description="What the tokens' `aud` claim must hold: the client id the organisation "
+        "registered at its provider."
+    )
+    email_claim: str | None = strawberry.field(
+        default=None, description="The claim naming the person's email (default `email`)."
+    )
+
+
+@strawberry.input(description="The organisation whose identity provider is removed.")
+class RemoveOrganisationIdentityProviderInput:
+    organisation_id: strawberry.ID = strawberry.field(description="The organisation.")
+
+
+@answers(identity_providers.IdentityProviderSet)
+@strawberry.type(description="The organisation's people may sign in through this issuer.")
+class OrganisationIdentityProviderSet:
+    organisation: Organisation = strawberry.field(description="The organisation.")
+    issuer: str = strawberry.field(description="The issuer bound.")
+    audience: str = strawberry.field(description="The audience its tokens must name.")
+    email_claim: str = strawberry.field(description="The claim naming the person's email.")
+    unchanged: bool = strawberry.field(
+        description="True when this issuer was bound so already: nothing changed, no audit "
+        "event was written."
+    )
+
+
+@answers(identity_providers.IdentityProviderRemoved)
+@strawberry.type(description="The organisation's issuer no longer signs anyone in.")
+class OrganisationIdentityProviderRemoved:
+    organisation: Organisation = strawberry.field(description="The organisation.")
+    unchanged: bool = strawberry.field(
+        description="True when no issuer was bound: nothing changed, no audit event was written."
+    )
+
+
 @strawberry.type
 class OrganisationQuery:
     organisations = connection(
@@ -103,6 +146,25 @@ class OrganisationMutation:
         repeat=refused(AlreadyExists, "the slug is taken: nothing is created"),
         description="Create a customer organisation. Support only.",
         extensions=changes(Resource.ORGANISATION, Action.CREATE),
+    )
+    set_organisation_identity_provider = mutation(
+        identity_providers.set_organisation_identity_provider,
+        audit=AuditAction.IDENTITY_PROVIDER_SET,
+        input=SetOrganisationIdentityProviderInput,
+        repeat=unchanged("the same issuer, audience and claim: `unchanged: true`, no audit event"),
+        description="Bind an OpenID Connect issuer to an organisation (replacing the one bound): "
+        "its tokens sign people in to that organisation's memberships only, never as support "
+        "or an external assessor. Support only.",
+        extensions=changes(Resource.ORGANISATION, Action.BIND),
+    )
+    remove_organisation_identity_provider = mutation(
+        identity_providers.remove_organisation_identity_provider,
+        audit=AuditAction.IDENTITY_PROVIDER_REMOVED,
+        input=RemoveOrganisationIdentityProviderInput,
+        repeat=unchanged("nothing bound: `unchanged: true`, no audit event"),
+        description="Remove an organisation's identity provider: its tokens stop signing in at "
+        "their next request. Support only.",
+        extensions=changes(Resource.ORGANISATION, Action.BIND),
     )
     create_location = mutation(
         organisations.create_location,

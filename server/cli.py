@@ -39,7 +39,7 @@ from resolvers.context import Context
 from resolvers.ids import encode_id, type_name_of
 from resolvers.outcomes import Invalid
 from server.auth import person_from_rows, person_statement
-from server.settings import ConfigurationError, Settings, jwt_secret
+from server.settings import ConfigurationError, Settings, hs256_secret
 from server.tokens import mint_token, parse_ttl
 
 T = TypeVar("T")
@@ -504,7 +504,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
         # The workers build their settings from the environment.
         os.environ["CASELOAD_DEMO"] = "true"
         settings = settings.model_copy(update={"demo": True})
-    jwt_secret(settings)  # refuse to start without one; in debug or demo, make it now, once
+    # Refuse to start without one (unless a platform issuer signs people in); in debug or
+    # demo, make it now, once.
+    hs256_secret(settings)
     if settings.trusted_documents is not None:
         # Refuse to start on a file the server cannot use, before anything else is done.
         from schema import build_schema

@@ -44,7 +44,7 @@ from resolvers.context import Limits
 from resolvers.errors import IdempotencyKeyReused, Unauthenticated
 from schema.context import RequestContext
 from schema.documents import Documents, Prepared
-from server.auth import AuthFailure, Credentials
+from server.auth import ORGANISATION_HEADER, AuthFailure, Credentials
 from server.compiled import CompiledReads
 from server.fairuse import RATE_LIMITED, FairUse, Verdict, budget_key, crowded
 from server.fairuse import headers as fair_use_headers
@@ -196,6 +196,7 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             max_bulk_items=settings.max_bulk_items,
             max_search_length=settings.max_search_length,
             changes_retention_days=settings.changes_retention_days,
+            allow_http_issuers=settings.oidc_allow_http,
         )
         self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None
@@ -240,7 +241,9 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         response: Response | None
         # Whose budget the request spends, from what its credentials say (no I/O).
         now = utcnow()
-        credentials = self.services.authenticator.read(request.headers.get("authorization"), now)
+        credentials = await self.services.authenticator.read(
+            request.headers.get("authorization"), now, request.headers.get(ORGANISATION_HEADER)
+        )
         spending = Spending(
             self.services.fair_use,
             budget_key(credentials, request.client.host if request.client else None),
@@ -499,7 +502,9 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
     async def get_context(self, request: Request, response: Response) -> RequestContext:  # type: ignore[override]
         services = self.services
         now = utcnow()
-        credentials = services.authenticator.read(request.headers.get("authorization"), now)
+        credentials = await services.authenticator.read(
+            request.headers.get("authorization"), now, request.headers.get(ORGANISATION_HEADER)
+        )
         said = request.headers.get("x-caseload-client") or request.headers.get("user-agent")
 
         async def sign_in(ctx: RequestContext) -> None:

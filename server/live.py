@@ -97,7 +97,7 @@ async def read_credentials(
     authenticator: Authenticator, header: str | None, now: datetime
 ) -> Credentials | AuthFailure | None:
     """What an Authorization value claims (the one place subscriptions read it)."""
-    return authenticator.read(header, now)
+    return await authenticator.read(header, now)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from schema.extensions import QueryLimits
 from server.auth import Authenticator
 from server.fairuse import FairUse, Lanes, budget_key
 from server.logs import count_statements
-from server.settings import Settings, jwt_secret
+from server.settings import Settings, hs256_secret
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, policies: PolicyStore | None = None) -> Services:
         """`policies` replaces the policy loaded from policies/policy.csv (tests build mutants)."""
-        secret = jwt_secret(settings)  # refuse to start without one (outside debug)
+        # Refuses to start without one outside debug, unless a platform issuer signs people in.
+        secret = hs256_secret(settings)
         engine = create_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,

@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     jwt_issuer: str = "caseload"
     jwt_audience: str = "caseload-api"
     jwt_ttl_seconds: int = 3600
+    # Sign-in through OpenID Connect: the platform's issuer (its keys found through
+    # {issuer}/.well-known/openid-configuration), or its keys' URL alone. Its tokens must name
+    # CASELOAD_JWT_AUDIENCE; the person is the email claim, the organisation the org claim (a
+    # slug), else the X-Caseload-Organisation header, else the person's only membership.
+    oidc_issuer: str | None = None
+    jwks_url: str | None = None
+    oidc_email_claim: str = "email"
+    oidc_org_claim: str = "org"
+    # A provider's keys are fetched again for a token naming a key not seen yet, at most this
+    # often per issuer; and, served from the cache meanwhile, once they are this old.
+    oidc_refetch_seconds: float = Field(default=60.0, ge=0)
+    oidc_keys_max_age_seconds: float = Field(default=3600.0, gt=0)
+    # How long one fetch of a discovery document or of keys may take.
+    oidc_fetch_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Issuers over plain http (a provider on the same machine, for tests); https otherwise.
+    oidc_allow_http: bool = False
     debug: bool = False
     demo: bool = False
     migrate_on_start: bool = True
@@ -136,6 +152,15 @@ class Settings(BaseSettings):
             raise ValueError("write redis://host[:port][/db] or rediss://… (TLS)")
         return value.strip() if isinstance(value, str) else value
 
+    @field_validator("oidc_issuer", "jwks_url", mode="before")
+    @classmethod
+    def _optional_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str) and not value.strip().startswith(("https://", "http://")):
+            raise ValueError("write an https:// URL")
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -160,9 +185,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
+        for name in ("oidc_issuer", "jwks_url"):
+            url = getattr(self, name)
+            if url is not None and url.startswith("http://") and not self.oidc_allow_http:
+                raise ValueError(
+                    f"CASELOAD_{name.upper()} must be an https:// URL "
+                    "(CASELOAD_OIDC_ALLOW_HTTP=true allows http, for a provider under test)"
+                )
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'caseload.sqlite3'}"
         return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """A platform issuer is set: its tokens sign people in."""
+        return self.oidc_issuer is not None or self.jwks_url is not None
 
     @property
     def is_sqlite(self) -> bool:
@@ -200,6 +237,15 @@ def _split(value: str) -> list[str]:
 
 class ConfigurationError(RuntimeError):
     pass
+
+
+def hs256_secret(settings: Settings) -> str | None:
+    """The secret HS256 tokens are checked with when the server starts: with a platform issuer,
+    only an explicit CASELOAD_JWT_SECRET (None: HS256 tokens are refused)."""
+    if settings.oidc_enabled:
+        explicit = settings.jwt_secret
+        return explicit.get_secret_value() if explicit and explicit.get_secret_value() else None
+    return jwt_secret(settings)
 
 
 def jwt_secret(settings: Settings, *, existing_ok: bool = False) -> str:

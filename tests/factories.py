@@ -22,6 +22,7 @@ from db.models import (
     Department,
     Evidence,
     EvidenceStatus,
+    IdentityProvider,
     Learner,
     Licence,
     LicencePool,
@@ -293,6 +294,24 @@ class World:
             course_id=course.id,
             seats_total=seats,
             seats_used=used,
+            updated_at=utcnow(),
+        )
+        await self._save(row)
+        return row
+
+    async def identity_provider(
+        self,
+        org: Organisation,
+        issuer: str = "https://login.example.org/tenant",
+        audience: str = "caseload",
+        email_claim: str = "email",
+    ) -> IdentityProvider:
+        """An OpenID Connect issuer bound to `org`."""
+        row = IdentityProvider(
+            organisation_id=org.id,
+            issuer=issuer,
+            audience=audience,
+            email_claim=email_claim,
             updated_at=utcnow(),
         )
         await self._save(row)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,6 +61,9 @@ class Api:
     def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        # Mints a token an OpenID Connect provider signs, for (email, organisation slug), where
+        # the app trusts one (tests/provider.py); None: HS256 tokens only.
+        self.signer: Callable[[str, str | None], str] | None = None
 
     async def post(
         self,

@@ -290,6 +290,19 @@ async def _course(world: World, org: Organisation) -> tuple[User, dict[str, Any]
     return await world.support(), {"title": "Safeguarding", "code": "SG-1"}
 
 
+async def _bind(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    return await world.support(), {
+        "organisationId": _gid(org),
+        "issuer": "https://login.example.org/tenant",
+        "audience": "caseload",
+    }
+
+
+async def _unbind(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    await world.identity_provider(org)
+    return await world.support(), {"organisationId": _gid(org)}
+
+
 async def _pool(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
     course = await world.course()
     return await world.support(), {
@@ -365,6 +378,8 @@ async def _restore(world: World, org: Organisation) -> tuple[User, dict[str, Any
 CASES: dict[str, Case] = {
     "createCourse": Case("COURSE_CREATED", _course),
     "setLicencePool": Case("LICENCE_POOL_SET", _pool),
+    "setOrganisationIdentityProvider": Case("IDENTITY_PROVIDER_SET", _bind),
+    "removeOrganisationIdentityProvider": Case("IDENTITY_PROVIDER_REMOVED", _unbind),
     "allocateLicences": Case("LICENCES_ALLOCATED", _allocate_licences),
     "recallLicences": Case("LICENCES_RECALLED", _recall),
     "markLicenceLaunched": Case("LICENCE_LAUNCHED", _launch),

@@ -45,7 +45,7 @@ async def test_forged_token_is_unauthenticated(api: Api, world: World) -> None:
         "exp": datetime.now(UTC) + timedelta(hours=1),
     }
     forged = jwt.encode(claims, "not-the-secret-" * 4, algorithm="HS256")
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     for token in (forged, unsigned, "garbage", admin.email):
         result = await api.post(VIEWER, headers={"Authorization": f"Bearer {token}"})
         assert_denied(result, "UNAUTHENTICATED")

@@ -157,7 +157,7 @@ async def test_errors_outside_graphql_answer_500_json_and_log_the_stack(
     token = api.token(admin, org)
     services = api.client._transport.app.state.services  # type: ignore[attr-defined]
 
-    def broken(header: str | None, now: object) -> None:
+    async def broken(header: str | None, now: object, organisation: object = None) -> None:
         raise RuntimeError("authenticator exploded")
 
     monkeypatch.setattr(services.authenticator, "read", broken)
@@ -248,7 +248,7 @@ async def test_messages_and_stacks_cannot_forge_text_lines(
 ) -> None:
     services = api.client._transport.app.state.services  # type: ignore[attr-defined]
 
-    def broken(header: str | None, now: object) -> None:
+    async def broken(header: str | None, now: object, organisation: object = None) -> None:
         raise RuntimeError(f"could not read it\n{FORGED}\r{FORGED}\u2028{FORGED}")
 
     monkeypatch.setattr(services.authenticator, "read", broken)

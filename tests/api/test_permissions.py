@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 from graphql import FieldNode, Visitor, parse, visit
+from sqlalchemy import insert
 
-from db.models import AssignmentRole, EvidenceStatus, LicenceStatus
+from db.base import utcnow
+from db.models import AssignmentRole, EvidenceStatus, IdentityProvider, LicenceStatus
 from schema import schema
 from schema.results import AUDITS
 from server.settings import Settings
@@ -396,6 +398,19 @@ OPERATIONS: dict[str, tuple[str, str, Callable[[Targets], dict[str, Any]], bool]
         lambda t: {"o": t.organisation, "c": t.course},
         False,
     ),
+    "setOrganisationIdentityProvider": (
+        "mutation($o: ID!) { setOrganisationIdentityProvider(input: {organisationId: $o, "
+        'issuer: "https://login.example.org/tenant", audience: "caseload"}) %s }',
+        "OrganisationIdentityProviderSet",
+        lambda t: {"o": t.organisation},
+        False,
+    ),
+    "removeOrganisationIdentityProvider": (
+        "mutation($o: ID!) { removeOrganisationIdentityProvider(input: {organisationId: $o}) %s }",
+        "OrganisationIdentityProviderRemoved",
+        lambda t: {"o": t.organisation},
+        False,
+    ),
 }
 # The target whose id answers NOT_FOUND when it is another organisation's.
 TARGET_VARIABLE = {
@@ -457,9 +472,26 @@ def principal(facts: Facts, role: str) -> Who:
     raise LookupError(role)
 
 
-async def fresh(backend: Backend) -> Facts:
+async def fresh(backend: Backend, operation: str | None = None) -> Facts:
     await backend.clear()
-    return await build(backend.engine, permissions_world())
+    facts = await build(backend.engine, permissions_world())
+    if operation == "removeOrganisationIdentityProvider":
+        # Something to remove: an issuer bound to each organisation.
+        async with backend.engine.begin() as connection:
+            await connection.execute(
+                insert(IdentityProvider),
+                [
+                    {
+                        "organisation_id": org.id,
+                        "issuer": f"https://login.example.org/{org.id}",
+                        "audience": "caseload",
+                        "email_claim": "email",
+                        "updated_at": utcnow(),
+                    }
+                    for org in facts.organisations
+                ],
+            )
+    return facts
 
 
 def outcome(result: Result, operation: str) -> dict[str, Any] | None:
@@ -476,7 +508,7 @@ async def test_every_role_is_granted_or_denied_as_design_says(
     text, success, variables, bulk = OPERATIONS[operation]
     query = text % outcome_selection(operation)
     problems: list[str] = []
-    facts = await fresh(backend)
+    facts = await fresh(backend, operation)
     for role in PRINCIPALS:
         who = principal(facts, role)
         call = caller_for(api, facts, who)
@@ -502,7 +534,7 @@ async def test_every_role_is_granted_or_denied_as_design_says(
                 written = [action for action, *_ in actions[before["audit_events"] :]]
                 if declared.value not in written:  # (rules firing write their own too)
                     problems.append(f"{role}: wrote {written}, declared {declared}")
-            facts = await fresh(backend)  # the next role starts from the same world
+            facts = await fresh(backend, operation)  # the next role starts from the same world
             near, far = targets(facts, 0), targets(facts, 1)
         else:
             # then it is refused as a whole, and nothing changed

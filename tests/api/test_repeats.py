@@ -300,6 +300,22 @@ async def _(world: World, api: Api) -> Scene:
     return Scene(api.as_(await world.support()), {**given, "seatsTotal": 8})
 
 
+@scene("setOrganisationIdentityProvider")
+async def _(world: World, api: Api) -> Scene:
+    org = await world.organisation()
+    given = {"issuer": "https://login.example.org/tenant", "audience": "caseload"}
+    return Scene(
+        api.as_(await world.support()), {"organisationId": gid("Organisation", org.id), **given}
+    )
+
+
+@scene("removeOrganisationIdentityProvider")
+async def _(world: World, api: Api) -> Scene:
+    org = await world.organisation()
+    await world.identity_provider(org)
+    return Scene(api.as_(await world.support()), {"organisationId": gid("Organisation", org.id)})
+
+
 @scene("allocateLicences")
 async def _(world: World, api: Api) -> Scene:
     org, _, call = await _admin(world, api)

@@ -551,6 +551,19 @@ MUTATIONS |= {
           { __typename ... on LicencePoolSet { pool { seatsTotal seatsUsed } } } }""",
         {"o": gid("Organisation", f.organisations[0].id), "c": gid("Course", f.courses[1])},
     ),
+    "setOrganisationIdentityProvider (n organisations)": lambda f: (
+        SUPPORT,
+        """mutation($o: ID!) { setOrganisationIdentityProvider(input: {organisationId: $o,
+            issuer: "https://login.example.org/tenant", audience: "caseload"})
+          { __typename ... on OrganisationIdentityProviderSet { issuer } } }""",
+        {"o": gid("Organisation", f.organisations[0].id)},
+    ),
+    "removeOrganisationIdentityProvider (n organisations)": lambda f: (
+        SUPPORT,
+        """mutation($o: ID!) { removeOrganisationIdentityProvider(input: {organisationId: $o})
+          { __typename ... on OrganisationIdentityProviderRemoved { organisation { name } } } }""",
+        {"o": gid("Organisation", f.organisations[0].id)},
+    ),
 }
 
 

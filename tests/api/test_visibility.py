@@ -53,6 +53,7 @@ from tests.authz.checks import (
     caller_for,
     check_principal,
     small_pages_for,
+    through_provider,
 )
 from tests.authz.model import Model
 from tests.authz.world import (
@@ -67,6 +68,9 @@ from tests.authz.world import (
 )
 from tests.conftest import HYPOTHESIS_SEED, Backend, make_settings
 from tests.helpers import Api
+from tests.provider import Provider, SigningKey
+
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
 
 # Examples are built until the run has checked this many (world, principal) pairs; the
 # examples after that are drawn but not built (Hypothesis's order is fixed under `ci`).
@@ -178,9 +182,18 @@ async def apps_on(backend: Backend) -> AsyncIterator[Paths]:
     async with AsyncExitStack() as stack:
         apis: dict[bool, Api] = {}
         counter = None
+        # Half the people sign in through a local OpenID Connect provider (checks.py).
+        provider = Provider([SigningKey.make(algorithm) for algorithm in ALGORITHMS]).start()
+        stack.callback(provider.stop)
+
+        def signer(email: str, slug: str | None) -> str:
+            key = provider.keys[sum(email.encode()) % len(provider.keys)]
+            return provider.token(email, key=key, org=slug)
+
+        oidc = {"oidc_issuer": provider.issuer, "oidc_allow_http": True}
         for compiled in (False, True):
             services = Services.build(
-                make_settings(backend.url, compiled_reads=compiled, **PROOF_LIMITS)
+                make_settings(backend.url, compiled_reads=compiled, **PROOF_LIMITS, **oidc)
             )
             stack.push_async_callback(services.aclose)
             app = create_app(services=services)
@@ -189,6 +202,7 @@ async def apps_on(backend: Backend) -> AsyncIterator[Paths]:
                 httpx.AsyncClient(transport=transport, base_url="http://caseload.test")
             )
             apis[compiled] = Api(client, services.settings)
+            apis[compiled].signer = signer
             if compiled:
                 counter = app.state.compiled_reads
         yield Paths(apis, counter)
@@ -254,6 +268,9 @@ async def check_world(
     TALLY[f"visibility: worlds checked on {part}"] += 1
     TALLY[pairs_key(part)] += len(principals)
     TALLY[f"{pairs_key(part)} through the {path_name(compiled)}"] += len(principals)
+    TALLY[f"visibility: principals signed in through OpenID Connect on {part}"] += sum(
+        through_provider(who) is not None for who in principals
+    )
     if compiled:
         TALLY[f"visibility: answers from the compiled read path on {part}"] += (
             paths.compiled.answered - answered_before

@@ -178,12 +178,29 @@ def readable(global_id: str) -> str:
     return f"{type_name}:{pk}"
 
 
+def through_provider(who: Who) -> str | None:
+    """How a principal of the proof signs in where the app trusts an OpenID Connect provider:
+    None (an HS256 token, as the command line mints), or through the provider, naming the
+    organisation by the token's claim ("claim") or by X-Caseload-Organisation ("header").
+    Every other person goes through the provider; of those, every other one by the header."""
+    if who.kind == "API_KEY" or who.user_id % 2:
+        return None
+    return "header" if who.user_id % 4 == 0 else "claim"
+
+
 def caller_for(api: Api, facts: Facts, who: Who) -> Caller:
     if who.kind == "API_KEY":
         return api.with_headers({"Authorization": f"ApiKey {facts.key_of(who)}"})
     email = facts.users[who.user_id].email
     slug = None if who.organisation_id is None else facts.slug(who.organisation_id)
-    return api.with_headers({"Authorization": f"Bearer {api.token_for_email(email, slug)}"})
+    way = None if api.signer is None else through_provider(who)
+    if api.signer is None or way is None:
+        return api.with_headers({"Authorization": f"Bearer {api.token_for_email(email, slug)}"})
+    if way == "claim" or slug is None:
+        return api.with_headers({"Authorization": f"Bearer {api.signer(email, slug)}"})
+    return api.with_headers(
+        {"Authorization": f"Bearer {api.signer(email, None)}", "X-Caseload-Organisation": slug}
+    )
 
 
 async def post_raw(caller: Caller, query: str, variables: dict[str, Any]) -> tuple[int, bytes]:
@@ -1465,6 +1482,23 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                         True,
                         target,
                         ("invalid", "seatsTotal"),
+                    ),
+                )
+            )
+    if model.holds(who, "setOrganisationIdentityProvider"):
+        for pk in [*(o.id for o in facts.organisations), None]:
+            target = gid("Organisation", pk or MISSING_PK)
+            found.append(
+                Probe(
+                    "setOrganisationIdentityProvider",
+                    "setOrganisationIdentityProvider(input: {organisationId: $t, "
+                    'issuer: "not a URL", audience: "caseload"})',
+                    {"t": target},
+                    decide(
+                        pk is not None and pk in model.organisations(who),
+                        True,
+                        target,
+                        ("invalid", "issuer"),
                     ),
                 )
             )

@@ -137,6 +137,9 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "revokeApiKey": frozenset({SUPER_ADMIN}),
     "createCourse": frozenset({SUPPORT}),
     "setLicencePool": frozenset({SUPPORT}),
+    # "bind or remove an organisation's identity provider | SUPPORT"
+    "setOrganisationIdentityProvider": frozenset({SUPPORT}),
+    "removeOrganisationIdentityProvider": frozenset({SUPPORT}),
     "Learner.access": ADMINS | {LEARNER},
 }
 
