@@ -198,6 +198,19 @@ def _register_record_children() -> None:
 _register_record_children()
 
 
+# A child's scope that reads "the row's parent passes the parent's predicate of the same
+# scope", through the child's column holding the parent's id: (child, parent) → (that column,
+# those scopes). For a child row reached from a parent row through that column (child.column =
+# parent.id), the child's predicate of such a scope holds exactly when the parent's does.
+VIA_PARENT: dict[tuple[Resource, Resource], tuple[str, frozenset[Scope]]] = {
+    (child, Resource.RECORD): (
+        "record_id",
+        frozenset({Scope.TEAM, Scope.ASSIGNED, Scope.ALLOCATED, Scope.SELF}),
+    )
+    for child in (Resource.ASSIGNMENT, Resource.EVIDENCE)
+}
+
+
 # Allocations ----------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.sql.compiler import Compiled
 from db.base import UtcDateTime
 from policies.enforcer import Policy, PolicyStore
 from policies.principal import Principal
+from policies.vocabulary import Resource
 from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
@@ -481,21 +482,29 @@ class Builder:
         stmt: Select[Any] | None = None
         order: list[Any] = []
         previous = parent
+        scoped: Resource | None = None  # the resource whose scope `previous` passed here
         for step in path.steps:
             table: Any = getattr(step.model, "__table__")  # noqa: B009 - a mapped class
             self.enter(table)
             if isinstance(step, Children):
                 on = step.key == previous.c.id
+                # A child reached from a row of a scoped parent through the column its scope
+                # reads the parent by is visible exactly when that parent is: no second test.
+                implied = scoped is not None and self.ctx.rules.implied_by_parent(
+                    step.resource, scoped, step.key.key
+                )
                 conditions = [
-                    self.ctx.rules.where(step.resource),
+                    *(() if implied else (self.ctx.rules.where(step.resource),)),
                     *(step.only(self.ctx) if step.only else ()),
                 ]
                 order += list(step.order)
+                scoped = step.resource
             else:
                 on = table.c.id == previous.c[step.column]
                 if step.unless is not None:
                     on = and_(on, previous.c[step.unless].is_(None))
                 conditions = [] if step.resource is None else [self.ctx.rules.where(step.resource)]
+                scoped = step.resource
             if stmt is None:
                 stmt = select(literal(1)).select_from(table).where(on, *conditions)
             else:
