@@ -281,6 +281,16 @@ class RecordAssignment(Base):
             postgresql_where=ONE_COORDINATOR,
         ),
         Index("ix_record_assignments_user_active", "user_id", "ended_at", "record_id"),
+        # The caller's active assignments in the organisation they act in (the `assigned`
+        # scopes): read from the index alone.
+        Index(
+            "ix_record_assignments_user_org_active",
+            "user_id",
+            "organisation_id",
+            "record_id",
+            sqlite_where=ACTIVE,
+            postgresql_where=ACTIVE,
+        ),
         Index("ix_record_assignments_record", "record_id", "ended_at"),
         Index(
             "ix_record_assignments_org_role_active",

@@ -11,7 +11,7 @@ import casbin
 from sqlalchemy import ColumnElement, false, or_
 
 from policies.principal import Principal
-from policies.scopes import PREDICATES
+from policies.scopes import PREDICATES, VIA_PARENT
 from policies.vocabulary import Action, Resource, Role, Scope
 
 POLICY_DIR = Path(__file__).resolve().parent
@@ -96,6 +96,19 @@ class Policy:
             return false()
         clauses = [PREDICATES[(resource, scope)](self.principal, self.now) for scope in scopes]
         return clauses[0] if len(clauses) == 1 else or_(*clauses)
+
+    def implied_by_parent(
+        self, child: Resource, parent: Resource, parent_model: type, column: str
+    ) -> bool:
+        """Whether every `child` row whose `column` holds the id of a `parent_model` row the
+        caller may read as `parent` is one the caller may read too (READ): each scope held on
+        the parent is one held on the child that reads through that parent
+        (scopes.VIA_PARENT). A statement that reaches the child from an already scoped parent
+        then needs no second test."""
+        via = VIA_PARENT.get((child, parent))
+        if via is None or via[0] is not parent_model or via[1] != column:
+            return False
+        return self.scopes(parent) <= via[2] & self.scopes(child)
 
     def may_act_in(self, resource: Resource, action: Action, organisation_id: int) -> bool:
         """Whether `action` on `resource` is allowed inside the given organisation."""

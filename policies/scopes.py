@@ -198,6 +198,35 @@ def _register_record_children() -> None:
 _register_record_children()
 
 
+# A child's scope that reads "the row's parent passes the parent's predicate of the same
+# scope", through the child's column holding the parent's id: (child, parent) → (the parent's
+# model, that column, those scopes). For a child row reached from a parent row through that
+# column (child.column = parent.id), the child's predicate of such a scope holds exactly when
+# the parent's does (the parent's id is its primary key).
+_VIA_RECORD = frozenset({Scope.TEAM, Scope.ASSIGNED, Scope.ALLOCATED, Scope.SELF})
+VIA_PARENT: dict[tuple[Resource, Resource], tuple[type, str, frozenset[Scope]]] = {
+    (Resource.ASSIGNMENT, Resource.RECORD): (ApprenticeRecord, "record_id", _VIA_RECORD),
+    (Resource.EVIDENCE, Resource.RECORD): (ApprenticeRecord, "record_id", _VIA_RECORD),
+    # A record's `assigned` scope is its own assignments, not its learner's: not here.
+    (Resource.RECORD, Resource.LEARNER): (
+        Learner,
+        "learner_id",
+        frozenset({Scope.TEAM, Scope.ALLOCATED, Scope.SELF}),
+    ),
+    # An allocation's `allocated` scope is the caller's own allocations: not here.
+    (Resource.ALLOCATION, Resource.LEARNER): (
+        Learner,
+        "learner_id",
+        frozenset({Scope.TEAM, Scope.ASSIGNED, Scope.SELF}),
+    ),
+    (Resource.LICENCE, Resource.LEARNER): (
+        Learner,
+        "learner_id",
+        frozenset({Scope.TEAM, Scope.ASSIGNED, Scope.ALLOCATED, Scope.SELF}),
+    ),
+}
+
+
 # Allocations ----------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.sql.compiler import Compiled
 from db.base import UtcDateTime
 from policies.enforcer import Policy, PolicyStore
 from policies.principal import Principal
+from policies.vocabulary import Resource
 from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
@@ -362,6 +363,8 @@ class Builder:
     joins: list[tuple[Any, Any]] = field(default_factory=list)
     aliases: int = 0
     budget: Budget | None = None
+    # Row sets of the statement whose rows passed a resource's scope: (resource, model).
+    scoped: dict[Any, tuple[Resource, type]] = field(default_factory=dict)
 
     def object_items(self, plan: ObjectPlan, row: Any) -> list[Any]:
         """The SQL values of one object, in the order the transform reads them."""
@@ -481,21 +484,34 @@ class Builder:
         stmt: Select[Any] | None = None
         order: list[Any] = []
         previous = parent
+        # The resource whose scope `previous`'s rows passed, and their model.
+        scoped, scoped_model = self.scoped.get(parent, (None, None))
         for step in path.steps:
             table: Any = getattr(step.model, "__table__")  # noqa: B009 - a mapped class
             self.enter(table)
             if isinstance(step, Children):
                 on = step.key == previous.c.id
+                # A child reached from a row of a scoped parent through the column its scope
+                # reads the parent by is visible exactly when that parent is: no second test.
+                implied = (
+                    scoped is not None
+                    and scoped_model is not None
+                    and self.ctx.rules.implied_by_parent(
+                        step.resource, scoped, scoped_model, step.key.key
+                    )
+                )
                 conditions = [
-                    self.ctx.rules.where(step.resource),
+                    *(() if implied else (self.ctx.rules.where(step.resource),)),
                     *(step.only(self.ctx) if step.only else ()),
                 ]
                 order += list(step.order)
+                scoped, scoped_model = step.resource, step.model
             else:
                 on = table.c.id == previous.c[step.column]
                 if step.unless is not None:
                     on = and_(on, previous.c[step.unless].is_(None))
                 conditions = [] if step.resource is None else [self.ctx.rules.where(step.resource)]
+                scoped, scoped_model = step.resource, step.model
             if stmt is None:
                 stmt = select(literal(1)).select_from(table).where(on, *conditions)
             else:
@@ -554,6 +570,7 @@ class Builder:
                 .subquery("page")
             )
             page_keys = [page.c[c.key] for c in keys]
+            self.scoped[page] = (source.resource, source.model)
             node, joins = ([], []) if plan.node is None else self.level(plan.node, page)
             element = self.json.array([self.json.array(node), *page_keys])
             rows = select(literal(1)).select_from(outer_join(page, joins))
