@@ -204,15 +204,14 @@ _SUBJECTS: dict[ChangeSubject, tuple[type[Any], tuple[Resource, ...]]] = {
     ChangeSubject.AUTO_ALLOCATION_RULE: (AutoAllocationRule, (Resource.AUTO_ALLOCATION_RULE,)),
     ChangeSubject.API_KEY: (ApiKey, (Resource.API_KEY,)),
 }
-# DESIGN.md, Reads, row "changes": support follows organisations, staff, courses and pools.
-_SUPPORT_FOLLOWS = frozenset(
-    {
-        ChangeSubject.ORGANISATION,
-        ChangeSubject.USER,
-        ChangeSubject.COURSE,
-        ChangeSubject.LICENCE_POOL,
-    }
-)
+# DESIGN.md, Reads, row "changes": support follows organisations, staff (not the external
+# assessor directory), courses and pools.
+_SUPPORT_FOLLOWS: dict[ChangeSubject, tuple[Resource, ...]] = {
+    ChangeSubject.ORGANISATION: (Resource.ORGANISATION,),
+    ChangeSubject.USER: (Resource.STAFF,),
+    ChangeSubject.COURSE: (Resource.COURSE,),
+    ChangeSubject.LICENCE_POOL: (Resource.LICENCE_POOL,),
+}
 # The tables whose rows belong to one learner, for `learnerId`.
 _OF_LEARNER: dict[ChangeSubject, Any] = {
     ChangeSubject.APPRENTICE_RECORD: ApprenticeRecord.learner_id,
@@ -260,11 +259,17 @@ class FeedPage:
     has_next_page: bool
 
 
-def _visible(ctx: Context, kinds: Sequence[ChangeSubject]) -> ColumnElement[bool]:
-    """Changes whose object the reader sees now: per kind, its table's scope, uncorrelated."""
+def _visible(
+    ctx: Context,
+    kinds: Sequence[ChangeSubject],
+    through: Mapping[ChangeSubject, tuple[Resource, ...]] | None = None,
+) -> ColumnElement[bool]:
+    """Changes whose object the reader sees now: per kind, its table's scope, uncorrelated
+    (`through`: the resources that show a kind, where not all of its table's do)."""
     clauses = []
     for kind in kinds:
         model, resources = _SUBJECTS[kind]
+        resources = (through or {}).get(kind, resources)
         held = [r for r in resources if ctx.rules.holds(r, Action.READ)]
         if not held:
             continue
@@ -326,15 +331,17 @@ async def feed(
             tuple_(Change.position, Change.id) > tuple_(literal(position, BigInteger), pk)
         )
     kinds = list(_SUBJECTS)
+    through = None
     if Role.SUPPORT in ctx.me.roles:
         kinds = [k for k in kinds if k in _SUPPORT_FOLLOWS]
+        through = _SUPPORT_FOLLOWS
     if filter is not None and filter.subject_types is not None:
         kinds = [k for k in kinds if k in filter.subject_types]
     if filter is not None and filter.actions is not None:
         conditions.append(Change.action.in_(filter.actions))
     if filter is not None and filter.learner_id is not None:
         conditions.append(_of_learner(filter.learner_id))
-    conditions.append(_visible(ctx, kinds))
+    conditions.append(_visible(ctx, kinds, through))
     if size == 0:
         return FeedPage([], [], False)
     stmt = select(Change).where(*conditions).order_by(Change.position, Change.id).limit(size + 1)

@@ -239,6 +239,7 @@ async def check_principal(check: Check, *, small_pages: bool = False) -> None:
     await check_access(check)
     await check_actions(check)
     await check_capabilities(check)
+    await check_changes(check, first=SMALL_PAGE if small_pages else PAGE)
 
 
 # --- viewer -------------------------------------------------------------------------------
@@ -411,6 +412,73 @@ async def page_through(check: Check, name: str, wanted: set[str], first: int) ->
     else:
         check.add(what, "hasNextPage never became false")
     check.problems.compare(check.label, what, ids, wanted)
+
+
+# --- the change feed ----------------------------------------------------------------------
+
+CHANGES = """query Feed($after: String, $first: Int, $filter: ChangeFilter) {
+  changes(after: $after, first: $first, filter: $filter) {
+    edges { cursor node { subject { id } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+
+async def read_feed(
+    check: Check, first: int, filter: dict[str, Any] | None = None
+) -> list[str | None] | None:
+    """The subjects of the principal's whole feed, in order, paged `first` at a time."""
+    subjects: list[str | None] = []
+    after: str | None = None
+    for _ in range(len(check.facts.changes) // first + 2):  # bounded: a broken cursor
+        data = await check.ask(CHANGES, after=after, first=first, filter=filter)
+        if data is None:
+            return None
+        page = data["changes"]
+        if len(page["edges"]) > first:
+            check.add("changes", f"{len(page['edges'])} edges on a page of {first}")
+        subjects += [(e["node"]["subject"] or {}).get("id") for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            return subjects
+        after = page["pageInfo"]["endCursor"]
+    check.add(f"changes(first: {first})", "hasNextPage never became false")
+    return None
+
+
+async def check_changes(check: Check, first: int = PAGE) -> None:
+    """The change feed lists, in commit order, the changes whose subject the principal sees
+    (DESIGN.md, Reads, row "changes"), each with its subject; a change to anything else,
+    or to an object that is gone, is skipped. Also narrowed to one kind and to one learner."""
+    expected = [gid(t, pk) for t, pk in check.model.changes(check.who)]
+    got = await read_feed(check, first)
+    if got is not None and got != expected:
+        check.add(
+            f"changes(first: {first})",
+            f"subjects {describe([str(x) for x in got], 8)} ({len(got)}), expected "
+            f"{describe(expected, 8)} ({len(expected)}); "
+            f"unexpected {describe(sorted({str(x) for x in got} - set(expected)))}, "
+            f"missing {describe(sorted(set(expected) - {str(x) for x in got}))}",
+        )
+    narrowed = [x for x in expected if decode_id(x)[0] == "ApprenticeRecord"]
+    got = await read_feed(check, PAGE, {"subjectTypes": ["APPRENTICE_RECORD"]})
+    if got is not None and got != narrowed:
+        check.add("changes(subjectTypes: [APPRENTICE_RECORD])", f"{got}, expected {narrowed}")
+    learners = sorted({lf.id for lf in check.facts.learners})[:1]
+    for pk in learners:
+        mine = {gid("Learner", pk)} | {
+            gid("ApprenticeRecord", r.id) for r in check.facts.records if r.learner_id == pk
+        }
+        mine |= {gid("Allocation", a.id) for a in check.facts.allocations if a.learner_id == pk}
+        mine |= {gid("Licence", x.id) for x in check.facts.licences if x.learner_id == pk}
+        records_of = {r.id for r in check.facts.records if r.learner_id == pk}
+        mine |= {
+            gid("Assignment", a.id) for a in check.facts.assignments if a.record_id in records_of
+        }
+        mine |= {gid("Evidence", e.id) for e in check.facts.evidence if e.record_id in records_of}
+        narrowed = [x for x in expected if x in mine]
+        got = await read_feed(check, PAGE, {"learnerId": gid("Learner", pk)})
+        if got is not None and got != narrowed:
+            check.add(f"changes(learnerId: Learner:{pk})", f"{got}, expected {narrowed}")
 
 
 # --- filters ------------------------------------------------------------------------------

@@ -408,6 +408,30 @@ class Model:
             )
         )
 
+    def pools(self, who: Who) -> frozenset[int]:
+        """Licence pools: the organisation's for SUPER_ADMIN, ADMIN and MANAGER; SUPPORT all."""
+        return frozenset(
+            p.id
+            for p in self.facts.pools
+            if SUPPORT in who.roles
+            or (who.roles & (ADMINS | {MANAGER}) and p.organisation_id == who.organisation_id)
+        )
+
+    def changes(self, who: Who) -> list[tuple[str, int]]:
+        """The change feed, in commit order: DESIGN.md, Reads, row "changes": changes "on
+        objects they see" (as `node(id:)` shows them; licence pools as the Reads table's row
+        of pools); SUPPORT: "organisations, staff, courses, pools" (staff: users who are staff
+        of an organisation, so no external assessor)."""
+        seen = self.visible(who) | {"LicencePool": self.pools(who)}
+        if SUPPORT in who.roles:
+            seen = {
+                "Organisation": seen["Organisation"],
+                "User": self.staff(who),
+                "Course": seen["Course"],
+                "LicencePool": seen["LicencePool"],
+            }
+        return [(t, pk) for t, pk in self.facts.changes if pk in seen.get(t, frozenset())]
+
     def rules(self, who: Who) -> frozenset[int]:
         if not who.roles & ADMINS:
             return frozenset()
