@@ -37,6 +37,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     and_,
+    delete,
     false,
     func,
     insert,
@@ -46,6 +47,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from db.models import (
@@ -163,6 +165,45 @@ async def write_changes(
     if rows:
         await ctx.db.execute(insert(Change), rows)
         sequence_at_commit(ctx)
+
+
+# Deleting expired changes -------------------------------------------------------------------
+
+# Rows one transaction deletes, and transactions one run takes at most: a backlog (the first
+# run after a long stop) goes over several runs, never one long lock.
+DELETE_BATCH = 5_000
+DELETE_BATCHES_PER_RUN = 20
+
+
+async def delete_expired(
+    maker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    retention_days: int,
+    *,
+    batch: int = DELETE_BATCH,
+    batches: int = DELETE_BATCHES_PER_RUN,
+) -> int:
+    """Delete changes older than the feed keeps, `batch` rows a transaction, at most `batches`
+    transactions; how many were deleted. A cursor that named one is already INVALID (its time
+    is past the retention). The change holding the highest position is kept, so that the
+    sequencer never gives a position again."""
+    cutoff = now - timedelta(days=retention_days)
+    highest = select(func.max(_later.position)).scalar_subquery()
+    doomed = (
+        select(Change.id)
+        .where(Change.at < cutoff, Change.position.is_not(None), Change.position < highest)
+        .order_by(Change.id)
+        .limit(batch)
+    )
+    stmt = delete(Change).where(Change.id.in_(doomed)).execution_options(synchronize_session=False)
+    deleted = 0
+    for _ in range(batches):
+        async with maker() as session, session.begin():
+            found = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
+        deleted += found
+        if found < batch:
+            break
+    return deleted
 
 
 # Reading the feed ---------------------------------------------------------------------------
