@@ -121,6 +121,23 @@ def changes_of(
     return found
 
 
+def touched_events(
+    action: AuditAction,
+    organisation_id: int | None,
+    details: Mapping[str, Any] | None,
+    touched: Sequence[tuple[str, int]],
+) -> list[tuple[AuditAction, str, int | None, int | None, Mapping[str, Any] | None]]:
+    """The events, for `write_changes`, of the other objects an audit event's action changed
+    besides its subject and the objects its details list (a pool whose seats a bulk action
+    used, the assignments a deactivation ended): one change each, with the event's details (a
+    bulk action's, as each of its objects' change keeps them)."""
+    per_object = _PER_OBJECT.get(action)
+    plain: dict[str, Any] | None = None if details is None else dict(details)
+    if per_object is not None and plain is not None:
+        plain = {k: plain[k] for k in per_object[1] if k in plain} or None
+    return [(action, t, pk, organisation_id, plain) for t, pk in dict.fromkeys(touched)]
+
+
 # pg_advisory_xact_lock's key for the sequencer (any constant no other lock uses).
 SEQUENCER_LOCK = 0x4341_5345_4C4F_4144 & 0x7FFF_FFFF_FFFF_FFFF
 _later = aliased(Change)
