@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from db.models import (
+    Allocation,
     ApiKey,
     ApprenticeRecord,
     AutoAllocationRule,
@@ -31,6 +32,7 @@ from db.models import (
     LicenceStatus,
     Membership,
     MembershipRole,
+    RecordAssignment,
     RecordStatus,
     User,
 )
@@ -233,6 +235,46 @@ RULE = Capabilities(
 )
 
 
+def _deallocate(ctx: Context) -> ColumnElement[bool]:
+    """deallocateAssessor(its learner, its assessor): the learner a target of allocating (as
+    `mutation_target` decides); one ended already is answered unchanged."""
+    learners = (
+        select(Learner.id)
+        .where(
+            ctx.rules.where(Resource.LEARNER), ctx.rules.where(Resource.LEARNER, Action.ALLOCATE)
+        )
+        .correlate(None)
+    )
+    return Allocation.learner_id.in_(learners)
+
+
+ALLOCATION = Capabilities(Allocation, Resource.ALLOCATION, {"deallocate": _deallocate})
+
+
+def _unassign(ctx: Context) -> ColumnElement[bool]:
+    """unassignRecords(its record, assigneeId: its user, role: its role): a live record the
+    caller may assign (else FORBIDDEN, NOT_FOUND or RECORD_ARCHIVED), an assignee the caller can
+    look up (else NOT_FOUND); one ended already is answered unchanged."""
+    records = (
+        select(ApprenticeRecord.id)
+        .where(
+            ctx.rules.where(Resource.RECORD),
+            ctx.rules.where(Resource.RECORD, Action.ASSIGN),
+            ApprenticeRecord.status == RecordStatus.LIVE,
+        )
+        .correlate(None)
+    )
+    people = (
+        select(User.id)
+        .where(or_(ctx.rules.where(Resource.STAFF), ctx.rules.where(Resource.EXTERNAL_ASSESSOR)))
+        .correlate(None)
+    )
+    return and_(RecordAssignment.record_id.in_(records), RecordAssignment.user_id.in_(people))
+
+
+ASSIGNMENT = Capabilities(RecordAssignment, Resource.ASSIGNMENT, {"unassign": _unassign})
+
+
 def capabilities_by_id(ctx: Context, spec: Capabilities) -> DataLoader[int, dict[str, bool]]:
     """Every flag of `spec` for each id, in one statement per batch; all false for a row the
     caller cannot see (or that does not exist)."""
@@ -263,6 +305,8 @@ class CapabilityLoaders(LoaderGroup):
     api_key = loader(lambda ctx: capabilities_by_id(ctx, API_KEY))
     rule = loader(lambda ctx: capabilities_by_id(ctx, RULE))
     user = loader(lambda ctx: capabilities_by_id(ctx, USER))
+    allocation = loader(lambda ctx: capabilities_by_id(ctx, ALLOCATION))
+    assignment = loader(lambda ctx: capabilities_by_id(ctx, ASSIGNMENT))
 
 
 LOADERS: dict[type, loader[int, dict[str, bool]]] = {
@@ -274,6 +318,8 @@ LOADERS: dict[type, loader[int, dict[str, bool]]] = {
     ApiKey: CapabilityLoaders.api_key,
     AutoAllocationRule: CapabilityLoaders.rule,
     User: CapabilityLoaders.user,
+    Allocation: CapabilityLoaders.allocation,
+    RecordAssignment: CapabilityLoaders.assignment,
 }
 
 

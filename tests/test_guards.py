@@ -45,6 +45,8 @@ PUBLIC = {
             "ApiKey",
             "AutoAllocationRule",
             "User",
+            "Allocation",
+            "Assignment",
         )
     ),
 }

@@ -1639,6 +1639,49 @@ def accepted(got: tuple[Any, ...], target: str) -> bool:
     return bool(got[0] != "error")
 
 
+def _can(type_name: str) -> str:
+    return f"viewerCan {{ {' '.join(CAPABILITY_FLAGS[type_name])} }}"
+
+
+NESTED_CAPABILITIES = f"""query NestedCapabilities {{
+  learners(first: {PAGE}) {{ edges {{ node {{ id {_can("Learner")}
+    allocations(includeEnded: true) {{ id {_can("Allocation")} }}
+    evidence {{ id {_can("Evidence")} }}
+    licences {{ id {_can("Licence")} }} }} }} }}
+  apprenticeRecords(first: {PAGE}) {{ edges {{ node {{ id {_can("ApprenticeRecord")}
+    assignments(includeEnded: true) {{ id {_can("Assignment")}
+      user {{ id {_can("User")} }} }} }} }} }}
+}}"""
+
+
+async def check_nested_capabilities(check: Check) -> None:
+    """`viewerCan` of the objects shown inside lists (a page's learners' allocations,
+    evidence and licences; its records' assignments and their assignees) equals the model's,
+    as on the same objects asked by id."""
+    data = await check.ask(NESTED_CAPABILITIES)
+    if data is None:
+        return
+
+    def walk(node: dict[str, Any], type_name: str, fields: dict[str, str]) -> None:
+        _, pk = decode_id(node["id"])
+        expected = capabilities(check.model, check.who, type_name, pk)
+        if node["viewerCan"] != expected:
+            check.add(
+                f"nested {type_name}.viewerCan({readable(node['id'])})",
+                f"answered {node['viewerCan']}, model {expected}",
+            )
+        for field_name, inner in fields.items():
+            value = node.get(field_name)
+            for item in value if isinstance(value, list) else [value] if value else []:
+                walk(item, inner, {"user": "User"} if inner == "Assignment" else {})
+
+    learner_fields = {"allocations": "Allocation", "evidence": "Evidence", "licences": "Licence"}
+    for edge in data["learners"]["edges"]:
+        walk(edge["node"], "Learner", learner_fields)
+    for edge in data["apprenticeRecords"]["edges"]:
+        walk(edge["node"], "ApprenticeRecord", {"assignments": "Assignment"})
+
+
 async def check_capabilities(check: Check) -> None:
     """`viewerCan` on every object the principal sees equals the model's Actions table and what
     the probed mutations answered on it; `Viewer.can` equals the held actions."""
@@ -1674,6 +1717,7 @@ async def check_capabilities(check: Check) -> None:
                         f"{type_name}.viewerCan({readable(i)})",
                         f"answered {node['viewerCan']}, model {expected}",
                     )
+    await check_nested_capabilities(check)
     # what the mutations answered on the same targets
     for (operation, target), got in check.outcomes.items():
         if operation not in OPERATION_FLAGS or target not in answered:

@@ -904,6 +904,8 @@ CAPABILITY_FLAGS: dict[str, tuple[str, ...]] = {
     "ApiKey": ("revoke",),
     "AutoAllocationRule": ("delete",),
     "User": ("update", "deactivate"),
+    "Allocation": ("deallocate",),
+    "Assignment": ("unassign",),
 }
 # Each flag's mutation (the operation that must be held at all).
 FLAG_OPERATIONS: dict[tuple[str, str], str] = {
@@ -923,6 +925,8 @@ FLAG_OPERATIONS: dict[tuple[str, str], str] = {
     ("AutoAllocationRule", "delete"): "deleteAutoAllocationRule",
     ("User", "update"): "updateStaffMember",
     ("User", "deactivate"): "deactivateStaffMember",
+    ("Allocation", "deallocate"): "deallocateAssessor",
+    ("Assignment", "unassign"): "unassignRecords",
 }
 VIEWER_CAN = (
     "createOrganisation",
@@ -1000,6 +1004,24 @@ def may(model: Model, who: Who, type_name: str, flag: str, pk: int) -> bool:
             }
             return gone or bool(others)
         return True
+    if type_name == "Allocation":
+        # deallocateAssessor(its learner, its assessor): the learner as a target of allocating
+        # (ADMIN org, MANAGER team); one ended already is answered unchanged, no refusal.
+        lf = model.learner[model.allocation[pk].learner_id]
+        return lf.id in model.learners(who) and model.may_allocate(who, lf)
+    if type_name == "Assignment":
+        # unassignRecords(its record, assigneeId: its user, role: its role): the record as a
+        # target of assigning (ADMIN, SENIOR_ASSESSOR org), live (an archived record takes no
+        # change of assignments), and the assignee a person the caller can look up (else
+        # NOT_FOUND); one ended already is answered unchanged.
+        a = model.assignment[pk]
+        r = model.record[a.record_id]
+        return (
+            r.id in model.records(who)
+            and r.live
+            and model.may_assign(who, r)
+            and a.user_id in model.users(who)
+        )
     if type_name == "Course":  # allocateLicences in the caller's organisation, with this course
         return who.organisation_id is not None
     return True  # an API key, a rule: held and visible (SUPER_ADMIN, ADMIN of its organisation)
