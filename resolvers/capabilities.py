@@ -275,15 +275,20 @@ def _unassign(ctx: Context) -> ColumnElement[bool]:
 ASSIGNMENT = Capabilities(RecordAssignment, Resource.ASSIGNMENT, {"unassign": _unassign})
 
 
+def _columns(ctx: Context, spec: Capabilities) -> list[ColumnElement[Any]]:
+    """Each flag as a column over the type's table (1 or 0), visibility included."""
+    visible = ctx.rules.where(spec.visible)
+    return [
+        case((and_(visible, flag(ctx)), 1), else_=0).label(f"can_{name}")
+        for name, flag in spec.flags.items()
+    ]
+
+
 def capabilities_by_id(ctx: Context, spec: Capabilities) -> DataLoader[int, dict[str, bool]]:
     """Every flag of `spec` for each id, in one statement per batch; all false for a row the
     caller cannot see (or that does not exist)."""
     table: Any = spec.model
-    visible = ctx.rules.where(spec.visible)
-    columns = [
-        case((and_(visible, flag(ctx)), 1), else_=0).label(name)
-        for name, flag in spec.flags.items()
-    ]
+    columns = _columns(ctx, spec)
 
     async def load(ids: Sequence[int]) -> list[dict[str, bool]]:
         rows = (await ctx.db.execute(select(table.id, *columns).where(table.id.in_(ids)))).all()
@@ -321,6 +326,36 @@ LOADERS: dict[type, loader[int, dict[str, bool]]] = {
     Allocation: CapabilityLoaders.allocation,
     RecordAssignment: CapabilityLoaders.assignment,
 }
+
+
+SPECS: dict[type, Capabilities] = {
+    Learner: LEARNER,
+    ApprenticeRecord: RECORD,
+    Evidence: EVIDENCE,
+    Licence: LICENCE,
+    Course: COURSE,
+    ApiKey: API_KEY,
+    AutoAllocationRule: RULE,
+    User: USER,
+    Allocation: ALLOCATION,
+    RecordAssignment: ASSIGNMENT,
+}
+
+
+def page_columns(ctx: Context, model: type) -> list[ColumnElement[Any]]:
+    """The flags of `model`'s rows as columns a page's own statement can compute (none for a
+    type without flags): a page that shows `viewerCan` then needs no statement of its own for
+    them (`prime`)."""
+    spec = SPECS.get(model)
+    return [] if spec is None else _columns(ctx, spec)
+
+
+def prime(ctx: Context, model: type, ids: Sequence[int], values: Sequence[Sequence[Any]]) -> None:
+    """Hand the flags a page computed (`page_columns`, in order) to the type's loader."""
+    spec = SPECS[model]
+    found = LOADERS[model].of(ctx)
+    for pk, row in zip(ids, values, strict=True):
+        found.prime(pk, {name: bool(v) for name, v in zip(spec.flags, row, strict=True)})
 
 
 async def of(ctx: Context, row: Any) -> dict[str, bool]:
