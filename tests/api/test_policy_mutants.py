@@ -105,19 +105,12 @@ _ALREADY_TRUE = "the predicate is already true()"
 _OWN_ORGANISATION_ONLY = (
     "{action}'s target must be in an organisation ADMIN can read, and ADMIN reads only its own"
 )
-_OWN_POOL_ONLY = (
-    "a pool is shown only as Course.pool, the pool of the caller's own organisation "
-    "(LicencePool is neither a Node nor a list): the scope repeats what the relation says"
-)
 EQUIVALENT: dict[str, str] = {
     "true: organisation/all": _ALREADY_TRUE,
     "true: location/all": _ALREADY_TRUE,
     "true: department/all": _ALREADY_TRUE,
     "true: course/all": _ALREADY_TRUE,
     "true: licence_pool/all": _ALREADY_TRUE,
-    "true: licence_pool/organisation": _OWN_POOL_ONLY,
-    "widen: ADMIN, licence_pool, read: organisation -> all": _OWN_POOL_ONLY,
-    "widen: MANAGER, licence_pool, read: organisation -> all": _OWN_POOL_ONLY,
     "widen: SUPER_ADMIN, api_key, create: organisation -> all": (
         "createApiKey always creates in the caller's own organisation"
     ),
