@@ -221,6 +221,7 @@ async def create_api_key(
         row,
         organisation_id=organisation_id,
         details=created_details(asked.name, asked.roles, asked.rate_points_per_minute),
+        touched=[identity],  # the key's identity
     )
     return ApiKeyCreated(api_key=row, key=key)
 

@@ -395,6 +395,7 @@ async def assign_training_coordinator(
             "assignmentId": gid_of(assignment),
             "replacedAssignmentIds": [gid_of(a) for a in replaced],
         },
+        touched=[*([] if same else [assignment]), *replaced],
     )
     return TrainingCoordinatorAssigned(
         assignment=assignment, replaced=replaced[0] if replaced else None

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, false, insert, select
 
 from db.models import ApiKey, AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
-from resolvers.changes import write_changes
+from resolvers.changes import touched_events, write_changes
 from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, type_name_of
@@ -34,13 +34,15 @@ async def audit(
     *,
     organisation_id: int | None,
     details: dict[str, Any] | None = None,
+    touched: Sequence[Any] = (),
 ) -> None:
     """Record who did what, in the same transaction as the change itself.
 
     `subject` is the row acted on, or its table when the change spans many rows. `details`
-    name other objects by global id only: no raw keys, no emails.
+    name other objects by global id only: no raw keys, no emails. `touched`: the other rows
+    (or (type name, id) pairs) the action changed, each of which gets its change too.
     """
-    await audit_all(ctx, [Entry(action, subject, organisation_id, details)])
+    await audit_all(ctx, [Entry(action, subject, organisation_id, details, tuple(touched))])
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,14 @@ class Entry:
     subject: Any
     organisation_id: int | None
     details: dict[str, Any] | None = None
+    # Other rows, or (type name, id) pairs, the action changed: a change each (see `audit`).
+    touched: tuple[Any, ...] = ()
+
+
+def _named(item: Any) -> tuple[str, int]:
+    if isinstance(item, tuple):
+        return item[0], item[1]
+    return type_name_of(type(item)), item.id
 
 
 async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
@@ -82,14 +92,13 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
     ]
     # Core executemany: one statement however many events (no ids are needed back).
     await ctx.db.execute(insert(AuditEvent), rows)
-    await write_changes(
-        ctx,
-        ctx.now,
-        [
-            (e.action, subject_type, subject_id, e.organisation_id, e.details)
-            for e, (subject_type, subject_id) in zip(entries, subjects, strict=True)
-        ],
-    )
+    written: list[tuple[AuditAction, str, int | None, int | None, Mapping[str, Any] | None]] = []
+    for e, (subject_type, subject_id) in zip(entries, subjects, strict=True):
+        written.append((e.action, subject_type, subject_id, e.organisation_id, e.details))
+        if e.touched:
+            touched = [_named(x) for x in e.touched]
+            written += touched_events(e.action, e.organisation_id, e.details, touched)
+    await write_changes(ctx, ctx.now, written)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from db.models import (
+    Allocation,
     ApiKey,
     ApprenticeRecord,
     AutoAllocationRule,
@@ -31,6 +32,7 @@ from db.models import (
     LicenceStatus,
     Membership,
     MembershipRole,
+    RecordAssignment,
     RecordStatus,
     User,
 )
@@ -233,15 +235,60 @@ RULE = Capabilities(
 )
 
 
+def _deallocate(ctx: Context) -> ColumnElement[bool]:
+    """deallocateAssessor(its learner, its assessor): the learner a target of allocating (as
+    `mutation_target` decides); one ended already is answered unchanged."""
+    learners = (
+        select(Learner.id)
+        .where(
+            ctx.rules.where(Resource.LEARNER), ctx.rules.where(Resource.LEARNER, Action.ALLOCATE)
+        )
+        .correlate(None)
+    )
+    return Allocation.learner_id.in_(learners)
+
+
+ALLOCATION = Capabilities(Allocation, Resource.ALLOCATION, {"deallocate": _deallocate})
+
+
+def _unassign(ctx: Context) -> ColumnElement[bool]:
+    """unassignRecords(its record, assigneeId: its user, role: its role): a live record the
+    caller may assign (else FORBIDDEN, NOT_FOUND or RECORD_ARCHIVED), an assignee the caller can
+    look up (else NOT_FOUND); one ended already is answered unchanged."""
+    records = (
+        select(ApprenticeRecord.id)
+        .where(
+            ctx.rules.where(Resource.RECORD),
+            ctx.rules.where(Resource.RECORD, Action.ASSIGN),
+            ApprenticeRecord.status == RecordStatus.LIVE,
+        )
+        .correlate(None)
+    )
+    people = (
+        select(User.id)
+        .where(or_(ctx.rules.where(Resource.STAFF), ctx.rules.where(Resource.EXTERNAL_ASSESSOR)))
+        .correlate(None)
+    )
+    return and_(RecordAssignment.record_id.in_(records), RecordAssignment.user_id.in_(people))
+
+
+ASSIGNMENT = Capabilities(RecordAssignment, Resource.ASSIGNMENT, {"unassign": _unassign})
+
+
+def _columns(ctx: Context, spec: Capabilities) -> list[ColumnElement[Any]]:
+    """Each flag as a column over the type's table (1 or 0), visibility included."""
+    visible = ctx.rules.where(spec.visible)
+    return [
+        case((and_(visible, flag(ctx)), 1), else_=0).label(f"can_{name}")
+        for name, flag in spec.flags.items()
+    ]
+
+
 def capabilities_by_id(ctx: Context, spec: Capabilities) -> DataLoader[int, dict[str, bool]]:
     """Every flag of `spec` for each id, in one statement per batch; all false for a row the
     caller cannot see (or that does not exist)."""
     table: Any = spec.model
-    visible = ctx.rules.where(spec.visible)
-    columns = [
-        case((and_(visible, flag(ctx)), 1), else_=0).label(name)
-        for name, flag in spec.flags.items()
-    ]
+    columns = _columns(ctx, spec)
 
     async def load(ids: Sequence[int]) -> list[dict[str, bool]]:
         rows = (await ctx.db.execute(select(table.id, *columns).where(table.id.in_(ids)))).all()
@@ -263,6 +310,8 @@ class CapabilityLoaders(LoaderGroup):
     api_key = loader(lambda ctx: capabilities_by_id(ctx, API_KEY))
     rule = loader(lambda ctx: capabilities_by_id(ctx, RULE))
     user = loader(lambda ctx: capabilities_by_id(ctx, USER))
+    allocation = loader(lambda ctx: capabilities_by_id(ctx, ALLOCATION))
+    assignment = loader(lambda ctx: capabilities_by_id(ctx, ASSIGNMENT))
 
 
 LOADERS: dict[type, loader[int, dict[str, bool]]] = {
@@ -274,7 +323,39 @@ LOADERS: dict[type, loader[int, dict[str, bool]]] = {
     ApiKey: CapabilityLoaders.api_key,
     AutoAllocationRule: CapabilityLoaders.rule,
     User: CapabilityLoaders.user,
+    Allocation: CapabilityLoaders.allocation,
+    RecordAssignment: CapabilityLoaders.assignment,
 }
+
+
+SPECS: dict[type, Capabilities] = {
+    Learner: LEARNER,
+    ApprenticeRecord: RECORD,
+    Evidence: EVIDENCE,
+    Licence: LICENCE,
+    Course: COURSE,
+    ApiKey: API_KEY,
+    AutoAllocationRule: RULE,
+    User: USER,
+    Allocation: ALLOCATION,
+    RecordAssignment: ASSIGNMENT,
+}
+
+
+def page_columns(ctx: Context, model: type) -> list[ColumnElement[Any]]:
+    """The flags of `model`'s rows as columns a page's own statement can compute (none for a
+    type without flags): a page that shows `viewerCan` then needs no statement of its own for
+    them (`prime`)."""
+    spec = SPECS.get(model)
+    return [] if spec is None else _columns(ctx, spec)
+
+
+def prime(ctx: Context, model: type, ids: Sequence[int], values: Sequence[Sequence[Any]]) -> None:
+    """Hand the flags a page computed (`page_columns`, in order) to the type's loader."""
+    spec = SPECS[model]
+    found = LOADERS[model].of(ctx)
+    for pk, row in zip(ids, values, strict=True):
+        found.prime(pk, {name: bool(v) for name, v in zip(spec.flags, row, strict=True)})
 
 
 async def of(ctx: Context, row: Any) -> dict[str, bool]:

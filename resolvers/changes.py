@@ -47,6 +47,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    delete,
     false,
     func,
     insert,
@@ -56,6 +57,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from db import notify
@@ -130,6 +132,23 @@ def changes_of(
     return found
 
 
+def touched_events(
+    action: AuditAction,
+    organisation_id: int | None,
+    details: Mapping[str, Any] | None,
+    touched: Sequence[tuple[str, int]],
+) -> list[tuple[AuditAction, str, int | None, int | None, Mapping[str, Any] | None]]:
+    """The events, for `write_changes`, of the other objects an audit event's action changed
+    besides its subject and the objects its details list (a pool whose seats a bulk action
+    used, the assignments a deactivation ended): one change each, with the event's details (a
+    bulk action's, as each of its objects' change keeps them)."""
+    per_object = _PER_OBJECT.get(action)
+    plain: dict[str, Any] | None = None if details is None else dict(details)
+    if per_object is not None and plain is not None:
+        plain = {k: plain[k] for k in per_object[1] if k in plain} or None
+    return [(action, t, pk, organisation_id, plain) for t, pk in dict.fromkeys(touched)]
+
+
 # pg_advisory_xact_lock's key for the sequencer (any constant no other lock uses).
 SEQUENCER_LOCK = 0x4341_5345_4C4F_4144 & 0x7FFF_FFFF_FFFF_FFFF
 _later = aliased(Change)
@@ -186,6 +205,45 @@ async def write_changes(
         sequence_at_commit(ctx)
 
 
+# Deleting expired changes -------------------------------------------------------------------
+
+# Rows one transaction deletes, and transactions one run takes at most: a backlog (the first
+# run after a long stop) goes over several runs, never one long lock.
+DELETE_BATCH = 5_000
+DELETE_BATCHES_PER_RUN = 20
+
+
+async def delete_expired(
+    maker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    retention_days: int,
+    *,
+    batch: int = DELETE_BATCH,
+    batches: int = DELETE_BATCHES_PER_RUN,
+) -> int:
+    """Delete changes older than the feed keeps, `batch` rows a transaction, at most `batches`
+    transactions; how many were deleted. A cursor that named one is already INVALID (its time
+    is past the retention). The change holding the highest position is kept, so that the
+    sequencer never gives a position again."""
+    cutoff = now - timedelta(days=retention_days)
+    highest = select(func.max(_later.position)).scalar_subquery()
+    doomed = (
+        select(Change.id)
+        .where(Change.at < cutoff, Change.position.is_not(None), Change.position < highest)
+        .order_by(Change.id)
+        .limit(batch)
+    )
+    stmt = delete(Change).where(Change.id.in_(doomed)).execution_options(synchronize_session=False)
+    deleted = 0
+    for _ in range(batches):
+        async with maker() as session, session.begin():
+            found = (await session.execute(stmt)).rowcount or 0  # type: ignore[attr-defined]
+        deleted += found
+        if found < batch:
+            break
+    return deleted
+
+
 # Reading the feed ---------------------------------------------------------------------------
 
 
@@ -225,15 +283,14 @@ _SUBJECTS: dict[ChangeSubject, tuple[type[Any], tuple[Resource, ...]]] = {
     ChangeSubject.AUTO_ALLOCATION_RULE: (AutoAllocationRule, (Resource.AUTO_ALLOCATION_RULE,)),
     ChangeSubject.API_KEY: (ApiKey, (Resource.API_KEY,)),
 }
-# DESIGN.md, Reads, row "changes": support follows organisations, staff, courses and pools.
-_SUPPORT_FOLLOWS = frozenset(
-    {
-        ChangeSubject.ORGANISATION,
-        ChangeSubject.USER,
-        ChangeSubject.COURSE,
-        ChangeSubject.LICENCE_POOL,
-    }
-)
+# DESIGN.md, Reads, row "changes": support follows organisations, staff (not the external
+# assessor directory), courses and pools.
+_SUPPORT_FOLLOWS: dict[ChangeSubject, tuple[Resource, ...]] = {
+    ChangeSubject.ORGANISATION: (Resource.ORGANISATION,),
+    ChangeSubject.USER: (Resource.STAFF,),
+    ChangeSubject.COURSE: (Resource.COURSE,),
+    ChangeSubject.LICENCE_POOL: (Resource.LICENCE_POOL,),
+}
 # The tables whose rows belong to one learner, for `learnerId`.
 _OF_LEARNER: dict[ChangeSubject, Any] = {
     ChangeSubject.APPRENTICE_RECORD: ApprenticeRecord.learner_id,
@@ -281,11 +338,17 @@ class FeedPage:
     has_next_page: bool
 
 
-def _visible(ctx: Context, kinds: Sequence[ChangeSubject]) -> ColumnElement[bool]:
-    """Changes whose object the reader sees now: per kind, its table's scope, uncorrelated."""
+def _visible(
+    ctx: Context,
+    kinds: Sequence[ChangeSubject],
+    through: Mapping[ChangeSubject, tuple[Resource, ...]] | None = None,
+) -> ColumnElement[bool]:
+    """Changes whose object the reader sees now: per kind, its table's scope, uncorrelated
+    (`through`: the resources that show a kind, where not all of its table's do)."""
     clauses = []
     for kind in kinds:
         model, resources = _SUBJECTS[kind]
+        resources = (through or {}).get(kind, resources)
         held = [r for r in resources if ctx.rules.holds(r, Action.READ)]
         if not held:
             continue
@@ -347,15 +410,17 @@ def _readable(ctx: Context, filter: ChangeFilter | None) -> list[ColumnElement[b
     """The changes the reader may see, narrowed by the filter: the one rule of visibility."""
     conditions: list[ColumnElement[bool]] = []
     kinds = list(_SUBJECTS)
+    through = None
     if Role.SUPPORT in ctx.me.roles:
         kinds = [k for k in kinds if k in _SUPPORT_FOLLOWS]
+        through = _SUPPORT_FOLLOWS
     if filter is not None and filter.subject_types is not None:
         kinds = [k for k in kinds if k in filter.subject_types]
     if filter is not None and filter.actions is not None:
         conditions.append(Change.action.in_(filter.actions))
     if filter is not None and filter.learner_id is not None:
         conditions.append(_of_learner(filter.learner_id))
-    conditions.append(_visible(ctx, kinds))
+    conditions.append(_visible(ctx, kinds, through))
     return conditions
 
 

@@ -249,7 +249,8 @@ async def create_learner(
     )
     if not await ctx.db.try_add(row):
         return AlreadyExists("This person is already a learner here.", field="email")
-    await audit(ctx, AuditAction.LEARNER_CREATED, row, organisation_id=org)
+    signs_in = [] if user_id is None else [("User", user_id)]  # now a learner here
+    await audit(ctx, AuditAction.LEARNER_CREATED, row, organisation_id=org, touched=signs_in)
     fired = await fire_rules(ctx, [row])
     return LearnerCreated(row, licences=fired.licences, withheld=fired.withheld)
 
@@ -347,6 +348,7 @@ async def import_learners(
                     "licencesIssued": len(fired.licences),
                     "licencesWithheld": len(fired.withheld),
                 },
+                tuple(("User", pk) for pk in sorted(set(users.values()))),  # now learners here
             )
         ],
     )

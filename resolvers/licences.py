@@ -612,6 +612,7 @@ async def allocate_licences(
             "licenceIds": [gid_of(licence) for licence in created],
             **({} if expires_at is None else {"expiresAt": expires_at.isoformat()}),
         },
+        touched=[pool],  # its seats
     )
     return LicencesAllocated(licences=created, pool=pool, unchanged=unchanged)
 
@@ -728,6 +729,7 @@ async def recall_licences(
             details={
                 "licenceIds": [gid_of(x) for x in recalled if x.organisation_id == organisation_id],
             },
+            touched=[p for p in pools if p.id in returned and p.organisation_id == organisation_id],
         )
     return LicencesRecalled(licences=recalled, pool=pool, unchanged=unchanged)
 

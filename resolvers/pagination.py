@@ -206,15 +206,17 @@ async def page_of(
     order_by: Sequence[OrderBy] | None = None,
     arguments: Mapping[str, Any] | None = None,
     rows: Select[T] | None = None,
+    with_columns: Sequence[ColumnElement[Any]] = (),
 ) -> Page[T]:
     """One page of a list source for the caller (of `rows` instead of the source's statement,
-    when a parent gives the rows: a rule preview's learners)."""
+    when a parent gives the rows: a rule preview's learners). `with_columns`: values of each
+    row the same statement computes too (`Page.extra`)."""
     w = window(
         ctx.limits, source, first=first, after=after, last=last, before=before, order_by=order_by
     )
     if rows is None:
         rows = source.statement(ctx, source.prepare(ctx.limits, filter, arguments or {}))
-    return await read_page(ctx, rows, source.keys(w.sort), w)
+    return await read_page(ctx, rows, source.keys(w.sort), w, with_columns)
 
 
 async def rows_of(
@@ -240,11 +242,18 @@ class Page(Generic[T]):
     has_next_page: bool
     has_previous_page: bool
     count: Callable[[], Awaitable[int]]
+    extra: list[tuple[Any, ...]] = field(default_factory=list)  # `with_columns`, per row
 
 
-async def read_page(ctx: Context, stmt: Select[T], keys: Sequence[Any], w: Window) -> Page[T]:
+async def read_page(
+    ctx: Context,
+    stmt: Select[T],
+    keys: Sequence[Any],
+    w: Window,
+    with_columns: Sequence[ColumnElement[Any]] = (),
+) -> Page[T]:
     """The window's page of `stmt`, whose rows are ordered by `keys` (unique: the last is the
-    id)."""
+    id), with the values of `with_columns` for each row."""
     # Bound with each column's type, so that times compare as the column stores them.
     bounds = [
         None if values is None else [literal(v, k.type) for v, k in zip(values, keys, strict=True)]
@@ -258,11 +267,18 @@ async def read_page(ctx: Context, stmt: Select[T], keys: Sequence[Any], w: Windo
     if w.size == 0:
         return Page([], [], w.has_next(False), w.has_previous(False), count)
     page = windowed(stmt, keys, w, *bounds).limit(w.size + 1)
-    rows = list(await ctx.db.scalars(page))
+    extra: list[tuple[Any, ...]] = []
+    if with_columns:
+        found = (await ctx.db.execute(page.add_columns(*with_columns))).all()
+        rows = [r[0] for r in found]
+        extra = [tuple(r[1:]) for r in found[: w.size]]
+    else:
+        rows = list(await ctx.db.scalars(page))
     more = len(rows) > w.size
     rows = rows[: w.size]
     if not w.forward:
         rows.reverse()
+        extra.reverse()
     names = [k.key for k in keys]
     return Page(
         rows=rows,
@@ -270,6 +286,7 @@ async def read_page(ctx: Context, stmt: Select[T], keys: Sequence[Any], w: Windo
         has_next_page=w.has_next(more),
         has_previous_page=w.has_previous(more),
         count=count,
+        extra=extra,
     )
 
 

@@ -809,5 +809,6 @@ async def deactivate_staff_member(
         user,
         organisation_id=membership.organisation_id,
         details={"endedAssignmentIds": [encode_id("Assignment", pk) for pk in sorted(ended)]},
+        touched=[("Assignment", pk) for pk in sorted(ended)],
     )
     return StaffMemberDeactivated(user, ended_assignments=len(ended))

@@ -275,12 +275,15 @@ async def create_auto_allocation_rule(
         return AlreadyExists(
             "A rule for this course with the same scope and units is in force.", field="courseId"
         )
-    issued = 0
+    licences: list[int] = []
+    pools: tuple[tuple[str, int], ...] = ()
     if apply_to_existing:
         reached = await _apply_to_existing(ctx, draft, rule)
         if isinstance(reached, PoolExhausted):
             return reached  # the savepoint drops the rule too
-        issued = reached
+        licences, pool_id = reached
+        pools = (("LicencePool", pool_id),) if pool_id is not None else ()
+    issued = len(licences)
     events = [
         Entry(
             AuditAction.AUTO_ALLOCATION_RULE_CREATED,
@@ -302,7 +305,13 @@ async def create_auto_allocation_rule(
                 AuditAction.LICENCES_ALLOCATED,
                 rule,
                 draft.organisation_id,
-                {"ruleId": gid_of(rule), "courseId": gid_of(draft.course), "licences": issued},
+                {
+                    "ruleId": gid_of(rule),
+                    "courseId": gid_of(draft.course),
+                    "licences": issued,
+                    "licenceIds": [encode_id("Licence", pk) for pk in sorted(licences)],
+                },
+                pools,
             )
         )
     await audit_all(ctx, events)
@@ -315,13 +324,14 @@ def _gid(type_name: str, pk: int | None) -> str | None:
 
 async def _apply_to_existing(
     ctx: Context, draft: Draft, rule: AutoAllocationRule
-) -> int | PoolExhausted:
-    """Licences for every learner the rule reaches now, in one statement, or none at all."""
+) -> tuple[list[int], int | None] | PoolExhausted:
+    """Licences for every learner the rule reaches now, in one statement, or none at all: their
+    ids and their pool's."""
     pool = await lock_pool(ctx, draft.organisation_id, draft.course.id)
     available = 0 if pool is None else pool.seats_total - pool.seats_used
     wanted = await _count(ctx, _reached(ctx, draft))
     if wanted == 0:
-        return 0
+        return [], None
     if pool is None or wanted > available:
         return PoolExhausted(requested=wanted, seats_available=max(available, 0))
     await settle_expired(ctx, pool)
@@ -359,11 +369,12 @@ async def _apply_to_existing(
         )
         .returning(Licence.id)
     )
-    issued = len((await ctx.db.execute(stmt)).all())
+    ids = list((await ctx.db.execute(stmt)).scalars())
+    issued = len(ids)
     if issued > available:  # learners who arrived between the count and the insert
         return PoolExhausted(requested=issued, seats_available=max(available, 0))
     await change_seats(ctx, [pool], Counter({pool.id: issued}))
-    return issued
+    return ids, pool.id
 
 
 async def delete_auto_allocation_rule(
@@ -486,6 +497,7 @@ def _fired_events(
                         "learnerIds": [encode_id("Learner", x.learner_id) for x in mine],
                         "licenceIds": [gid_of(x) for x in mine],
                     },
+                    tuple(("LicencePool", pk) for pk in sorted({x.pool_id for x in mine})),
                 )
             )
         held = [w for w in withheld if w.rule.id == rule.id]

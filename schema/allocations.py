@@ -9,12 +9,14 @@ import strawberry
 
 from db import models
 from policies.vocabulary import Action, Resource
-from resolvers import allocations
+from resolvers import allocations, capabilities
 from resolvers.allocations import AllocationLoaders
+from schema.capabilities import VIEWER_CAN, AllocationCapabilities
+from schema.context import Info
 from schema.enums import AuditAction
 from schema.nodes import Node, node
 from schema.people import User
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import answers, mutation, unchanged
 
@@ -29,6 +31,10 @@ class Allocation(Node):
     expires_at: datetime | None = strawberry.field(description="When it stops granting access.")
     ended_at: datetime | None = strawberry.field(description="When it was ended, if it was.")
     row: strawberry.Private[models.Allocation]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> AllocationCapabilities:
+        return AllocationCapabilities(**await capabilities.of(info.context, self.row))
 
     learner: Annotated[Learner, strawberry.lazy("schema.learners")] = relation(
         allocations.LEARNER_OF_ALLOCATION,

@@ -10,11 +10,14 @@ import strawberry
 from db import models
 from policies.vocabulary import Action, Resource
 from resolvers import assignments as cases
+from resolvers import capabilities
 from resolvers.assignments import AssignmentLoaders
+from schema.capabilities import VIEWER_CAN, AssignmentCapabilities
+from schema.context import Info
 from schema.enums import AssignmentRole, AuditAction
 from schema.nodes import Node, node
 from schema.people import User
-from schema.permissions import changes, requires
+from schema.permissions import changes, requires, signed_in
 from schema.relations import relation
 from schema.results import answers, mutation, unchanged
 
@@ -29,6 +32,10 @@ class Assignment(Node):
     assigned_at: datetime = strawberry.field(description="When the assignment began.")
     ended_at: datetime | None = strawberry.field(description="When it ended, if it has.")
     row: strawberry.Private[models.RecordAssignment]
+
+    @strawberry.field(description=VIEWER_CAN, extensions=signed_in())
+    async def viewer_can(self, info: Info) -> AssignmentCapabilities:
+        return AssignmentCapabilities(**await capabilities.of(info.context, self.row))
 
     record: Annotated[ApprenticeRecord, strawberry.lazy("schema.records")] = relation(
         cases.RECORD_OF_ASSIGNMENT,

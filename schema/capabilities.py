@@ -72,6 +72,23 @@ class LicenceCapabilities:
     )
 
 
+@strawberry.type(description="What the caller may do with an allocation.")
+class AllocationCapabilities:
+    deallocate: bool = _flag(
+        "deallocateAssessor",
+        "With its learner and assessor; true for one ended already (answered unchanged).",
+    )
+
+
+@strawberry.type(description="What the caller may do with an assignment.")
+class AssignmentCapabilities:
+    unassign: bool = _flag(
+        "unassignRecords",
+        "With its record, assignee and role; false once the record is archived; true for one "
+        "ended already (answered unchanged).",
+    )
+
+
 @strawberry.type(description="What the caller may do with a course.")
 class CourseCapabilities:
     allocate: bool = _flag(

@@ -9,7 +9,9 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 from strawberry.extensions import FieldExtension
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
+from resolvers import capabilities
 from resolvers.pagination import Direction, ListSource, OrderBy, Page, page_of, rows_of
 from schema.context import Info
 from schema.cost import counted
@@ -164,6 +166,26 @@ def paging(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _selects(selections: Any, path: tuple[str, ...]) -> bool:
+    """Whether the selections reach the field at `path` (through fragments too)."""
+    for s in selections:
+        if isinstance(s, FragmentSpread | InlineFragment):
+            if _selects(s.selections, path):
+                return True
+        elif (
+            isinstance(s, SelectedField)
+            and s.name == path[0]
+            and (len(path) == 1 or _selects(s.selections, path[1:]))
+        ):
+            return True
+    return False
+
+
+def shows_capabilities(info: Info) -> bool:
+    """Whether a connection's nodes show `viewerCan`."""
+    return any(_selects(f.selections, ("edges", "node", "viewerCan")) for f in info.selected_fields)
+
+
 PAGING = frozenset({"first", "after", "last", "before", "order_by", "filter"})
 
 
@@ -193,9 +215,22 @@ def connection(
         wanted = plain(kwargs.get("filter"), filter) if filter is not None else None
         others = {k: v for k, v in kwargs.items() if k not in PAGING}
         given = None if rows is None else rows(root)
+        # Flags shown on the page are computed by the page's own statement (of the source's
+        # own table: a parent's rows may come from another statement).
+        flags = capabilities.page_columns(info.context, source.model) if rows is None else []
+        if flags and not shows_capabilities(info):
+            flags = []
         page = await page_of(
-            info.context, source, wanted, arguments=others, rows=given, **paging(kwargs)
+            info.context,
+            source,
+            wanted,
+            arguments=others,
+            rows=given,
+            with_columns=flags,
+            **paging(kwargs),
         )
+        if flags:
+            capabilities.prime(info.context, source.model, [r.id for r in page.rows], page.extra)
         return Connection.from_page(page, shown)
 
     parameters = [

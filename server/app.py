@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from db.migrate import current_revision, head_revision, upgrade
 from db.seed import DEMO_USERS
+from resolvers import changes
 from resolvers.codes import ErrorCode
 from server.collector import set_for_serving
 from server.graphql import CaseloadGraphQL
@@ -73,6 +75,23 @@ CORS_EXPOSED_HEADERS = [
 ]
 
 
+async def prune_changes(services: Services) -> None:
+    """Every CASELOAD_CHANGES_PRUNE_SECONDS (from start), delete the changes older than the
+    feed keeps, a bounded number a run (`resolvers.changes.delete_expired`)."""
+    settings = services.settings
+    while True:
+        try:
+            deleted = await changes.delete_expired(
+                services.maker, datetime.now(UTC), settings.changes_retention_days
+            )
+        except Exception:
+            log.exception("deleting expired changes failed; trying again at the next run")
+        else:
+            if deleted:
+                log.info("deleted %d expired changes", deleted)
+        await asyncio.sleep(settings.changes_prune_seconds)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     services = services or Services.build(settings or Settings())
     settings = services.settings
@@ -83,10 +102,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await upgrade(services.engine)
+        pruning = asyncio.create_task(prune_changes(services), name="prune-changes")
         try:
             with set_for_serving():
                 yield
         finally:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
             await graphql.hub.aclose()
             await services.aclose()
 

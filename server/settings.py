@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     max_search_length: int = 100  # characters of a search term (INVALID above)
     # How long the change feed keeps changes; an older cursor is INVALID (resync from the lists).
     changes_retention_days: int = Field(default=30, ge=1)
+    # How often each process deletes the changes older than that (a bounded number a run).
+    changes_prune_seconds: float = Field(default=3600, gt=0)
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000

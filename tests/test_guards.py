@@ -47,6 +47,8 @@ PUBLIC = {
             "ApiKey",
             "AutoAllocationRule",
             "User",
+            "Allocation",
+            "Assignment",
         )
     ),
 }

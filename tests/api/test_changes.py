@@ -4,18 +4,20 @@ order, under the reader's scopes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 
 from db.models import ApprenticeRecord, AuditAction, Change
-from resolvers.changes import changes_of
+from resolvers.changes import changes_of, delete_expired
 from resolvers.pagination import decode_cursor, encode_cursor
+from server.app import create_app
 from server.services import Services
 from tests.cast import cast
-from tests.conftest import Backend
+from tests.conftest import Backend, make_settings
 from tests.factories import World
 from tests.helpers import Api, Caller, counting, gid
 
@@ -256,6 +258,68 @@ async def test_foreign_and_expired_cursors_are_invalid(api: Api, world: World) -
     # inside the retention, the same position reads on
     fine = encode_cursor("changes", [xid, pk, at - timedelta(days=29)])
     assert (await admin(FEED, after=fine)).ok()["changes"]["edges"] == []
+
+
+async def age_changes(backend: Backend, days: int) -> None:
+    """Every change so far happened `days` ago."""
+    async with backend.engine.begin() as conn:
+        rows = list(await conn.execute(select(Change.id, Change.at)))
+        for pk, at in rows:
+            old = at - timedelta(days=days)
+            await conn.execute(update(Change).where(Change.id == pk).values(at=old))
+
+
+async def test_expired_changes_are_deleted_a_bounded_number_a_run(
+    api: Api, world: World, backend: Backend, services: Services
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    for n in range(5):
+        (await admin(RENAME, learnerId=gid("Learner", c.learner.id), name=f"Name {n}")).ok()
+    position, pk, at = decode_cursor(
+        (await feed(admin))["edges"][1]["cursor"], "changes", (int, int, datetime), field="after"
+    )
+    stored = encode_cursor("changes", [position, pk, at - timedelta(days=31)])  # as aged
+    await age_changes(backend, 31)
+    (await admin(RENAME, learnerId=gid("Learner", c.learner.id), name="Kept")).ok()
+    now = datetime.now(UTC)
+
+    # a run deletes at most `batches` transactions of `batch` rows
+    assert await delete_expired(services.maker, now, 30, batch=2, batches=1) == 2
+    assert len(await outbox(backend)) == 4
+    # the next run the rest
+    assert await delete_expired(services.maker, now, 30, batch=2, batches=5) == 3
+    assert len(await outbox(backend)) == 1
+    (await admin(RENAME, learnerId=gid("Learner", c.learner.id), name="Later")).ok()
+    async with backend.engine.connect() as conn:
+        positions = list(await conn.scalars(select(Change.position).order_by(Change.position)))
+    assert positions == [6, 7]
+    assert await delete_expired(services.maker, now, 30) == 0
+    # the feed reads what it keeps; a cursor of a deleted change stays INVALID: resync
+    names = [n for _, n in subjects(await feed(admin))]
+    assert len(names) == 2
+    expired = await admin(FEED, after=stored)
+    assert expired.codes == ["INVALID"]
+    assert "read the lists again" in expired.errors[0]["message"]
+
+
+async def test_each_process_deletes_expired_changes_from_its_start(
+    api: Api, world: World, backend: Backend
+) -> None:
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    for n in range(3):
+        (await admin(RENAME, learnerId=gid("Learner", c.learner.id), name=f"Name {n}")).ok()
+    await age_changes(backend, 31)
+    app = create_app(
+        services=Services.build(make_settings(backend.url, changes_prune_seconds=0.05))
+    )
+    async with app.router.lifespan_context(app):
+        for _ in range(200):
+            if len(await outbox(backend)) == 1:
+                break
+            await asyncio.sleep(0.05)
+    assert len(await outbox(backend)) == 1  # all but the highest position
 
 
 FULL = """query($first: Int) {

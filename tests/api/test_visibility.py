@@ -14,7 +14,9 @@ external assessor, support user and API key): one (world, principal) pair each.
 For each principal, tests/authz/checks.py compares with tests/authz/model.py (written from
 DESIGN.md's tables, never from policy.csv or the code): lists with `totalCount`, every filter
 (ids the caller cannot see answer byte for byte like made-up ones), `node(id:)` for every
-id of every type with every nested path, `Learner.access`, and the Actions table.
+id of every type with every nested path, `Learner.access`, the Actions table, `viewerCan`
+(asked by id and inside lists) and the change feed (every object of the world carries a
+change; DESIGN.md's Reads row "changes" says whose each principal reads, in commit order).
 
 Worlds alternate between the standard executor and the compiled read path (the apps differ
 only in `compiled_reads`), so the whole proof holds for both; the run reports how many

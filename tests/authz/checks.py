@@ -256,6 +256,7 @@ async def check_principal(check: Check, *, small_pages: bool = False) -> None:
     await check_access(check)
     await check_actions(check)
     await check_capabilities(check)
+    await check_changes(check, first=SMALL_PAGE if small_pages else PAGE)
 
 
 # --- viewer -------------------------------------------------------------------------------
@@ -428,6 +429,73 @@ async def page_through(check: Check, name: str, wanted: set[str], first: int) ->
     else:
         check.add(what, "hasNextPage never became false")
     check.problems.compare(check.label, what, ids, wanted)
+
+
+# --- the change feed ----------------------------------------------------------------------
+
+CHANGES = """query Feed($after: String, $first: Int, $filter: ChangeFilter) {
+  changes(after: $after, first: $first, filter: $filter) {
+    edges { cursor node { subject { id } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+
+async def read_feed(
+    check: Check, first: int, filter: dict[str, Any] | None = None
+) -> list[str | None] | None:
+    """The subjects of the principal's whole feed, in order, paged `first` at a time."""
+    subjects: list[str | None] = []
+    after: str | None = None
+    for _ in range(len(check.facts.changes) // first + 2):  # bounded: a broken cursor
+        data = await check.ask(CHANGES, after=after, first=first, filter=filter)
+        if data is None:
+            return None
+        page = data["changes"]
+        if len(page["edges"]) > first:
+            check.add("changes", f"{len(page['edges'])} edges on a page of {first}")
+        subjects += [(e["node"]["subject"] or {}).get("id") for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            return subjects
+        after = page["pageInfo"]["endCursor"]
+    check.add(f"changes(first: {first})", "hasNextPage never became false")
+    return None
+
+
+async def check_changes(check: Check, first: int = PAGE) -> None:
+    """The change feed lists, in commit order, the changes whose subject the principal sees
+    (DESIGN.md, Reads, row "changes"), each with its subject; a change to anything else,
+    or to an object that is gone, is skipped. Also narrowed to one kind and to one learner."""
+    expected = [gid(t, pk) for t, pk in check.model.changes(check.who)]
+    got = await read_feed(check, first)
+    if got is not None and got != expected:
+        check.add(
+            f"changes(first: {first})",
+            f"subjects {describe([str(x) for x in got], 8)} ({len(got)}), expected "
+            f"{describe(expected, 8)} ({len(expected)}); "
+            f"unexpected {describe(sorted({str(x) for x in got} - set(expected)))}, "
+            f"missing {describe(sorted(set(expected) - {str(x) for x in got}))}",
+        )
+    narrowed = [x for x in expected if decode_id(x)[0] == "ApprenticeRecord"]
+    got = await read_feed(check, PAGE, {"subjectTypes": ["APPRENTICE_RECORD"]})
+    if got is not None and got != narrowed:
+        check.add("changes(subjectTypes: [APPRENTICE_RECORD])", f"{got}, expected {narrowed}")
+    learners = sorted({lf.id for lf in check.facts.learners})[:1]
+    for pk in learners:
+        mine = {gid("Learner", pk)} | {
+            gid("ApprenticeRecord", r.id) for r in check.facts.records if r.learner_id == pk
+        }
+        mine |= {gid("Allocation", a.id) for a in check.facts.allocations if a.learner_id == pk}
+        mine |= {gid("Licence", x.id) for x in check.facts.licences if x.learner_id == pk}
+        records_of = {r.id for r in check.facts.records if r.learner_id == pk}
+        mine |= {
+            gid("Assignment", a.id) for a in check.facts.assignments if a.record_id in records_of
+        }
+        mine |= {gid("Evidence", e.id) for e in check.facts.evidence if e.record_id in records_of}
+        narrowed = [x for x in expected if x in mine]
+        got = await read_feed(check, PAGE, {"learnerId": gid("Learner", pk)})
+        if got is not None and got != narrowed:
+            check.add(f"changes(learnerId: Learner:{pk})", f"{got}, expected {narrowed}")
 
 
 # --- filters ------------------------------------------------------------------------------
@@ -1605,6 +1673,49 @@ def accepted(got: tuple[Any, ...], target: str) -> bool:
     return bool(got[0] != "error")
 
 
+def _can(type_name: str) -> str:
+    return f"viewerCan {{ {' '.join(CAPABILITY_FLAGS[type_name])} }}"
+
+
+NESTED_CAPABILITIES = f"""query NestedCapabilities {{
+  learners(first: {PAGE}) {{ edges {{ node {{ id {_can("Learner")}
+    allocations(includeEnded: true) {{ id {_can("Allocation")} }}
+    evidence {{ id {_can("Evidence")} }}
+    licences {{ id {_can("Licence")} }} }} }} }}
+  apprenticeRecords(first: {PAGE}) {{ edges {{ node {{ id {_can("ApprenticeRecord")}
+    assignments(includeEnded: true) {{ id {_can("Assignment")}
+      user {{ id {_can("User")} }} }} }} }} }}
+}}"""
+
+
+async def check_nested_capabilities(check: Check) -> None:
+    """`viewerCan` of the objects shown inside lists (a page's learners' allocations,
+    evidence and licences; its records' assignments and their assignees) equals the model's,
+    as on the same objects asked by id."""
+    data = await check.ask(NESTED_CAPABILITIES)
+    if data is None:
+        return
+
+    def walk(node: dict[str, Any], type_name: str, fields: dict[str, str]) -> None:
+        _, pk = decode_id(node["id"])
+        expected = capabilities(check.model, check.who, type_name, pk)
+        if node["viewerCan"] != expected:
+            check.add(
+                f"nested {type_name}.viewerCan({readable(node['id'])})",
+                f"answered {node['viewerCan']}, model {expected}",
+            )
+        for field_name, inner in fields.items():
+            value = node.get(field_name)
+            for item in value if isinstance(value, list) else [value] if value else []:
+                walk(item, inner, {"user": "User"} if inner == "Assignment" else {})
+
+    learner_fields = {"allocations": "Allocation", "evidence": "Evidence", "licences": "Licence"}
+    for edge in data["learners"]["edges"]:
+        walk(edge["node"], "Learner", learner_fields)
+    for edge in data["apprenticeRecords"]["edges"]:
+        walk(edge["node"], "ApprenticeRecord", {"assignments": "Assignment"})
+
+
 async def check_capabilities(check: Check) -> None:
     """`viewerCan` on every object the principal sees equals the model's Actions table and what
     the probed mutations answered on it; `Viewer.can` equals the held actions."""
@@ -1640,6 +1751,7 @@ async def check_capabilities(check: Check) -> None:
                         f"{type_name}.viewerCan({readable(i)})",
                         f"answered {node['viewerCan']}, model {expected}",
                     )
+    await check_nested_capabilities(check)
     # what the mutations answered on the same targets
     for (operation, target), got in check.outcomes.items():
         if operation not in OPERATION_FLAGS or target not in answered:

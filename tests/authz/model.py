@@ -411,6 +411,30 @@ class Model:
             )
         )
 
+    def pools(self, who: Who) -> frozenset[int]:
+        """Licence pools: the organisation's for SUPER_ADMIN, ADMIN and MANAGER; SUPPORT all."""
+        return frozenset(
+            p.id
+            for p in self.facts.pools
+            if SUPPORT in who.roles
+            or (who.roles & (ADMINS | {MANAGER}) and p.organisation_id == who.organisation_id)
+        )
+
+    def changes(self, who: Who) -> list[tuple[str, int]]:
+        """The change feed, in commit order: DESIGN.md, Reads, row "changes": changes "on
+        objects they see" (as `node(id:)` shows them; licence pools as the Reads table's row
+        of pools); SUPPORT: "organisations, staff, courses, pools" (staff: users who are staff
+        of an organisation, so no external assessor)."""
+        seen = self.visible(who) | {"LicencePool": self.pools(who)}
+        if SUPPORT in who.roles:
+            seen = {
+                "Organisation": seen["Organisation"],
+                "User": self.staff(who),
+                "Course": seen["Course"],
+                "LicencePool": seen["LicencePool"],
+            }
+        return [(t, pk) for t, pk in self.facts.changes if pk in seen.get(t, frozenset())]
+
     def rules(self, who: Who) -> frozenset[int]:
         if not who.roles & ADMINS:
             return frozenset()
@@ -883,6 +907,8 @@ CAPABILITY_FLAGS: dict[str, tuple[str, ...]] = {
     "ApiKey": ("revoke",),
     "AutoAllocationRule": ("delete",),
     "User": ("update", "deactivate"),
+    "Allocation": ("deallocate",),
+    "Assignment": ("unassign",),
 }
 # Each flag's mutation (the operation that must be held at all).
 FLAG_OPERATIONS: dict[tuple[str, str], str] = {
@@ -902,6 +928,8 @@ FLAG_OPERATIONS: dict[tuple[str, str], str] = {
     ("AutoAllocationRule", "delete"): "deleteAutoAllocationRule",
     ("User", "update"): "updateStaffMember",
     ("User", "deactivate"): "deactivateStaffMember",
+    ("Allocation", "deallocate"): "deallocateAssessor",
+    ("Assignment", "unassign"): "unassignRecords",
 }
 VIEWER_CAN = (
     "createOrganisation",
@@ -979,6 +1007,24 @@ def may(model: Model, who: Who, type_name: str, flag: str, pk: int) -> bool:
             }
             return gone or bool(others)
         return True
+    if type_name == "Allocation":
+        # deallocateAssessor(its learner, its assessor): the learner as a target of allocating
+        # (ADMIN org, MANAGER team); one ended already is answered unchanged, no refusal.
+        lf = model.learner[model.allocation[pk].learner_id]
+        return lf.id in model.learners(who) and model.may_allocate(who, lf)
+    if type_name == "Assignment":
+        # unassignRecords(its record, assigneeId: its user, role: its role): the record as a
+        # target of assigning (ADMIN, SENIOR_ASSESSOR org), live (an archived record takes no
+        # change of assignments), and the assignee a person the caller can look up (else
+        # NOT_FOUND); one ended already is answered unchanged.
+        a = model.assignment[pk]
+        r = model.record[a.record_id]
+        return (
+            r.id in model.records(who)
+            and r.live
+            and model.may_assign(who, r)
+            and a.user_id in model.users(who)
+        )
     if type_name == "Course":  # allocateLicences in the caller's organisation, with this course
         return who.organisation_id is not None
     return True  # an API key, a rule: held and visible (SUPER_ADMIN, ADMIN of its organisation)

@@ -34,6 +34,7 @@ from db.models import (
     AuditAction,
     AuditEvent,
     AutoAllocationRule,
+    Change,
     Course,
     Department,
     Evidence,
@@ -599,6 +600,7 @@ class ApiKeyFact:
 class PoolFact:
     organisation_id: int
     course_id: int
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -674,6 +676,8 @@ class Facts:
     pools: list[PoolFact] = field(default_factory=list)
     rules: list[RuleFact] = field(default_factory=list)
     licences: list[LicenceFact] = field(default_factory=list)
+    # The outbox, in commit order: (subject type, subject id) of each change.
+    changes: list[tuple[str, int]] = field(default_factory=list)
 
     def principals(self) -> list[Who]:
         staff = [
@@ -959,7 +963,7 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
             for org, course in spec.pools
         }
         await save(*pools.values())
-        facts.pools += [PoolFact(p.organisation_id, p.course_id) for p in pools.values()]
+        facts.pools += [PoolFact(p.organisation_id, p.course_id, p.id) for p in pools.values()]
         rules = [
             AutoAllocationRule(
                 organisation_id=organisations[r.org].id,
@@ -1023,4 +1027,62 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
             )
             for x, y in zip(licences, spec.licences, strict=True)
         ]
+        await save(*the_changes(facts))
     return facts
+
+
+# The action each kind of object's change names (its creation, as the mutations write it).
+CHANGE_ACTIONS: dict[str, AuditAction] = {
+    "Organisation": AuditAction.ORGANISATION_CREATED,
+    "Location": AuditAction.LOCATION_CREATED,
+    "Department": AuditAction.DEPARTMENT_CREATED,
+    "User": AuditAction.STAFF_MEMBER_UPDATED,
+    "Learner": AuditAction.LEARNER_CREATED,
+    "ApprenticeRecord": AuditAction.APPRENTICE_RECORD_CREATED,
+    "Assignment": AuditAction.RECORDS_ASSIGNED,
+    "Allocation": AuditAction.ASSESSOR_ALLOCATED,
+    "Evidence": AuditAction.EVIDENCE_SUBMITTED,
+    "Course": AuditAction.COURSE_CREATED,
+    "LicencePool": AuditAction.LICENCE_POOL_SET,
+    "Licence": AuditAction.LICENCES_ALLOCATED,
+    "AutoAllocationRule": AuditAction.AUTO_ALLOCATION_RULE_CREATED,
+    "ApiKey": AuditAction.API_KEY_CREATED,
+}
+GONE_PK = 10**9  # a change's subject that no longer exists (no row has this key)
+
+
+def the_changes(facts: Facts) -> list[Change]:
+    """The outbox the world's writes left, in commit order: a change to every object of
+    every kind a change can be about (two to each learner, apart), and one to an object of
+    each kind that is gone. Sets `facts.changes`."""
+    subjects: dict[str, list[int]] = {
+        "Organisation": [o.id for o in facts.organisations],
+        "Location": [x for o in facts.organisations for x in o.locations],
+        "Department": [x for o in facts.organisations for x in o.departments],
+        "User": sorted(facts.users),
+        "Learner": [lf.id for lf in facts.learners],
+        "ApprenticeRecord": [r.id for r in facts.records],
+        "Assignment": [a.id for a in facts.assignments],
+        "Allocation": [a.id for a in facts.allocations],
+        "Evidence": [e.id for e in facts.evidence],
+        "Course": list(facts.courses),
+        "LicencePool": [p.id for p in facts.pools],
+        "Licence": [x.id for x in facts.licences],
+        "AutoAllocationRule": [r.id for r in facts.rules],
+        "ApiKey": [k.id for k in facts.api_keys],
+    }
+    order = [(t, pk) for t, pks in subjects.items() for pk in [*pks, GONE_PK]]
+    order += [("Learner", lf.id) for lf in facts.learners]  # again, after the rest
+    # interleave the kinds, as mutations of many kinds commit
+    order = order[::2] + order[1::2]
+    facts.changes = order
+    return [
+        Change(
+            position=n,
+            at=facts.now,
+            action=CHANGE_ACTIONS[t],
+            subject_type=t,
+            subject_id=pk,
+        )
+        for n, (t, pk) in enumerate(order, start=1)
+    ]
