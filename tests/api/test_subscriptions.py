@@ -228,8 +228,9 @@ async def test_each_principal_receives_exactly_what_the_feed_shows_it(
         }
         by_admin = principals["admin"]
         # Every subscription starts after this cursor, whenever it is registered.
-        await post(writing, by_admin, UPDATE_LEARNER, id=gid("Learner", far.id), name="Far")
+        await post(writing, by_admin, UPDATE_LEARNER, id=gid("Learner", far.id), name="Far 1")
         start = await end_cursor(writing, by_admin)
+        assert start is not None  # a cursor, not "from now": registration races the mutations
         for subscriber in subscribers.values():
             await subscriber.subscribe("1", after=start)
         for learner in (mine, allocated, own, far):
