@@ -38,6 +38,8 @@ class Resource(enum.StrEnum):
     LICENCE = "licence"
     AUTO_ALLOCATION_RULE = "auto_allocation_rule"
     API_KEY = "api_key"
+    WEBHOOK_ENDPOINT = "webhook_endpoint"
+    WEBHOOK_DELIVERY = "webhook_delivery"
 
 
 class Action(enum.StrEnum):
@@ -70,6 +72,8 @@ class Action(enum.StrEnum):
     """Deactivate a staff member: their sign-in stops working here and their assignments end."""
     ARCHIVE = "archive"
     """Archive an apprentice record (it becomes read-only), or restore it."""
+    REDELIVER = "redeliver"
+    """Send a webhook delivery again."""
 
 
 class Scope(enum.StrEnum):
@@ -109,6 +113,8 @@ NOUNS: dict[Resource, tuple[str, str]] = {
     Resource.LICENCE: ("licence", "licences"),
     Resource.AUTO_ALLOCATION_RULE: ("auto-allocation rule", "auto-allocation rules"),
     Resource.API_KEY: ("API key", "API keys"),
+    Resource.WEBHOOK_ENDPOINT: ("webhook endpoint", "webhook endpoints"),
+    Resource.WEBHOOK_DELIVERY: ("webhook delivery", "webhook deliveries"),
 }
 VERBS: dict[Action, str] = {
     Action.READ: "reading",
@@ -126,6 +132,7 @@ VERBS: dict[Action, str] = {
     Action.UPDATE: "changing",
     Action.DEACTIVATE: "deactivating",
     Action.ARCHIVE: "archiving or restoring",
+    Action.REDELIVER: "sending again",
 }
 
 

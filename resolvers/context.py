@@ -19,6 +19,8 @@ class Limits:
     max_bulk_items: int = 1000
     max_search_length: int = 100  # characters of a search term, without the whitespace around it
     changes_retention_days: int = 30  # how far back the change feed reads
+    webhook_allow_http: bool = False  # webhook endpoints may be plain http
+    webhook_allow_private: bool = False  # and reach private, loopback, link-local addresses
 
 
 class LoaderGroup:

@@ -158,6 +158,13 @@ describe_values(
         "AUTO_ALLOCATION_RULE_DELETED": "`deleteAutoAllocationRule`.",
         "API_KEY_CREATED": "`createApiKey`.",
         "API_KEY_REVOKED": "`revokeApiKey`.",
+        "WEBHOOK_ENDPOINT_CREATED": "`createWebhookEndpoint`.",
+        "WEBHOOK_ENDPOINT_UPDATED": "`updateWebhookEndpoint` that changed something.",
+        "WEBHOOK_ENDPOINT_DELETED": "`deleteWebhookEndpoint`.",
+        "WEBHOOK_SECRET_ROTATED": "`rotateWebhookSecret`.",
+        "WEBHOOK_ENDPOINT_DISABLED": "A webhook endpoint was disabled: its receiver failed every "
+        "try of a delivery.",
+        "WEBHOOK_REDELIVERED": "`redeliverWebhook`.",
     },
 )
 
