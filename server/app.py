@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await upgrade(services.engine)
+        if settings.webhook_sender:
+            services.start_webhooks()
         try:
             with set_for_serving():
                 yield

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # Waits before each retry of a failed delivery (s, m, h, d); after the last, the endpoint
     # is disabled. The default retries for about a day.
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    # Every server process runs a webhook sender; false leaves sending to `caseload worker`.
+    webhook_sender: bool = True
 
     @field_validator("data_dir", mode="before")
     @classmethod
