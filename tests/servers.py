@@ -57,6 +57,7 @@ class Server:
     port: int
     log: Path  # the process's stderr
     out: Path  # and its stdout
+    process: subprocess.Popen[bytes] | None = None  # for tests that kill it
 
     def log_text(self) -> str:
         return self.log.read_text()
@@ -80,7 +81,7 @@ def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
             stdout=out_file,
             stderr=err_file,
         )
-    server = Server(f"http://127.0.0.1:{port}", port, log, out)
+    server = Server(f"http://127.0.0.1:{port}", port, log, out, process)
     try:
         deadline = time.monotonic() + 60
         while True:

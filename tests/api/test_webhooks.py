@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from db.models import AuditEvent, WebhookEndpoint
+from db.models import AuditAction, AuditEvent, Change, WebhookEndpoint
+from resolvers.webhooks import webhook_id
+from server.tokens import mint_token
 from server.webhooks import Sender
-from tests.conftest import AppFactory, Backend, make_settings
+from tests.conftest import TEST_SECRET, AppFactory, Backend, make_settings
 from tests.factories import World
 from tests.helpers import Caller, assert_denied, assert_granted, gid
-from tests.servers import free_port
+from tests.servers import Server, free_port, serve
 
 OPEN = {"webhook_allow_http": True, "webhook_allow_private": True}
 
@@ -492,3 +497,77 @@ async def test_a_slow_receiver_times_out_and_only_a_kilobyte_is_kept(
     (pending,) = await deliveries(boss, endpoint)
     assert pending["attempts"] == 1 and "5 s" in pending["error"]
     receiver.hold.set()
+
+
+# --- Two processes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_process_killed_mid_delivery_loses_no_change(
+    backend: Backend, world: World, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two server processes on PostgreSQL: the one posting a delivery is killed before the
+    receiver answers; the other posts it again, with the same `webhook-id`, and every change
+    arrives."""
+    org = await world.organisation()
+    boss = await world.staff(org, "SUPER_ADMIN")
+    token = mint_token(make_settings(backend.url), email=boss.email, org=org.slug)
+    env = {
+        "CASELOAD_JWT_SECRET": TEST_SECRET,
+        "CASELOAD_DATABASE_URL": backend.url,
+        "CASELOAD_WEBHOOK_ALLOW_HTTP": "true",
+        "CASELOAD_WEBHOOK_ALLOW_PRIVATE": "true",
+        "CASELOAD_WEBHOOK_RETRY_SCHEDULE": "1s,1s,1s",
+    }
+    held = receiver.hold = asyncio.Event()
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def post(server: Server, query: str, **variables: Any) -> Any:
+            response = await client.post(
+                f"{server.url}/graphql",
+                json={"query": query, "variables": variables},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            body = response.json()
+            assert response.status_code == 200 and "errors" not in body, body
+            return body["data"]
+
+        with serve(tmp_path / "a", env=env) as first:
+            created = await post(
+                first, CREATE, input={"url": receiver.url, "events": ["LEARNER_CREATED"]}
+            )
+            secret = created["createWebhookEndpoint"]["secret"]
+            for n in range(3):
+                await post(first, LEARNER, name=f"Before {n}")
+            await asyncio.wait_for(receiver.arrived.wait(), 30)  # `first` is posting it
+            with serve(tmp_path / "b", env=env) as second:
+                assert first.process is not None
+                first.process.send_signal(signal.SIGKILL)
+                first.process.wait()
+                receiver.hold = None
+                held.set()
+                for n in range(3):
+                    await post(second, LEARNER, name=f"After {n}")
+                deadline = time.monotonic() + 30
+                while len({r.id for r in receiver.got}) < 6:
+                    assert time.monotonic() < deadline, [r.id for r in receiver.got]
+                    await asyncio.sleep(0.1)
+    async with backend.engine.connect() as conn:
+        committed = (
+            (
+                await conn.execute(
+                    select(Change.id)
+                    .where(Change.action == AuditAction.LEARNER_CREATED)
+                    .order_by(Change.position, Change.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    ids = [r.id for r in receiver.got]
+    assert len(committed) == 6
+    assert ids[0] == ids[1] == webhook_id(committed[0])  # posted again, the same id
+    distinct = list(dict.fromkeys(ids))
+    assert distinct == [webhook_id(c) for c in committed]  # none lost, in commit order
+    for r in receiver.got:
+        Webhook(secret).verify(r.body, r.headers)
