@@ -34,6 +34,7 @@ from db.models import (
     AuditAction,
     AuditEvent,
     AutoAllocationRule,
+    Change,
     Course,
     Department,
     Evidence,
@@ -52,6 +53,9 @@ from db.models import (
     RuleScope,
     User,
     UserKind,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
 )
 from server.tokens import new_api_key
 
@@ -629,6 +633,15 @@ class AuditFact:
 
 
 @dataclass(frozen=True)
+class WebhookFact:
+    """An endpoint, or one of its deliveries (`endpoint_id`: the endpoint's)."""
+
+    id: int
+    organisation_id: int
+    endpoint_id: int
+
+
+@dataclass(frozen=True)
 class Who:
     """A principal: a membership signed in for its organisation, an external assessor,
     a support user, or an API key."""
@@ -674,6 +687,8 @@ class Facts:
     pools: list[PoolFact] = field(default_factory=list)
     rules: list[RuleFact] = field(default_factory=list)
     licences: list[LicenceFact] = field(default_factory=list)
+    webhook_endpoints: list[WebhookFact] = field(default_factory=list)
+    webhook_deliveries: list[WebhookFact] = field(default_factory=list)  # all waiting to be sent
 
     def principals(self) -> list[Who]:
         staff = [
@@ -1023,4 +1038,38 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
             )
             for x, y in zip(licences, spec.licences, strict=True)
         ]
+        # Every organisation has a webhook endpoint with one delivery waiting to be sent (of a
+        # change of its own: the outbox's rows are the world's only changes).
+        for position, org in enumerate(organisations, start=1):
+            change = Change(
+                position=position,
+                at=now,
+                organisation_id=org.id,
+                action=AuditAction.LEARNER_CREATED,
+                subject_type="Organisation",
+                subject_id=org.id,
+            )
+            endpoint = WebhookEndpoint(
+                organisation_id=org.id,
+                url=f"https://hooks.example.org/{org.slug}",
+                events=AuditAction.LEARNER_CREATED.value,
+                secret="whsec_" + "A" * 44,
+                created_at=now,
+                updated_at=now,
+                after_position=position,
+            )
+            await save(change, endpoint)
+            delivery = WebhookDelivery(
+                endpoint_id=endpoint.id,
+                organisation_id=org.id,
+                change_id=change.id,
+                change_position=position,
+                status=WebhookDeliveryStatus.PENDING,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now + timedelta(days=1),
+            )
+            await save(delivery)
+            facts.webhook_endpoints.append(WebhookFact(endpoint.id, org.id, endpoint.id))
+            facts.webhook_deliveries.append(WebhookFact(delivery.id, org.id, endpoint.id))
     return facts
