@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -571,3 +573,30 @@ async def test_a_process_killed_mid_delivery_loses_no_change(
     assert distinct == [webhook_id(c) for c in committed]  # none lost, in commit order
     for r in receiver.got:
         Webhook(secret).verify(r.body, r.headers)
+
+
+async def test_caseload_worker_sends_alone_and_stops_cleanly(
+    api_with: AppFactory, world: World, receiver: Receiver, backend: Backend, tmp_path: Path
+) -> None:
+    api = await api_with(**OPEN)
+    org = await world.organisation()
+    boss = api.as_(await world.staff(org, "SUPER_ADMIN"), org)
+    _, secret = await endpoint_for(boss, receiver.url)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CASELOAD_")} | {
+        "CASELOAD_DATA_DIR": str(tmp_path),
+        "CASELOAD_DATABASE_URL": backend.url,
+        "CASELOAD_WEBHOOK_ALLOW_HTTP": "true",
+        "CASELOAD_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "worker", env=environment, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await boss(LEARNER, name="Sent by the worker")
+        await asyncio.wait_for(receiver.arrived.wait(), 30)
+        Webhook(secret).verify(receiver.got[0].body, receiver.got[0].headers)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(worker.communicate(), 30)
+    assert worker.returncode == 0, err.decode()
+    assert b"sending webhooks" in err
