@@ -1503,9 +1503,14 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
             )
         )
     if model.holds(who, "redeliverWebhook"):
-        # Every delivery waits to be sent: redelivering a visible one changes nothing.
+        # Deliveries waiting to be sent (redelivering one changes nothing) and those the caller
+        # cannot see.
         seen_deliveries = model.webhook_deliveries(who)
-        for pk in pick([d.id for d in facts.webhook_deliveries], seen_deliveries):
+        waiting = frozenset(d.id for d in facts.webhook_deliveries if d.pending) & seen_deliveries
+        candidates = [
+            d.id for d in facts.webhook_deliveries if d.id in waiting or d.id not in seen_deliveries
+        ]
+        for pk in pick(candidates, waiting):
             target = gid("WebhookDelivery", pk or MISSING_PK)
             found.append(
                 Probe(
@@ -1513,7 +1518,7 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                     "redeliverWebhook(input: {deliveryId: $t})",
                     {"t": target},
                     decide(
-                        pk is not None and pk in seen_deliveries,
+                        pk is not None and pk in waiting,
                         True,
                         target,
                         ("granted", "WebhookRedelivered"),

@@ -639,6 +639,7 @@ class WebhookFact:
     id: int
     organisation_id: int
     endpoint_id: int
+    pending: bool = True  # a delivery waiting to be sent (redelivering it changes nothing)
 
 
 @dataclass(frozen=True)
@@ -688,7 +689,7 @@ class Facts:
     rules: list[RuleFact] = field(default_factory=list)
     licences: list[LicenceFact] = field(default_factory=list)
     webhook_endpoints: list[WebhookFact] = field(default_factory=list)
-    webhook_deliveries: list[WebhookFact] = field(default_factory=list)  # all waiting to be sent
+    webhook_deliveries: list[WebhookFact] = field(default_factory=list)
 
     def principals(self) -> list[Who]:
         staff = [
@@ -1038,17 +1039,20 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
             )
             for x, y in zip(licences, spec.licences, strict=True)
         ]
-        # Every organisation has a webhook endpoint with one delivery waiting to be sent (of a
-        # change of its own: the outbox's rows are the world's only changes).
-        for position, org in enumerate(organisations, start=1):
-            change = Change(
-                position=position,
-                at=now,
-                organisation_id=org.id,
-                action=AuditAction.LEARNER_CREATED,
-                subject_type="Organisation",
-                subject_id=org.id,
-            )
+        # Every organisation has a webhook endpoint with two deliveries (of changes of its own:
+        # the outbox's rows are the world's only changes), one delivered, one waiting.
+        for n, org in enumerate(organisations):
+            changes = [
+                Change(
+                    position=2 * n + k + 1,
+                    at=now,
+                    organisation_id=org.id,
+                    action=AuditAction.LEARNER_CREATED,
+                    subject_type="Organisation",
+                    subject_id=org.id,
+                )
+                for k in range(2)
+            ]
             endpoint = WebhookEndpoint(
                 organisation_id=org.id,
                 url=f"https://hooks.example.org/{org.slug}",
@@ -1056,20 +1060,31 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
                 secret="whsec_" + "A" * 44,
                 created_at=now,
                 updated_at=now,
-                after_position=position,
+                after_position=2 * n + 2,
             )
-            await save(change, endpoint)
-            delivery = WebhookDelivery(
-                endpoint_id=endpoint.id,
-                organisation_id=org.id,
-                change_id=change.id,
-                change_position=position,
-                status=WebhookDeliveryStatus.PENDING,
-                attempts=0,
-                created_at=now,
-                next_attempt_at=now + timedelta(days=1),
-            )
-            await save(delivery)
+            await save(*changes, endpoint)
+            deliveries = [
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    organisation_id=org.id,
+                    change_id=change.id,
+                    change_position=change.position,
+                    status=status,
+                    attempts=1,
+                    created_at=now,
+                    next_attempt_at=now + timedelta(days=1),
+                    delivered_at=now if status is WebhookDeliveryStatus.DELIVERED else None,
+                )
+                for change, status in zip(
+                    changes,
+                    (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.PENDING),
+                    strict=True,
+                )
+            ]
+            await save(*deliveries)
             facts.webhook_endpoints.append(WebhookFact(endpoint.id, org.id, endpoint.id))
-            facts.webhook_deliveries.append(WebhookFact(delivery.id, org.id, endpoint.id))
+            facts.webhook_deliveries += [
+                WebhookFact(d.id, org.id, endpoint.id, d.status is WebhookDeliveryStatus.PENDING)
+                for d in deliveries
+            ]
     return facts
