@@ -31,11 +31,23 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
-from sqlalchemy import BigInteger, Row, exists, func, insert, literal, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -343,22 +355,22 @@ class Sender:
             rows = [head, *(await db.execute(self._behind(head))).all()]
             if not self.postgres:  # post outside any transaction (see the module's doc)
                 await db.rollback()
+            delivered: list[tuple[Row[Any], Outcome]] = []
+            failed: tuple[Row[Any], Outcome] | None = None
             for row in rows:
                 outcome = await self.post(row)
-                if self.postgres:
-                    await self.record(db, row, outcome)
-                else:
-                    write = Database(self.maker)
-                    write.write_intent = True
-                    try:
-                        await self.record(write, row, outcome)
-                        await write.commit()
-                    finally:
-                        await write.close()
                 if not outcome.delivered:
+                    failed = (row, outcome)
                     break
-            if self.postgres:
-                await db.commit()
+                delivered.append((row, outcome))
+            if not self.postgres:
+                await db.close()
+                db = Database(self.maker)
+                db.write_intent = True
+            await self.record_delivered(db, delivered)
+            if failed is not None:
+                await self.record(db, *failed)
+            await db.commit()
             return True
         except BaseException:
             await db.rollback()
@@ -409,6 +421,42 @@ class Sender:
             return Outcome(error=(f"{type(exc).__name__}: {exc}")[:500])
         text = bytes(kept[:KEPT_BYTES]).decode(errors="replace")[:KEPT_BYTES]
         return Outcome(status=response.status_code, body=text or None)
+
+    async def record_delivered(
+        self, db: Database, delivered: list[tuple[Row[Any], Outcome]]
+    ) -> None:
+        """Write the tries the receiver accepted, in one statement."""
+        if not delivered:
+            return
+        now = utcnow()
+        table = cast(Table, WebhookDelivery.__table__)
+        await db.execute(
+            update(table)
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.status == PENDING.value,
+                table.c.attempts == bindparam("b_attempts"),
+            )
+            .values(
+                status=WebhookDeliveryStatus.DELIVERED.value,
+                attempts=bindparam("b_tries"),
+                last_attempt_at=now,
+                delivered_at=now,
+                response_status=bindparam("b_status"),
+                response_body=bindparam("b_body"),
+                error=None,
+            ),
+            [
+                {
+                    "b_id": row.id,
+                    "b_attempts": row.attempts,
+                    "b_tries": row.attempts + 1,
+                    "b_status": outcome.status,
+                    "b_body": outcome.body,
+                }
+                for row, outcome in delivered
+            ],
+        )
 
     async def record(self, db: Database, row: Row[Any], outcome: Outcome) -> None:
         """Write a try's outcome (unless the delivery changed meanwhile: redelivered, deleted)."""

@@ -114,25 +114,26 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hooks"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests on one connection, one after the other, until the sender closes it."""
         try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (h.partition(":") for h in head[1:] if h)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.got.append(Received(headers, body, time.monotonic()))
-            self.arrived.set()
-            status = self.answers.popleft() if self.answers else self.status
-            if self.hold is not None:
-                await self.hold.wait()
-            answer = b"x" * 3000 if status >= 500 else b"thanks"
-            writer.write(
-                f"HTTP/1.1 {status} S\r\ncontent-length: {len(answer)}\r\n"
-                "connection: close\r\n\r\n".encode()
-                + answer
-            )
-            await writer.drain()
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (h.partition(":") for h in head[1:] if h)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.got.append(Received(headers, body, time.monotonic()))
+                self.arrived.set()
+                status = self.answers.popleft() if self.answers else self.status
+                if self.hold is not None:
+                    await self.hold.wait()
+                answer = b"x" * 3000 if status >= 500 else b"thanks"
+                writer.write(
+                    f"HTTP/1.1 {status} S\r\ncontent-length: {len(answer)}\r\n\r\n".encode()
+                    + answer
+                )
+                await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

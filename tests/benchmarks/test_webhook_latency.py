@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from server.tokens import mint_token
+from server.webhooks import Sender
 from tests.api.test_webhooks import CREATE, LEARNER, Receiver
 from tests.conftest import TEST_SECRET, Backend, make_settings
 from tests.factories import World
@@ -123,3 +124,35 @@ async def test_webhooks_arrive_within_two_seconds_of_commit_at_50_per_second(
         f"\n  target p99 <= {TARGET_P99:g} s: {'PASS' if p99 <= TARGET_P99 else 'FAIL'}"
     )
     assert p99 <= TARGET_P99
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"], indirect=True)
+async def test_one_sender_posts_a_backlog(
+    api_with: Any, world: World, receiver: Receiver, backend: Backend
+) -> None:
+    """How many deliveries a second one sender posts to one endpoint (in commit order, one
+    after the other), from a backlog of committed changes."""
+    count = int(os.environ.get("BENCH_WEBHOOK_BACKLOG", "500"))
+    open_ = {"webhook_allow_http": True, "webhook_allow_private": True}
+    api = await api_with(**open_)
+    org = await world.organisation()
+    boss = api.as_(await world.staff(org, "SUPER_ADMIN"), org)
+    made = (await boss(CREATE, input={"url": receiver.url, "events": ["LEARNERS_IMPORTED"]})).ok()
+    assert made["createWebhookEndpoint"]["__typename"] == "WebhookEndpointCreated", made
+    rows = ", ".join(f'{{name: "Backlog {n}"}}' for n in range(count))
+    imported = await boss(
+        f"mutation {{ importLearners(input: {{learners: [{rows}]}}) {{ __typename }} }}"
+    )
+    assert imported.ok()["importLearners"]["__typename"] == "LearnersImported", imported.body
+    sender = Sender(make_settings(backend.url, **open_), poll_seconds=0.05)
+    try:
+        started = time.monotonic()
+        while len(receiver.got) < count:
+            assert await sender.step() or len(receiver.got) >= count, len(receiver.got)
+        took = time.monotonic() - started
+    finally:
+        await sender.aclose()
+    print(
+        f"\none sender ({backend.name}): {count} deliveries in {took:.2f} s, "
+        f"{count / took:.0f} a second"
+    )
