@@ -11,8 +11,8 @@ Two steps, each its own short transaction, repeated by every sender:
   written. On PostgreSQL the claim is `FOR UPDATE SKIP LOCKED`, held through the post: two
   senders never post the same delivery at once, and a sender that dies mid-post releases it
   with its connection, for another to post again with the same `webhook-id`. On SQLite one
-  sender runs in the process, and posts between two transactions (a write transaction held
-  through a post would stop every writer).
+  process sends (the one holding a lock file beside the database), and posts between two
+  transactions (a write transaction held through a post would stop every writer).
 
 A failed try (no 2xx answer within 5 s) is tried again after the next wait of
 CASELOAD_WEBHOOK_RETRY_SCHEDULE; after the last, the delivery is FAILED and the endpoint
@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -157,6 +159,13 @@ class Sender:
         self.poll_seconds = poll_seconds
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # SQLite: one process sends; the one holding this file's lock (servers of one file
+        # started with --workers N, or a worker beside them, wait their turn).
+        database = settings.sqlite_path()
+        self._lock_path = (
+            None if database is None else database.with_name(database.name + ".webhooks.lock")
+        )
+        self._lock_fd: int | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -185,11 +194,30 @@ class Sender:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock for another process
+            self._lock_fd = None
         if self._own_engine:
             await self.engine.dispose()
 
+    def _take_lock(self) -> bool:
+        """Whether this process may send (always on PostgreSQL: claims decide there)."""
+        if self._lock_path is None or self._lock_fd is not None:
+            return True
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
     async def _run(self) -> None:
         while True:
+            if not self._take_lock():  # another process sends on this SQLite file
+                await asyncio.sleep(1.0)
+                continue
             try:
                 busy = await self.step()
             except asyncio.CancelledError:

@@ -601,3 +601,14 @@ async def test_caseload_worker_sends_alone_and_stops_cleanly(
         _, err = await asyncio.wait_for(worker.communicate(), 30)
     assert worker.returncode == 0, err.decode()
     assert b"sending webhooks" in err
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_on_sqlite_one_process_sends_at_a_time(senders: Callable[..., Sender]) -> None:
+    """Servers of one SQLite file (`--workers N`, or a worker beside them) send one at a
+    time: the one holding the lock file beside the database; another takes over when it stops."""
+    first, second = senders(), senders()
+    assert first._take_lock()
+    assert not second._take_lock()
+    await first.aclose()
+    assert second._take_lock()
