@@ -104,6 +104,12 @@ class AuditAction(enum.StrEnum):
     AUTO_ALLOCATION_RULE_DELETED = "AUTO_ALLOCATION_RULE_DELETED"
     API_KEY_CREATED = "API_KEY_CREATED"
     API_KEY_REVOKED = "API_KEY_REVOKED"
+    WEBHOOK_ENDPOINT_CREATED = "WEBHOOK_ENDPOINT_CREATED"
+    WEBHOOK_ENDPOINT_UPDATED = "WEBHOOK_ENDPOINT_UPDATED"
+    WEBHOOK_ENDPOINT_DELETED = "WEBHOOK_ENDPOINT_DELETED"
+    WEBHOOK_SECRET_ROTATED = "WEBHOOK_SECRET_ROTATED"
+    WEBHOOK_ENDPOINT_DISABLED = "WEBHOOK_ENDPOINT_DISABLED"
+    WEBHOOK_REDELIVERED = "WEBHOOK_REDELIVERED"
 
 
 def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
@@ -568,3 +574,79 @@ class IdempotencyKey(Base):
     answer: Mapped[str | None] = mapped_column(Text)  # the first answer's JSON, as sent
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class WebhookEndpoint(Base):
+    """Where an organisation's changes are sent, signed with the endpoint's secret.
+
+    `after_position` is how far the outbox has been read for it: every change of its
+    organisation and actions up to that commit position has a delivery row.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_org", "organisation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    url: Mapped[str] = mapped_column(String(2000))
+    # The actions it subscribes to, comma-separated, in the vocabulary's order.
+    events: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(500))
+    # `whsec_` and base64: kept so that deliveries can be signed; never shown after creation.
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    after_position: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookDelivery(Base):
+    """One change sent (or to be sent) to one endpoint: the same `webhook-id` on every try."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "change_id"),
+        # An endpoint's deliveries, newest first (the list), and its queue in commit order.
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        Index(
+            "ix_webhook_deliveries_queue",
+            "endpoint_id",
+            "change_position",
+            "change_id",
+            sqlite_where=text("status = 'PENDING'"),
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            sqlite_where=text("status = 'PENDING'"),
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"))
+    change_position: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        _enum(WebhookDeliveryStatus, "webhook_delivery_status")
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    # The first kilobyte of the receiver's answer, as text.
+    response_body: Mapped[str | None] = mapped_column(String(1024))
+    # Why the last try failed without an answer (timed out, refused address, …).
+    error: Mapped[str | None] = mapped_column(String(500))

@@ -31,6 +31,8 @@ from db.models import (
     RecordAssignment,
     User,
     UserKind,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from policies.principal import Principal
 from policies.vocabulary import Resource, Role, Scope
@@ -389,3 +391,11 @@ def audit_by_support(p: Principal, now: datetime) -> ColumnElement[bool]:
 @predicate(Resource.API_KEY, Scope.ORGANISATION)
 def api_key_in_organisation(p: Principal, now: datetime) -> ColumnElement[bool]:
     return in_organisation(ApiKey.organisation_id, p)
+
+
+predicate(Resource.WEBHOOK_ENDPOINT, Scope.ORGANISATION)(
+    lambda p, now: in_organisation(WebhookEndpoint.organisation_id, p)
+)
+predicate(Resource.WEBHOOK_DELIVERY, Scope.ORGANISATION)(
+    lambda p, now: in_organisation(WebhookDelivery.organisation_id, p)
+)

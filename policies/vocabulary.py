@@ -38,6 +38,8 @@ class Resource(enum.StrEnum):
     LICENCE = "licence"
     AUTO_ALLOCATION_RULE = "auto_allocation_rule"
     API_KEY = "api_key"
+    WEBHOOK_ENDPOINT = "webhook_endpoint"
+    WEBHOOK_DELIVERY = "webhook_delivery"
 
 
 class Action(enum.StrEnum):
@@ -72,6 +74,8 @@ class Action(enum.StrEnum):
     """Archive an apprentice record (it becomes read-only), or restore it."""
     BIND = "bind"
     """Bind an OpenID Connect issuer to an organisation, or remove it."""
+    REDELIVER = "redeliver"
+    """Send a webhook delivery again."""
 
 
 class Scope(enum.StrEnum):
@@ -111,6 +115,8 @@ NOUNS: dict[Resource, tuple[str, str]] = {
     Resource.LICENCE: ("licence", "licences"),
     Resource.AUTO_ALLOCATION_RULE: ("auto-allocation rule", "auto-allocation rules"),
     Resource.API_KEY: ("API key", "API keys"),
+    Resource.WEBHOOK_ENDPOINT: ("webhook endpoint", "webhook endpoints"),
+    Resource.WEBHOOK_DELIVERY: ("webhook delivery", "webhook deliveries"),
 }
 VERBS: dict[Action, str] = {
     Action.READ: "reading",
@@ -129,6 +135,7 @@ VERBS: dict[Action, str] = {
     Action.DEACTIVATE: "deactivating",
     Action.ARCHIVE: "archiving or restoring",
     Action.BIND: "binding identity providers to",
+    Action.REDELIVER: "sending again",
 }
 
 

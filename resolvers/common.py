@@ -20,6 +20,8 @@ from db.models import (
     Licence,
     RecordAssignment,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from policies.vocabulary import Action, Resource, refusal
 from resolvers.context import Context
@@ -164,6 +166,8 @@ TARGETS: dict[type, Resource] = {
     AutoAllocationRule: Resource.AUTO_ALLOCATION_RULE,
     ApiKey: Resource.API_KEY,
     User: Resource.STAFF,
+    WebhookEndpoint: Resource.WEBHOOK_ENDPOINT,
+    WebhookDelivery: Resource.WEBHOOK_DELIVERY,
 }
 
 M = TypeVar("M")

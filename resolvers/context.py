@@ -20,6 +20,8 @@ class Limits:
     max_search_length: int = 100  # characters of a search term, without the whitespace around it
     changes_retention_days: int = 30  # how far back the change feed reads
     allow_http_issuers: bool = False  # identity providers over plain http (tests only)
+    webhook_allow_http: bool = False  # webhook endpoints may be plain http
+    webhook_allow_private: bool = False  # and reach private, loopback, link-local addresses
 
 
 class LoaderGroup:

@@ -30,6 +30,7 @@ from schema.people import PeopleMutation, PeopleQuery
 from schema.records import RecordMutation, RecordQuery
 from schema.rules import RuleMutation, RuleQuery
 from schema.scalars import SCALAR_MAP
+from schema.webhooks import WebhookMutation, WebhookQuery
 
 log = logging.getLogger("caseload.graphql")
 
@@ -45,6 +46,7 @@ Query = merge_types(
         AuditQuery,
         ChangeQuery,
         ApiKeyQuery,
+        WebhookQuery,
         EvidenceQuery,
         OrganisationQuery,
     ),
@@ -62,6 +64,7 @@ Mutation = merge_types(
         LicenceMutation,
         RuleMutation,
         ApiKeyMutation,
+        WebhookMutation,
     ),
 )
 

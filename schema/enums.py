@@ -160,6 +160,13 @@ describe_values(
         "API_KEY_REVOKED": "`revokeApiKey`.",
         "IDENTITY_PROVIDER_SET": "`setOrganisationIdentityProvider` that bound or changed it.",
         "IDENTITY_PROVIDER_REMOVED": "`removeOrganisationIdentityProvider` that removed one.",
+        "WEBHOOK_ENDPOINT_CREATED": "`createWebhookEndpoint`.",
+        "WEBHOOK_ENDPOINT_UPDATED": "`updateWebhookEndpoint` that changed something.",
+        "WEBHOOK_ENDPOINT_DELETED": "`deleteWebhookEndpoint`.",
+        "WEBHOOK_SECRET_ROTATED": "`rotateWebhookSecret`.",
+        "WEBHOOK_ENDPOINT_DISABLED": "A webhook endpoint was disabled: its receiver failed every "
+        "try of a delivery.",
+        "WEBHOOK_REDELIVERED": "`redeliverWebhook`.",
     },
 )
 

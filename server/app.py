@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.migrate_on_start:
             await upgrade(services.engine)
         pruning = asyncio.create_task(prune_changes(services), name="prune-changes")
+        if settings.webhook_sender:
+            services.start_webhooks()
         try:
             with set_for_serving():
                 yield

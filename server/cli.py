@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         help="seed the demo, print tokens, and offer the demo users in GraphiQL",
     )
 
+    commands.add_parser(
+        "worker",
+        help="send webhooks only, until stopped (servers send them too, unless "
+        "CASELOAD_WEBHOOK_SENDER=false)",
+    )
     db = commands.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply migrations")
     seed_cmd = db.add_parser("seed", help="load seed data")
@@ -208,6 +213,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     match args.command:
         case "serve":
             return _serve(settings, args.host, args.port, args.workers, args.demo)
+        case "worker":
+            _require_database(settings)
+            return _worker(settings)
         case "db" if args.db_command == "upgrade":
             print(describe_migration(_async(settings, upgrade)))
         case "db":
@@ -535,6 +543,33 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    """Run a webhook sender alone until SIGINT or SIGTERM; then stop it cleanly."""
+    import logging.config
+    import signal
+
+    from server.logs import log_config
+    from server.webhooks import Sender
+
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        sender = Sender(settings)
+        sender.start()
+        print("caseload worker: sending webhooks (stop with Ctrl-C)", file=sys.stderr, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await sender.aclose()
+
+    asyncio.run(run())
     return 0
 
 

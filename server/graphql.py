@@ -197,6 +197,8 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
             max_search_length=settings.max_search_length,
             changes_retention_days=settings.changes_retention_days,
             allow_http_issuers=settings.oidc_allow_http,
+            webhook_allow_http=settings.webhook_allow_http,
+            webhook_allow_private=settings.webhook_allow_private,
         )
         self.documents: Documents = services.schema.documents
         self.compiled = CompiledReads(services, self.limits) if settings.compiled_reads else None

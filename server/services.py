@@ -16,6 +16,7 @@ from server.auth import Authenticator
 from server.fairuse import FairUse, Lanes, budget_key
 from server.logs import count_statements
 from server.settings import Settings, hs256_secret
+from server.webhooks import Sender
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     fair_use: FairUse
     lanes: Lanes
     cold_lanes: Lanes  # one never-seen document at a time per credential
+    webhooks: Sender | None = None  # started with the app (CASELOAD_WEBHOOK_SENDER)
 
     @classmethod
     def build(cls, settings: Settings, policies: PolicyStore | None = None) -> Services:
@@ -64,7 +66,17 @@ class Services:
             cold_lanes=Lanes(1, settings.max_queued_per_credential),
         )
 
+    def start_webhooks(self) -> Sender:
+        """Start this process's webhook sender (once)."""
+        if self.webhooks is None:
+            self.webhooks = Sender(self.settings)
+            self.webhooks.start()
+        return self.webhooks
+
     async def aclose(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
+            self.webhooks = None
         await self.authenticator.usage.aclose()
         await self.fair_use.aclose()
         await self.engine.dispose()

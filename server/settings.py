@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -125,6 +126,15 @@ class Settings(BaseSettings):
     subscription_queue: int = Field(default=200, gt=0)
     subscription_init_timeout_seconds: float = Field(default=10.0, gt=0)
     subscription_sweep_seconds: float = Field(default=5.0, gt=0)
+    # Webhooks: endpoints may be plain http, and may reach private, loopback and link-local
+    # addresses (both off: for tests and closed networks only).
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    # Waits before each retry of a failed delivery (s, m, h, d); after the last, the endpoint
+    # is disabled. The default retries for about a day.
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    # Every server process runs a webhook sender; false leaves sending to `caseload worker`.
+    webhook_sender: bool = True
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -162,6 +172,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip().startswith(("https://", "http://")):
             raise ValueError("write an https:// URL")
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        parse_waits(value)
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -222,6 +238,10 @@ class Settings(BaseSettings):
         return [o.rstrip("/") for o in _split(self.allowed_origins)]
 
     @property
+    def webhook_retries(self) -> list[timedelta]:
+        return parse_waits(self.webhook_retry_schedule)
+
+    @property
     def secret_path(self) -> Path:
         """Where the development secret lives (debug and demo only)."""
         return self.data_dir / "jwt-secret"
@@ -231,6 +251,24 @@ class Settings(BaseSettings):
             return None
         database = make_url(self.database_url).database
         return None if not database or database == ":memory:" else Path(database)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_waits(value: str) -> list[timedelta]:
+    """`5s,5m,2h` as waits; ValueError naming the part that is not one."""
+    waits = []
+    for part in _split(value):
+        number, unit = part[:-1], part[-1:].lower()
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+        if unit not in _UNITS or not amount > 0:
+            raise ValueError(f"{part!r} is not a wait: write e.g. 5s, 5m, 2h or 1d")
+        waits.append(timedelta(seconds=amount * _UNITS[unit]))
+    return waits
 
 
 def _split(value: str) -> list[str]:

@@ -18,6 +18,7 @@ from db.models import (
     AuditAction,
     AuditEvent,
     AutoAllocationRule,
+    Change,
     Course,
     Department,
     Evidence,
@@ -37,6 +38,9 @@ from db.models import (
     RuleScope,
     User,
     UserKind,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
 )
 from resolvers.api_keys import new_api_key
 from resolvers.ids import type_name_of
@@ -373,3 +377,41 @@ class World:
         )
         await self._save(row)
         return row
+
+    async def webhook(
+        self, org: Organisation, *, url: str = "https://hooks.example.org/caseload"
+    ) -> tuple[WebhookEndpoint, WebhookDelivery]:
+        """A webhook endpoint in `org` and one delivered delivery to it (of a change of its own)."""
+        now = utcnow()
+        change = Change(
+            position=None,
+            at=now,
+            organisation_id=org.id,
+            action=AuditAction.LEARNER_CREATED,
+            subject_type="Organisation",
+            subject_id=org.id,
+        )
+        endpoint = WebhookEndpoint(
+            organisation_id=org.id,
+            url=url,
+            events=AuditAction.LEARNER_CREATED.value,
+            secret="whsec_" + "A" * 44,
+            created_at=now,
+            updated_at=now,
+            after_position=0,
+        )
+        await self._save(change, endpoint)
+        delivery = WebhookDelivery(
+            endpoint_id=endpoint.id,
+            organisation_id=org.id,
+            change_id=change.id,
+            change_position=0,
+            status=WebhookDeliveryStatus.DELIVERED,
+            attempts=1,
+            created_at=now,
+            next_attempt_at=now,
+            delivered_at=now,
+            response_status=200,
+        )
+        await self._save(delivery)
+        return endpoint, delivery

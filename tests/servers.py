@@ -58,6 +58,7 @@ class Server:
     log: Path  # the process's stderr
     out: Path  # and its stdout
     pid: int = 0  # the server's process (one worker: uvicorn serves in it)
+    process: subprocess.Popen[bytes] | None = None  # for tests that kill it
 
     def log_text(self) -> str:
         return self.log.read_text()
@@ -81,7 +82,7 @@ def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
             stdout=out_file,
             stderr=err_file,
         )
-    server = Server(f"http://127.0.0.1:{port}", port, log, out, process.pid)
+    server = Server(f"http://127.0.0.1:{port}", port, log, out, process.pid, process)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -18,6 +18,7 @@ PROJECTIONS = {
     ("AuditEventConnection", "totalCount"),
     ("EvidenceConnection", "totalCount"),
     ("OrganisationConnection", "totalCount"),
+    ("WebhookDeliveryConnection", "totalCount"),
     ("Licence", "status"),  # the row's status as of the request's time
     ("Change", "cursor"),  # the change's own position, from its row
 }

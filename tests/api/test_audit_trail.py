@@ -286,6 +286,28 @@ async def _revoke_key(world: World, org: Organisation) -> tuple[User, dict[str, 
     return await world.staff(org, "SUPER_ADMIN"), {"apiKeyId": _gid(key)}
 
 
+async def _create_webhook(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    url = "https://93.184.216.34/hooks"  # a public address: no name to resolve
+    return await world.staff(org, "SUPER_ADMIN"), {"url": url, "events": ["LEARNER_CREATED"]}
+
+
+async def _webhook(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    endpoint, _ = await world.webhook(org)
+    return await world.staff(org, "SUPER_ADMIN"), {
+        "webhookEndpointId": _gid(endpoint, "WebhookEndpoint")
+    }
+
+
+async def _update_webhook(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    actor, given = await _webhook(world, org)
+    return actor, {**given, "description": "MIS"}
+
+
+async def _redeliver(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
+    _, delivery = await world.webhook(org)
+    return await world.staff(org, "SUPER_ADMIN"), {"deliveryId": _gid(delivery, "WebhookDelivery")}
+
+
 async def _course(world: World, org: Organisation) -> tuple[User, dict[str, Any]]:
     return await world.support(), {"title": "Safeguarding", "code": "SG-1"}
 
@@ -405,6 +427,11 @@ CASES: dict[str, Case] = {
     "signOffEvidence": Case("EVIDENCE_DECIDED", _decide),
     "createApiKey": Case("API_KEY_CREATED", _create_key),
     "revokeApiKey": Case("API_KEY_REVOKED", _revoke_key),
+    "createWebhookEndpoint": Case("WEBHOOK_ENDPOINT_CREATED", _create_webhook),
+    "updateWebhookEndpoint": Case("WEBHOOK_ENDPOINT_UPDATED", _update_webhook),
+    "deleteWebhookEndpoint": Case("WEBHOOK_ENDPOINT_DELETED", _webhook),
+    "rotateWebhookSecret": Case("WEBHOOK_SECRET_ROTATED", _webhook),
+    "redeliverWebhook": Case("WEBHOOK_REDELIVERED", _redeliver),
     "updateLearner": Case("LEARNER_UPDATED", _update_learner),
     "updateStaffMember": Case("STAFF_MEMBER_UPDATED", _update_staff),
     "deactivateStaffMember": Case("STAFF_MEMBER_DEACTIVATED", _deactivate),

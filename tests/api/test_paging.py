@@ -228,6 +228,7 @@ EVERY_LIST = {
     "evidence": ("", "id submittedAt"),
     "auditEvents": ("", "id at"),
     "organisations": ("", "id name"),
+    "webhookDeliveries": ("", "id createdAt status"),
 }
 
 
@@ -267,6 +268,8 @@ async def every_list_world(world: World) -> tuple[Any, list[Any], str]:
         if k % 2:
             await world.licence(pool, learner)
         await world.audit_event(org, AuditAction.LEARNER_CREATED, learner, at=same)
+    for _ in range(5):
+        await world.webhook(org)
     support = await world.support()
     await world.organisation()
     return org, [admin, support], gid("Course", course.id)

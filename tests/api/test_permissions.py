@@ -158,6 +158,8 @@ class Targets:
     licence: str  # the learner's, active and never launched
     rule: str
     api_key: str
+    webhook_endpoint: str
+    webhook_delivery: str  # delivered (redelivering it sends it again)
 
 
 def targets(facts: Facts, org_index: int) -> Targets:
@@ -175,6 +177,8 @@ def targets(facts: Facts, org_index: int) -> Targets:
     licence = next(x for x in facts.licences if x.learner_id == learner.id)
     rule = next(r for r in facts.rules if r.organisation_id == org)
     key = next(k for k in facts.api_keys if k.organisation_id == org)
+    hook = next(w for w in facts.webhook_endpoints if w.organisation_id == org)
+    sent = next(d for d in facts.webhook_deliveries if d.organisation_id == org and not d.pending)
     return Targets(
         organisation=gid("Organisation", org),
         learner=gid("Learner", learner.id),
@@ -191,6 +195,8 @@ def targets(facts: Facts, org_index: int) -> Targets:
         licence=gid("Licence", licence.id),
         rule=gid("AutoAllocationRule", rule.id),
         api_key=gid("ApiKey", key.id),
+        webhook_endpoint=gid("WebhookEndpoint", hook.id),
+        webhook_delivery=gid("WebhookDelivery", sent.id),
     )
 
 
@@ -385,6 +391,38 @@ OPERATIONS: dict[str, tuple[str, str, Callable[[Targets], dict[str, Any]], bool]
         lambda t: {"k": t.api_key},
         False,
     ),
+    "createWebhookEndpoint": (
+        'mutation { createWebhookEndpoint(input: {url: "https://93.184.216.34/hooks", '
+        "events: [LEARNER_CREATED]}) %s }",
+        "WebhookEndpointCreated",
+        lambda t: {},
+        False,
+    ),
+    "updateWebhookEndpoint": (
+        "mutation($w: ID!) { updateWebhookEndpoint(input: {webhookEndpointId: $w, "
+        'description: "MIS"}) %s }',
+        "WebhookEndpointUpdated",
+        lambda t: {"w": t.webhook_endpoint},
+        False,
+    ),
+    "deleteWebhookEndpoint": (
+        "mutation($w: ID!) { deleteWebhookEndpoint(input: {webhookEndpointId: $w}) %s }",
+        "WebhookEndpointDeleted",
+        lambda t: {"w": t.webhook_endpoint},
+        False,
+    ),
+    "rotateWebhookSecret": (
+        "mutation($w: ID!) { rotateWebhookSecret(input: {webhookEndpointId: $w}) %s }",
+        "WebhookSecretRotated",
+        lambda t: {"w": t.webhook_endpoint},
+        False,
+    ),
+    "redeliverWebhook": (
+        "mutation($d: ID!) { redeliverWebhook(input: {deliveryId: $d}) %s }",
+        "WebhookRedelivered",
+        lambda t: {"d": t.webhook_delivery},
+        False,
+    ),
     "createCourse": (
         'mutation { createCourse(input: {title: "Infection Control", code: "IC-1"}) %s }',
         "CourseCreated",
@@ -436,6 +474,10 @@ TARGET_VARIABLE = {
     "markLicenceCompleted": "x",
     "deleteAutoAllocationRule": "g",
     "revokeApiKey": "k",
+    "updateWebhookEndpoint": "w",
+    "deleteWebhookEndpoint": "w",
+    "rotateWebhookSecret": "w",
+    "redeliverWebhook": "d",
 }
 
 

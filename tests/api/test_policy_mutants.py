@@ -114,6 +114,9 @@ EQUIVALENT: dict[str, str] = {
     "widen: SUPER_ADMIN, api_key, create: organisation -> all": (
         "createApiKey always creates in the caller's own organisation"
     ),
+    "widen: SUPER_ADMIN, webhook_endpoint, create: organisation -> all": (
+        "createWebhookEndpoint always creates in the caller's own organisation"
+    ),
     "widen: ADMIN, auto_allocation_rule, create: organisation -> all": (
         "createAutoAllocationRule always creates in the caller's own organisation (a unit of "
         "another organisation is a ValidationError whatever the scope)"

@@ -372,6 +372,29 @@ async def _(world: World, api: Api) -> Scene:
     return Scene(call, {"apiKeyId": gid("ApiKey", key.id)})
 
 
+@scene("updateWebhookEndpoint")
+async def _(world: World, api: Api) -> Scene:
+    org, _, call = await _admin(world, api, "SUPER_ADMIN")
+    endpoint, _ = await world.webhook(org)
+    return Scene(
+        call, {"webhookEndpointId": gid("WebhookEndpoint", endpoint.id), "description": "MIS"}
+    )
+
+
+@scene("deleteWebhookEndpoint")
+async def _(world: World, api: Api) -> Scene:
+    org, _, call = await _admin(world, api, "SUPER_ADMIN")
+    endpoint, _ = await world.webhook(org)
+    return Scene(call, {"webhookEndpointId": gid("WebhookEndpoint", endpoint.id)})
+
+
+@scene("redeliverWebhook")
+async def _(world: World, api: Api) -> Scene:
+    org, _, call = await _admin(world, api, "SUPER_ADMIN")
+    _, delivery = await world.webhook(org)
+    return Scene(call, {"deliveryId": gid("WebhookDelivery", delivery.id)})
+
+
 def _document(name: str) -> str:
     input_type = MUTATIONS[name].args["input"].type
     selection = "__typename ... on Error { code message }"

@@ -42,6 +42,7 @@ from tests.authz.world import (
     MembershipSpec,
     RecordSpec,
     RuleSpec,
+    WebhookFact,
     Who,
     WorldSpec,
     build,
@@ -538,6 +539,39 @@ MUTATIONS |= {
           { __typename ... on ApiKeyRevoked { apiKey { revokedAt createdBy { name } } } } }""",
         {"k": gid("ApiKey", next(k.id for k in f.api_keys if not k.revoked))},
     ),
+    "createWebhookEndpoint (an endpoint per organisation)": lambda f: (
+        SUPER_ADMIN,
+        """mutation { createWebhookEndpoint(input: {url: "https://93.184.216.34/hooks",
+            events: [LEARNER_CREATED]})
+          { __typename ... on WebhookEndpointCreated {
+            endpoint { url events createdBy { name } } } } }""",
+        {},
+    ),
+    "updateWebhookEndpoint (an endpoint per organisation)": lambda f: (
+        SUPER_ADMIN,
+        """mutation($w: ID!) { updateWebhookEndpoint(input: {webhookEndpointId: $w,
+            description: "MIS"})
+          { __typename ... on WebhookEndpointUpdated { endpoint { description } } } }""",
+        {"w": gid("WebhookEndpoint", own_webhook(f).endpoint_id)},
+    ),
+    "deleteWebhookEndpoint (its deliveries)": lambda f: (
+        SUPER_ADMIN,
+        """mutation($w: ID!) { deleteWebhookEndpoint(input: {webhookEndpointId: $w})
+          { __typename ... on WebhookEndpointDeleted { webhookEndpointId } } }""",
+        {"w": gid("WebhookEndpoint", own_webhook(f).endpoint_id)},
+    ),
+    "rotateWebhookSecret (an endpoint per organisation)": lambda f: (
+        SUPER_ADMIN,
+        """mutation($w: ID!) { rotateWebhookSecret(input: {webhookEndpointId: $w})
+          { __typename ... on WebhookSecretRotated { secret endpoint { url } } } }""",
+        {"w": gid("WebhookEndpoint", own_webhook(f).endpoint_id)},
+    ),
+    "redeliverWebhook (its endpoint's deliveries)": lambda f: (
+        SUPER_ADMIN,
+        """mutation($d: ID!) { redeliverWebhook(input: {deliveryId: $d})
+          { __typename ... on WebhookRedelivered { delivery { status endpoint { url } } } } }""",
+        {"d": gid("WebhookDelivery", own_webhook(f).id)},
+    ),
     "createCourse (n courses in use)": lambda f: (
         SUPPORT,
         """mutation { createCourse(input: {title: "New Course", code: "NEW-1"})
@@ -565,6 +599,15 @@ MUTATIONS |= {
         {"o": gid("Organisation", f.organisations[0].id)},
     ),
 }
+
+
+def own_webhook(f: Facts) -> WebhookFact:
+    """A delivered delivery of organisation 0's endpoint (its super admin's)."""
+    return next(
+        d
+        for d in f.webhook_deliveries
+        if d.organisation_id == f.organisations[0].id and not d.pending
+    )
 
 
 def test_every_mutation_has_a_scenario() -> None:

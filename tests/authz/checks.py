@@ -77,6 +77,8 @@ NODE_TYPES = (
     "Course",
     "AutoAllocationRule",
     "ApiKey",
+    "WebhookEndpoint",
+    "WebhookDelivery",
 )
 
 NODE_FRAGMENT = """
@@ -100,6 +102,7 @@ fragment N on Node {
   ... on Licence { learner { id } course { id } rule { id } status }
   ... on Course { pool { seatsTotal } }
   ... on AutoAllocationRule { course { id } }
+  ... on WebhookDelivery { endpoint { id } }
 }"""
 
 CONNECTION = "totalCount edges { node { id } } pageInfo { hasNextPage endCursor }"
@@ -313,8 +316,13 @@ LISTS = {
     "evidence": "Evidence",
     "auditEvents": "AuditEvent",
     "organisations": "Organisation",
+    "webhookDeliveries": "WebhookDelivery",
 }
-PLAIN_LISTS = {"autoAllocationRules": "AutoAllocationRule", "apiKeys": "ApiKey"}
+PLAIN_LISTS = {
+    "autoAllocationRules": "AutoAllocationRule",
+    "apiKeys": "ApiKey",
+    "webhookEndpoints": "WebhookEndpoint",
+}
 COMPILABLE = ("learners", "apprenticeRecords")  # root lists the compiled read path answers
 
 
@@ -330,6 +338,7 @@ def expected_lists(check: Check) -> dict[str, set[str]]:
         "evidence": model.evidence_queue(who),
         "auditEvents": model.audit_events(who),
         "organisations": model.organisations(who),
+        "webhookDeliveries": model.webhook_deliveries(who),
     }
     return {name: {gid(LISTS[name], pk) for pk in found} for name, found in pks.items()}
 
@@ -349,6 +358,7 @@ async def check_lists(check: Check, *, small_pages: bool) -> None:
     for name, pks in (
         ("autoAllocationRules", check.model.rules_in_force(check.who)),
         ("apiKeys", check.model.api_keys(check.who)),
+        ("webhookEndpoints", check.model.webhook_endpoints(check.who)),
     ):
         check.problems.compare(
             check.label,
@@ -799,6 +809,8 @@ def all_ids(facts: Facts) -> dict[str, list[int]]:
         "Course": list(facts.courses),
         "AutoAllocationRule": [r.id for r in facts.rules],
         "ApiKey": [k.id for k in facts.api_keys],
+        "WebhookEndpoint": [w.id for w in facts.webhook_endpoints],
+        "WebhookDelivery": [d.id for d in facts.webhook_deliveries],
     }
 
 
@@ -886,6 +898,9 @@ def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:
         shape |= {"pool": model.pool_shown(who, pk)}
     elif type_name == "AutoAllocationRule":
         shape |= {"course": gid("Course", model.rule[pk].course_id)}
+    elif type_name == "WebhookDelivery":
+        (d,) = [d for d in check.facts.webhook_deliveries if d.id == pk]
+        shape |= {"endpoint": gid("WebhookEndpoint", d.endpoint_id)}
     return shape
 
 
@@ -1534,6 +1549,64 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
                     {"t": target},
                     decide(
                         pk is not None and pk in revoked, True, target, ("granted", "ApiKeyRevoked")
+                    ),
+                )
+            )
+    if model.holds(who, "updateWebhookEndpoint"):
+        # Visible endpoints (refused input: nothing changes) and those the caller cannot see.
+        seen_hooks = model.webhook_endpoints(who)
+        hooks = [w.id for w in facts.webhook_endpoints]
+        for pk in pick(hooks, seen_hooks):
+            target = gid("WebhookEndpoint", pk or MISSING_PK)
+            shown = pk is not None and pk in seen_hooks
+            found.append(
+                Probe(
+                    "updateWebhookEndpoint",
+                    "updateWebhookEndpoint(input: {webhookEndpointId: $t, events: []})",
+                    {"t": target},
+                    decide(shown, True, target, ("invalid", "events")),
+                )
+            )
+            if shown:
+                continue  # deleting or rotating a visible one would change it
+            for operation in ("deleteWebhookEndpoint", "rotateWebhookSecret"):
+                found.append(
+                    Probe(
+                        operation,
+                        f"{operation}(input: {{webhookEndpointId: $t}})",
+                        {"t": target},
+                        ("not_found", target),
+                    )
+                )
+    if model.holds(who, "createWebhookEndpoint"):
+        found.append(
+            Probe(
+                "createWebhookEndpoint",
+                'createWebhookEndpoint(input: {url: "https://hooks.example.org/", events: []})',
+                {},
+                ("invalid", "events"),
+            )
+        )
+    if model.holds(who, "redeliverWebhook"):
+        # Deliveries waiting to be sent (redelivering one changes nothing) and those the caller
+        # cannot see.
+        seen_deliveries = model.webhook_deliveries(who)
+        waiting = frozenset(d.id for d in facts.webhook_deliveries if d.pending) & seen_deliveries
+        candidates = [
+            d.id for d in facts.webhook_deliveries if d.id in waiting or d.id not in seen_deliveries
+        ]
+        for pk in pick(candidates, waiting):
+            target = gid("WebhookDelivery", pk or MISSING_PK)
+            found.append(
+                Probe(
+                    "redeliverWebhook",
+                    "redeliverWebhook(input: {deliveryId: $t})",
+                    {"t": target},
+                    decide(
+                        pk is not None and pk in waiting,
+                        True,
+                        target,
+                        ("granted", "WebhookRedelivered"),
                     ),
                 )
             )

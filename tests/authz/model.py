@@ -135,6 +135,11 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "deleteAutoAllocationRule": ADMINS,
     "createApiKey": frozenset({SUPER_ADMIN}),
     "revokeApiKey": frozenset({SUPER_ADMIN}),
+    "createWebhookEndpoint": frozenset({SUPER_ADMIN}),
+    "updateWebhookEndpoint": frozenset({SUPER_ADMIN}),
+    "deleteWebhookEndpoint": frozenset({SUPER_ADMIN}),
+    "rotateWebhookSecret": frozenset({SUPER_ADMIN}),
+    "redeliverWebhook": frozenset({SUPER_ADMIN}),
     "createCourse": frozenset({SUPPORT}),
     "setLicencePool": frozenset({SUPPORT}),
     # "bind or remove an organisation's identity provider | SUPPORT"
@@ -450,6 +455,21 @@ class Model:
             k.id for k in self.facts.api_keys if k.organisation_id == who.organisation_id
         )
 
+    def webhook_endpoints(self, who: Who) -> frozenset[int]:
+        """Reads, "webhook endpoints and deliveries": SUPER_ADMIN only, org."""
+        if SUPER_ADMIN not in who.roles:
+            return frozenset()
+        return frozenset(
+            w.id for w in self.facts.webhook_endpoints if w.organisation_id == who.organisation_id
+        )
+
+    def webhook_deliveries(self, who: Who) -> frozenset[int]:
+        if SUPER_ADMIN not in who.roles:
+            return frozenset()
+        return frozenset(
+            d.id for d in self.facts.webhook_deliveries if d.organisation_id == who.organisation_id
+        )
+
     def licence_rule(self, who: Who, licence: int) -> int | None:
         """`Licence.rule` of a visible licence: the rule, if the caller reads rules."""
         rule = self.licence[licence].rule_id
@@ -486,6 +506,8 @@ class Model:
             "Course": self.courses(who),
             "AutoAllocationRule": self.rules(who),
             "ApiKey": self.api_keys(who),
+            "WebhookEndpoint": self.webhook_endpoints(who),
+            "WebhookDelivery": self.webhook_deliveries(who),
         }
 
     # --- Lists and filters ---------------------------------------------------------------------

@@ -53,6 +53,9 @@ from db.models import (
     RuleScope,
     User,
     UserKind,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
 )
 from server.tokens import new_api_key
 
@@ -631,6 +634,16 @@ class AuditFact:
 
 
 @dataclass(frozen=True)
+class WebhookFact:
+    """An endpoint, or one of its deliveries (`endpoint_id`: the endpoint's)."""
+
+    id: int
+    organisation_id: int
+    endpoint_id: int
+    pending: bool = True  # a delivery waiting to be sent (redelivering it changes nothing)
+
+
+@dataclass(frozen=True)
 class Who:
     """A principal: a membership signed in for its organisation, an external assessor,
     a support user, or an API key."""
@@ -678,6 +691,8 @@ class Facts:
     licences: list[LicenceFact] = field(default_factory=list)
     # The outbox, in commit order: (subject type, subject id) of each change.
     changes: list[tuple[str, int]] = field(default_factory=list)
+    webhook_endpoints: list[WebhookFact] = field(default_factory=list)
+    webhook_deliveries: list[WebhookFact] = field(default_factory=list)
 
     def principals(self) -> list[Who]:
         staff = [
@@ -1028,6 +1043,56 @@ async def build(engine: AsyncEngine, spec: WorldSpec) -> Facts:
             for x, y in zip(licences, spec.licences, strict=True)
         ]
         await save(*the_changes(facts))
+        # Every organisation has a webhook endpoint with two deliveries (of changes of its own,
+        # after the outbox's other rows, to objects that are gone: the feed shows no one
+        # them, so the feed's model stays the_changes'), one delivered, one waiting.
+        last = len(facts.changes)
+        for n, org in enumerate(organisations):
+            changes = [
+                Change(
+                    position=last + 2 * n + k + 1,
+                    at=now,
+                    organisation_id=org.id,
+                    action=AuditAction.LEARNER_CREATED,
+                    subject_type="Learner",
+                    subject_id=GONE_PK + 1 + 2 * n + k,
+                )
+                for k in range(2)
+            ]
+            endpoint = WebhookEndpoint(
+                organisation_id=org.id,
+                url=f"https://hooks.example.org/{org.slug}",
+                events=AuditAction.LEARNER_CREATED.value,
+                secret="whsec_" + "A" * 44,
+                created_at=now,
+                updated_at=now,
+                after_position=last + 2 * n + 2,
+            )
+            await save(*changes, endpoint)
+            deliveries = [
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    organisation_id=org.id,
+                    change_id=change.id,
+                    change_position=change.position,
+                    status=status,
+                    attempts=1,
+                    created_at=now,
+                    next_attempt_at=now + timedelta(days=1),
+                    delivered_at=now if status is WebhookDeliveryStatus.DELIVERED else None,
+                )
+                for change, status in zip(
+                    changes,
+                    (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.PENDING),
+                    strict=True,
+                )
+            ]
+            await save(*deliveries)
+            facts.webhook_endpoints.append(WebhookFact(endpoint.id, org.id, endpoint.id))
+            facts.webhook_deliveries += [
+                WebhookFact(d.id, org.id, endpoint.id, d.status is WebhookDeliveryStatus.PENDING)
+                for d in deliveries
+            ]
     return facts
 
 
