@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType
-from sqlalchemy import bindparam, make_url
+from sqlalchemy import bindparam
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -54,7 +53,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Connec
 from strawberry.types import ExecutionResult
 from strawberry.utils.aio import aclosing
 
-from db import models, notify
+from db import models
 from db.base import utcnow
 from db.models import Allocation
 from db.session import Database
@@ -256,20 +255,17 @@ class Hub:
     def wake(self) -> None:
         self.wakeup.set()
 
-    def _announced(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            self.announced = max(self.announced, int(payload))
+    def _announced(self, position: int | None) -> None:
+        if position is None:
+            self.wake()
+            return
+        self.announced = max(self.announced, position)
         if self.announced > self.delivered:
             self.wake()
 
     async def _run(self) -> None:
-        settings = self.services.settings
-        listening: asyncio.Task[None] | None = None
-        stop: Callable[[], None] | None = None
-        if settings.is_sqlite:
-            stop = notify.listen(str(self.services.engine.url), self.wake)
-        else:
-            listening = asyncio.get_running_loop().create_task(self._listen())
+        stop = self.services.commits.listen(self._announced)
+        self.wake()
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -285,34 +281,7 @@ class Hub:
                     await asyncio.sleep(1)
                     self.wake()
         finally:
-            if stop is not None:
-                stop()
-            if listening is not None:
-                listening.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listening
-
-    async def _listen(self) -> None:
-        """PostgreSQL: one connection per process LISTENs; lost, it is made again (and the
-        outbox read, for what was announced meanwhile)."""
-        url = make_url(self.services.settings.database_url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(dsn)
-                lost = asyncio.Event()
-                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await connection.add_listener(notify.CHANNEL, self._announced)
-                self.wake()
-                await lost.wait()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("listening for commits failed; trying again", exc_info=exc)
-            finally:
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=2)
-            await asyncio.sleep(1)
+            stop()
 
     # Subscribers -----------------------------------------------------------------------
 
