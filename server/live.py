@@ -64,7 +64,7 @@ from resolvers.context import Limits
 from resolvers.errors import OperationError
 from schema.context import RequestContext
 from schema.extensions import shape_error
-from server.auth import Authenticator, AuthFailure, Credentials
+from server.auth import ORGANISATION_HEADER, Authenticator, AuthFailure, Credentials
 from server.fairuse import budget_key
 from server.services import Services
 
@@ -93,10 +93,11 @@ class TooManySubscriptions(OperationError):
 
 
 async def read_credentials(
-    authenticator: Authenticator, header: str | None, now: datetime
+    authenticator: Authenticator, header: str | None, now: datetime, organisation: str | None
 ) -> Credentials | AuthFailure | None:
-    """What an Authorization value claims (the one place subscriptions read it)."""
-    return await authenticator.read(header, now)
+    """What an Authorization value claims (the one place subscriptions read it); `organisation`
+    is the connection's X-Caseload-Organisation, as over HTTP."""
+    return await authenticator.read(header, now, organisation)
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,12 @@ class Refusal:
 
 
 async def check(
-    services: Services, db: Database, header: str | None, now: datetime
+    services: Services, db: Database, header: str | None, now: datetime, organisation: str | None
 ) -> Principal | Refusal:
-    """Who an Authorization value signs in as now, as HTTP decides it (one statement)."""
+    """Who an Authorization value (with the connection's X-Caseload-Organisation) signs in as
+    now, as HTTP decides it (one statement)."""
     authenticator = services.authenticator
-    credentials = await read_credentials(authenticator, header, now)
+    credentials = await read_credentials(authenticator, header, now, organisation)
     if credentials is None:
         return Refusal(UNAUTHORIZED, SIGN_IN_FIRST)
     if isinstance(credentials, AuthFailure):
@@ -131,6 +133,13 @@ class Connection:
     credential: str  # whose subscriptions these are, for the cap per credential
     closer: Callable[[int, str], Awaitable[None]]
     closed: bool = False
+    # The organisation a token without one acts in (X-Caseload-Organisation), for every check.
+    organisation: str | None = None
+
+    @property
+    def signs_in_as(self) -> tuple[str, str | None]:
+        """What every check of this connection reads."""
+        return self.header, self.organisation
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -338,13 +347,13 @@ class Hub:
             until = await changes.head(RequestContext(db=db, now=now, principal=None, policy=None))
             self.delivered = until
             followers = [f for f in self.followers if not f.connection.closed]
-            found: dict[str, Principal | Refusal] = {}
-            for header in {f.connection.header for f in followers}:
-                found[header] = await check(services, db, header, now)
+            found: dict[tuple[str, str | None], Principal | Refusal] = {}
+            for header, organisation in {f.connection.signs_in_as for f in followers}:
+                found[header, organisation] = await check(services, db, header, now, organisation)
             groups: dict[Any, list[Follower]] = {}
             shapes: dict[Any, Principal] = {}
             for follower in followers:
-                who = found[follower.connection.header]
+                who = found[follower.connection.signs_in_as]
                 if isinstance(who, Refusal):
                     self.remove(follower)
                     await follower.connection.close(who.code, who.reason)
@@ -517,10 +526,16 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
         if header is not None and not isinstance(header, str):
             await self.websocket.close(code=4400, reason="Authorization must be a string.")
             return
+        organisation = payload.get(ORGANISATION_HEADER, payload.get(ORGANISATION_HEADER.lower()))
+        if organisation is None:  # else the websocket handshake's header, as over HTTP
+            organisation = self.websocket.ws.headers.get(ORGANISATION_HEADER)  # type: ignore[attr-defined]
+        if organisation is not None and not isinstance(organisation, str):
+            await self.websocket.close(code=4400, reason=f"{ORGANISATION_HEADER} must be a string.")
+            return
         services = self.app.services
         db = Database(services.maker)
         try:
-            found = await check(services, db, header, utcnow())
+            found = await check(services, db, header, utcnow(), organisation)
         finally:
             await db.close()
         if isinstance(found, Refusal):
@@ -528,10 +543,13 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await self.websocket.close(code=found.code, reason=reason)
             return
         assert header is not None
-        credentials = await read_credentials(services.authenticator, header, utcnow())
+        credentials = await read_credentials(services.authenticator, header, utcnow(), organisation)
         assert credentials is not None and not isinstance(credentials, AuthFailure)
         self.connection = Connection(
-            header, budget_key(credentials, None), closer=self.websocket.close
+            header,
+            budget_key(credentials, None),
+            closer=self.websocket.close,
+            organisation=organisation,
         )
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True

@@ -138,10 +138,22 @@ class Subscriber:
 
 @asynccontextmanager
 async def connect(
-    server: Server, authorization: str | None, *, ack: bool = True
+    server: Server,
+    authorization: str | None,
+    *,
+    ack: bool = True,
+    more: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Subscriber]:
-    async with websockets.connect(ws_url(server), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+    """A websocket signed in with `authorization` (and `more` in connection_init's payload;
+    `headers` on the handshake)."""
+    async with websockets.connect(
+        ws_url(server),
+        subprotocols=[PROTOCOL],  # type: ignore[list-item]
+        additional_headers=headers,
+    ) as socket:
         payload = {} if authorization is None else {"Authorization": authorization}
+        payload |= more or {}
         await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
         if ack:
             answer = json.loads(await asyncio.wait_for(socket.recv(), EVENT_WAIT))
@@ -392,6 +404,47 @@ async def test_sign_in_and_the_credential_checked_on_every_event(
             await subscriber.subscribe("1")
             code, reason = await subscriber.closed(within=10)
             assert code == 4401 and reason is not None and "expired" in reason
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_token_without_an_organisation_names_it_like_the_http_header(
+    backend: Backend, world: World, tmp_path: Path
+) -> None:
+    org, other = await world.organisation(), await world.organisation()
+    person = await world.staff(org, "ADMIN")
+    await world.staff(other, "ADMIN", user=person)
+    learner = await world.learner(org, name="Here")
+    elsewhere = await world.learner(other, name="There")
+    unnamed = bearer(backend, person, None)  # no `org` claim: two organisations to choose from
+    with serve(tmp_path, env=env_for(backend)) as server:
+        # naming none: refused, as over HTTP without the header
+        async with connect(server, unnamed, ack=False) as subscriber:
+            assert (await subscriber.closed())[0] in (4401, 4403)
+        async with (
+            connect(server, unnamed, more={"X-Caseload-Organisation": org.slug}) as here,
+            connect(server, unnamed, headers={"X-Caseload-Organisation": other.slug}) as there,
+        ):
+            for subscriber in (here, there):
+                await subscriber.subscribe("1")
+                await started(subscriber)
+            for row, slug in ((learner, org.slug), (elsewhere, other.slug)):
+                async with httpx.AsyncClient(timeout=30) as client:
+                    answer = await client.post(
+                        f"{server.url}/graphql",
+                        json={
+                            "query": UPDATE_LEARNER,
+                            "variables": {"id": gid("Learner", row.id), "name": f"{slug} renamed"},
+                        },
+                        headers={"Authorization": unnamed, "X-Caseload-Organisation": slug},
+                    )
+                assert "errors" not in answer.json(), answer.json()
+            # every event re-checks the credential with the organisation the connection named
+            for subscriber, row in ((here, learner), (there, elsewhere)):
+                await subscriber.until(lambda s=subscriber: len(s.events.get("1", [])) >= 1)
+                assert [e["subject"]["id"] for e in subscriber.events["1"]] == [
+                    gid("Learner", row.id)
+                ]
+                assert subscriber.socket.close_code is None
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
