@@ -49,7 +49,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
     _OperationStreamClosed,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.utils.aio import aclosing
 
@@ -66,6 +69,8 @@ from schema.context import RequestContext
 from schema.extensions import shape_error
 from server.auth import ORGANISATION_HEADER, Authenticator, AuthFailure, Credentials
 from server.fairuse import budget_key
+from server.http import Refused, checked_body
+from server.persisted import resolve
 from server.services import Services
 
 if TYPE_CHECKING:
@@ -553,6 +558,30 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
         )
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """The document as over HTTP: sent as `query`, or named by `documentId` or
+        `extensions.persistedQuery`; with trusted documents, only those (server/persisted.py).
+        A document refused so answers an `error` for its operation."""
+        payload: Any = message.get("payload")
+        if not isinstance(payload, dict):
+            await self.handle_invalid_message("A subscribe message's payload must be an object.")
+            return
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            sent = dict(payload)
+            if sent.get("query") == "" and ("documentId" in sent or "extensions" in sent):
+                del sent["query"]  # a client whose type needs a string sends "" with an id
+            try:
+                body, _ = resolve(checked_body(sent), self.app.documents, self.app.trusted)
+            except Refused as refused:
+                error = GraphQLError(refused.message, extensions={"code": refused.code})
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [error.formatted]}
+                )
+                return
+            payload = {**payload, "query": body.query}
+            message = {**message, "payload": payload}
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
         try:

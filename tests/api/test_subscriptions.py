@@ -8,6 +8,7 @@ sends nothing; revoked, deactivated and expired credentials close the websocket;
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -111,12 +112,11 @@ class Subscriber:
         self.changed.set()
 
     async def subscribe(self, key: str, query: str = CHANGES, **variables: Any) -> None:
-        message = {
-            "id": key,
-            "type": "subscribe",
-            "payload": {"query": query, "variables": variables},
-        }
-        await self.socket.send(json.dumps(message))
+        await self.send(key, {"query": query, "variables": variables})
+
+    async def send(self, key: str, payload: dict[str, Any]) -> None:
+        """Subscribe with this payload as it stands."""
+        await self.socket.send(json.dumps({"id": key, "type": "subscribe", "payload": payload}))
 
     async def until(self, check: Any, within: float = EVENT_WAIT) -> None:
         try:
@@ -445,6 +445,50 @@ async def test_a_token_without_an_organisation_names_it_like_the_http_header(
                     gid("Learner", row.id)
                 ]
                 assert subscriber.socket.close_code is None
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_with_trusted_documents_a_subscription_runs_only_by_id(
+    backend: Backend, world: World, tmp_path: Path
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org, name="Watched")
+    by_admin = bearer(backend, admin, org)
+    trusted = tmp_path / "persisted-documents.json"
+    trusted.write_text(json.dumps({"changes": CHANGES, "rename": UPDATE_LEARNER}))
+    env = env_for(backend, CASELOAD_TRUSTED_DOCUMENTS=str(trusted))
+    sha256 = hashlib.sha256(CHANGES.encode()).hexdigest()
+    with serve(tmp_path / "server", env=env) as server:
+        async with connect(server, by_admin) as subscriber:
+            await subscriber.subscribe("text")  # the same document, sent as text
+            await subscriber.send("unknown", {"documentId": "nope"})
+            await subscriber.send("by-id", {"documentId": "changes", "variables": {}})
+            persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+            await subscriber.send("by-hash", {"query": "", "extensions": persisted})
+            await subscriber.until(lambda: {"text", "unknown"} <= set(subscriber.errors))
+            codes = {k: v[0]["extensions"]["code"] for k, v in subscriber.errors.items()}
+            assert codes == {
+                "text": "PERSISTED_QUERY_ONLY",
+                "unknown": "TRUSTED_DOCUMENT_NOT_FOUND",
+            }
+            await started(subscriber)
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.post(
+                    f"{server.url}/graphql",
+                    json={
+                        "documentId": "rename",
+                        "variables": {"id": gid("Learner", learner.id), "name": "Renamed"},
+                    },
+                    headers={"Authorization": by_admin},
+                )
+            assert "errors" not in answer.json(), answer.json()
+            await subscriber.until(lambda: {"by-id", "by-hash"} <= set(subscriber.events))
+            for key in ("by-id", "by-hash"):
+                (event,) = subscriber.events[key]
+                assert event["subject"] == {"id": gid("Learner", learner.id), "name": "Renamed"}
+            assert set(subscriber.errors) == {"text", "unknown"}
+            assert subscriber.socket.close_code is None
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
