@@ -483,7 +483,9 @@ class CaseloadGraphQL(GraphQL[RequestContext, None]):
         services = self.services
 
         async def sign_in(ctx: RequestContext) -> None:
-            found = await check(services, ctx.db, connection.header, ctx.now)
+            found = await check(
+                services, ctx.db, connection.header, ctx.now, connection.organisation
+            )
             if isinstance(found, Refusal):
                 ctx.auth_error = found.reason
                 await connection.close(found.code, found.reason)

@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType
-from sqlalchemy import bindparam, make_url
+from sqlalchemy import bindparam
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -50,11 +49,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
     _OperationStreamClosed,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.utils.aio import aclosing
 
-from db import models, notify
+from db import models
 from db.base import utcnow
 from db.models import Allocation
 from db.session import Database
@@ -65,8 +67,10 @@ from resolvers.context import Limits
 from resolvers.errors import OperationError
 from schema.context import RequestContext
 from schema.extensions import shape_error
-from server.auth import Authenticator, AuthFailure, Credentials
+from server.auth import ORGANISATION_HEADER, Authenticator, AuthFailure, Credentials
 from server.fairuse import budget_key
+from server.http import Refused, checked_body
+from server.persisted import resolve
 from server.services import Services
 
 if TYPE_CHECKING:
@@ -94,10 +98,11 @@ class TooManySubscriptions(OperationError):
 
 
 async def read_credentials(
-    authenticator: Authenticator, header: str | None, now: datetime
+    authenticator: Authenticator, header: str | None, now: datetime, organisation: str | None
 ) -> Credentials | AuthFailure | None:
-    """What an Authorization value claims (the one place subscriptions read it)."""
-    return await authenticator.read(header, now)
+    """What an Authorization value claims (the one place subscriptions read it); `organisation`
+    is the connection's X-Caseload-Organisation, as over HTTP."""
+    return await authenticator.read(header, now, organisation)
 
 
 @dataclass(frozen=True)
@@ -107,11 +112,12 @@ class Refusal:
 
 
 async def check(
-    services: Services, db: Database, header: str | None, now: datetime
+    services: Services, db: Database, header: str | None, now: datetime, organisation: str | None
 ) -> Principal | Refusal:
-    """Who an Authorization value signs in as now, as HTTP decides it (one statement)."""
+    """Who an Authorization value (with the connection's X-Caseload-Organisation) signs in as
+    now, as HTTP decides it (one statement)."""
     authenticator = services.authenticator
-    credentials = await read_credentials(authenticator, header, now)
+    credentials = await read_credentials(authenticator, header, now, organisation)
     if credentials is None:
         return Refusal(UNAUTHORIZED, SIGN_IN_FIRST)
     if isinstance(credentials, AuthFailure):
@@ -132,6 +138,13 @@ class Connection:
     credential: str  # whose subscriptions these are, for the cap per credential
     closer: Callable[[int, str], Awaitable[None]]
     closed: bool = False
+    # The organisation a token without one acts in (X-Caseload-Organisation), for every check.
+    organisation: str | None = None
+
+    @property
+    def signs_in_as(self) -> tuple[str, str | None]:
+        """What every check of this connection reads."""
+        return self.header, self.organisation
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -256,20 +269,17 @@ class Hub:
     def wake(self) -> None:
         self.wakeup.set()
 
-    def _announced(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            self.announced = max(self.announced, int(payload))
+    def _announced(self, position: int | None) -> None:
+        if position is None:
+            self.wake()
+            return
+        self.announced = max(self.announced, position)
         if self.announced > self.delivered:
             self.wake()
 
     async def _run(self) -> None:
-        settings = self.services.settings
-        listening: asyncio.Task[None] | None = None
-        stop: Callable[[], None] | None = None
-        if settings.is_sqlite:
-            stop = notify.listen(str(self.services.engine.url), self.wake)
-        else:
-            listening = asyncio.get_running_loop().create_task(self._listen())
+        stop = self.services.commits.listen(self._announced)
+        self.wake()
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -285,34 +295,7 @@ class Hub:
                     await asyncio.sleep(1)
                     self.wake()
         finally:
-            if stop is not None:
-                stop()
-            if listening is not None:
-                listening.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listening
-
-    async def _listen(self) -> None:
-        """PostgreSQL: one connection per process LISTENs; lost, it is made again (and the
-        outbox read, for what was announced meanwhile)."""
-        url = make_url(self.services.settings.database_url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(dsn)
-                lost = asyncio.Event()
-                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await connection.add_listener(notify.CHANNEL, self._announced)
-                self.wake()
-                await lost.wait()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("listening for commits failed; trying again", exc_info=exc)
-            finally:
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=2)
-            await asyncio.sleep(1)
+            stop()
 
     # Subscribers -----------------------------------------------------------------------
 
@@ -369,13 +352,13 @@ class Hub:
             until = await changes.head(RequestContext(db=db, now=now, principal=None, policy=None))
             self.delivered = until
             followers = [f for f in self.followers if not f.connection.closed]
-            found: dict[str, Principal | Refusal] = {}
-            for header in {f.connection.header for f in followers}:
-                found[header] = await check(services, db, header, now)
+            found: dict[tuple[str, str | None], Principal | Refusal] = {}
+            for header, organisation in {f.connection.signs_in_as for f in followers}:
+                found[header, organisation] = await check(services, db, header, now, organisation)
             groups: dict[Any, list[Follower]] = {}
             shapes: dict[Any, Principal] = {}
             for follower in followers:
-                who = found[follower.connection.header]
+                who = found[follower.connection.signs_in_as]
                 if isinstance(who, Refusal):
                     self.remove(follower)
                     await follower.connection.close(who.code, who.reason)
@@ -548,10 +531,16 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
         if header is not None and not isinstance(header, str):
             await self.websocket.close(code=4400, reason="Authorization must be a string.")
             return
+        organisation = payload.get(ORGANISATION_HEADER, payload.get(ORGANISATION_HEADER.lower()))
+        if organisation is None:  # else the websocket handshake's header, as over HTTP
+            organisation = self.websocket.ws.headers.get(ORGANISATION_HEADER)  # type: ignore[attr-defined]
+        if organisation is not None and not isinstance(organisation, str):
+            await self.websocket.close(code=4400, reason=f"{ORGANISATION_HEADER} must be a string.")
+            return
         services = self.app.services
         db = Database(services.maker)
         try:
-            found = await check(services, db, header, utcnow())
+            found = await check(services, db, header, utcnow(), organisation)
         finally:
             await db.close()
         if isinstance(found, Refusal):
@@ -559,13 +548,40 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await self.websocket.close(code=found.code, reason=reason)
             return
         assert header is not None
-        credentials = await read_credentials(services.authenticator, header, utcnow())
+        credentials = await read_credentials(services.authenticator, header, utcnow(), organisation)
         assert credentials is not None and not isinstance(credentials, AuthFailure)
         self.connection = Connection(
-            header, budget_key(credentials, None), closer=self.websocket.close
+            header,
+            budget_key(credentials, None),
+            closer=self.websocket.close,
+            organisation=organisation,
         )
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """The document as over HTTP: sent as `query`, or named by `documentId` or
+        `extensions.persistedQuery`; with trusted documents, only those (server/persisted.py).
+        A document refused so answers an `error` for its operation."""
+        payload: Any = message.get("payload")
+        if not isinstance(payload, dict):
+            await self.handle_invalid_message("A subscribe message's payload must be an object.")
+            return
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            sent = dict(payload)
+            if sent.get("query") == "" and ("documentId" in sent or "extensions" in sent):
+                del sent["query"]  # a client whose type needs a string sends "" with an id
+            try:
+                body, _ = resolve(checked_body(sent), self.app.documents, self.app.trusted)
+            except Refused as refused:
+                error = GraphQLError(refused.message, extensions={"code": refused.code})
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [error.formatted]}
+                )
+                return
+            payload = {**payload, "query": body.query}
+            message = {**message, "payload": payload}
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
         try:

@@ -13,6 +13,7 @@ from policies.enforcer import PolicyStore
 from schema import build_schema
 from schema.extensions import QueryLimits
 from server.auth import Authenticator
+from server.commits import Commits
 from server.fairuse import FairUse, Lanes, budget_key
 from server.logs import count_statements
 from server.settings import Settings, hs256_secret
@@ -31,6 +32,7 @@ class Services:
     fair_use: FairUse
     lanes: Lanes
     cold_lanes: Lanes  # one never-seen document at a time per credential
+    commits: Commits  # news of commits, for the subscription hub and the webhook sender
     webhooks: Sender | None = None  # started with the app (CASELOAD_WEBHOOK_SENDER)
 
     @classmethod
@@ -64,12 +66,13 @@ class Services:
             fair_use=fair_use,
             lanes=Lanes(settings.max_concurrent_per_credential, settings.max_queued_per_credential),
             cold_lanes=Lanes(1, settings.max_queued_per_credential),
+            commits=commits_of(settings, engine),
         )
 
     def start_webhooks(self) -> Sender:
         """Start this process's webhook sender (once)."""
         if self.webhooks is None:
-            self.webhooks = Sender(self.settings)
+            self.webhooks = Sender(self.settings, commits=self.commits)
             self.webhooks.start()
         return self.webhooks
 
@@ -77,9 +80,17 @@ class Services:
         if self.webhooks is not None:
             await self.webhooks.aclose()
             self.webhooks = None
+        await self.commits.aclose()
         await self.authenticator.usage.aclose()
         await self.fair_use.aclose()
         await self.engine.dispose()
+
+
+def commits_of(settings: Settings, engine: AsyncEngine) -> Commits:
+    """The news of commits to the database `engine` writes."""
+    return Commits(
+        settings.database_url, postgres=not settings.is_sqlite, local_key=str(engine.url)
+    )
 
 
 def limits_of(settings: Settings) -> QueryLimits:

@@ -17,6 +17,9 @@ Two steps, each its own short transaction, repeated by every sender:
 A failed try (no 2xx answer within 5 s) is tried again after the next wait of
 CASELOAD_WEBHOOK_RETRY_SCHEDULE; after the last, the delivery is FAILED and the endpoint
 disabled, with an audit event saying so.
+
+An idle sender looks for work when changes commit (server/commits.py: PostgreSQL's NOTIFY, or
+SQLite's in-process news, the same the subscription hub wakes on) and at least every 0.25 s.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import ipaddress
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -71,13 +75,14 @@ from resolvers.context import Context, Limits
 from resolvers.ids import encode_id
 from resolvers.outcomes import Invalid
 from resolvers.pagination import encode_cursor
+from server.commits import Commits
 from server.settings import Settings
 
 log = logging.getLogger("caseload.webhooks")
 
 TIMEOUT_SECONDS = 5.0
 KEPT_BYTES = 1024  # of a receiver's answer
-POLL_SECONDS = 0.25  # an idle sender looks for work this often
+POLL_SECONDS = 0.25  # an idle sender looks for work this often, besides when woken by a commit
 FAN_OUT_BATCH = 1000  # commit positions read for one endpoint in one transaction
 LANES = 2  # deliveries one PostgreSQL process posts at once (to different endpoints)
 BATCH = 20  # deliveries of one endpoint claimed together, posted one after the other
@@ -141,6 +146,7 @@ class Sender:
         poll_seconds: float = POLL_SECONDS,
         lanes: int = LANES,
         engine: AsyncEngine | None = None,
+        commits: Commits | None = None,
     ) -> None:
         self.postgres = not settings.is_sqlite
         self.lanes = lanes if self.postgres else 1
@@ -157,6 +163,13 @@ class Sender:
             webhook_allow_private=settings.webhook_allow_private,
         )
         self.poll_seconds = poll_seconds
+        # Woken when changes commit (the poll is the backstop); one event per lane.
+        self.commits = commits or Commits(
+            settings.database_url, postgres=self.postgres, local_key=str(self.engine.url)
+        )
+        self._own_commits = commits is None
+        self._wakeups: list[asyncio.Event] = []
+        self._stop_listening: Callable[[], None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # SQLite: one process sends; the one holding this file's lock (servers of one file
@@ -179,12 +192,24 @@ class Sender:
         if self._tasks:
             return
         loop = asyncio.get_running_loop()
+        self._wakeups = [asyncio.Event() for _ in range(self.lanes)]
+        self._stop_listening = self.commits.listen(self.wake)
         self._tasks = [
-            loop.create_task(self._run(), name="webhook-sender") for _ in range(self.lanes)
+            loop.create_task(self._run(wakeup), name="webhook-sender") for wakeup in self._wakeups
         ]
+
+    def wake(self, _position: int | None = None) -> None:
+        """Changes have committed: look for work now rather than at the next poll."""
+        for wakeup in self._wakeups:
+            wakeup.set()
 
     async def aclose(self) -> None:
         """Stop the lanes (a post under way is abandoned: its delivery stays to be sent)."""
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+        if self._own_commits:
+            await self.commits.aclose()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -213,11 +238,12 @@ class Sender:
         self._lock_fd = fd
         return True
 
-    async def _run(self) -> None:
+    async def _run(self, wakeup: asyncio.Event) -> None:
         while True:
             if not self._take_lock():  # another process sends on this SQLite file
                 await asyncio.sleep(1.0)
                 continue
+            wakeup.clear()  # a commit from here on wakes the wait below
             try:
                 busy = await self.step()
             except asyncio.CancelledError:
@@ -226,7 +252,9 @@ class Sender:
                 log.warning("webhook sender step failed", exc_info=exc)
                 busy = False
             if not busy:
-                await asyncio.sleep(self.poll_seconds)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_seconds):
+                        await wakeup.wait()
 
     async def step(self) -> bool:
         """Fan out what has committed, then send one due delivery; whether there was work."""

@@ -16,8 +16,10 @@ from resolvers.changes import changes_of, delete_expired
 from resolvers.pagination import decode_cursor, encode_cursor
 from server.app import create_app
 from server.services import Services
+from tests.api.test_oidc_organisations import REMOVE, SET
+from tests.api.test_webhooks import OPEN, ROTATE, endpoint_for
 from tests.cast import cast
-from tests.conftest import Backend, make_settings
+from tests.conftest import AppFactory, Backend, make_settings
 from tests.factories import World
 from tests.helpers import Api, Caller, counting, gid
 
@@ -98,6 +100,8 @@ FEED = """query($after: String, $first: Int, $filter: ChangeFilter) {
         __typename
         ... on ApprenticeRecordCreatedDetails { learnerId programme }
         ... on LearnerUpdatedDetails { fields }
+        ... on IdentityProviderSetDetails { issuer audience emailClaim }
+        ... on IdentityProviderRemovedDetails { issuer }
       }
     } }
     pageInfo { hasNextPage endCursor }
@@ -217,6 +221,43 @@ async def test_support_follows_organisations_staff_courses_and_pools_only(
     assert [a for a, _ in subjects(await feed(support))] == ["COURSE_CREATED"]
     learner = [a for a, _ in subjects(await feed(c.as_(api, "LEARNER")))]
     assert learner == ["COURSE_CREATED", "LOCATION_CREATED", "LEARNER_UPDATED"]
+
+
+async def test_identity_provider_changes_say_the_issuer_and_webhook_changes_are_not_listed(
+    api_with: AppFactory, world: World, backend: Backend
+) -> None:
+    api = await api_with(**OPEN)
+    c = await cast(world)
+    support = c.as_(api, "SUPPORT")
+    org = gid("Organisation", c.org.id)
+    issuer = "https://login.example.com/tenant"
+    (await support(SET, o=org, i=issuer, a="caseload-client", c="upn")).ok()
+    (await support(REMOVE, o=org)).ok()
+    boss = c.as_(api, "SUPER_ADMIN")
+    endpoint, _ = await endpoint_for(boss, "http://127.0.0.1:9/hooks")
+    (await boss(ROTATE, id=endpoint)).ok()
+
+    expected = [
+        {
+            "__typename": "IdentityProviderSetDetails",
+            "issuer": issuer,
+            "audience": "caseload-client",
+            "emailClaim": "upn",
+        },
+        {"__typename": "IdentityProviderRemovedDetails", "issuer": issuer},
+    ]
+    for who in ("SUPER_ADMIN", "ADMIN", "SUPPORT", "LEARNER"):
+        seen = await feed(c.as_(api, who))
+        assert subjects(seen) == [
+            ("IDENTITY_PROVIDER_SET", org),
+            ("IDENTITY_PROVIDER_REMOVED", org),
+        ]
+        assert [e["node"]["details"] for e in seen["edges"]] == expected
+    # a webhook endpoint is no kind of subject: its changes are in the outbox, never in the feed
+    assert [(a, t) for a, t, _ in await outbox(backend)][2:] == [
+        (AuditAction.WEBHOOK_ENDPOINT_CREATED, "WebhookEndpoint"),
+        (AuditAction.WEBHOOK_SECRET_ROTATED, "WebhookEndpoint"),
+    ]
 
 
 async def test_the_filter_narrows_by_kind_action_and_learner(api: Api, world: World) -> None:

@@ -8,6 +8,7 @@ sends nothing; revoked, deactivated and expired credentials close the websocket;
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -111,12 +112,11 @@ class Subscriber:
         self.changed.set()
 
     async def subscribe(self, key: str, query: str = CHANGES, **variables: Any) -> None:
-        message = {
-            "id": key,
-            "type": "subscribe",
-            "payload": {"query": query, "variables": variables},
-        }
-        await self.socket.send(json.dumps(message))
+        await self.send(key, {"query": query, "variables": variables})
+
+    async def send(self, key: str, payload: dict[str, Any]) -> None:
+        """Subscribe with this payload as it stands."""
+        await self.socket.send(json.dumps({"id": key, "type": "subscribe", "payload": payload}))
 
     async def until(self, check: Any, within: float = EVENT_WAIT) -> None:
         try:
@@ -138,10 +138,22 @@ class Subscriber:
 
 @asynccontextmanager
 async def connect(
-    server: Server, authorization: str | None, *, ack: bool = True
+    server: Server,
+    authorization: str | None,
+    *,
+    ack: bool = True,
+    more: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Subscriber]:
-    async with websockets.connect(ws_url(server), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+    """A websocket signed in with `authorization` (and `more` in connection_init's payload;
+    `headers` on the handshake)."""
+    async with websockets.connect(
+        ws_url(server),
+        subprotocols=[PROTOCOL],  # type: ignore[list-item]
+        additional_headers=headers,
+    ) as socket:
         payload = {} if authorization is None else {"Authorization": authorization}
+        payload |= more or {}
         await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
         if ack:
             answer = json.loads(await asyncio.wait_for(socket.recv(), EVENT_WAIT))
@@ -392,6 +404,91 @@ async def test_sign_in_and_the_credential_checked_on_every_event(
             await subscriber.subscribe("1")
             code, reason = await subscriber.closed(within=10)
             assert code == 4401 and reason is not None and "expired" in reason
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_token_without_an_organisation_names_it_like_the_http_header(
+    backend: Backend, world: World, tmp_path: Path
+) -> None:
+    org, other = await world.organisation(), await world.organisation()
+    person = await world.staff(org, "ADMIN")
+    await world.staff(other, "ADMIN", user=person)
+    learner = await world.learner(org, name="Here")
+    elsewhere = await world.learner(other, name="There")
+    unnamed = bearer(backend, person, None)  # no `org` claim: two organisations to choose from
+    with serve(tmp_path, env=env_for(backend)) as server:
+        # naming none: refused, as over HTTP without the header
+        async with connect(server, unnamed, ack=False) as subscriber:
+            assert (await subscriber.closed())[0] in (4401, 4403)
+        async with (
+            connect(server, unnamed, more={"X-Caseload-Organisation": org.slug}) as here,
+            connect(server, unnamed, headers={"X-Caseload-Organisation": other.slug}) as there,
+        ):
+            for subscriber in (here, there):
+                await subscriber.subscribe("1")
+                await started(subscriber)
+            for row, slug in ((learner, org.slug), (elsewhere, other.slug)):
+                async with httpx.AsyncClient(timeout=30) as client:
+                    answer = await client.post(
+                        f"{server.url}/graphql",
+                        json={
+                            "query": UPDATE_LEARNER,
+                            "variables": {"id": gid("Learner", row.id), "name": f"{slug} renamed"},
+                        },
+                        headers={"Authorization": unnamed, "X-Caseload-Organisation": slug},
+                    )
+                assert "errors" not in answer.json(), answer.json()
+            # every event re-checks the credential with the organisation the connection named
+            for subscriber, row in ((here, learner), (there, elsewhere)):
+                await subscriber.until(lambda s=subscriber: len(s.events.get("1", [])) >= 1)
+                assert [e["subject"]["id"] for e in subscriber.events["1"]] == [
+                    gid("Learner", row.id)
+                ]
+                assert subscriber.socket.close_code is None
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_with_trusted_documents_a_subscription_runs_only_by_id(
+    backend: Backend, world: World, tmp_path: Path
+) -> None:
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org, name="Watched")
+    by_admin = bearer(backend, admin, org)
+    trusted = tmp_path / "persisted-documents.json"
+    trusted.write_text(json.dumps({"changes": CHANGES, "rename": UPDATE_LEARNER}))
+    env = env_for(backend, CASELOAD_TRUSTED_DOCUMENTS=str(trusted))
+    sha256 = hashlib.sha256(CHANGES.encode()).hexdigest()
+    with serve(tmp_path / "server", env=env) as server:
+        async with connect(server, by_admin) as subscriber:
+            await subscriber.subscribe("text")  # the same document, sent as text
+            await subscriber.send("unknown", {"documentId": "nope"})
+            await subscriber.send("by-id", {"documentId": "changes", "variables": {}})
+            persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+            await subscriber.send("by-hash", {"query": "", "extensions": persisted})
+            await subscriber.until(lambda: {"text", "unknown"} <= set(subscriber.errors))
+            codes = {k: v[0]["extensions"]["code"] for k, v in subscriber.errors.items()}
+            assert codes == {
+                "text": "PERSISTED_QUERY_ONLY",
+                "unknown": "TRUSTED_DOCUMENT_NOT_FOUND",
+            }
+            await started(subscriber)
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.post(
+                    f"{server.url}/graphql",
+                    json={
+                        "documentId": "rename",
+                        "variables": {"id": gid("Learner", learner.id), "name": "Renamed"},
+                    },
+                    headers={"Authorization": by_admin},
+                )
+            assert "errors" not in answer.json(), answer.json()
+            await subscriber.until(lambda: {"by-id", "by-hash"} <= set(subscriber.events))
+            for key in ("by-id", "by-hash"):
+                (event,) = subscriber.events[key]
+                assert event["subject"] == {"id": gid("Learner", learner.id), "name": "Renamed"}
+            assert set(subscriber.errors) == {"text", "unknown"}
+            assert subscriber.socket.close_code is None
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

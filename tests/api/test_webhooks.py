@@ -344,6 +344,29 @@ async def test_urls_must_be_https_and_reach_public_addresses(
 # --- Deliveries --------------------------------------------------------------------------
 
 
+async def test_an_idle_sender_is_woken_by_a_commit_not_only_by_its_poll(
+    api_with: AppFactory,
+    world: World,
+    receiver: Receiver,
+    senders: Callable[..., Sender],
+) -> None:
+    api = await api_with(**OPEN)
+    org = await world.organisation()
+    boss = api.as_(await world.staff(org, "SUPER_ADMIN"), org)
+    admin = api.as_(await world.staff(org, "ADMIN"), org)
+    await endpoint_for(boss, receiver.url)
+    sender = senders()
+    sender.poll_seconds = 60.0  # only a commit can wake it within the test
+    sender.start()
+    await asyncio.wait_for(sender.commits.ready.wait(), 10)
+    await asyncio.sleep(0.3)  # its first steps found nothing: it waits
+    started = time.monotonic()
+    (await admin(LEARNER, name="Woken Up")).ok()
+    await asyncio.wait_for(receiver.arrived.wait(), 10)
+    assert time.monotonic() - started < 10
+    assert receiver.got[0].json()["type"] == "LEARNER_CREATED"
+
+
 async def test_changes_arrive_signed_once_each_in_commit_order(
     api_with: AppFactory, world: World, receiver: Receiver, senders: Callable[..., Sender]
 ) -> None:
