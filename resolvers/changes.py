@@ -2,8 +2,11 @@
 
 Writing. Every mutation records what it did through `resolvers.audit.audit_all`, in its own
 transaction; the same call writes the outbox: one `changes` row per audit verb and object (a
-bulk action, whose audit event names a table, writes one row per object it names). A rolled-back
-mutation leaves none, and a repeat that changes nothing writes no audit event and so no change.
+bulk action, whose audit event names a table, writes one row per object it names), each naming
+the audit event it comes from (`audit_event_id`): the event is the record of who did it, through
+which client, with which details, and `auditEvents` lists the events, newest first, while the
+feed lists their changes in commit order. A rolled-back mutation leaves neither, and a repeat
+that changes nothing writes no audit event and so no change.
 
 Position. A reader stores the cursor of the last change it saw and must never miss a change that
 commits later with an earlier position. An id from a sequence does not give that on PostgreSQL:
