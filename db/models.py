@@ -438,9 +438,14 @@ class Change(Base):
         ),
         Index("ix_changes_subject", "subject_type", "subject_id"),
         Index("ix_changes_at", "at"),
+        Index("ix_changes_audit_event", "audit_event_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The audit event this change comes from, the record of who, how and with which details
+    # (a bulk action's one event has a change per object). Null only for changes written
+    # before the link, which the migration could not match to one event.
+    audit_event_id: Mapped[int | None] = mapped_column(ForeignKey("audit_events.id"))
     # The writing transaction's place in commit order, given just before it commits.
     position: Mapped[int | None] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, false, insert, select
 
 from db.models import ApiKey, AuditAction, AuditEvent, User
 from policies.vocabulary import Resource
-from resolvers.changes import touched_events, write_changes
+from resolvers.changes import Event, touched_events, write_changes
 from resolvers.context import Context, Limits, LoaderGroup
 from resolvers.errors import InvalidInput
 from resolvers.ids import GlobalId, MalformedId, decode_id, type_name_of
@@ -90,14 +90,16 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
         }
         for e, (subject_type, subject_id) in zip(entries, subjects, strict=True)
     ]
-    # Core executemany: one statement however many events (no ids are needed back).
-    await ctx.db.execute(insert(AuditEvent), rows)
-    written: list[tuple[AuditAction, str, int | None, int | None, Mapping[str, Any] | None]] = []
-    for e, (subject_type, subject_id) in zip(entries, subjects, strict=True):
-        written.append((e.action, subject_type, subject_id, e.organisation_id, e.details))
+    # One statement however many events (insertmanyvalues), their ids back in entry order: each
+    # change points at the audit event it comes from.
+    returning = insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True)
+    ids = list((await ctx.db.execute(returning, rows)).scalars())
+    written: list[Event] = []
+    for pk, e, (subject_type, subject_id) in zip(ids, entries, subjects, strict=True):
+        written.append((pk, e.action, subject_type, subject_id, e.organisation_id, e.details))
         if e.touched:
             touched = [_named(x) for x in e.touched]
-            written += touched_events(e.action, e.organisation_id, e.details, touched)
+            written += touched_events(pk, e.action, e.organisation_id, e.details, touched)
     await write_changes(ctx, ctx.now, written)
 
 

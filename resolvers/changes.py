@@ -2,8 +2,11 @@
 
 Writing. Every mutation records what it did through `resolvers.audit.audit_all`, in its own
 transaction; the same call writes the outbox: one `changes` row per audit verb and object (a
-bulk action, whose audit event names a table, writes one row per object it names). A rolled-back
-mutation leaves none, and a repeat that changes nothing writes no audit event and so no change.
+bulk action, whose audit event names a table, writes one row per object it names), each naming
+the audit event it comes from (`audit_event_id`): the event is the record of who did it, through
+which client, with which details, and `auditEvents` lists the events, newest first, while the
+feed lists their changes in commit order. A rolled-back mutation leaves neither, and a repeat
+that changes nothing writes no audit event and so no change.
 
 Position. A reader stores the cursor of the last change it saw and must never miss a change that
 commits later with an earlier position. An id from a sequence does not give that on PostgreSQL:
@@ -132,12 +135,18 @@ def changes_of(
     return found
 
 
+# What `write_changes` writes changes for: (audit event id, action, subject type, subject id,
+# organisation, details).
+Event = tuple[int, AuditAction, str, int | None, int | None, Mapping[str, Any] | None]
+
+
 def touched_events(
+    audit_event_id: int,
     action: AuditAction,
     organisation_id: int | None,
     details: Mapping[str, Any] | None,
     touched: Sequence[tuple[str, int]],
-) -> list[tuple[AuditAction, str, int | None, int | None, Mapping[str, Any] | None]]:
+) -> list[Event]:
     """The events, for `write_changes`, of the other objects an audit event's action changed
     besides its subject and the objects its details list (a pool whose seats a bulk action
     used, the assignments a deactivation ended): one change each, with the event's details (a
@@ -146,7 +155,9 @@ def touched_events(
     plain: dict[str, Any] | None = None if details is None else dict(details)
     if per_object is not None and plain is not None:
         plain = {k: plain[k] for k in per_object[1] if k in plain} or None
-    return [(action, t, pk, organisation_id, plain) for t, pk in dict.fromkeys(touched)]
+    return [
+        (audit_event_id, action, t, pk, organisation_id, plain) for t, pk in dict.fromkeys(touched)
+    ]
 
 
 # pg_advisory_xact_lock's key for the sequencer (any constant no other lock uses).
@@ -182,12 +193,13 @@ def sequence_at_commit(ctx: Context) -> None:
 async def write_changes(
     ctx: Context,
     at: datetime,
-    events: Sequence[tuple[AuditAction, str, int | None, int | None, Mapping[str, Any] | None]],
+    events: Sequence[Event],
 ) -> None:
-    """Write the outbox rows of (action, subject type, subject id, organisation, details)."""
+    """Write the outbox rows of the events, each pointing at the audit event it comes from."""
     me = ctx.me
     rows = [
         {
+            "audit_event_id": audit_event_id,
             "at": at,
             "organisation_id": organisation_id,
             "actor_id": me.actor_id,
@@ -197,7 +209,7 @@ async def write_changes(
             "subject_id": w.subject_id,
             "details": w.details,
         }
-        for action, subject_type, subject_id, organisation_id, details in events
+        for audit_event_id, action, subject_type, subject_id, organisation_id, details in events
         for w in changes_of(action, subject_type, subject_id, details)
     ]
     if rows:

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from db.models import ApprenticeRecord, Change, Learner
+from db.models import ApprenticeRecord, AuditEvent, Change, Learner
 from server.tokens import mint_token
 from tests.conftest import TEST_SECRET, Backend, make_settings
 from tests.factories import World
@@ -179,6 +179,19 @@ async def test_a_poller_ends_with_every_committed_change_once_in_commit_order(
         (r.action.value, gid(r.subject_type, r.subject_id)) for r in rows
     ]
     assert len({c for c, _, _ in seen}) == len(seen)
+    # and each is one object of a committed audit event of its action, every event the trail
+    # lists standing for at least one (an import's one event, a change per learner)
+    async with backend.engine.connect() as conn:
+        linked = (
+            await conn.execute(
+                select(Change.id, AuditEvent.id, Change.action == AuditEvent.action).outerjoin(
+                    AuditEvent, Change.audit_event_id == AuditEvent.id
+                )
+            )
+        ).all()
+        events = await conn.scalar(select(func.count()).select_from(AuditEvent))
+    assert all(event is not None and same for _, event, same in linked)
+    assert len({event for _, event, _ in linked}) == events
     # commit order: a mutation answered before another was sent has the lower position
     positions = await _positions(backend, rows)
     for label, _, done in answered:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import column, insert, inspect, select, table, text
 
 from db.base import Base
 from db.engine import create_engine
@@ -48,6 +49,128 @@ async def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
             tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
         assert tables == ["alembic_version"]
         await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrading_links_each_earlier_change_to_its_one_audit_event(
+    empty_database: str,
+) -> None:
+    """0018 links the changes written before it to the audit event written with them: by
+    object where the event names one, else the one event of that time, action and actor (a
+    bulk action's); where two events could be it, the change stays unlinked."""
+    events = table(
+        "audit_events",
+        column("id"),
+        column("at"),
+        column("action"),
+        column("subject_type"),
+        column("subject_id"),
+    )
+    changes = table(
+        "changes",
+        column("id"),
+        column("position"),
+        column("at"),
+        column("action"),
+        column("subject_type"),
+        column("subject_id"),
+    )
+    t1, t2, t3 = (datetime(2026, 12, 1, 9, m, tzinfo=UTC) for m in (1, 2, 3))
+    engine = create_engine(empty_database)
+    try:
+        await upgrade(engine, "0017")
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(events),
+                [
+                    {
+                        "id": 1,
+                        "at": t1,
+                        "action": "LEARNER_CREATED",
+                        "subject_type": "Learner",
+                        "subject_id": 7,
+                    },
+                    {
+                        "id": 2,
+                        "at": t1,
+                        "action": "LEARNER_CREATED",
+                        "subject_type": "Learner",
+                        "subject_id": 8,
+                    },
+                    {
+                        "id": 3,
+                        "at": t2,
+                        "action": "LICENCES_RECALLED",
+                        "subject_type": "Licence",
+                        "subject_id": None,
+                    },
+                    {
+                        "id": 4,
+                        "at": t3,
+                        "action": "LICENCES_RECALLED",
+                        "subject_type": "Licence",
+                        "subject_id": None,
+                    },
+                    {
+                        "id": 5,
+                        "at": t3,
+                        "action": "LICENCES_RECALLED",
+                        "subject_type": "Licence",
+                        "subject_id": None,
+                    },
+                ],
+            )
+            await conn.execute(
+                insert(changes),
+                [
+                    {
+                        "id": 10,
+                        "position": 1,
+                        "at": t1,
+                        "action": "LEARNER_CREATED",
+                        "subject_type": "Learner",
+                        "subject_id": 7,
+                    },
+                    {
+                        "id": 11,
+                        "position": 1,
+                        "at": t1,
+                        "action": "LEARNER_CREATED",
+                        "subject_type": "Learner",
+                        "subject_id": 8,
+                    },
+                    {
+                        "id": 12,
+                        "position": 2,
+                        "at": t2,
+                        "action": "LICENCES_RECALLED",
+                        "subject_type": "Licence",
+                        "subject_id": 1,
+                    },
+                    {
+                        "id": 13,
+                        "position": 2,
+                        "at": t2,
+                        "action": "LICENCES_RECALLED",
+                        "subject_type": "Licence",
+                        "subject_id": 2,
+                    },
+                    {
+                        "id": 14,
+                        "position": 3,
+                        "at": t3,
+                        "action": "LICENCES_RECALLED",
+                        "subject_type": "Licence",
+                        "subject_id": 3,
+                    },
+                ],
+            )
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id, audit_event_id FROM changes"))
+            linked: dict[int, int | None] = {pk: event for pk, event in rows}
+        assert linked == {10: 1, 11: 2, 12: 3, 13: 3, 14: None}
     finally:
         await engine.dispose()
 

@@ -9,9 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
-from db.models import ApprenticeRecord, AuditAction, Change
+from db.models import ApprenticeRecord, AuditAction, AuditEvent, Change
 from resolvers.changes import changes_of, delete_expired
 from resolvers.pagination import decode_cursor, encode_cursor
 from server.app import create_app
@@ -71,6 +71,42 @@ async def test_each_change_writes_one_row_per_object_and_a_repeat_none(
     ]
     assert rows[-1][2] == c.record.id
     assert len({pk for _, _, pk in rows[:3]}) == 3
+
+
+AUDIT = """query { auditEvents(first: 10) { edges { node { id action client userAgent } } } }"""
+
+
+async def test_each_change_points_at_the_audit_event_the_trail_shows(
+    api: Api, world: World, backend: Backend
+) -> None:
+    """One record: the trail lists each audit event once (a bulk action's too), and every
+    change the feed lists is one of its objects, pointing at that event (its client, its user
+    agent, its full details)."""
+    c = await cast(world)
+    admin = c.as_(api, "ADMIN")
+    (await admin(CREATE, input={"name": "Ada Lovelace"})).ok()
+    (await admin(IMPORT, input={"learners": [{"name": "Bo One"}, {"name": "Cy Two"}]})).ok()
+    (await admin(ARCHIVE, id=gid("ApprenticeRecord", c.record.id))).ok()
+
+    trail = [e["node"] for e in (await admin(AUDIT)).ok()["auditEvents"]["edges"]]
+    async with backend.engine.connect() as conn:
+        linked = list(
+            await conn.execute(
+                select(AuditEvent.id, Change.action, AuditEvent.action, Change.at, AuditEvent.at)
+                .join_from(Change, AuditEvent, Change.audit_event_id == AuditEvent.id)
+                .order_by(Change.position, Change.id)
+            )
+        )
+        unlinked = await conn.scalar(
+            select(func.count()).select_from(Change).where(Change.audit_event_id.is_(None))
+        )
+    assert unlinked == 0
+    assert all(a == b and at == at_event for _, a, b, at, at_event in linked)
+    by_event = [gid("AuditEvent", pk) for pk, *_ in linked]
+    assert [e["id"] for e in reversed(trail)] == list(dict.fromkeys(by_event))
+    imported = next(e for e in trail if e["action"] == "LEARNERS_IMPORTED")
+    assert by_event.count(imported["id"]) == 2  # one event, a change per learner
+    assert imported["client"] == "jwt" and imported["userAgent"] is not None
 
 
 async def test_a_rolled_back_mutation_writes_no_change(
