@@ -232,24 +232,6 @@ class ApiKeyCreatedDetails(_FromDetails):
     )
 
 
-@strawberry.type(
-    description="The issuer `setOrganisationIdentityProvider` bound to the organisation (the "
-    "subject)."
-)
-class IdentityProviderSetDetails(_FromDetails):
-    issuer: str = strawberry.field(description="The issuer bound, as its tokens' `iss` says it.")
-    audience: str = strawberry.field(description="The audience its tokens must carry (`aud`).")
-    email_claim: str = strawberry.field(description="The claim that names the person's email.")
-
-
-@strawberry.type(
-    description="The issuer `removeOrganisationIdentityProvider` unbound from the organisation "
-    "(the subject)."
-)
-class IdentityProviderRemovedDetails(_FromDetails):
-    issuer: str = strawberry.field(description="The issuer that no longer signs anyone in.")
-
-
 DETAILS: dict[models.AuditAction, type[_FromDetails]] = {
     models.AuditAction.STAFF_MEMBER_CREATED: StaffMemberCreatedDetails,
     models.AuditAction.STAFF_MEMBER_UPDATED: StaffMemberUpdatedDetails,
@@ -274,8 +256,6 @@ DETAILS: dict[models.AuditAction, type[_FromDetails]] = {
     models.AuditAction.AUTO_ALLOCATION_RULE_CREATED: AutoAllocationRuleCreatedDetails,
     models.AuditAction.AUTO_ALLOCATION_RULE_DELETED: AutoAllocationRuleDeletedDetails,
     models.AuditAction.API_KEY_CREATED: ApiKeyCreatedDetails,
-    models.AuditAction.IDENTITY_PROVIDER_SET: IdentityProviderSetDetails,
-    models.AuditAction.IDENTITY_PROVIDER_REMOVED: IdentityProviderRemovedDetails,
 }
 
 ChangeDetails = Annotated[
@@ -301,9 +281,7 @@ ChangeDetails = Annotated[
     | LicenceCompletedDetails
     | AutoAllocationRuleCreatedDetails
     | AutoAllocationRuleDeletedDetails
-    | ApiKeyCreatedDetails
-    | IdentityProviderSetDetails
-    | IdentityProviderRemovedDetails,
+    | ApiKeyCreatedDetails,
     strawberry.union(
         "ChangeDetails",
         description="What a change says beyond its subject: one type per action, "
