@@ -108,6 +108,29 @@ async def caseload_count(ctx: Context, user_id: int) -> int:
     return await ctx.loaders(AssignmentLoaders).caseload.load(user_id)
 
 
+def caseload_column(ctx: Context, columns: Any) -> Any:
+    """`caseload_count` in SQL over a users table's (or alias's) columns: the same count as
+    the caseload loader, as a correlated subquery. The compiled path's form of
+    `User.caseloadCount`."""
+    live = (
+        select(ApprenticeRecord.id)
+        .where(ApprenticeRecord.status == RecordStatus.LIVE, ctx.rules.where(Resource.RECORD))
+        .correlate(None)
+    )
+    return (
+        select(func.count())
+        .select_from(RecordAssignment)
+        .where(
+            RecordAssignment.user_id == columns["id"],
+            RecordAssignment.ended_at.is_(None),
+            RecordAssignment.record_id.in_(live),
+            ctx.rules.where(Resource.ASSIGNMENT),
+        )
+        .correlate(columns["id"].table)
+        .scalar_subquery()
+    )
+
+
 # Which organisation roles may take which kind of assignment.
 FITS: dict[AssignmentRole, frozenset[Role]] = {
     AssignmentRole.ASSESSOR: frozenset({Role.ASSESSOR, Role.SENIOR_ASSESSOR}),

@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 from strawberry.dataloader import DataLoader
 
@@ -24,7 +35,7 @@ from db.models import (
     User,
     UserKind,
 )
-from db.queries import insert_skipping_conflicts
+from db.queries import comma_joined, insert_skipping_conflicts
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.audit import audit
 from resolvers.common import (
@@ -540,6 +551,41 @@ async def user_roles(ctx: Context, user: User, organisation_id: str | None = Non
         return [Role.SUPPORT]
     found = await membership_in(ctx, user, organisation_id)
     return [] if found is None else found.roles
+
+
+def roles_column(ctx: Context, columns: Any) -> Any:
+    """`user_roles` (no organisation named) in SQL over a users table's (or alias's) columns:
+    the roles of the person's membership of the caller's organisation, comma-joined (NULL:
+    none), read through the same organisation scope as the membership loader; `roles_shown`
+    gives the response form from it and the person's kind. The compiled path's form of
+    `User.roles`."""
+    organisation = ctx.me.organisation_id
+    if organisation is None:
+        return null()
+    return (
+        select(comma_joined(MembershipRole.role))
+        .select_from(Membership)
+        .join(Organisation, Organisation.id == Membership.organisation_id)
+        .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+        .where(
+            Membership.user_id == columns["id"],
+            Membership.organisation_id == organisation,
+            ctx.rules.where(Resource.ORGANISATION),
+        )
+        .correlate(columns["id"].table)
+        .scalar_subquery()
+    )
+
+
+def roles_shown(joined: str | None, kind: str) -> list[str]:
+    """The roles `roles_column` gathers, for a person of this kind, as `user_roles` answers."""
+    if kind == UserKind.EXTERNAL_ASSESSOR:
+        return [Role.EXTERNAL_ASSESSOR.value]
+    if kind == UserKind.SUPPORT:
+        return [Role.SUPPORT.value]
+    if kind != UserKind.STAFF or not joined:
+        return []
+    return [r.value for r in sorted((Role(r) for r in joined.split(",")), key=ROLE_ORDER.index)]
 
 
 async def deactivated_at(
