@@ -96,6 +96,11 @@ class User(Node):
         description="When the person was deactivated in the caller's organisation, or in the "
         "one named (support may name any); null while they are active.",
         extensions=requires(Resource.STAFF),
+        metadata={
+            "expression": people.deactivated_column,
+            "format": people.deactivated_shown,
+            "columns": ("kind",),
+        },
     )
     async def deactivated_at(
         self, info: Info, organisation_id: Annotated[strawberry.ID | None, IN_ORGANISATION] = None
