@@ -108,6 +108,30 @@ async def caseload_count(ctx: Context, user_id: int) -> int:
     return await ctx.loaders(AssignmentLoaders).caseload.load(user_id)
 
 
+def caseload_column(ctx: Context, columns: Any) -> Any:
+    """`caseload_count` in SQL over a users table's (or alias's) columns: the caseload loader's
+    count as a correlated subquery, its records joined rather than nested (SQLite's parser
+    stack is bounded), and the assignments' own scope left out where their record's implies it.
+    The compiled path's form of `User.caseloadCount`."""
+    implied = ctx.rules.implied_by_parent(
+        Resource.ASSIGNMENT, Resource.RECORD, ApprenticeRecord, "record_id"
+    )
+    return (
+        select(func.count())
+        .select_from(RecordAssignment)
+        .join(ApprenticeRecord, ApprenticeRecord.id == RecordAssignment.record_id)
+        .where(
+            RecordAssignment.user_id == columns["id"],
+            RecordAssignment.ended_at.is_(None),
+            ApprenticeRecord.status == RecordStatus.LIVE,
+            ctx.rules.where(Resource.RECORD),
+            *(() if implied else (ctx.rules.where(Resource.ASSIGNMENT),)),
+        )
+        .correlate(columns["id"].table)
+        .scalar_subquery()
+    )
+
+
 # Which organisation roles may take which kind of assignment.
 FITS: dict[AssignmentRole, frozenset[Role]] = {
     AssignmentRole.ASSESSOR: frozenset({Role.ASSESSOR, Role.SENIOR_ASSESSOR}),

@@ -138,7 +138,10 @@ class Expression:
 
     key: str
     build: Callable[[Context, Any], Any]  # (context, the row's columns) → SQL expression
-    format: Callable[[Any], Any] | None = None
+    format: Callable[..., Any] | None = None
+    # Columns of the row `format` also reads, after the expression's value (kept out of the
+    # expression itself, so that it stays shallow: SQLite's parser stack is bounded).
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -375,6 +378,7 @@ class Builder:
                 values.append(self.column(columns[item.column]))
             elif isinstance(item, Expression):
                 values.append(item.build(self.ctx, columns))
+                values += [self.column(columns[c]) for c in item.columns]
             elif isinstance(item, NodeId):
                 values.append(columns["id"])
             elif isinstance(item, Computed):
@@ -764,7 +768,12 @@ class TransformWriter:
             if isinstance(item, Constant):
                 fields.append(f"{item.key!r}: {item.value!r}")
                 continue
-            if isinstance(item, Column | Expression):
+            if isinstance(item, Expression) and item.columns:
+                assert item.format is not None
+                args = ", ".join(f"a[{position + k}]" for k in range(1 + len(item.columns)))
+                value = f"{self.name('format_', item.format)}({args})"
+                position += 1 + len(item.columns)
+            elif isinstance(item, Column | Expression):
                 value = f"a[{position}]"
                 if item.format is not None:
                     value = f"{self.name('format_', item.format)}({value})"

@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 from strawberry.dataloader import DataLoader
 
@@ -24,7 +35,7 @@ from db.models import (
     User,
     UserKind,
 )
-from db.queries import insert_skipping_conflicts
+from db.queries import comma_joined, insert_skipping_conflicts
 from policies.vocabulary import MEMBERSHIP_ROLES, Action, Resource, Role, refusal
 from resolvers.audit import audit
 from resolvers.common import (
@@ -540,6 +551,64 @@ async def user_roles(ctx: Context, user: User, organisation_id: str | None = Non
         return [Role.SUPPORT]
     found = await membership_in(ctx, user, organisation_id)
     return [] if found is None else found.roles
+
+
+def _membership_value(ctx: Context, columns: Any, value: Any, *, roles: bool = False) -> Any:
+    """`value` of the person's membership of the caller's organisation (NULL: none), over its
+    roles' rows when `roles`, as a subquery correlated to a users table's (or alias's) columns
+    (joined, not nested: SQLite's parser stack is bounded), read through the same
+    organisation scope as the membership loader."""
+    organisation = ctx.me.organisation_id
+    if organisation is None:
+        return null()
+    stmt = (
+        select(value)
+        .select_from(Membership)
+        .join(Organisation, Organisation.id == Membership.organisation_id)
+    )
+    if roles:
+        stmt = stmt.join(MembershipRole, MembershipRole.membership_id == Membership.id)
+    return (
+        stmt.where(
+            Membership.user_id == columns["id"],
+            Membership.organisation_id == organisation,
+            ctx.rules.where(Resource.ORGANISATION),
+        )
+        .correlate(columns["id"].table)
+        .scalar_subquery()
+    )
+
+
+def roles_column(ctx: Context, columns: Any) -> Any:
+    """`user_roles` (no organisation named) in SQL over a users table's (or alias's) columns:
+    the roles of the person's membership here, comma-joined (NULL: none); `roles_shown` gives
+    the response form from it and the person's kind. The compiled path's form of
+    `User.roles`."""
+    return _membership_value(ctx, columns, comma_joined(MembershipRole.role), roles=True)
+
+
+def roles_shown(joined: str | None, kind: str) -> list[str]:
+    """The roles `roles_column` gathers, for a person of this kind, as `user_roles` answers."""
+    if kind == UserKind.EXTERNAL_ASSESSOR:
+        return [Role.EXTERNAL_ASSESSOR.value]
+    if kind == UserKind.SUPPORT:
+        return [Role.SUPPORT.value]
+    if kind != UserKind.STAFF or not joined:
+        return []
+    return [r.value for r in sorted((Role(r) for r in joined.split(",")), key=ROLE_ORDER.index)]
+
+
+def deactivated_column(ctx: Context, columns: Any) -> Any:
+    """`deactivated_at` (no organisation named) in SQL: the compiled path's form of
+    `User.deactivatedAt`, shown by `deactivated_shown` with the person's kind."""
+    return _membership_value(ctx, columns, Membership.deactivated_at)
+
+
+def deactivated_shown(value: str | None, kind: str) -> str | None:
+    """`deactivated_column`'s value for a person of this kind, as `deactivated_at` answers."""
+    from resolvers.compiled import as_datetime
+
+    return as_datetime(value) if kind == UserKind.STAFF else None
 
 
 async def deactivated_at(

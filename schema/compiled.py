@@ -4,11 +4,13 @@ A query is compiled when every field it selects has a declared source: root list
 ListSource (`metadata={"list": …}`), roots answering one object by global id
 (`metadata={"by_id": ById(…)}`: `learner(id:)`, `node(id:)`, the id's type choosing the
 selection at request time), Node fields that are columns or computed fields of their
-type's registration, fields whose resolver has an SQL form (`metadata={"expression": …}`), and
-relation fields (schema/relations.py); @include/@skip are decided as the plan is made (a
-plan per combination of the variables they read). Anything else — mutations, other
-directives, unions, fields computed by code (access, roles, caseload counts) — leaves the
-document to the standard executor. resolvers/compiled.py turns a plan into SQL and a transform.
+type's registration, fields whose resolver has an SQL form (`metadata={"expression": …}`,
+with `"format"` when its response form is not a column's, reading the expression's value and
+`"columns"` of the row), and relation fields
+(schema/relations.py); @include/@skip are decided as the plan is made (a plan per combination
+of the variables they read). Anything else — mutations, other directives, unions, fields
+computed by code (access, capabilities) — leaves the document to the standard executor.
+resolvers/compiled.py turns a plan into SQL and a transform.
 """
 
 from __future__ import annotations
@@ -426,7 +428,9 @@ class _Planner:
                 annotation = strawberry_field.type_annotation
                 resolved = annotation.resolve() if annotation is not None else None
                 build = strawberry_field.metadata["expression"]
-                items.append(sql.Expression(key, build, _format(_python_type(resolved))))
+                shown = strawberry_field.metadata.get("format") or _format(_python_type(resolved))
+                also = tuple(strawberry_field.metadata.get("columns", ()))
+                items.append(sql.Expression(key, build, shown, also))
             else:
                 raise sql.NotCompilable(f"{type_.name}.{name} runs code")
         return sql.ObjectPlan(model, tuple(items))

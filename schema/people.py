@@ -72,6 +72,7 @@ class User(Node):
     @strawberry.field(
         description="Active record assignments this person holds, as far as the caller can see.",
         extensions=requires(Resource.ASSIGNMENT),
+        metadata={"expression": assignments.caseload_column},
     )
     async def caseload_count(self, info: Info) -> int:
         return await assignments.caseload_count(info.context, self.row.id)
@@ -80,6 +81,11 @@ class User(Node):
         description="The person's roles in the caller's organisation, or in the one named "
         "(support may name any; others see only their own).",
         extensions=requires(Resource.STAFF),
+        metadata={
+            "expression": people.roles_column,
+            "format": people.roles_shown,
+            "columns": ("kind",),
+        },
     )
     async def roles(
         self, info: Info, organisation_id: Annotated[strawberry.ID | None, IN_ORGANISATION] = None
@@ -90,6 +96,11 @@ class User(Node):
         description="When the person was deactivated in the caller's organisation, or in the "
         "one named (support may name any); null while they are active.",
         extensions=requires(Resource.STAFF),
+        metadata={
+            "expression": people.deactivated_column,
+            "format": people.deactivated_shown,
+            "columns": ("kind",),
+        },
     )
     async def deactivated_at(
         self, info: Info, organisation_id: Annotated[strawberry.ID | None, IN_ORGANISATION] = None

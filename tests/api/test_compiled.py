@@ -56,10 +56,10 @@ MIN_FOUND_OBJECT_PAIRS = 60
 # Pairs whose document has @include/@skip (on literals or variables).
 MIN_CONDITIONAL_PAIRS = 150
 # Pairs whose document selects a field that once made documents fall back.
-MIN_PAIRS_WITH = {"pool": 50}
+MIN_PAIRS_WITH = {"pool": 50, "roles": 20, "caseloadCount": 20, "deactivatedAt": 20}
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
-FALLBACK_FIELDS = {"access", "caseloadCount", "roles", "deactivatedAt", "viewerCan"}
+FALLBACK_FIELDS = {"access", "viewerCan"}
 SEARCHES = ["a", "Le", "zz", "%", "_", "\\", " ", "o'n", "Z", "ë"]
 
 
