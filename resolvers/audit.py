@@ -91,9 +91,15 @@ async def audit_all(ctx: Context, entries: Sequence[Entry]) -> None:
         for e, (subject_type, subject_id) in zip(entries, subjects, strict=True)
     ]
     # One statement however many events (insertmanyvalues), their ids back in entry order: each
-    # change points at the audit event it comes from.
-    returning = insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True)
-    ids = list((await ctx.db.execute(returning, rows)).scalars())
+    # change points at the audit event it comes from. PostgreSQL sorts them by the parameters'
+    # order in that one statement; SQLite would insert row by row to do so, but its one writer
+    # gives a multi-row INSERT's rows ascending ids in the order of their VALUES.
+    if ctx.db.dialect == "postgresql":
+        returning = insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True)
+        ids = list((await ctx.db.execute(returning, rows)).scalars())
+    else:
+        returning = insert(AuditEvent).returning(AuditEvent.id)
+        ids = sorted((await ctx.db.execute(returning, rows)).scalars())
     written: list[Event] = []
     for pk, e, (subject_type, subject_id) in zip(ids, entries, subjects, strict=True):
         written.append((pk, e.action, subject_type, subject_id, e.organisation_id, e.details))

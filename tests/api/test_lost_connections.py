@@ -51,9 +51,10 @@ VIEWER = "{ viewer { roles user { name } } }"
 # first may be null.
 # Two roots the standard executor answers with a statement each (`roles` is computed in Python:
 # the document does not compile).
+# `viewer` runs on the standard executor only (tests/field_modes.txt): one statement per root.
 LEARNER_AND_STAFF = (
     "query($id: ID!) { learner(id: $id) { name } staff(first: 5) { totalCount edges { node "
-    "{ roles } } } }"
+    "{ roles } } } viewer { roles } }"
 )
 CREATE_LEARNER = """mutation($input: CreateLearnerInput!) {
   createLearner(input: $input) {
@@ -285,6 +286,7 @@ async def test_a_connection_lost_mid_query_answers_one_error_for_the_whole(
     assert (await call(LEARNER_AND_STAFF, id=ada)).ok() == {
         "learner": {"name": "Ada Lovelace"},
         "staff": {"totalCount": 1, "edges": [{"node": {"roles": ["ADMIN"]}}]},
+        "viewer": {"roles": ["ADMIN"]},
     }
     assert len(app.disconnects) == 1
 
