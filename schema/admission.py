@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import FieldNode, GraphQLError, Node, StringValueNode
+from graphql import GraphQLError, Node, StringValueNode
 
 from resolvers.errors import InvalidInput, MaxCostExceeded, OperationError
 from schema.cost import DEFAULT_COUNT_COST, DEFAULT_LIST_BOUND
@@ -65,7 +65,7 @@ def admission(
             cost=cost,
             limit=limits.max_cost,
         )
-    if schema_selections(prepared.document) > 1:
+    if prepared.schema_selections > 1:
         # Each full introspection costs most of a second of CPU and answers the same each time:
         # 29 aliases of it in one document would hold a core for many seconds.
         return InvalidInput(
@@ -73,25 +73,6 @@ def admission(
             "other selections or aliases of it."
         )
     return unstorable(prepared.query, prepared.document, variables)
-
-
-def schema_selections(document: Node | None) -> int:
-    """How many times the document selects `__schema` (in its operations and fragments)."""
-    if document is None:
-        return 0
-    found = 0
-    pending: list[Node] = [document]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, FieldNode) and node.name.value == "__schema":
-            found += 1
-        for key in ("definitions", "selection_set", "selections"):
-            value = getattr(node, key, None)
-            if isinstance(value, Node):
-                pending.append(value)
-            elif isinstance(value, tuple | list):
-                pending.extend(v for v in value if isinstance(v, Node))
-    return found
 
 
 def unstorable(

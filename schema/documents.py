@@ -17,6 +17,7 @@ never evicted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ from typing import Any
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    FieldNode,
     GraphQLError,
     GraphQLSchema,
+    Node,
     OperationDefinitionNode,
     OperationType,
     parse,
@@ -62,6 +65,24 @@ class Prepared:
     @property
     def valid(self) -> bool:
         return self.document is not None and not self.errors
+
+    @functools.cached_property
+    def schema_selections(self) -> int:
+        """How many times the document selects `__schema` (in its operations and fragments):
+        counted once per kept document, not per request."""
+        found = 0
+        pending: list[Node] = [] if self.document is None else [self.document]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, FieldNode) and node.name.value == "__schema":
+                found += 1
+            for key in ("definitions", "selection_set", "selections"):
+                value = getattr(node, key, None)
+                if isinstance(value, Node):
+                    pending.append(value)
+                elif isinstance(value, tuple | list):
+                    pending.extend(v for v in value if isinstance(v, Node))
+        return found
 
     def reads(self, operation_name: str | None) -> bool:
         """Whether the operation the request picks is a query."""
