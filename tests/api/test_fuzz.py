@@ -81,7 +81,7 @@ async def postgresql_target(postgresql_backend: Backend) -> AsyncIterator[Target
 
 
 def real_ids(facts: Facts) -> list[str]:
-    from tests.authz.checks import all_ids
+    from tests.authz.world import all_ids
     from tests.helpers import gid
 
     return [gid(t, pk) for t, pks in all_ids(facts).items() for pk in pks]

@@ -29,7 +29,7 @@ from db.models import AssignmentRole, EvidenceStatus, IdentityProvider, LicenceS
 from schema import schema
 from schema.results import AUDITS
 from server.settings import Settings
-from tests.authz.checks import NODE_FRAGMENT, all_ids, caller_for, outcome_selection
+from tests.authz.checks import NODE_FRAGMENT, caller_for, outcome_selection
 from tests.authz.model import ACTION_ROLES, Model
 from tests.authz.world import (
     ADMIN,
@@ -55,6 +55,7 @@ from tests.authz.world import (
     RuleSpec,
     Who,
     WorldSpec,
+    all_ids,
     build,
 )
 from tests.conftest import Backend

@@ -44,7 +44,7 @@ from tests.authz.model import (
     viewer_can,
 )
 from tests.authz.world import SUPER_ADMIN as SUPER_ADMIN_ROLE
-from tests.authz.world import Facts, Who
+from tests.authz.world import Facts, Who, all_ids
 from tests.helpers import Api, Caller, gid
 
 # The proof's app raises the alias and token limits (PROOF_LIMITS) so that one principal's
@@ -791,27 +791,6 @@ async def check_filters_byte_for_byte(check: Check, cases: list[FilterCase]) -> 
 
 
 # --- node(id:) and nested paths ------------------------------------------------------------
-
-
-def all_ids(facts: Facts) -> dict[str, list[int]]:
-    return {
-        "Organisation": [o.id for o in facts.organisations],
-        "Location": [x for o in facts.organisations for x in o.locations],
-        "Department": [x for o in facts.organisations for x in o.departments],
-        "User": sorted(facts.users),
-        "Learner": [lf.id for lf in facts.learners],
-        "ApprenticeRecord": [r.id for r in facts.records],
-        "Assignment": [a.id for a in facts.assignments],
-        "Allocation": [a.id for a in facts.allocations],
-        "Evidence": [e.id for e in facts.evidence],
-        "AuditEvent": [e.id for e in facts.audit],
-        "Licence": [x.id for x in facts.licences],
-        "Course": list(facts.courses),
-        "AutoAllocationRule": [r.id for r in facts.rules],
-        "ApiKey": [k.id for k in facts.api_keys],
-        "WebhookEndpoint": [w.id for w in facts.webhook_endpoints],
-        "WebhookDelivery": [d.id for d in facts.webhook_deliveries],
-    }
 
 
 def expected_node(check: Check, type_name: str, pk: int) -> dict[str, Any]:

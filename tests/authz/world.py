@@ -1116,11 +1116,9 @@ CHANGE_ACTIONS: dict[str, AuditAction] = {
 GONE_PK = 10**9  # a change's subject that no longer exists (no row has this key)
 
 
-def the_changes(facts: Facts) -> list[Change]:
-    """The outbox the world's writes left, in commit order: a change to every object of
-    every kind a change can be about (two to each learner, apart), and one to an object of
-    each kind that is gone. Sets `facts.changes`."""
-    subjects: dict[str, list[int]] = {
+def all_ids(facts: Facts) -> dict[str, list[int]]:
+    """Every object of the world by GraphQL type (the ids `node` is probed with)."""
+    return {
         "Organisation": [o.id for o in facts.organisations],
         "Location": [x for o in facts.organisations for x in o.locations],
         "Department": [x for o in facts.organisations for x in o.departments],
@@ -1130,12 +1128,22 @@ def the_changes(facts: Facts) -> list[Change]:
         "Assignment": [a.id for a in facts.assignments],
         "Allocation": [a.id for a in facts.allocations],
         "Evidence": [e.id for e in facts.evidence],
-        "Course": list(facts.courses),
-        "LicencePool": [p.id for p in facts.pools],
+        "AuditEvent": [e.id for e in facts.audit],
         "Licence": [x.id for x in facts.licences],
+        "Course": list(facts.courses),
         "AutoAllocationRule": [r.id for r in facts.rules],
         "ApiKey": [k.id for k in facts.api_keys],
+        "WebhookEndpoint": [w.id for w in facts.webhook_endpoints],
+        "WebhookDelivery": [d.id for d in facts.webhook_deliveries],
     }
+
+
+def the_changes(facts: Facts) -> list[Change]:
+    """The outbox the world's writes left, in commit order: a change to every object of
+    every kind a change can be about (two to each learner, apart), and one to an object of
+    each kind that is gone. Sets `facts.changes`."""
+    ids = {**all_ids(facts), "LicencePool": [p.id for p in facts.pools]}
+    subjects = {kind: ids[kind] for kind in CHANGE_ACTIONS}
     order = [(t, pk) for t, pks in subjects.items() for pk in [*pks, GONE_PK]]
     order += [("Learner", lf.id) for lf in facts.learners]  # again, after the rest
     # interleave the kinds, as mutations of many kinds commit
