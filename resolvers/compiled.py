@@ -16,13 +16,15 @@ a request only binds values and runs it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
+import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     JSON,
@@ -628,6 +630,49 @@ class Statement:
         return found
 
 
+class Fragments(Protocol):
+    """Where compiled roots are kept across documents (a cache bounded in bytes)."""
+
+    def get(self, key: Hashable) -> Fragment | None: ...
+
+    def put(self, key: Hashable, value: Fragment, size: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One root of a statement, compiled for a scope shape and an argument shape: SQL in the
+    pyformat style, its bind names as built for the first root (`placed` renames them for the
+    root's place in a statement). Kept across documents: every document asking the same root
+    of the same caller shape (the thirty `node(id:)` aliases of one document, the same screen
+    sent by other clients) compiles it once."""
+
+    sql: str
+    fixed: Mapping[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @property
+    def size(self) -> int:
+        """Bytes kept alive, roughly: the text, its values, and the plan in its key."""
+        return 2 * len(self.sql) + 256 * len(self.fixed) + 4096
+
+
+# The request's values for the caller (caller_values): the same name in every root.
+CALLER_NAMES = frozenset({"me_user", "me_org", "me_location", "me_department", "now"})
+# A bind parameter in the pyformat style, or an escaped percent sign.
+BIND = re.compile(r"%\((\w+)\)s|%%")
+
+
+def placed(name: str, index: int) -> str:
+    """A fragment's bind name at root `index`: its arguments' values (`o0_id`, `c0_limit`, …)
+    as request_values names them, the caller's as they are, its own fixed values apart from
+    every other root's."""
+    if name.startswith(("o0_", "c0_")):
+        return f"{name[0]}{index}_{name[3:]}"
+    if name in CALLER_NAMES:
+        return name
+    return f"r{index}_{name}"
+
+
 def compile_statement(
     plan: RootPlan,
     ctx: Context,
@@ -635,49 +680,146 @@ def compile_statement(
     arguments: Sequence[RootArguments],
     signin: Select[Any] | None = None,
     budget: Budget | None = None,
+    fragments: Fragments | None = None,
+    caller: Hashable = None,
 ) -> Statement:
     """The plan's one statement. With `signin` (the sign-in statement whose caller `ctx` is
     expected to be), also that statement's rows, each with a NULL answer column, beside the
-    answer's row (its sign-in columns NULL): one round trip, one snapshot."""
+    answer's row (its sign-in columns NULL): one round trip, one snapshot. Each root is
+    compiled once per (`caller`'s scope shape, its plan, its arguments' shape) and kept in
+    `fragments`."""
     with budget.running() if budget is not None else contextlib.nullcontext():
-        return _compile_statement(plan, ctx, dialect, arguments, signin, budget)
-
-
-def _compile_statement(
-    plan: RootPlan,
-    ctx: Context,
-    dialect: Dialect,
-    arguments: Sequence[RootArguments],
-    signin: Select[Any] | None,
-    budget: Budget | None,
-) -> Statement:
-    json = Json(dialect.name)
-    building = time.thread_time()
-    builder = Builder(ctx, json, budget=budget)
-    parts = [
-        builder.gathered(item, index, args)
-        for index, (item, args) in enumerate(zip(plan.gathered, arguments, strict=True))
-    ]
-    answer = json.array([json.nested(p) for p in parts])
-    stmt: Any = select(answer)
-    if signin is not None:
-        width = len(signin.selected_columns)
-        # The answer's branch first: SQLite's parser then holds no more than for the answer
-        # alone (its stack is bounded, and deep documents come near the bound).
-        stmt = union_all(
-            select(*(null() for _ in range(width)), answer.label("answer")),
-            signin.add_columns(null()),
+        style = pyformat(dialect)
+        json = Json(dialect.name)
+        roots = [
+            root_fragment(item, args, ctx, json, style, budget, fragments, caller)
+            for item, args in zip(plan.gathered, arguments, strict=True)
+        ]
+        answer = json.array(
+            [json.nested(literal_column(f"__root_{i}__")) for i in range(len(roots))]
         )
+        stmt: Any = select(answer)
+        if signin is not None:
+            width = len(signin.selected_columns)
+            # The answer's branch first: SQLite's parser then holds no more than for the
+            # answer alone (its stack is bounded, and deep documents come near the bound).
+            stmt = union_all(
+                select(*(null() for _ in range(width)), answer.label("answer")),
+                signin.add_columns(null()),
+            )
+        skeleton: Compiled = stmt.compile(
+            dialect=style, compile_kwargs={"render_postcompile": True}
+        )
+        text = skeleton.string
+        fixed = dict(skeleton.params)
+        processors = dict(skeleton._bind_processors)  # type: ignore[attr-defined]
+        for index, root in enumerate(roots):
+
+            def rename(match: re.Match[str], index: int = index) -> str:
+                name = match.group(1)
+                return "%%" if name is None else f"%({placed(name, index)})s"
+
+            # In an argument of the JSON array: no parentheses (SQLite parses to a bounded depth).
+            text = text.replace(f"__root_{index}__", BIND.sub(rename, root.sql), 1)
+            fixed.update({placed(k, index): v for k, v in root.fixed.items()})
+            processors.update({placed(k, index): v for k, v in root.processors.items()})
+        return positional(text, dialect, fixed, processors)
+
+
+def root_fragment(
+    item: Gathered,
+    args: RootArguments,
+    ctx: Context,
+    json: Json,
+    style: Dialect,
+    budget: Budget | None,
+    fragments: Fragments | None,
+    caller: Hashable,
+) -> Fragment:
+    key: Hashable = None
+    if fragments is not None:
+        try:
+            key = (caller, built_from(item, args), args.shape())
+            hash(key)
+        except TypeError:  # a plan holding an argument value that is a list or a mapping
+            key = None
+    found = fragments.get(key) if fragments is not None and key is not None else None
+    if found is not None:
+        return found
+    building = time.thread_time()
+    value = Builder(ctx, json, budget=budget).gathered(item, 0, args)
     if budget is not None:
         budget.check(ahead=(time.thread_time() - building) * Budget.COMPILE_PER_BUILD)
-    compiled: Compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    names = tuple(compiled.positiontup or ())  # type: ignore[attr-defined]
-    processors = compiled._bind_processors  # type: ignore[attr-defined]
-    return Statement(
+    compiled: Compiled = value.compile(dialect=style, compile_kwargs={"render_postcompile": True})
+    fragment = Fragment(
         sql=compiled.string,
-        names=names,
         fixed=dict(compiled.params),
-        processors=dict(processors),
+        processors=dict(compiled._bind_processors),  # type: ignore[attr-defined]
+    )
+    if fragments is not None and key is not None:
+        fragments.put(key, fragment, fragment.size)
+    return fragment
+
+
+def built_from(item: Gathered, args: RootArguments) -> Hashable:
+    """What of a root its SQL is built from (not its response keys: the thirty aliases of
+    one `node(id:)` selection are one fragment)."""
+    if isinstance(item, ObjectRootPlan):
+        assert isinstance(args, ObjectArguments)
+        return (ObjectRootPlan, None if args.type_name is None else item.candidate(args.type_name))
+    if isinstance(item, ItemsPlan):
+        return (ItemsPlan, item.source, item.node)
+    return (
+        ConnectionPlan,
+        item.source,
+        bool(item.total_count),
+        bool(item.edges or item.page_info),
+        item.node,
+    )
+
+
+def pyformat(dialect: Dialect) -> Dialect:
+    """The dialect, rendering bind parameters by name (`%(name)s`): fragments compiled apart
+    are put together by renaming them, then numbered once for the driver (`positional`)."""
+    style = copy.copy(dialect)
+    style.paramstyle = "pyformat"
+    style.positional = False
+    style.identifier_preparer = style.preparer(style)  # it escapes % for the paramstyle
+    return style
+
+
+def positional(
+    text: str,
+    dialect: Dialect,
+    fixed: Mapping[str, Any],
+    processors: Mapping[str, Callable[[Any], Any]],
+) -> Statement:
+    """A pyformat statement in the driver's own style: `$n` once per name (asyncpg), or `?`
+    per occurrence (SQLite)."""
+    names: list[str] = []
+    numbers: dict[str, int] = {}
+    dollar = dialect.paramstyle == "numeric_dollar"
+    if not dollar and dialect.paramstyle != "qmark":
+        raise NotCompilable(f"the {dialect.paramstyle} parameter style")
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if not dollar:
+            names.append(name)
+            return "?"
+        if name not in numbers:
+            names.append(name)
+            numbers[name] = len(names)
+        return f"${numbers[name]}"
+
+    sql = BIND.sub(number, text)
+    return Statement(
+        sql=sql,
+        names=tuple(names),
+        fixed={name: fixed[name] for name in names if name in fixed},
+        processors={name: processors[name] for name in names if name in processors},
     )
 
 

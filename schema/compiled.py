@@ -518,6 +518,7 @@ class CompiledOperation:
         args: list[sql.RootArguments],
         signin: Select[Any] | None = None,
         budget: sql.Budget | None = None,
+        fragments: sql.Fragments | None = None,
     ) -> sql.Statement:
         """The statement for this caller's scope shape and these arguments' shape; with
         `signin`, the sign-in statement run in the same statement (sql.compile_statement)."""
@@ -529,7 +530,9 @@ class CompiledOperation:
                 raise sql.OverBudget("planning this shape ran over its budget", remembered=True)
             ctx = sql.symbolic_context(store, principal)
             try:
-                found = sql.compile_statement(self.plan, ctx, dialect, args, signin, budget)
+                found = sql.compile_statement(
+                    self.plan, ctx, dialect, args, signin, budget, fragments, shape[0]
+                )
             except sql.OverBudget:
                 # Remembered for this shape only: other callers' statements are unaffected.
                 self.over_budget.add(shape)

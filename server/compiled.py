@@ -32,6 +32,7 @@ from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import OperationError, Timeout, Unavailable
 from schema.admission import admission
+from schema.caches import BoundedCache
 from schema.compiled import (
     MAX_CONDITION_PLANS,
     CompiledOperation,
@@ -69,6 +70,10 @@ class Planned:
     arguments: list[sql.RootArguments]
 
 
+# A root compiled larger than this is used for its statement and not kept.
+FRAGMENT_MAX_BYTES = 1024 * 1024
+
+
 class CompiledReads:
     """Answers the queries whose plan compiles; the rest go to the standard executor."""
 
@@ -84,6 +89,11 @@ class CompiledReads:
         self.failed = 0  # reads the database refused, answered by the standard executor
         self.over_budget = 0  # documents whose planning ran past its budget
         self.callers: OrderedDict[Credentials, Principal] = OrderedDict()
+        # Compiled roots, shared by every document that asks the same root of the same caller
+        # shape (resolvers/compiled.py, Fragment).
+        self.fragments: BoundedCache[Any, sql.Fragment] = BoundedCache(
+            services.settings.document_cache_bytes // 4, max_entry=FRAGMENT_MAX_BYTES
+        )
         authenticator = services.authenticator
         self.auth = {
             kind: _raw(stmt, self.dialect)
@@ -253,7 +263,13 @@ class CompiledReads:
         if expected is not None:
             # Built before a connection is taken: no connection waits for a plan.
             guessed = operation.statement(
-                self.services.policies, expected, self.dialect, arguments, signin, budget
+                self.services.policies,
+                expected,
+                self.dialect,
+                arguments,
+                signin,
+                budget,
+                self.fragments,
             )
         async with self.services.engine.connect() as connection:
             raw = await connection.get_raw_connection()
@@ -339,7 +355,12 @@ class CompiledReads:
             await authenticator.used(principal, rows, now)
             try:
                 statement = operation.statement(
-                    self.services.policies, principal, self.dialect, arguments, budget=budget
+                    self.services.policies,
+                    principal,
+                    self.dialect,
+                    arguments,
+                    budget=budget,
+                    fragments=self.fragments,
                 )
             except sql.OverBudget:
                 # Known now: the caller's next request finds its statement's fate before
