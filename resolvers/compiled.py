@@ -695,9 +695,7 @@ def compile_statement(
             root_fragment(item, args, ctx, json, style, budget, fragments, caller)
             for item, args in zip(plan.gathered, arguments, strict=True)
         ]
-        answer = json.array(
-            [json.nested(literal_column(f"__root_{i}__")) for i in range(len(roots))]
-        )
+        answer = roots_array(json, [literal_column(f"__root_{i}__") for i in range(len(roots))])
         stmt: Any = select(answer)
         if signin is not None:
             width = len(signin.selected_columns)
@@ -724,6 +722,28 @@ def compile_statement(
             fixed.update({placed(k, index): v for k, v in root.fixed.items()})
             processors.update({placed(k, index): v for k, v in root.processors.items()})
         return positional(text, dialect, fixed, processors)
+
+
+# Arguments one SQL function takes at most (PostgreSQL: 100; SQLite's json_array: 127): more
+# roots than this are gathered as an array of arrays of this many (`gathered_roots` flattens).
+ROOTS_PER_ARRAY = 100
+
+
+def roots_array(json: Json, roots: Sequence[Any]) -> Any:
+    """The statement's answer: each root's value, in document order."""
+    if len(roots) <= ROOTS_PER_ARRAY:
+        return json.array([json.nested(r) for r in roots])
+    if len(roots) > ROOTS_PER_ARRAY**2:
+        raise NotCompilable(f"more than {ROOTS_PER_ARRAY**2} roots")
+    chunks = [roots[k : k + ROOTS_PER_ARRAY] for k in range(0, len(roots), ROOTS_PER_ARRAY)]
+    return json.array([json.nested(json.array([json.nested(r) for r in c])) for c in chunks])
+
+
+def gathered_roots(plan: RootPlan, answer: list[Any]) -> list[Any]:
+    """The answer's roots in document order (see `roots_array`)."""
+    if len(plan.gathered) <= ROOTS_PER_ARRAY:
+        return answer
+    return [root for chunk in answer for root in chunk]
 
 
 def root_fragment(

@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     app.state.compiled_reads = graphql.compiled
+    app.state.hub = graphql.hub
     return app
 
 

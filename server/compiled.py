@@ -321,7 +321,7 @@ class CompiledReads:
         if record is not None:
             record.principal = describe(principal)
         gathered = orjson.loads(found) if isinstance(found, str | bytes) else found
-        return operation.transform(gathered, arguments)
+        return operation.transform(sql.gathered_roots(operation.plan, gathered), arguments)
 
     def remember(self, credentials: Credentials, principal: Principal) -> None:
         """The caller these credentials named, for their next read (see CALLERS_KEPT)."""

@@ -677,3 +677,55 @@ async def test_the_statements_kept_for_one_document_are_bounded(
     assert reads.answered - before == len(ids) ** 3
     operation = reads.documents.kept.get(query).plans[None]
     assert len(operation.statements) == MAX_STATEMENTS < len(ids) ** 3
+
+
+async def test_a_root_is_compiled_once_for_every_document_that_asks_it(
+    apps: dict[bool, httpx.AsyncClient], world: World
+) -> None:
+    """Thirty `node(id:)` aliases with one selection compile one fragment (resolvers/compiled.py
+    Fragment), which another document asking the same root reuses; each alias still answers
+    its own id through its own scope, as the standard executor does."""
+    from server.tokens import mint_token
+
+    org, other = await world.organisation(), await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    mine = [await world.learner(org, name=f"Learner {n}") for n in range(28)]
+    for learner in mine[:3]:
+        await world.record(learner, programme=f"Programme of {learner.name}")
+    theirs = await world.learner(other, name="Not Visible")
+    ids = [gid("Learner", x.id) for x in [*mine, theirs]] + [gid("Learner", 10**9)]
+    compiled_app = apps[True]._transport.app  # type: ignore[attr-defined]
+    reads = compiled_app.state.compiled_reads
+    token = mint_token(compiled_app.state.services.settings, email=admin.email, org=org.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    selection = "{ ... on Learner { id name records { programme } } }"
+
+    async def ask(query: str, variables: dict[str, str]) -> httpx.Response:
+        before = reads.answered
+        body = {"query": query, "variables": variables}
+        fast = await apps[True].post("/graphql", json=body, headers=headers)
+        slow = await apps[False].post("/graphql", json=body, headers=headers)
+        assert reads.answered == before + 1, fast.content
+        assert fast.content == slow.content, (fast.content, slow.content)
+        return fast
+
+    definitions = ", ".join(f"$i{k}: ID!" for k in range(len(ids)))
+    aliases = " ".join(f"a{k}: node(id: $i{k}) {selection}" for k in range(len(ids)))
+    kept = len(reads.fragments)
+    answer = await ask(
+        f"query Many({definitions}) {{ {aliases} }}", {f"i{k}": i for k, i in enumerate(ids)}
+    )
+    assert len(reads.fragments) == kept + 1
+    data = answer.json()["data"]
+    assert [data[f"a{k}"] and data[f"a{k}"]["name"] for k in range(len(ids))] == [
+        *(x.name for x in mine),
+        None,
+        None,
+    ]
+    assert data["a0"]["records"] == [{"programme": f"Programme of {mine[0].name}"}]
+
+    hits = reads.fragments.hits
+    await ask(f"query One($id: ID!) {{ x: node(id: $id) {selection} }}", {"id": ids[1]})
+    assert len(reads.fragments) == kept + 1
+    assert reads.fragments.hits == hits + 1
+    assert reads.fragments.budget == compiled_app.state.services.settings.document_cache_bytes // 4

@@ -57,6 +57,7 @@ from tests.authz.checks import (
     check_changes,
     check_principal,
 )
+from tests.authz.live import check_subscriptions
 from tests.authz.model import Model
 from tests.authz.world import (
     ADMIN,
@@ -473,11 +474,13 @@ class Baseline:
 @asynccontextmanager
 async def app_with(backend: Backend, store: PolicyStore | None) -> AsyncIterator[Api]:
     services = Services.build(make_settings(backend.url, **PROOF_LIMITS), policies=store)
+    app = create_app(services=services)
     try:
-        transport = httpx.ASGITransport(app=create_app(services=services))
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://caseload.test") as c:
             yield Api(c, services.settings)
     finally:
+        await app.state.hub.aclose()  # subscriptions' (check_subscriptions)
         await services.aclose()
 
 
@@ -499,6 +502,8 @@ async def baseline(sqlite_backend: Backend) -> Baseline:
     model = Model(facts)
     problems = Problems()
     async with app_with(sqlite_backend, None) as api:
+        app = api.client._transport.app  # type: ignore[attr-defined]
+        await check_subscriptions(api, app, facts, model, facts.principals(), problems)
         await run_checks(api, facts, model, problems)
     NOTES.append(f"policy mutants: {ROTATION}")
     NOTES.append(
@@ -635,4 +640,27 @@ async def test_the_feed_check_alone_catches_a_widened_read(
     # then the feed lists a change the model says the principal must not see
     assert problems.found, f"{mutant}: the change feed did not notice it"
     assert all(" — changes(" in p for p in problems.found), problems.found
+    print(f"{mutant}: {problems.found[0][:300]}")
+
+
+@pytest.mark.filterwarnings("ignore:The garbage collector is trying to clean up")
+@pytest.mark.parametrize("mutant", feed_mutants(), ids=str)
+async def test_the_subscription_check_alone_catches_a_widened_read(
+    mutant: Mutant, baseline: Baseline, tmp_path: Path
+) -> None:
+    # given the fixed world, on which the real policy's feed agrees with the model
+    if baseline.problems.found:
+        pytest.fail("the real policy disagrees with the model on the fixed world")
+    # when the principals holding the widened role follow the change feed over websockets
+    problems = Problems()
+    with applied(mutant, tmp_path) as store:
+        async with app_with(baseline.backend, store) as api:
+            app = api.client._transport.app  # type: ignore[attr-defined]
+            principals = [who for who in baseline.facts.principals() if who.roles & mutant.roles]
+            await check_subscriptions(
+                api, app, baseline.facts, baseline.model, principals, problems
+            )
+    # then a subscriber receives a change the model says it must not see
+    assert problems.found, f"{mutant}: the subscription check did not notice it"
+    assert all(" — subscription" in p for p in problems.found), problems.found
     print(f"{mutant}: {problems.found[0][:300]}")
