@@ -60,10 +60,13 @@ def _may(resource: Resource, action: Action) -> Flag:
 
 
 def _live_record(record_id: Any) -> ColumnElement[bool]:
+    """The evidence's record is live. Correlated to the evidence only: nested in a statement
+    that reads records around the evidence (the compiled path's `learner.evidence`), its own
+    records table must stay its own."""
     return exists(
-        select(ApprenticeRecord.id).where(
-            ApprenticeRecord.id == record_id, ApprenticeRecord.status == RecordStatus.LIVE
-        )
+        select(ApprenticeRecord.id)
+        .where(ApprenticeRecord.id == record_id, ApprenticeRecord.status == RecordStatus.LIVE)
+        .correlate(Evidence)
     )
 
 
@@ -159,25 +162,23 @@ COURSE = Capabilities(
 )
 
 
-def _membership_here(ctx: Context, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """The user (correlated) has a membership of the caller's organisation meeting these."""
+def _membership_here(
+    ctx: Context, *conditions: ColumnElement[bool], super_admin: bool = False
+) -> ColumnElement[bool]:
+    """The user (correlated) has a membership of the caller's organisation meeting these (and
+    holding SUPER_ADMIN there). One subquery, its role joined in: nested in the compiled
+    path's deepest statements, each level counts against SQLite's bounded parser."""
+    found = select(Membership.id)
+    if super_admin:
+        found = found.join(MembershipRole, MembershipRole.membership_id == Membership.id).where(
+            MembershipRole.role == Role.SUPER_ADMIN.value
+        )
     return exists(
-        select(Membership.id)
-        .where(
+        found.where(
             Membership.user_id == User.id,
             in_organisation(Membership.organisation_id, ctx.me),
             *conditions,
-        )
-        .correlate(User)
-    )
-
-
-def _super_admin(membership: Any) -> ColumnElement[bool]:
-    return exists(
-        select(MembershipRole.role).where(
-            MembershipRole.membership_id == membership.id,
-            MembershipRole.role == Role.SUPER_ADMIN.value,
-        )
+        ).correlate(User)
     )
 
 
@@ -186,11 +187,12 @@ def _other_active_super_admin(ctx: Context) -> ColumnElement[bool]:
     other = aliased(Membership)
     return exists(
         select(other.id)
+        .join(MembershipRole, MembershipRole.membership_id == other.id)
         .where(
             other.user_id != User.id,
             in_organisation(other.organisation_id, ctx.me),
             other.deactivated_at.is_(None),
-            _super_admin(other),
+            MembershipRole.role == Role.SUPER_ADMIN.value,
         )
         .correlate(User)
     )
@@ -209,10 +211,10 @@ def _deactivate_user(ctx: Context) -> ColumnElement[bool]:
     """deactivateStaffMember: a super admin only by a super admin (else FORBIDDEN), never the
     organisation's last active one (a ValidationError); deactivating again is "unchanged"."""
     allowed = ctx.rules.where(Resource.STAFF, Action.DEACTIVATE)
-    held_here = _membership_here(ctx, _super_admin(Membership))
+    held_here = _membership_here(ctx, super_admin=True)
     if Role.SUPER_ADMIN not in ctx.me.roles:
         return and_(allowed, ~held_here)
-    last = _membership_here(ctx, Membership.deactivated_at.is_(None), _super_admin(Membership))
+    last = _membership_here(ctx, Membership.deactivated_at.is_(None), super_admin=True)
     return and_(allowed, or_(~last, _other_active_super_admin(ctx)))
 
 
@@ -277,11 +279,16 @@ ASSIGNMENT = Capabilities(RecordAssignment, Resource.ASSIGNMENT, {"unassign": _u
 
 def _columns(ctx: Context, spec: Capabilities) -> list[ColumnElement[Any]]:
     """Each flag as a column over the type's table (1 or 0), visibility included."""
+    return [value.label(f"can_{name}") for name, value in flag_values(ctx, spec, list(spec.flags))]
+
+
+def flag_values(
+    ctx: Context, spec: Capabilities, names: Sequence[str]
+) -> list[tuple[str, ColumnElement[Any]]]:
+    """The named flags as values over the type's table (1 or 0), visibility included: what the
+    compiled read path gathers for `viewerCan` (resolvers/compiled.py, Flags)."""
     visible = ctx.rules.where(spec.visible)
-    return [
-        case((and_(visible, flag(ctx)), 1), else_=0).label(f"can_{name}")
-        for name, flag in spec.flags.items()
-    ]
+    return [(name, case((and_(visible, spec.flags[name](ctx)), 1), else_=0)) for name in names]
 
 
 def capabilities_by_id(ctx: Context, spec: Capabilities) -> DataLoader[int, dict[str, bool]]:

@@ -50,6 +50,7 @@ from db.base import UtcDateTime
 from policies.enforcer import Policy, PolicyStore
 from policies.principal import Principal
 from policies.vocabulary import Resource
+from resolvers.capabilities import Capabilities, flag_values
 from resolvers.context import Context
 from resolvers.ids import encode_id
 from resolvers.loaders import Children
@@ -174,7 +175,22 @@ class Related:
     arguments: tuple[tuple[str, Any], ...] = ()
 
 
-Item = Constant | Column | Expression | NodeId | Computed | Related
+@dataclass(frozen=True)
+class Flags:
+    """`viewerCan`: what the caller may do with the object (resolvers/capabilities.py), each
+    selected flag computed in SQL as the standard executor's loader computes it."""
+
+    key: str
+    spec: Capabilities
+    fields: tuple[tuple[str, str | None], ...]  # (response key, flag; None: __typename)
+    type_name: str  # of the capabilities object
+
+    @property
+    def names(self) -> list[str]:
+        return [name for _, name in self.fields if name is not None]
+
+
+Item = Constant | Column | Expression | NodeId | Computed | Related | Flags
 
 
 @dataclass(frozen=True)
@@ -387,7 +403,28 @@ class Builder:
                 values += [self.column(columns[c]) for c in item.columns]
             elif isinstance(item, Related):
                 values.append(self.json.nested(self.related(item, row)))
+            elif isinstance(item, Flags):
+                values.append(self.json.nested(self.flags(item, row)))
         return values
+
+    def flags(self, item: Flags, row: Any) -> Any:
+        """The flags' array over the row: computed by the row set's own statement where it read
+        the type's table (`flag_columns`: a page, an object root), over the table where the
+        level reads it, else looked up by the row's id (one level deeper)."""
+        table: Any = getattr(item.spec.model, "__table__")  # noqa: B009 - a mapped class
+        names = item.names
+        if names and all(f"flag_{item.key}_{i}" in row.c for i in range(len(names))):
+            return self.json.array([row.c[f"flag_{item.key}_{i}"] for i in range(len(names))])
+        array = self.json.array([v for _, v in flag_values(self.ctx, item.spec, names)])
+        if row is table:
+            return array
+        return (
+            select(array)
+            .select_from(table)
+            .where(table.c.id == row.c.id)
+            .correlate_except(table)
+            .scalar_subquery()
+        )
 
     def column(self, value: Any) -> Any:
         """A column's value in the gathered arrays: JSON columns as JSON, not as their text."""
@@ -535,6 +572,19 @@ class Builder:
         self.chain = saved
         return aggregated
 
+    def flag_columns(self, plan: ObjectPlan | None) -> list[Any]:
+        """The `viewerCan` flags of an object's own level, as columns of the statement that reads
+        its table's rows (its page, its lookup): no subquery per row, and one level less for
+        SQLite's parser, whose depth is bounded."""
+        if plan is None:
+            return []
+        return [
+            value.label(f"flag_{item.key}_{i}")
+            for item in plan.items
+            if isinstance(item, Flags)
+            for i, (_, value) in enumerate(flag_values(self.ctx, item.spec, item.names))
+        ]
+
     def symbolic(self, index: int, args: Arguments) -> dict[str, Any]:
         """A list's filter values as bound parameters (booleans shape the statement)."""
         return {
@@ -545,7 +595,11 @@ class Builder:
     def items(self, plan: ItemsPlan, index: int, args: Arguments) -> Any:
         """A plain list: every row of the source for the caller, in its own order."""
         source = plan.source
-        rows = source.statement(self.ctx, self.symbolic(index, args)).subquery("items")
+        rows = (
+            source.statement(self.ctx, self.symbolic(index, args))
+            .add_columns(*self.flag_columns(plan.node))
+            .subquery("items")
+        )
         keys = [rows.c[c.key] for c in source.keys(source.sorts[0])]
         values, joins = self.level(plan.node, rows)
         order = [k.desc() for k in keys] if source.direction is Direction.DESC else keys
@@ -572,6 +626,7 @@ class Builder:
             ]
             page = (
                 windowed(base, keys, w, *bounds)
+                .add_columns(*self.flag_columns(plan.node))
                 .limit(bindparam(f"c{index}_limit", type_=Integer()))
                 .subquery("page")
             )
@@ -593,7 +648,7 @@ class Builder:
             return null()
         table: Any = getattr(candidate.plan.model, "__table__")  # noqa: B009 - a mapped class
         found = (
-            select(table)
+            select(table, *self.flag_columns(candidate.plan))
             .where(table.c.id == bindparam(f"o{index}_id", type_=BigInteger()))
             .where(candidate.where(self.ctx))
             .subquery(f"object_{index}")
@@ -947,6 +1002,17 @@ class TransformWriter:
                 args = ", ".join(f"a[{position + k}]" for k in range(len(item.columns)))
                 value = f"{self.name('compute_', item.compute)}({args})"
                 position += len(item.columns)
+            elif isinstance(item, Flags):
+                shown: list[str] = []
+                index = 0  # in the flags' array, which holds the flags only
+                for key, flag in item.fields:
+                    if flag is None:
+                        shown.append(f"{key!r}: {item.type_name!r}")
+                        continue
+                    shown.append(f"{key!r}: bool(a[{position}][{index}])")
+                    index += 1
+                value = "{" + ", ".join(shown) + "}"
+                position += 1
             else:
                 nested = self.object(item.node)
                 relation = item.relation

@@ -8,8 +8,9 @@ type's registration, fields whose resolver has an SQL form (`metadata={"expressi
 with `"format"` when its response form is not a column's, reading the expression's value and
 `"columns"` of the row), and relation fields
 (schema/relations.py); @include/@skip are decided as the plan is made (a plan per combination
-of the variables they read). Anything else — mutations, other directives, unions, fields
-computed by code (access, capabilities) — leaves the document to the standard executor.
+of the variables they read), and `viewerCan` (each flag's SQL, resolvers/capabilities.py).
+Anything else — mutations, other directives, unions, fields computed by code (`access`) —
+leaves the document to the standard executor.
 resolvers/compiled.py turns a plan into SQL and a transform.
 """
 
@@ -48,6 +49,7 @@ from strawberry.types.field import StrawberryField
 from policies.enforcer import PolicyStore
 from policies.principal import Principal
 from policies.vocabulary import Action
+from resolvers import capabilities
 from resolvers import compiled as sql
 from resolvers.context import Limits
 from resolvers.errors import InvalidInput
@@ -385,6 +387,15 @@ class _Planner:
             items=tuple(items),
         )
 
+    def flags(
+        self,
+        key: str,
+        spec: capabilities.Capabilities,
+        field_def: GraphQLField,
+        nodes: list[FieldNode],
+    ) -> sql.Flags:
+        return _flags_of(self.collector, key, spec, field_def, nodes)
+
     def object(
         self, type_: GraphQLObjectType, selections: Sequence[SelectionNode]
     ) -> sql.ObjectPlan:
@@ -413,6 +424,8 @@ class _Planner:
             python_name = strawberry_field.python_name
             if name == "id":
                 items.append(sql.NodeId(key, type_.name))
+            elif python_name == "viewer_can" and model in capabilities.SPECS:
+                items.append(self.flags(key, capabilities.SPECS[model], field_def, nodes))
             elif python_name in computed:
                 found = computed[python_name]
                 items.append(sql.Computed(key, found.columns, found.compute))
@@ -434,6 +447,28 @@ class _Planner:
             else:
                 raise sql.NotCompilable(f"{type_.name}.{name} runs code")
         return sql.ObjectPlan(model, tuple(items))
+
+
+def _flags_of(
+    collector: _Collector,
+    key: str,
+    spec: capabilities.Capabilities,
+    field_def: GraphQLField,
+    nodes: list[FieldNode],
+) -> sql.Flags:
+    """`viewerCan`'s selection: each flag (or __typename) under its response key."""
+    shown = _object_type(field_def.type)
+    fields: list[tuple[str, str | None]] = []
+    for child_key, child_nodes in collector.fields(shown, _children(nodes)).items():
+        name = child_nodes[0].name.value
+        if name == "__typename":
+            fields.append((child_key, None))
+            continue
+        flag = _strawberry(shown.fields[name]).python_name
+        if flag not in spec.flags:
+            raise sql.NotCompilable(f"{shown.name}.{name} is no flag")
+        fields.append((child_key, flag))
+    return sql.Flags(key, spec, tuple(fields), shown.name)
 
 
 def _uses_variables(node: Any) -> bool:

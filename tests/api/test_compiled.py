@@ -59,7 +59,7 @@ MIN_CONDITIONAL_PAIRS = 150
 MIN_PAIRS_WITH = {"pool": 50, "roles": 20, "caseloadCount": 20, "deactivatedAt": 20}
 
 # Fields the compiled path does not gather: documents that pick one fall back whole.
-FALLBACK_FIELDS = {"access", "viewerCan"}
+FALLBACK_FIELDS = {"access"}
 SEARCHES = ["a", "Le", "zz", "%", "_", "\\", " ", "o'n", "Z", "ë"]
 
 
@@ -729,3 +729,50 @@ async def test_a_root_is_compiled_once_for_every_document_that_asks_it(
     assert len(reads.fragments) == kept + 1
     assert reads.fragments.hits == hits + 1
     assert reads.fragments.budget == compiled_app.state.services.settings.document_cache_bytes // 4
+
+
+async def test_more_roots_than_a_function_takes_arguments_still_compile(
+    backend: Backend, world: World
+) -> None:
+    """Past 100 roots (PostgreSQL's most function arguments; SQLite's json_array takes 127)
+    the statement gathers arrays of 100 (resolvers/compiled.py ROOTS_PER_ARRAY): with the
+    alias limit raised, 250 `node(id:)` aliases are one compiled read, answered in order."""
+    from server.tokens import mint_token
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learners = [await world.learner(org, name=f"Learner {n:03}") for n in range(5)]
+    ids = [gid("Learner", learners[n % 5].id) for n in range(249)] + [gid("Learner", 10**9)]
+    limits = {"max_aliases": 1000, "max_tokens": 20_000, "max_cost": 10_000_000}
+    answers = []
+    for compiled in (True, False):
+        services = Services.build(make_settings(backend.url, compiled_reads=compiled, **limits))
+        app = create_app(services=services)
+        token = mint_token(services.settings, email=admin.email, org=org.slug)
+        definitions = ", ".join(f"$i{k}: ID!" for k in range(len(ids)))
+        aliases = " ".join(
+            f"a{k}: node(id: $i{k}) {{ ... on Learner {{ name }} }}" for k in range(len(ids))
+        )
+        body = {
+            "query": f"query Many({definitions}) {{ {aliases} }}",
+            "variables": {f"i{k}": i for k, i in enumerate(ids)},
+        }
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://caseload.test"
+            ) as client:
+                response = await client.post(
+                    "/graphql", json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+            answers.append(response.content)
+            if compiled:
+                assert app.state.compiled_reads.answered == 1
+                assert app.state.compiled_reads.failed == 0
+        finally:
+            await services.aclose()
+    assert answers[0] == answers[1]
+    data = json.loads(answers[0])["data"]
+    assert [data[f"a{k}"] and data[f"a{k}"]["name"] for k in range(len(ids))] == [
+        *(f"Learner {n % 5:03}" for n in range(249)),
+        None,
+    ]
