@@ -562,7 +562,8 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         """The document as over HTTP: sent as `query`, or named by `documentId` or
         `extensions.persistedQuery`; with trusted documents, only those (server/persisted.py).
-        A document refused so answers an `error` for its operation."""
+        A document refused so answers an `error` for its operation. A document sent with its
+        hash registers it (automatic persisted queries), as a signed-in POST does."""
         payload: Any = message.get("payload")
         if not isinstance(payload, dict):
             await self.handle_invalid_message("A subscribe message's payload must be an object.")
@@ -572,13 +573,24 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             if sent.get("query") == "" and ("documentId" in sent or "extensions" in sent):
                 del sent["query"]  # a client whose type needs a string sends "" with an id
             try:
-                body, _ = resolve(checked_body(sent), self.app.documents, self.app.trusted)
+                body, registering = resolve(
+                    checked_body(sent), self.app.documents, self.app.trusted
+                )
             except Refused as refused:
                 error = GraphQLError(refused.message, extensions={"code": refused.code})
                 await self.send_message(
                     {"id": message["id"], "type": "error", "payload": [error.formatted]}
                 )
                 return
+            if registering is not None:
+                # Sent with its hash on a signed-in websocket: registered as over HTTP, when
+                # the document validates (a later `subscribe` or POST may send the hash alone).
+                documents = self.app.documents
+                token = documents.registering(registering)
+                try:
+                    documents.keep(documents.prepare(body.query))
+                finally:
+                    documents.registered_done(token)
             payload = {**payload, "query": body.query}
             message = {**message, "payload": payload}
         await super().handle_subscribe(message)

@@ -492,6 +492,53 @@ async def test_with_trusted_documents_a_subscription_runs_only_by_id(
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_document_sent_with_its_hash_registers_it_for_later_subscriptions(
+    backend: Backend, world: World, tmp_path: Path
+) -> None:
+    """Automatic persisted queries over the websocket: a hash alone is not found until a
+    signed-in subscriber sends it with its document; then a subscription (and a POST, where
+    the document is a query) may send the hash alone."""
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org, name="Watched")
+    by_admin = bearer(backend, admin, org)
+    sha256 = hashlib.sha256(CHANGES.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+    with serve(tmp_path / "server", env=env_for(backend)) as server:
+        async with connect(server, by_admin) as subscriber:
+            # given a hash nobody registered: not found
+            await subscriber.send("early", {"extensions": persisted})
+            await subscriber.until(lambda: "early" in subscriber.errors)
+            assert subscriber.errors["early"][0]["extensions"]["code"] == (
+                "PERSISTED_QUERY_NOT_FOUND"
+            )
+            # when it comes with its document (a wrong hash registers nothing)
+            wrong = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
+            await subscriber.send("mismatch", {"query": CHANGES, "extensions": wrong})
+            await subscriber.send("with-text", {"query": CHANGES, "extensions": persisted})
+            await subscriber.until(lambda: "mismatch" in subscriber.errors)
+            assert subscriber.errors["mismatch"][0]["extensions"]["code"] == (
+                "PERSISTED_QUERY_HASH_MISMATCH"
+            )
+            # then the hash alone runs it
+            await subscriber.send("by-hash", {"query": "", "extensions": persisted})
+            await started(subscriber)
+            renamed = await post(
+                server,
+                by_admin,
+                UPDATE_LEARNER,
+                id=gid("Learner", learner.id),
+                name="Renamed",
+            )
+            assert "errors" not in renamed, renamed
+            await subscriber.until(lambda: {"with-text", "by-hash"} <= set(subscriber.events))
+            for key in ("with-text", "by-hash"):
+                (event,) = subscriber.events[key]
+                assert event["subject"] == {"id": gid("Learner", learner.id), "name": "Renamed"}
+            assert set(subscriber.errors) == {"early", "mismatch"}
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_the_caps_hold(backend: Backend, world: World, tmp_path: Path) -> None:
     org = await world.organisation()
     admin = await world.staff(org, "ADMIN")
