@@ -57,7 +57,7 @@ from tests.authz.checks import (
     small_pages_for,
     through_provider,
 )
-from tests.authz.live import check_subscriptions
+from tests.authz.live import following_from_the_start
 from tests.authz.model import Model
 from tests.authz.world import (
     ASSESSOR,
@@ -272,13 +272,18 @@ async def check_world(
 
     # when every principal follows the change feed at once, then each receives the model's
     problems = Problems()
-    TALLY[f"visibility: subscription events checked on {part}"] += await check_subscriptions(
+    following = await following_from_the_start(
         api, paths.apps[compiled], facts, model, principals, problems
     )
-    # when every principal asks everything, then every answer is the model's
-    for who in principals:
-        check = Check(api, facts, model, who, problems, selection)
-        await check_principal(check, small_pages=small(who))
+    try:
+        # when every principal asks everything, then every answer is the model's
+        for who in principals:
+            check = Check(api, facts, model, who, problems, selection)
+            await check_principal(check, small_pages=small(who))
+        # and a change made now reaches exactly the subscribers who see its object
+        TALLY[f"visibility: subscription events checked on {part}"] += await following.live()
+    finally:
+        await following.close()
     if problems.found:
         TALLY[f"visibility: failed world runs on {part}"] += 1
     assert not problems.found, problems.report()

@@ -5,8 +5,10 @@ Each principal must receive exactly the changes the reference model says it sees
 Reads, row "changes"), in commit order, each change's subject read under its own scopes at
 delivery as `node(id:)` shows it (SUBJECT: its id and some nested lists). All subscribe before the
 hub wakes, so one wake reads for all of them together: its groups (one read per principal,
-filter and place) must keep every principal's reads apart. A deactivated membership's
-credentials are refused in `connection_init` (4403).
+filter and place) must keep every principal's reads apart. Then, live, an admin of each
+organisation renames a learner (a mutation through the API, committed and announced as any
+other): each subscriber receives exactly the renames whose learner the model lets it see. A
+deactivated membership's credentials are refused in `connection_init` (4403).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from resolvers import changes
@@ -27,7 +30,7 @@ from tests.authz.checks import (
     expected_node,
     shape_of,
 )
-from tests.authz.model import Model
+from tests.authz.model import ADMINS, Model
 from tests.authz.world import Facts, Who
 from tests.helpers import Api, gid
 
@@ -130,15 +133,37 @@ class Socket:
                 await self.task
 
 
-async def check_subscriptions(
+@dataclass
+class Following:
+    """Every principal of a world subscribed at once, each over its own websocket."""
+
+    api: Api
+    facts: Facts
+    subscribed: list[tuple[Check, Socket]] = field(default_factory=list)
+    checked: int = 0  # events compared
+
+    async def live(self) -> int:
+        """An admin of each organisation renames a learner: each subscriber receives exactly
+        the renames the model lets it see. Renames change names: the world's last check."""
+        renamed = await rename_learners(self.api, self.facts)
+        for check, socket in self.subscribed:
+            self.checked += await received_live(check, socket, renamed)
+        return self.checked
+
+    async def close(self) -> None:
+        for _, socket in self.subscribed:
+            await socket.close()
+
+
+async def following_from_the_start(
     api: Api, app: Any, facts: Facts, model: Model, principals: list[Who], problems: Problems
-) -> int:
-    """Every principal subscribed at once from the outbox's start; returns the events checked."""
+) -> Following:
+    """Every principal subscribed at once from the outbox's start, each having received what
+    the model says (close it when done)."""
     start = encode_cursor(changes.TAG, [0, 0, facts.now])  # before the world's first change
-    subscribed: dict[int, tuple[Check, Socket]] = {}
-    checked = 0
+    following = Following(api, facts)
     try:
-        for n, who in enumerate(principals):
+        for who in principals:
             check = Check(api, facts, model, who, problems)
             socket = Socket(app)
             payload = dict(caller_for(api, facts, who).headers)
@@ -159,13 +184,80 @@ async def check_subscriptions(
                     "payload": {"query": SUBSCRIPTION, "variables": {"after": start}},
                 }
             )
-            subscribed[n] = (check, socket)
-        for check, socket in subscribed.values():
-            checked += await received_as_the_model_says(check, socket)
-    finally:
-        for _, socket in subscribed.values():
-            await socket.close()
-    return checked
+            following.subscribed.append((check, socket))
+        for check, socket in following.subscribed:
+            following.checked += await received_as_the_model_says(check, socket)
+    except BaseException:
+        await following.close()
+        raise
+    return following
+
+
+async def check_subscriptions(
+    api: Api, app: Any, facts: Facts, model: Model, principals: list[Who], problems: Problems
+) -> int:
+    """The replay alone (no change made): returns the events compared."""
+    following = await following_from_the_start(api, app, facts, model, principals, problems)
+    await following.close()
+    return following.checked
+
+
+RENAME = """mutation($id: ID!, $name: String!) {
+  updateLearner(input: {learnerId: $id, name: $name}) { __typename }
+}"""
+
+
+async def rename_learners(api: Api, facts: Facts) -> list[int]:
+    """Each organisation's first learner without a sign-in renamed by an admin of it who signs
+    in (a name alone: one change, to the learner). Each change joins `facts.changes`, last, as
+    it committed, so the model's feed includes it."""
+    renamed: list[int] = []
+    done: set[int] = set()
+    for learner in facts.learners:
+        if learner.user_id is not None or learner.organisation_id in done:
+            continue
+        admin = next(
+            (
+                who
+                for who in facts.principals()
+                if who.kind == "STAFF"
+                and who.signs_in
+                and who.organisation_id == learner.organisation_id
+                and who.roles & ADMINS
+            ),
+            None,
+        )
+        if admin is None:
+            continue
+        answer = await caller_for(api, facts, admin)(
+            RENAME, id=gid("Learner", learner.id), name=f"Renamed {learner.id}"
+        )
+        data = answer.data or {}
+        assert (data.get("updateLearner") or {}).get("__typename") == "LearnerUpdated", answer.body
+        facts.changes.append(("Learner", learner.id))
+        renamed.append(learner.id)
+        done.add(learner.organisation_id)
+    return renamed
+
+
+async def received_live(check: Check, socket: Socket, renamed: list[int]) -> int:
+    """The renamed learners' changes, in order, that the model lets the principal see."""
+    seen = set(check.model.changes(check.who))
+    expected = [gid("Learner", pk) for pk in renamed if ("Learner", pk) in seen]
+    got: list[str] = []
+    while len(got) < len(expected):
+        message = await socket.message(PATIENCE_SECONDS)
+        if message is None or message.get("type") != "next":
+            check.add("subscription: live changes", f"after {got}: {str(message)[:600]}")
+            return len(got)
+        subject = message["payload"]["data"]["changes"]["subject"]
+        got.append("null" if subject is None else subject["id"])
+    extra = await socket.message(0.05)
+    if extra is not None:
+        check.add("subscription: live changes", f"more than the model's: {str(extra)[:600]}")
+    if got != expected:
+        check.add("subscription: live changes", f"subjects {got}, expected {expected}")
+    return len(got)
 
 
 async def received_as_the_model_says(check: Check, socket: Socket) -> int:
