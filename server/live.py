@@ -65,6 +65,7 @@ from resolvers import changes
 from resolvers.codes import ErrorCode
 from resolvers.context import Limits
 from resolvers.errors import OperationError
+from schema.caches import BoundedCache
 from schema.context import RequestContext
 from schema.extensions import shape_error
 from server.auth import ORGANISATION_HEADER, Authenticator, AuthFailure, Credentials
@@ -81,7 +82,11 @@ log = logging.getLogger("caseload.live")
 UNAUTHORIZED = 4401  # no usable credentials
 FORBIDDEN = 4403  # a known user or key that may not act
 TOO_SLOW = 1013  # the subscriber left too many changes waiting ("try again later")
-MAX_STATEMENTS = 10_000  # reads kept, one per principal and filter
+# What one kept read holds alive (its statement's tree, for one principal and filter): measured
+# at 44 KB over 400 principals of four roles (tracemalloc). The reads kept are bounded by
+# bytes: a quarter of the document cache's budget, about 340 at the default; one evicted is
+# built again at its next wake (the SQL is compiled once per shape by SQLAlchemy's cache).
+READ_BYTES = 48 * 1024
 # The instant the scopes are read at, as a parameter of the reads kept (policies/scopes.py
 # compares times with it only in SQL).
 NOW: Any = bindparam("caseload_now", type_=Allocation.expires_at.type)
@@ -249,7 +254,7 @@ class Hub:
         self.announced = 0  # the highest position a commit announced
         self.delivered = 0  # the head of the last wake
         self._task: asyncio.Task[None] | None = None
-        self.statements: dict[Any, Any] = {}
+        self.statements: BoundedCache[Any, Any] = BoundedCache(settings.document_cache_bytes // 4)
         self.wakes = 0
         self.reads = 0
 
@@ -329,8 +334,6 @@ class Hub:
         key = (dataclasses.replace(principal, client=None), _filter_key(filter))
         read = self.statements.get(key)
         if read is None:
-            if len(self.statements) >= MAX_STATEMENTS:
-                self.statements.clear()
             symbolic = RequestContext(
                 db=Database(self.services.maker),  # never used: the statement is only built
                 now=utcnow(),
@@ -338,7 +341,8 @@ class Hub:
                 policy=self.services.policies.for_principal(principal, NOW),
                 limits=self.limits,
             )
-            read = self.statements[key] = changes.since(symbolic, filter)
+            read = changes.since(symbolic, filter)
+            self.statements.put(key, read, READ_BYTES)
         return read
 
     async def deliver(self) -> None:

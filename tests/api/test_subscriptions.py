@@ -582,3 +582,53 @@ async def test_the_caps_hold(backend: Backend, world: World, tmp_path: Path) -> 
             async with asyncio.timeout(EVENT_WAIT):
                 await socket.wait_closed()
             assert socket.close_code == 4408
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_the_reads_the_hub_keeps_are_bounded_in_bytes(backend: Backend) -> None:
+    """One read is kept per principal and filter, stated at READ_BYTES each (its measured
+    size must stay below that), and no more are kept than the budget holds."""
+    import gc
+    import tracemalloc
+
+    from db.models import UserKind
+    from policies.principal import Principal
+    from policies.vocabulary import Role
+    from server.app import create_app
+    from server.live import READ_BYTES
+    from server.services import Services
+
+    budget = 40 * READ_BYTES
+    services = Services.build(make_settings(backend.url, document_cache_bytes=4 * budget))
+    try:
+        hub = create_app(services=services).state.hub
+        roles = [Role.ADMIN, Role.ASSESSOR, Role.MANAGER, Role.LEARNER]
+
+        def principal(n: int) -> Principal:
+            return Principal(
+                1000 + n,
+                UserKind.STAFF,
+                frozenset({roles[n % 4]}),
+                organisation_id=1,
+                location_id=2,
+                department_id=3,
+            )
+
+        hub._statement(principal(0), None)  # imports and caches warmed
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(1, 31):
+                hub._statement(principal(n), None)
+            gc.collect()
+            measured = (tracemalloc.get_traced_memory()[0] - before) / 30
+        finally:
+            tracemalloc.stop()
+        assert measured < READ_BYTES, measured
+        for n in range(31, 200):
+            hub._statement(principal(n), None)
+        assert len(hub.statements) == 40
+        assert hub.statements.size <= budget
+    finally:
+        await services.aclose()
