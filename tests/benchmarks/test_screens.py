@@ -1,9 +1,10 @@
 """Benchmark: each read screen of tests/screens.graphql as its role, in process.
 
-Run with `make bench` (BENCH_PRESET=small|bench, default small). For each screen: SQL
-statements per request for a caller seen before (sign-in included), whether the compiled path
-answered, and CPU per request (the thread's time around the whole in-process request: the
-server's work plus the test client's, so an upper bound of the server's).
+Run with `make bench` (BENCH_PRESET=small|bench, default small; SCREENS_ONLY=A,B for some).
+For each screen: SQL statements per request for a caller seen before (sign-in included),
+whether the compiled path answered, and CPU per request (the thread's time around the whole
+in-process request: the server's work plus the test client's, so an upper bound of the
+server's).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def screens() -> dict[str, str]:
         name = re.match(r"query (\w+)", document)
         assert name is not None
         found[name.group(1)] = document
-    return found
+    only = os.environ.get("SCREENS_ONLY")
+    return {k: v for k, v in found.items() if not only or k in only.split(",")}
 
 
 async def _scalar(backend: Backend, stmt: Any) -> Any:
