@@ -35,6 +35,7 @@ from typing import Any
 
 from resolvers.ids import MalformedId, decode_id
 from schema import schema
+from tests.authz import TALLY
 from tests.authz.model import (
     ACTION_ROLES,
     CAPABILITY_FLAGS,
@@ -1108,10 +1109,24 @@ class Probe:
     expected: tuple[
         Any, ...
     ]  # ("error", code) | ("invalid", field) | ("not_found", id) | ("bulk", ((id, code),))
+    # The object whose `viewerCan` flag the outcome is compared with, when it is not the
+    # target `$t` (an allocation, named by its learner and assessor), and that flag's label.
+    subject: str | None = None
+    label: str | None = None
 
     @property
     def forbidden(self) -> bool:
         return bool(self.expected[0] == "error")
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        """Where its outcome is kept for check_capabilities: (label, object)."""
+        target = self.subject or self.variables.get("t")
+        return None if target is None else (self.label or self.operation, target)
+
+
+# A probe whose outcome is only compared with a flag: it changes nothing whatever it answers.
+FLAG_ONLY: tuple[Any, ...] = ("flag only",)
 
 
 def outcome_of(payload: Any, error: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -1184,6 +1199,7 @@ def probes(check: Check) -> list[Probe]:
                 {"t": target, "u": missing_user},
                 decide(visible, permitted, target, ("not_found", missing_user)),
             )
+    found += subject_probes(check)
     if model.holds(who, "createApprenticeRecord"):
         for pk in pick(learners, seen_learners):
             target = gid("Learner", pk or MISSING_PK)
@@ -1625,6 +1641,48 @@ def licence_probes(check: Check, pick: Pick, decide: Decide) -> list[Probe]:
     return found
 
 
+def subject_probes(check: Check) -> list[Probe]:
+    """`Allocation.viewerCan.deallocate` and `Assignment.viewerCan.unassign` against what the
+    mutation answers on that very object, where it changes nothing: deallocating an allocation
+    already ended (unchanged; not when the pair has an open one, which it would end), and
+    unassigning the assignee in the other role (no row of that role ends; not when they hold
+    it on the record)."""
+    facts, model, who = check.facts, check.model, check.who
+    found: list[Probe] = []
+    if model.holds(who, "deallocateAssessor"):
+        open_pairs = {(a.learner_id, a.assessor_id) for a in facts.allocations if not a.ended}
+        for a in facts.allocations:
+            if not a.ended or (a.learner_id, a.assessor_id) in open_pairs:
+                continue
+            found.append(
+                Probe(
+                    "deallocateAssessor",
+                    "deallocateAssessor(input: {learnerId: $l, assessorId: $u})",
+                    {"l": gid("Learner", a.learner_id), "u": gid("User", a.assessor_id)},
+                    FLAG_ONLY,
+                    subject=gid("Allocation", a.id),
+                    label="deallocateAssessor on Allocation",
+                )
+            )
+    if model.holds(who, "unassignRecords"):
+        held = {(a.record_id, a.user_id, a.role.value) for a in facts.assignments if not a.ended}
+        for x in facts.assignments:
+            other = "TRAINING_COORDINATOR" if x.role.value == "ASSESSOR" else "ASSESSOR"
+            if (x.record_id, x.user_id, other) in held:
+                continue
+            found.append(
+                Probe(
+                    "unassignRecords",
+                    f"unassignRecords(input: {{recordIds: [$r], assigneeId: $u, role: {other}}})",
+                    {"r": gid("ApprenticeRecord", x.record_id), "u": gid("User", x.user_id)},
+                    FLAG_ONLY,
+                    subject=gid("Assignment", x.id),
+                    label="unassignRecords on Assignment",
+                )
+            )
+    return found
+
+
 def operation_text(batch: Sequence[Probe]) -> tuple[str, dict[str, Any]]:
     """One mutation operation with an alias per probe; variables renamed per alias."""
     definitions: list[str] = []
@@ -1675,8 +1733,10 @@ async def check_actions(check: Check) -> None:
         if outcomes is None:
             outcomes = [("null",)]
         for probe, got in zip(batch, outcomes, strict=True):
-            if "t" in probe.variables:
-                check.outcomes[(probe.operation, probe.variables["t"])] = got
+            if probe.key is not None:
+                check.outcomes[probe.key] = got
+            if probe.expected == FLAG_ONLY:
+                continue  # compared with the flag only (check_capabilities)
             if got != probe.expected:
                 target = ", ".join(readable(v) for v in probe.variables.values()) or "no target"
                 check.add(
@@ -1705,6 +1765,8 @@ OPERATION_FLAGS: dict[str, tuple[str, str]] = {
     "deallocateAssessor": ("Learner", "allocateAssessor"),
     "unassignRecords": ("ApprenticeRecord", "assign"),
     "assignTrainingCoordinator": ("ApprenticeRecord", "assign"),
+    "deallocateAssessor on Allocation": ("Allocation", "deallocate"),
+    "unassignRecords on Assignment": ("Assignment", "unassign"),
 }
 # Answers that refuse the target itself: the flag must then be false.
 STATE_ERRORS = {"RECORD_ARCHIVED", "LICENCE_NOT_ACTIVE", "EVIDENCE_LOCKED"}
@@ -1723,6 +1785,19 @@ def accepted(got: tuple[Any, ...], target: str) -> bool:
     if got[0] == "bulk":
         return not any(i == target and code in BULK_REFUSALS for i, code in got[1])
     return bool(got[0] != "error")
+
+
+def accepted_itself(got: tuple[Any, ...]) -> bool:
+    """Whether a probe of an object named by other ids (an allocation by its learner and
+    assessor, an assignment by its record and person) accepted it: any refusal of those ids
+    refuses it."""
+    if got[0] in ("error", "not_found", "invalid", "null"):
+        return False
+    if got[0] == "typed" and got[1] in STATE_ERRORS:
+        return False
+    if got[0] == "bulk":
+        return not any(code in BULK_REFUSALS for _, code in got[1])
+    return True
 
 
 def _can(type_name: str) -> str:
@@ -1809,7 +1884,10 @@ async def check_capabilities(check: Check) -> None:
         if operation not in OPERATION_FLAGS or target not in answered:
             continue
         type_name, flag = OPERATION_FLAGS[operation]
-        said, did = answered[target][flag], accepted(got, target)
+        said = answered[target][flag]
+        did = accepted_itself(got) if " on " in operation else accepted(got, target)
+        if " on " in operation:
+            TALLY[f"capabilities: {type_name}.{flag} compared with {operation.split()[0]}"] += 1
         if operation == "signOffEvidence" and did and not said:
             # A REFER without a comment is refused as input before decided evidence is
             # found locked: no answer about the state.
