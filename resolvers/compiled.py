@@ -707,8 +707,10 @@ class Fragment:
 
     @property
     def size(self) -> int:
-        """Bytes kept alive, roughly: the text, its values, and the plan in its key."""
-        return 2 * len(self.sql) + 256 * len(self.fixed) + 4096
+        """Bytes kept alive, roughly: the text, its values, and the plan in its key (measured
+        at 13.8 KB each over 100 selections of a learner once their documents were gone;
+        tests/api/test_compiled.py keeps the estimate above what is measured)."""
+        return 4 * len(self.sql) + 256 * len(self.fixed) + 8192
 
 
 # The request's values for the caller (caller_values): the same name in every root.

@@ -776,3 +776,63 @@ async def test_more_roots_than_a_function_takes_arguments_still_compile(
         *(f"Learner {n % 5:03}" for n in range(249)),
         None,
     ]
+
+
+async def test_the_fragments_kept_state_no_less_than_they_hold(
+    apps: dict[bool, httpx.AsyncClient], world: World
+) -> None:
+    """The fragment cache is bounded by the sizes its entries state: once their documents are
+    gone, what clearing it frees (tracemalloc) must not exceed what they stated."""
+    import gc
+    import itertools
+    import tracemalloc
+
+    from server.tokens import mint_token
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    learner = await world.learner(org)
+    compiled_app = apps[True]._transport.app  # type: ignore[attr-defined]
+    reads = compiled_app.state.compiled_reads
+    token = mint_token(compiled_app.state.services.settings, email=admin.email, org=org.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    nested = [
+        "records { id programme status }",
+        "allocations { id expiresAt assessor { id name } }",
+        "licences { id status course { id title } }",
+        "evidence { id title status }",
+        "assessors { id name initials }",
+        "location { id name }",
+    ]
+    selections = [
+        " ".join(["id name initials email createdAt", *combo])
+        for n in range(1, len(nested) + 1)
+        for combo in itertools.combinations(nested, n)
+    ][:40]
+    variables = {"id": gid("Learner", learner.id)}
+
+    async def ask(selection: str) -> None:
+        query = f"query($id: ID!) {{ node(id: $id) {{ ... on Learner {{ {selection} }} }} }}"
+        answer = await apps[True].post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        assert "errors" not in answer.json(), answer.json()
+
+    await ask(selections[0])  # the caller seen, imports and caches warmed
+    reads.fragments.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for selection in selections:
+            await ask(selection)
+        kept, stated = len(reads.fragments), reads.fragments.size
+        reads.documents.kept.clear()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        reads.fragments.clear()
+        gc.collect()
+        freed = before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept == len(selections)
+    assert freed <= stated, (freed / kept, stated / kept)
