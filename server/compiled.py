@@ -222,6 +222,10 @@ class CompiledReads:
             # Whatever the database refused (a connection lost twice, a statement cancelled,
             # a statement past what SQLite's parser holds), the standard executor answers.
             self.failed += 1
+            if too_deep(exc) and body.operation_name in prepared.names():
+                # It would refuse this document's statement every time: the standard executor
+                # answers it from now on, without trying again.
+                prepared.plans[body.operation_name] = None
             log.warning("compiled read failed; the standard executor answers", exc_info=exc)
             return None
         if data is None:
@@ -407,6 +411,14 @@ class Driver:
         finally:
             if self.deadline is not None:
                 self.deadline.stop()
+
+
+# What SQLite answers for a statement deeper or wider than it parses: the same every time.
+TOO_DEEP = ("parser stack overflow", "too many arguments on function", "expression tree is too")
+
+
+def too_deep(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(m in str(exc) for m in TOO_DEEP)
 
 
 def refusal(error: OperationError, cost: int) -> bytes:

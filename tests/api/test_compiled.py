@@ -836,3 +836,38 @@ async def test_the_fragments_kept_state_no_less_than_they_hold(
         tracemalloc.stop()
     assert kept == len(selections)
     assert freed <= stated, (freed / kept, stated / kept)
+
+
+DEEP = """query Deep($id: ID!) { node(id: $id) { ... on Learner { viewerCan { update }
+  records { viewerCan { assign archive } assignments(includeEnded: true) { viewerCan { unassign }
+    user { viewerCan { update deactivate } } } } } } }"""
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_statement_sqlite_cannot_parse_is_not_tried_again(
+    apps: dict[bool, httpx.AsyncClient], world: World
+) -> None:
+    """A document whose statement is deeper than SQLite's parser holds is answered by the
+    standard executor, and from then on without trying the statement again."""
+    from server.tokens import mint_token
+
+    org = await world.organisation()
+    admin = await world.staff(org, "ADMIN")
+    assessor = await world.staff(org, "ASSESSOR")
+    learner = await world.learner(org)
+    await world.assign(await world.record(learner), assessor)
+    compiled_app = apps[True]._transport.app  # type: ignore[attr-defined]
+    reads = compiled_app.state.compiled_reads
+    token = mint_token(compiled_app.state.services.settings, email=admin.email, org=org.slug)
+    body = {"query": DEEP, "variables": {"id": gid("Learner", learner.id)}}
+    headers = {"Authorization": f"Bearer {token}"}
+    answers = []
+    for _ in range(3):
+        fast = await apps[True].post("/graphql", json=body, headers=headers)
+        slow = await apps[False].post("/graphql", json=body, headers=headers)
+        assert fast.content == slow.content
+        answers.append(fast.json())
+    assert answers[0]["data"]["node"]["records"][0]["assignments"][0]["viewerCan"] == {
+        "unassign": True
+    }
+    assert (reads.failed, reads.answered) == (1, 0)
