@@ -418,7 +418,8 @@ TOO_DEEP = ("parser stack overflow", "too many arguments on function", "expressi
 
 
 def too_deep(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and any(m in str(exc) for m in TOO_DEEP)
+    message = str(exc).lower()  # "Expression tree is too large …"
+    return isinstance(exc, sqlite3.OperationalError) and any(m in message for m in TOO_DEEP)
 
 
 def refusal(error: OperationError, cost: int) -> bytes:

@@ -211,23 +211,15 @@ async def rename_learners(api: Api, facts: Facts) -> list[int]:
     """Each organisation's first learner without a sign-in renamed by an admin of it who signs
     in (a name alone: one change, to the learner). Each change joins `facts.changes`, last, as
     it committed, so the model's feed includes it."""
+    admins: dict[int, Who] = {}
+    for who in facts.principals():
+        if who.kind == "STAFF" and who.signs_in and who.roles & ADMINS:
+            admins.setdefault(who.organisation_id or 0, who)
     renamed: list[int] = []
     done: set[int] = set()
     for learner in facts.learners:
-        if learner.user_id is not None or learner.organisation_id in done:
-            continue
-        admin = next(
-            (
-                who
-                for who in facts.principals()
-                if who.kind == "STAFF"
-                and who.signs_in
-                and who.organisation_id == learner.organisation_id
-                and who.roles & ADMINS
-            ),
-            None,
-        )
-        if admin is None:
+        admin = admins.get(learner.organisation_id)
+        if learner.user_id is not None or learner.organisation_id in done or admin is None:
             continue
         answer = await caller_for(api, facts, admin)(
             RENAME, id=gid("Learner", learner.id), name=f"Renamed {learner.id}"
